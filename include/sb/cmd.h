@@ -1,0 +1,28 @@
+/*
+ * The subcommands. Each cmd_<name> parses its own options through the option table, calls library
+ * code, prints, and returns the process exit code (0 ok, 1 failure, 2 usage error).
+ */
+#ifndef SB_CMD_H
+#define SB_CMD_H
+
+#include <stdio.h>
+
+struct sb_command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+};
+
+/* The command table, ending with a NULL name; main() dispatches through it. */
+extern const struct sb_command sb_commands[];
+
+int cmd_mock(int argc, char **argv);
+int cmd_version(int argc, char **argv);
+
+/* Prints the top-level usage with the command list. */
+void sb_print_usage(FILE *f);
+
+/* Prints "sparkbench <cmd>: <msg> (see 'sparkbench <cmd> --help')" on stderr; returns 2. */
+int sb_usage_error(const char *cmd, const char *msg);
+
+#endif

@@ -1,0 +1,53 @@
+/*
+ * Small shared helpers: clocks, a seeded random generator, checked number parsing, hashing and
+ * JSON string escaping. Nothing here allocates unless the name says so.
+ */
+#ifndef SB_UTIL_H
+#define SB_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SB_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t sb_mono_ns(void);
+/* CLOCK_REALTIME in nanoseconds since the epoch. */
+uint64_t sb_real_ns(void);
+
+/* splitmix64: a one-step mixer; also the seeding function of struct sb_rng. */
+uint64_t sb_mix64(uint64_t x);
+
+/* xoshiro256** generator: deterministic from its seed, cheap, not for cryptography. */
+struct sb_rng {
+    uint64_t s[4];
+};
+void sb_rng_seed(struct sb_rng *r, uint64_t seed);
+uint64_t sb_rng_next(struct sb_rng *r);
+/* Uniform double in [0, 1). */
+double sb_rng_uniform(struct sb_rng *r);
+/* Uniform integer in [0, n) (n > 0). */
+uint64_t sb_rng_below(struct sb_rng *r, uint64_t n);
+
+/* FNV-1a 64-bit hash of a byte range. */
+uint64_t sb_hash64(const void *data, size_t len, uint64_t seed);
+
+/* Checked parsing: whole string must be consumed, range-checked. Return 0 or -1. */
+int sb_parse_ll(const char *s, long long *out);
+int sb_parse_double(const char *s, double *out);
+int sb_parse_bool(const char *s, bool *out);
+/* Byte sizes with optional suffix: 512, 4k, 8KiB, 1.5GB, 2GiB (k/M/G/T are powers of 1024). */
+int sb_parse_size(const char *s, uint64_t *out);
+
+/*
+ * Appends s[0..len) to dst as the body of a JSON string (no surrounding quotes), escaping quotes,
+ * backslashes and control characters. Returns bytes written, or the bytes needed when dst is NULL
+ * or too small (like snprintf); dst is always NUL-terminated when cap > 0.
+ */
+size_t sb_json_escape(char *dst, size_t cap, const char *s, size_t len);
+
+/* Raises the soft RLIMIT_NOFILE to the hard limit (thousands of sockets). Returns the new soft limit. */
+long sb_raise_nofile(void);
+
+#endif

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the Debian packages sparkbench needs to build and test, and only those missing.
+# Idempotent: prints nothing and changes nothing when everything is present.
+# Usage: scripts/install-deps.sh [--bench]   (--bench adds the tools bench/ scripts use)
+set -euo pipefail
+
+packages=(build-essential cmake pkg-config curl ca-certificates
+          libcurl4-openssl-dev libyaml-dev libcjson-dev libjemalloc-dev libcmocka-dev libevent-dev)
+if [[ "${1:-}" == "--bench" ]]; then
+    packages+=(wrk util-linux time)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        SUDO=sudo
+    else
+        echo "install-deps: missing Debian packages: ${missing[*]}" >&2
+        echo "install-deps: run as root:  apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+else
+    SUDO=
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+if ! $SUDO apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+fi

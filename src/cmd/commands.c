@@ -1,0 +1,30 @@
+/* The command table (git.c's commands[]): adding a subcommand is a file in src/cmd and a line here. */
+#include <stdio.h>
+
+#include "sb/cmd.h"
+
+const struct sb_command sb_commands[] = {
+    {"mock", cmd_mock, "simulated OpenAI-compatible LLM server (Stack A/B stand-in, CI replay)"},
+    {"version", cmd_version, "print the version and the library versions"},
+    {NULL, NULL, NULL},
+};
+
+void sb_print_usage(FILE *f)
+{
+    fputs("usage: sparkbench <command> [options]\n"
+          "       sparkbench --version | --help\n\n"
+          "Storage-aware benchmark harness for LLM inference servers.\n\ncommands:\n",
+          f);
+    for (const struct sb_command *c = sb_commands; c->name; c++)
+        fprintf(f, "  %-10s %s\n", c->name, c->summary);
+    fputs("\nRun 'sparkbench <command> --help' for the options of one command.\n", f);
+}
+
+int sb_usage_error(const char *cmd, const char *msg)
+{
+    if (cmd)
+        fprintf(stderr, "sparkbench %s: %s (see 'sparkbench %s --help')\n", cmd, msg, cmd);
+    else
+        fprintf(stderr, "sparkbench: %s (see 'sparkbench --help')\n", msg);
+    return 2;
+}

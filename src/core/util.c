@@ -1,0 +1,212 @@
+/* Clocks, a seeded generator, checked number parsing, hashing and JSON escaping used everywhere. */
+#include "sb/util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <time.h>
+
+uint64_t sb_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t sb_real_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t sb_mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+void sb_rng_seed(struct sb_rng *r, uint64_t seed)
+{
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++) {
+        x = sb_mix64(x);
+        r->s[i] = x;
+    }
+}
+
+static inline uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+uint64_t sb_rng_next(struct sb_rng *r)
+{
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+double sb_rng_uniform(struct sb_rng *r)
+{
+    return (double)(sb_rng_next(r) >> 11) * 0x1.0p-53;
+}
+
+uint64_t sb_rng_below(struct sb_rng *r, uint64_t n)
+{
+    /* Lemire's multiply-shift; the bias is below 2^-64 * n, irrelevant here. */
+    return (uint64_t)(((unsigned __int128)sb_rng_next(r) * n) >> 64);
+}
+
+uint64_t sb_hash64(const void *data, size_t len, uint64_t seed)
+{
+    const unsigned char *p = data;
+    uint64_t h = 0xcbf29ce484222325ull ^ seed;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+int sb_parse_ll(const char *s, long long *out)
+{
+    if (!s || !*s)
+        return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int sb_parse_double(const char *s, double *out)
+{
+    if (!s || !*s)
+        return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end != '\0' || !isfinite(v))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int sb_parse_bool(const char *s, bool *out)
+{
+    static const char *yes[] = {"1", "true", "yes", "on"};
+    static const char *no[] = {"0", "false", "no", "off"};
+    if (!s)
+        return -1;
+    for (size_t i = 0; i < SB_ARRAY_SIZE(yes); i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int sb_parse_size(const char *s, uint64_t *out)
+{
+    if (!s || !*s)
+        return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || !isfinite(v) || v < 0)
+        return -1;
+    while (*end == ' ')
+        end++;
+    double mult = 1;
+    if (*end) {
+        static const struct {
+            const char *suffix;
+            double mult;
+        } units[] = {
+            {"b", 1},          {"k", 1024.0},     {"kb", 1024.0},     {"kib", 1024.0},
+            {"m", 1048576.0},  {"mb", 1048576.0}, {"mib", 1048576.0}, {"g", 1073741824.0},
+            {"gb", 1073741824.0}, {"gib", 1073741824.0}, {"t", 1099511627776.0},
+            {"tb", 1099511627776.0}, {"tib", 1099511627776.0},
+        };
+        size_t i;
+        for (i = 0; i < SB_ARRAY_SIZE(units); i++) {
+            if (strcasecmp(end, units[i].suffix) == 0) {
+                mult = units[i].mult;
+                break;
+            }
+        }
+        if (i == SB_ARRAY_SIZE(units))
+            return -1;
+    }
+    double bytes = v * mult;
+    if (bytes > 1.8e19)
+        return -1;
+    *out = (uint64_t)llround(bytes);
+    return 0;
+}
+
+size_t sb_json_escape(char *dst, size_t cap, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+#define PUT(c)                                                                                     \
+    do {                                                                                           \
+        if (dst && n + 1 < cap)                                                                    \
+            dst[n] = (c);                                                                          \
+        n++;                                                                                       \
+    } while (0)
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        switch (c) {
+        case '"': PUT('\\'); PUT('"'); break;
+        case '\\': PUT('\\'); PUT('\\'); break;
+        case '\n': PUT('\\'); PUT('n'); break;
+        case '\r': PUT('\\'); PUT('r'); break;
+        case '\t': PUT('\\'); PUT('t'); break;
+        default:
+            if (c < 0x20) {
+                PUT('\\'); PUT('u'); PUT('0'); PUT('0');
+                PUT(hex[c >> 4]); PUT(hex[c & 15]);
+            } else {
+                PUT((char)c);
+            }
+        }
+    }
+#undef PUT
+    if (dst && cap > 0)
+        dst[n < cap ? n : cap - 1] = '\0';
+    return n;
+}
+
+long sb_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return -1;
+    }
+    return (long)rl.rlim_cur;
+}

@@ -1,0 +1,77 @@
+/* The mock's option table: every flag of `sparkbench mock` and every key of a mock profile. */
+#include <stddef.h>
+
+#include "sb/mock_server.h"
+
+#define O(field) offsetof(struct sb_mock_config, field)
+
+static const char *const mode_choices[] = {"echo", "lorem", NULL};
+static const char *const status_choices[] = {"429", "503", NULL};
+
+const struct sb_opt sb_mock_options[] = {
+    {.key = NULL, .flag = "profile", .type = SB_OPT_STR, .offset = O(profile), .argname = "FILE",
+     .help = "YAML profile with any of these options (flags override it)",
+     .flags = SB_OPT_CONFIG | SB_OPT_NOYAML},
+    {.key = "description", .type = SB_OPT_STR, .offset = O(description)},
+    {.key = "host", .flag = "host", .type = SB_OPT_STR, .offset = O(host), .def = "127.0.0.1",
+     .argname = "ADDR", .help = "address to bind"},
+    {.key = "port", .flag = "port", .type = SB_OPT_INT, .offset = O(port), .def = "8355",
+     .argname = "N", .help = "port to bind; 0 picks a free one and prints it as the first line",
+     .min = 0, .max = 65535},
+    {.key = "startup_ms", .flag = "startup-ms", .type = SB_OPT_INT, .offset = O(startup_ms),
+     .def = "0", .argname = "MS", .help = "/health answers 503 (and inference 503) for this long",
+     .min = 0, .max = 86400000},
+    {.key = "served_model_name", .flag = "served-model-name", .type = SB_OPT_LIST,
+     .offset = O(served_model_names), .def = "sparkbench-mock", .argname = "NAME[,NAME]",
+     .help = "model names served; requests naming another get 404"},
+    {.key = "mode", .flag = "mode", .type = SB_OPT_ENUM, .offset = O(mode), .def = "lorem",
+     .argname = "MODE", .help = "token text", .choices = mode_choices},
+    {.key = "seed", .flag = "seed", .type = SB_OPT_INT, .offset = O(seed), .def = "42",
+     .argname = "N", .help = "seed for token text, early EOS and faults"},
+    {.key = "prefill_base_ms", .flag = "prefill-base-ms", .type = SB_OPT_DOUBLE,
+     .offset = O(prefill_base_ms), .def = "2", .argname = "MS",
+     .help = "fixed prefill cost per request", .min = 0, .max = 1e6},
+    {.key = "prefill_per_token_us", .flag = "prefill-per-token-us", .type = SB_OPT_DOUBLE,
+     .offset = O(prefill_per_token_us), .def = "20", .argname = "US",
+     .help = "prefill cost per uncached prompt token", .min = 0, .max = 1e6},
+    {.key = "decode_base_ms", .flag = "decode-base-ms", .type = SB_OPT_DOUBLE,
+     .offset = O(decode_base_ms), .def = "8", .argname = "MS",
+     .help = "fixed cost of one decode step", .min = 0, .max = 1e6},
+    {.key = "decode_per_seq_us", .flag = "decode-per-seq-us", .type = SB_OPT_DOUBLE,
+     .offset = O(decode_per_seq_us), .def = "100", .argname = "US",
+     .help = "decode step cost per sequence in the batch", .min = 0, .max = 1e6},
+    {.key = "max_num_seqs", .flag = "max-num-seqs", .type = SB_OPT_INT, .offset = O(max_num_seqs),
+     .def = "256", .argname = "N", .help = "batch slots", .min = 1, .max = 1000000},
+    {.key = "max_queue", .flag = "max-queue", .type = SB_OPT_INT, .offset = O(max_queue),
+     .def = "4096", .argname = "N", .help = "waiting-queue length beyond which requests are refused",
+     .min = 0, .max = 100000000},
+    {.key = "queue_full_status", .flag = "queue-full-status", .type = SB_OPT_ENUM,
+     .offset = O(queue_full_status), .def = "429", .argname = "CODE",
+     .help = "HTTP status when the queue is full", .choices = status_choices},
+    {.key = "max_model_len", .flag = "max-model-len", .type = SB_OPT_INT,
+     .offset = O(max_model_len), .def = "131072", .argname = "N",
+     .help = "prompt + max_tokens above this gets 400", .min = 1, .max = 100000000},
+    {.key = "default_max_tokens", .flag = "default-max-tokens", .type = SB_OPT_INT,
+     .offset = O(default_max_tokens), .def = "16", .argname = "N",
+     .help = "output length when a request gives no max_tokens", .min = 1, .max = 10000000},
+    {.key = "eos_prob", .flag = "eos-prob", .type = SB_OPT_DOUBLE, .offset = O(eos_prob),
+     .def = "0", .argname = "P",
+     .help = "chance per token of ending early (after min_tokens; ignore_eos disables)", .min = 0,
+     .max = 1},
+    {.key = "fault_rate", .flag = "fault-rate", .type = SB_OPT_DOUBLE, .offset = O(fault_rate),
+     .def = "0", .argname = "P", .help = "share of requests that get an injected fault", .min = 0,
+     .max = 1},
+    {.key = "fault_kinds", .flag = "fault-kinds", .type = SB_OPT_LIST, .offset = O(fault_kinds),
+     .def = "all", .argname = "K[,K]",
+     .help = "429,500,503,close,stall,malformed,slow_headers,dynamo_error,trtllm_error or all"},
+    {.key = "fault_stall_ms", .flag = "fault-stall-ms", .type = SB_OPT_INT,
+     .offset = O(fault_stall_ms), .def = "1000", .argname = "MS",
+     .help = "pause of a 'stall' fault", .min = 0, .max = 3600000},
+    {.key = "fault_slow_headers_ms", .flag = "fault-slow-headers-ms", .type = SB_OPT_INT,
+     .offset = O(fault_slow_headers_ms), .def = "1000", .argname = "MS",
+     .help = "delay of a 'slow_headers' fault", .min = 0, .max = 3600000},
+    {.key = "log", .flag = "log", .type = SB_OPT_STR, .offset = O(log_path), .argname = "FILE",
+     .help = "append one JSONL line per request (server-side timestamps)"},
+};
+
+const size_t sb_mock_noptions = sizeof(sb_mock_options) / sizeof(sb_mock_options[0]);

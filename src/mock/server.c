@@ -1,0 +1,1195 @@
+/*
+ * The mock server: evhttp routes, request parsing, the engine clock (one libevent timer per engine
+ * iteration), SSE writing exactly as vLLM/TensorRT-LLM stream, injected faults, fidelity stamps,
+ * the per-request log and clean shutdown.
+ *
+ * Request lifetime: a struct mreq is reference-counted. The HTTP side holds one reference until
+ * libevent reports the reply written (on_complete) or the connection gone (on_conn_close); the
+ * engine holds one while the sequence is queued or in the batch; a pending stall/slow-headers
+ * timer holds one. The last put writes the log line, counts the outcome and frees.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/util.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sb/buf.h"
+#include "sb/mock_faults.h"
+#include "sb/mock_metrics.h"
+#include "sb/mock_model.h"
+#include "sb/mock_server.h"
+#include "sb/mock_text.h"
+#include "sb/util.h"
+
+#define MAX_BODY_BYTES (64u << 20)
+#define SHUTDOWN_GRACE_NS 2000000000ull
+
+struct mock_server;
+
+struct mreq {
+    struct mock_server *srv;
+    struct evhttp_request *req; /* NULL once libevent has let go of it */
+    struct sb_mock_seq seq;
+    struct mreq *prev, *next;   /* the server's list of live requests */
+    int refs;
+    bool in_engine;
+
+    uint64_t req_no;
+    char id[48];
+    char xreqid[128];
+    const char *path;
+    bool chat, stream, include_usage, ignore_eos;
+    char *model_esc;            /* JSON-escaped model name echoed in responses */
+    char *prompt;               /* prompt text (echo mode); owned */
+    size_t prompt_len;
+    long long prompt_tokens, max_tokens, min_tokens, emitted;
+    long long created;
+    struct sb_mock_textgen text;
+    struct sb_rng rng;
+    struct sb_fault fault;
+
+    uint64_t recv_ns, admit_ns, first_token_ns, last_token_ns, last_byte_ns;
+    bool headers_sent, reply_ended, stalled, end_after_stall;
+    struct evbuffer *pending;   /* bytes held back while stalled */
+    struct event *timer;
+    struct sb_buf text_acc;     /* non-stream: the whole output */
+    const char *finish_reason;
+    enum sb_mock_outcome outcome;
+    int status;
+};
+
+struct mock_server {
+    const struct sb_mock_config *cfg;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *listener;
+    struct event *iter_ev, *sigint_ev, *sigterm_ev, *drain_ev;
+    struct evbuffer *scratch;
+    struct sb_mock_engine eng;
+    struct sb_mock_metrics metrics;
+    struct sb_fault_plan faults;
+    uint64_t start_ns;
+    uint64_t next_req_no;
+    bool iter_pending;
+    bool draining;
+    uint64_t drain_start_ns;
+    struct mreq *live;
+    size_t nlive;
+    int log_fd;
+    struct sb_buf scratch_buf;
+    char **models;
+    size_t nmodels;
+};
+
+static void kick_engine(struct mock_server *s);
+
+/* ---- small helpers ---- */
+
+static bool startup_pending(const struct mock_server *s)
+{
+    return s->cfg->startup_ms > 0 &&
+           sb_mono_ns() - s->start_ns < (uint64_t)s->cfg->startup_ms * 1000000ull;
+}
+
+static void add_header(struct evhttp_request *req, const char *k, const char *v)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), k, v);
+}
+
+/* Sends an error reply with an OpenAI-style body (nested) or TensorRT-LLM's flat one. */
+static void send_error(struct evhttp_request *req, int status, const char *type, const char *msg,
+                       bool flat)
+{
+    struct evbuffer *b = evbuffer_new();
+    char esc[1024];
+    sb_json_escape(esc, sizeof(esc), msg, strlen(msg));
+    if (flat)
+        evbuffer_add_printf(b,
+                            "{\"object\":\"error\",\"message\":\"%s\",\"type\":\"%s\","
+                            "\"param\":null,\"code\":%d}",
+                            esc, type, status);
+    else
+        evbuffer_add_printf(b,
+                            "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"param\":null,"
+                            "\"code\":%d}}",
+                            esc, type, status);
+    add_header(req, "Content-Type", "application/json");
+    const char *reason = status == 400   ? "Bad Request"
+                         : status == 404 ? "Not Found"
+                         : status == 405 ? "Method Not Allowed"
+                         : status == 429 ? "Too Many Requests"
+                         : status == 503 ? "Service Unavailable"
+                                         : "Internal Server Error";
+    evhttp_send_reply(req, status, reason, b);
+    evbuffer_free(b);
+}
+
+/* ---- request lifetime ---- */
+
+static void log_request(struct mock_server *s, struct mreq *m)
+{
+    if (s->log_fd < 0)
+        return;
+    struct sb_buf *b = &s->scratch_buf;
+    sb_buf_reset(b);
+    sb_buf_addf(b,
+                "{\"req_no\":%" PRIu64 ",\"id\":\"%s\",\"x_request_id\":\"", m->req_no, m->id);
+    sb_buf_add_json_escaped(b, m->xreqid, strlen(m->xreqid));
+    sb_buf_addf(b,
+                "\",\"path\":\"%s\",\"stream\":%s,\"status\":%d,\"outcome\":\"%s\","
+                "\"fault\":\"%s\",\"prompt_tokens\":%lld,\"completion_tokens\":%lld",
+                m->path, m->stream ? "true" : "false", m->status,
+                sb_mock_outcome_name(m->outcome), sb_fault_name(m->fault.kind), m->prompt_tokens,
+                m->emitted);
+    const struct {
+        const char *name;
+        uint64_t v;
+    } stamps[] = {{"recv_ns", m->recv_ns},
+                  {"admit_ns", m->admit_ns},
+                  {"first_token_ns", m->first_token_ns},
+                  {"last_token_ns", m->last_token_ns},
+                  {"last_byte_ns", m->last_byte_ns}};
+    for (size_t i = 0; i < SB_ARRAY_SIZE(stamps); i++) {
+        if (stamps[i].v)
+            sb_buf_addf(b, ",\"%s\":%" PRIu64, stamps[i].name, stamps[i].v);
+        else
+            sb_buf_addf(b, ",\"%s\":null", stamps[i].name);
+    }
+    sb_buf_adds(b, "}\n");
+    /* One write per line on an O_APPEND descriptor: lines never interleave or tear. */
+    ssize_t w = write(s->log_fd, b->data, b->len);
+    (void)w;
+}
+
+static void mreq_free(struct mreq *m)
+{
+    struct mock_server *s = m->srv;
+    s->metrics.requests[m->outcome]++;
+    if (m->outcome == SB_OUT_OK && m->last_token_ns)
+        sb_histo_observe(&s->metrics.e2e, (double)(m->last_token_ns - m->recv_ns) / 1e9);
+    log_request(s, m);
+    if (m->prev)
+        m->prev->next = m->next;
+    else
+        s->live = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
+    s->nlive--;
+    if (m->timer)
+        event_free(m->timer);
+    if (m->pending)
+        evbuffer_free(m->pending);
+    sb_buf_release(&m->text_acc);
+    free(m->model_esc);
+    free(m->prompt);
+    free(m);
+}
+
+static void mreq_get(struct mreq *m)
+{
+    m->refs++;
+}
+
+static void mreq_put(struct mreq *m)
+{
+    if (--m->refs == 0)
+        mreq_free(m);
+}
+
+static void set_outcome(struct mreq *m, enum sb_mock_outcome o, int status)
+{
+    /* The first verdict stands: a fault stays a fault even when the client then goes away. */
+    if (m->outcome == SB_OUT_OK && m->status == 0) {
+        m->outcome = o;
+        m->status = status;
+    }
+}
+
+static void on_complete(struct evhttp_request *req, void *arg)
+{
+    struct mreq *m = arg;
+    m->last_byte_ns = sb_mono_ns();
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    if (conn)
+        evhttp_connection_set_closecb(conn, NULL, NULL);
+    m->req = NULL;
+    mreq_put(m);
+}
+
+/* Leaves the engine when the client is gone. */
+static void leave_engine(struct mreq *m)
+{
+    if (m->in_engine && sb_mock_engine_cancel(&m->srv->eng, &m->seq)) {
+        m->in_engine = false;
+        mreq_put(m);
+    }
+}
+
+static void on_conn_close(struct evhttp_connection *conn, void *arg)
+{
+    struct mreq *m = arg;
+    (void)conn;
+    if (!m->req)
+        return;
+    mreq_get(m);
+    set_outcome(m, SB_OUT_CANCELLED, 499);
+    struct evhttp_request *req = m->req;
+    m->req = NULL;
+    if (!m->reply_ended && !evhttp_request_get_connection(req)) {
+        /* libevent detached the half-sent request and leaves its freeing to us. */
+        m->reply_ended = true;
+        evhttp_send_reply_end(req);
+    }
+    /* Otherwise libevent frees the request right after this callback. */
+    leave_engine(m);
+    mreq_put(m); /* the HTTP reference */
+    mreq_put(m);
+}
+
+/* Hands bytes to the connection, or holds them while a stall fault is in force. */
+static void emit(struct mreq *m, struct evbuffer *data)
+{
+    if (m->stalled) {
+        evbuffer_add_buffer(m->pending, data);
+        return;
+    }
+    if (m->req)
+        evhttp_send_reply_chunk(m->req, data);
+    else
+        evbuffer_drain(data, evbuffer_get_length(data));
+}
+
+static void end_stream(struct mreq *m)
+{
+    if (m->stalled) {
+        m->end_after_stall = true;
+        return;
+    }
+    if (m->req && !m->reply_ended) {
+        m->reply_ended = true;
+        mreq_get(m);
+        evhttp_send_reply_end(m->req); /* may run on_complete synchronously */
+        mreq_put(m);
+    }
+}
+
+/* Closes the client's connection at once (the 'close' fault). */
+static void drop_connection(struct mreq *m)
+{
+    if (!m->req)
+        return;
+    struct evhttp_connection *conn = evhttp_request_get_connection(m->req);
+    if (conn)
+        evhttp_connection_free(conn); /* runs on_conn_close, which puts the HTTP reference */
+}
+
+/* ---- response bodies ---- */
+
+static void add_usage(struct evbuffer *b, const struct mreq *m)
+{
+    evbuffer_add_printf(b,
+                        "\"usage\":{\"prompt_tokens\":%lld,\"total_tokens\":%lld,"
+                        "\"completion_tokens\":%lld,\"prompt_tokens_details\":{"
+                        "\"cached_tokens\":0}}",
+                        m->prompt_tokens, m->prompt_tokens + m->emitted, m->emitted);
+}
+
+static void add_stamp(struct evbuffer *b, const struct mreq *m)
+{
+    evbuffer_add_printf(b, ",\"x_mock\":{\"recv_ns\":%" PRIu64 ",\"first_token_ns\":%" PRIu64 "}",
+                        m->recv_ns, m->first_token_ns);
+}
+
+static void add_chunk_head(struct evbuffer *b, const struct mreq *m)
+{
+    evbuffer_add_printf(b, "data: {\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":\"%s\",",
+                        m->id, m->chat ? "chat.completion.chunk" : "text_completion", m->created,
+                        m->model_esc);
+}
+
+static void send_role_chunk(struct mreq *m)
+{
+    struct evbuffer *b = m->srv->scratch;
+    add_chunk_head(b, m);
+    evbuffer_add_printf(b, "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
+                           "\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
+    emit(m, b);
+}
+
+static void send_token_chunk(struct mreq *m, const char *tok, size_t len, bool first)
+{
+    struct evbuffer *b = m->srv->scratch;
+    char esc[256];
+    sb_json_escape(esc, sizeof(esc), tok, len);
+    char fin[32];
+    if (m->finish_reason)
+        snprintf(fin, sizeof(fin), "\"%s\"", m->finish_reason);
+    else
+        snprintf(fin, sizeof(fin), "null");
+    add_chunk_head(b, m);
+    if (m->chat)
+        evbuffer_add_printf(b,
+                            "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"%s\"},"
+                            "\"logprobs\":null,\"finish_reason\":%s}]",
+                            esc, fin);
+    else
+        evbuffer_add_printf(b,
+                            "\"choices\":[{\"index\":0,\"text\":\"%s\",\"logprobs\":null,"
+                            "\"finish_reason\":%s,\"stop_reason\":null}],\"usage\":null",
+                            esc, fin);
+    if (first)
+        add_stamp(b, m);
+    evbuffer_add(b, "}\n\n", 3);
+    emit(m, b);
+}
+
+static void send_stream_tail(struct mreq *m)
+{
+    struct evbuffer *b = m->srv->scratch;
+    if (m->include_usage) {
+        add_chunk_head(b, m);
+        evbuffer_add_printf(b, "\"choices\":[],");
+        add_usage(b, m);
+        evbuffer_add(b, "}\n\n", 3);
+    }
+    evbuffer_add_printf(b, "data: [DONE]\n\n");
+    emit(m, b);
+    end_stream(m);
+}
+
+static void send_full_response(struct mreq *m)
+{
+    if (!m->req || m->reply_ended)
+        return;
+    struct evbuffer *b = evbuffer_new();
+    const char *text = m->text_acc.data ? m->text_acc.data : "";
+    evbuffer_add_printf(b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":\"%s\",",
+                        m->id, m->chat ? "chat.completion" : "text_completion", m->created,
+                        m->model_esc);
+    if (m->chat)
+        evbuffer_add_printf(b,
+                            "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+                            "\"content\":\"%s\"},\"logprobs\":null,\"finish_reason\":\"%s\"}],",
+                            text, m->finish_reason);
+    else
+        evbuffer_add_printf(b,
+                            "\"choices\":[{\"index\":0,\"text\":\"%s\",\"logprobs\":null,"
+                            "\"finish_reason\":\"%s\",\"stop_reason\":null}],",
+                            text, m->finish_reason);
+    add_usage(b, m);
+    add_stamp(b, m);
+    evbuffer_add(b, "}", 1);
+    if (m->fault.kind == SB_FAULT_MALFORMED) {
+        size_t len = evbuffer_get_length(b);
+        evbuffer_drain(b, 0);
+        struct evbuffer *cut = evbuffer_new();
+        evbuffer_remove_buffer(b, cut, len / 2);
+        evbuffer_free(b);
+        b = cut;
+    }
+    add_header(m->req, "Content-Type", "application/json");
+    m->reply_ended = true;
+    evhttp_send_reply(m->req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+/* ---- the engine clock ---- */
+
+static void on_stall_end(evutil_socket_t fd, short what, void *arg);
+
+static void start_timer(struct mreq *m, long long ms, event_callback_fn cb)
+{
+    if (!m->timer)
+        m->timer = evtimer_new(m->srv->base, cb, m);
+    else
+        event_assign(m->timer, m->srv->base, -1, 0, cb, m);
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    mreq_get(m);
+    evtimer_add(m->timer, &tv);
+}
+
+/* One token for one sequence at the end of an iteration. Returns true when it is finished. */
+static bool on_token(struct sb_mock_seq *seq, uint64_t now, void *arg)
+{
+    struct mock_server *s = arg;
+    struct mreq *m = seq->owner;
+    const struct sb_mock_config *cfg = s->cfg;
+    if (!m->req) {
+        /* The client is gone but the cancel raced the iteration: drop it here. */
+        m->in_engine = false;
+        mreq_put(m);
+        return true;
+    }
+    bool first = m->emitted == 0;
+    if (first) {
+        m->admit_ns = seq->admit_ns;
+        m->first_token_ns = now;
+        sb_histo_observe(&s->metrics.ttft, (double)(now - m->recv_ns) / 1e9);
+        sb_histo_observe(&s->metrics.queue, (double)(seq->admit_ns - seq->enqueue_ns) / 1e9);
+    } else {
+        sb_histo_observe(&s->metrics.itl, (double)(now - m->last_token_ns) / 1e9);
+    }
+    m->last_token_ns = now;
+    m->emitted++;
+    s->metrics.generation_tokens++;
+
+    if (m->emitted >= m->max_tokens)
+        m->finish_reason = "length";
+    else if (!m->ignore_eos && cfg->eos_prob > 0 && m->emitted >= m->min_tokens &&
+             sb_rng_uniform(&m->rng) < cfg->eos_prob)
+        m->finish_reason = "stop";
+
+    char tok[64];
+    size_t len = sb_mock_textgen_next(&m->text, tok, sizeof(tok));
+    bool at_fault = m->fault.kind != SB_FAULT_NONE && m->emitted == m->fault.at_token + 1;
+
+    if (!m->stream) {
+        sb_buf_add_json_escaped(&m->text_acc, tok, len);
+        if (at_fault && m->fault.kind == SB_FAULT_CLOSE) {
+            set_outcome(m, SB_OUT_FAULT, 0);
+            m->in_engine = false;
+            drop_connection(m);
+            mreq_put(m);
+            return true;
+        }
+        if (!m->finish_reason)
+            return false;
+        if (m->fault.kind == SB_FAULT_MALFORMED)
+            set_outcome(m, SB_OUT_FAULT, 200);
+        else
+            set_outcome(m, SB_OUT_OK, 200);
+        if (m->fault.kind == SB_FAULT_STALL) {
+            set_outcome(m, SB_OUT_FAULT, 200);
+            m->stalled = true;
+            m->end_after_stall = true;
+            start_timer(m, cfg->fault_stall_ms, on_stall_end);
+        } else if (m->fault.kind == SB_FAULT_DYNAMO_ERROR) {
+            set_outcome(m, SB_OUT_FAULT, 500);
+            m->reply_ended = true;
+            send_error(m->req, 500, "internal_error", "mock: injected engine error", false);
+        } else {
+            send_full_response(m);
+        }
+        m->in_engine = false;
+        mreq_put(m);
+        return true;
+    }
+
+    if (at_fault) {
+        switch (m->fault.kind) {
+        case SB_FAULT_CLOSE:
+            set_outcome(m, SB_OUT_FAULT, 200);
+            m->in_engine = false;
+            drop_connection(m);
+            mreq_put(m);
+            return true;
+        case SB_FAULT_DYNAMO_ERROR: {
+            set_outcome(m, SB_OUT_FAULT, 200);
+            struct evbuffer *b = s->scratch;
+            evbuffer_add_printf(b, "event: error\n: mock injected engine error\n\n");
+            emit(m, b);
+            end_stream(m);
+            m->in_engine = false;
+            mreq_put(m);
+            return true;
+        }
+        case SB_FAULT_MALFORMED: {
+            set_outcome(m, SB_OUT_FAULT, 200);
+            struct evbuffer *b = s->scratch;
+            add_chunk_head(b, m);
+            evbuffer_add_printf(b, "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"%.*s\n\n",
+                                (int)len, tok);
+            emit(m, b);
+            break;
+        }
+        case SB_FAULT_STALL:
+            set_outcome(m, SB_OUT_FAULT, 200);
+            m->stalled = true;
+            start_timer(m, cfg->fault_stall_ms, on_stall_end);
+            break;
+        default:
+            break;
+        }
+    }
+    if (!(at_fault && m->fault.kind == SB_FAULT_MALFORMED))
+        send_token_chunk(m, tok, len, first);
+    if (!m->finish_reason)
+        return false;
+    set_outcome(m, SB_OUT_OK, 200);
+    send_stream_tail(m);
+    m->in_engine = false;
+    mreq_put(m);
+    return true;
+}
+
+static void on_stall_end(evutil_socket_t fd, short what, void *arg)
+{
+    struct mreq *m = arg;
+    (void)fd;
+    (void)what;
+    m->stalled = false;
+    if (m->req && !m->reply_ended && evbuffer_get_length(m->pending))
+        evhttp_send_reply_chunk(m->req, m->pending);
+    if (m->end_after_stall) {
+        if (m->stream)
+            end_stream(m);
+        else
+            send_full_response(m);
+    }
+    mreq_put(m);
+}
+
+static void on_drop(struct sb_mock_seq *seq, void *arg)
+{
+    struct mreq *m = seq->owner;
+    (void)arg;
+    m->in_engine = false;
+    mreq_put(m);
+}
+
+static void on_iteration(evutil_socket_t fd, short what, void *arg)
+{
+    struct mock_server *s = arg;
+    (void)fd;
+    (void)what;
+    s->iter_pending = false;
+    sb_mock_engine_end(&s->eng, sb_mono_ns(), on_token, on_drop, s);
+    kick_engine(s);
+}
+
+static void kick_engine(struct mock_server *s)
+{
+    if (s->iter_pending || !sb_mock_engine_has_work(&s->eng))
+        return;
+    uint64_t d = sb_mock_engine_begin(&s->eng, sb_mono_ns());
+    struct timeval tv = {(time_t)(d / 1000000000ull), (suseconds_t)((d % 1000000000ull) / 1000)};
+    s->iter_pending = true;
+    evtimer_add(s->iter_ev, &tv);
+}
+
+/* ---- inference requests ---- */
+
+static bool model_served(const struct mock_server *s, const char *name)
+{
+    for (size_t i = 0; i < s->nmodels; i++)
+        if (strcmp(s->models[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Appends the text of a chat message's content (string or list of text parts). */
+static int add_content(struct sb_buf *b, const cJSON *content)
+{
+    if (cJSON_IsString(content))
+        return sb_buf_adds(b, content->valuestring);
+    if (cJSON_IsArray(content)) {
+        const cJSON *part;
+        cJSON_ArrayForEach(part, content)
+        {
+            const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
+            if (cJSON_IsString(t) && sb_buf_adds(b, t->valuestring) != 0)
+                return -1;
+        }
+        return 0;
+    }
+    return cJSON_IsNull(content) ? 0 : -1;
+}
+
+/* Fills m from the JSON body; on a client error writes a message and returns the HTTP status. */
+static int parse_body(struct mock_server *s, struct mreq *m, const cJSON *root, char *msg,
+                      size_t msgcap)
+{
+    const struct sb_mock_config *cfg = s->cfg;
+    if (!cJSON_IsObject(root)) {
+        snprintf(msg, msgcap, "request body must be a JSON object");
+        return 400;
+    }
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const char *model_name = s->models[0];
+    if (model && !cJSON_IsNull(model)) {
+        if (!cJSON_IsString(model)) {
+            snprintf(msg, msgcap, "'model' must be a string");
+            return 400;
+        }
+        model_name = model->valuestring;
+        if (!model_served(s, model_name)) {
+            snprintf(msg, msgcap, "The model `%.200s` does not exist.", model_name);
+            return 404;
+        }
+    }
+    size_t ml = strlen(model_name);
+    size_t need = sb_json_escape(NULL, 0, model_name, ml);
+    m->model_esc = malloc(need + 1);
+    if (!m->model_esc) {
+        snprintf(msg, msgcap, "out of memory");
+        return 500;
+    }
+    sb_json_escape(m->model_esc, need + 1, model_name, ml);
+
+    struct sb_buf prompt;
+    sb_buf_init(&prompt, MAX_BODY_BYTES);
+    long long token_ids = -1;
+    if (m->chat) {
+        const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages");
+        if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0) {
+            snprintf(msg, msgcap, "'messages' must be a non-empty array");
+            return 400;
+        }
+        const cJSON *it;
+        cJSON_ArrayForEach(it, msgs)
+        {
+            const cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
+            if (!cJSON_IsObject(it) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(it, "role")) ||
+                add_content(&prompt, content) != 0) {
+                sb_buf_release(&prompt);
+                snprintf(msg, msgcap, "each message needs a string 'role' and text 'content'");
+                return 400;
+            }
+            sb_buf_adds(&prompt, "\n");
+        }
+    } else {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+        if (cJSON_IsString(p)) {
+            sb_buf_adds(&prompt, p->valuestring);
+        } else if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 &&
+                   cJSON_IsString(cJSON_GetArrayItem(p, 0))) {
+            sb_buf_adds(&prompt, cJSON_GetArrayItem(p, 0)->valuestring);
+        } else if (cJSON_IsArray(p) && cJSON_GetArraySize(p) > 0 &&
+                   cJSON_IsNumber(cJSON_GetArrayItem(p, 0))) {
+            token_ids = cJSON_GetArraySize(p);
+        } else {
+            snprintf(msg, msgcap,
+                     "'prompt' must be a string, a one-string list or a list of token ids");
+            return 400;
+        }
+    }
+    m->prompt_len = prompt.len;
+    m->prompt = sb_buf_detach(&prompt, NULL);
+    m->prompt_tokens = token_ids >= 0 ? token_ids : sb_mock_estimate_tokens(m->prompt_len);
+    if (m->prompt_tokens < 1)
+        m->prompt_tokens = 1;
+
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "max_tokens");
+    if (!mt || cJSON_IsNull(mt))
+        mt = cJSON_GetObjectItemCaseSensitive(root, "max_completion_tokens");
+    m->max_tokens = cfg->default_max_tokens;
+    if (mt && !cJSON_IsNull(mt)) {
+        if (!cJSON_IsNumber(mt) || mt->valuedouble < 1 || mt->valuedouble > 1e9 ||
+            mt->valuedouble != (double)(long long)mt->valuedouble) {
+            snprintf(msg, msgcap, "'max_tokens' must be an integer >= 1");
+            return 400;
+        }
+        m->max_tokens = (long long)mt->valuedouble;
+    }
+    const cJSON *mn = cJSON_GetObjectItemCaseSensitive(root, "min_tokens");
+    if (cJSON_IsNumber(mn))
+        m->min_tokens = (long long)mn->valuedouble;
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(root, "stream");
+    if (st && !cJSON_IsNull(st) && !cJSON_IsBool(st)) {
+        snprintf(msg, msgcap, "'stream' must be a boolean");
+        return 400;
+    }
+    m->stream = cJSON_IsTrue(st);
+    const cJSON *so = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
+    if (so && !cJSON_IsNull(so)) {
+        if (!m->stream) {
+            snprintf(msg, msgcap, "Stream options can only be defined when `stream=True`.");
+            return 400;
+        }
+        m->include_usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
+    }
+    m->ignore_eos = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "ignore_eos"));
+    if (m->prompt_tokens + m->max_tokens > cfg->max_model_len) {
+        snprintf(msg, msgcap,
+                 "This model's maximum context length is %lld tokens. However, you requested %lld "
+                 "tokens (%lld in the prompt, %lld in the completion). Please reduce the length "
+                 "of the prompt or completion.",
+                 cfg->max_model_len, m->prompt_tokens + m->max_tokens, m->prompt_tokens,
+                 m->max_tokens);
+        return 400;
+    }
+    return 0;
+}
+
+/* Queues the request in the engine and opens the stream. */
+static void admit(struct mreq *m)
+{
+    struct mock_server *s = m->srv;
+    if (!m->req)
+        return;
+    if (s->draining) {
+        set_outcome(m, SB_OUT_SHUTDOWN, 503);
+        m->reply_ended = true;
+        send_error(m->req, 503, "service_unavailable", "server is shutting down", false);
+        return;
+    }
+    m->seq.owner = m;
+    m->seq.uncached_tokens = m->prompt_tokens;
+    if (sb_mock_engine_submit(&s->eng, &m->seq, sb_mono_ns()) == SB_SUBMIT_REJECTED) {
+        int status = s->cfg->queue_full_status == 0 ? 429 : 503;
+        set_outcome(m, SB_OUT_REJECTED, status);
+        m->reply_ended = true;
+        send_error(m->req, status, status == 429 ? "rate_limit_exceeded" : "service_unavailable",
+                   "mock: waiting queue is full", false);
+        return;
+    }
+    s->metrics.prompt_tokens += (uint64_t)m->prompt_tokens;
+    m->in_engine = true;
+    mreq_get(m);
+    if (m->stream) {
+        struct evkeyvalq *h = evhttp_request_get_output_headers(m->req);
+        evhttp_add_header(h, "Content-Type", "text/event-stream");
+        evhttp_add_header(h, "Cache-Control", "no-cache");
+        evhttp_send_reply_start(m->req, 200, "OK");
+        m->headers_sent = true;
+        if (m->chat)
+            send_role_chunk(m);
+    }
+    kick_engine(s);
+}
+
+static void on_slow_headers_end(evutil_socket_t fd, short what, void *arg)
+{
+    struct mreq *m = arg;
+    (void)fd;
+    (void)what;
+    admit(m);
+    mreq_put(m);
+}
+
+static void handle_inference(struct mock_server *s, struct evhttp_request *req, const char *path,
+                             bool chat)
+{
+    struct mreq *m = calloc(1, sizeof(*m));
+    if (!m) {
+        send_error(req, 500, "internal_error", "out of memory", false);
+        return;
+    }
+    m->srv = s;
+    m->req = req;
+    m->refs = 1; /* the HTTP reference */
+    m->recv_ns = sb_mono_ns();
+    m->created = (long long)time(NULL);
+    m->req_no = s->next_req_no++;
+    m->chat = chat;
+    m->path = path;
+    snprintf(m->id, sizeof(m->id), "%s-%016" PRIx64, chat ? "chatcmpl" : "cmpl",
+             sb_mix64((uint64_t)s->cfg->seed ^ m->req_no));
+    sb_buf_init(&m->text_acc, MAX_BODY_BYTES);
+    m->next = s->live;
+    if (s->live)
+        s->live->prev = m;
+    s->live = m;
+    s->nlive++;
+    const char *xid = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Request-Id");
+    snprintf(m->xreqid, sizeof(m->xreqid), "%s", xid ? xid : "");
+
+    char stamp[32];
+    snprintf(stamp, sizeof(stamp), "%" PRIu64, m->recv_ns);
+    add_header(req, "x-mock-recv-ns", stamp);
+    if (xid)
+        add_header(req, "X-Request-Id", m->xreqid);
+    evhttp_request_set_on_complete_cb(req, on_complete, m);
+    evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_conn_close, m);
+
+    if (s->draining || startup_pending(s)) {
+        set_outcome(m, s->draining ? SB_OUT_SHUTDOWN : SB_OUT_UNAVAILABLE, 503);
+        m->reply_ended = true;
+        send_error(req, 503, "service_unavailable",
+                   s->draining ? "server is shutting down" : "model is still loading", false);
+        return;
+    }
+
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t blen = evbuffer_get_length(in);
+    const char *body = (const char *)evbuffer_pullup(in, -1);
+    cJSON *root = body ? cJSON_ParseWithLength(body, blen) : NULL;
+    char msg[512];
+    int status;
+    if (!root) {
+        status = 400;
+        snprintf(msg, sizeof(msg), "malformed JSON in request body");
+    } else {
+        status = parse_body(s, m, root, msg, sizeof(msg));
+        cJSON_Delete(root);
+    }
+    if (status) {
+        set_outcome(m, SB_OUT_INVALID, status);
+        m->reply_ended = true;
+        send_error(req, status,
+                   status == 404 ? "NotFoundError"
+                                 : (status == 400 ? "BadRequestError" : "internal_error"),
+                   msg, false);
+        return;
+    }
+    sb_mock_textgen_init(&m->text, (enum sb_mock_mode)s->cfg->mode, (uint64_t)s->cfg->seed,
+                         m->prompt, m->prompt_len);
+    sb_rng_seed(&m->rng, (uint64_t)s->cfg->seed ^ sb_mix64(m->req_no));
+    m->fault = sb_fault_pick(&s->faults, m->req_no, m->max_tokens);
+    m->pending = m->fault.kind == SB_FAULT_STALL ? evbuffer_new() : NULL;
+
+    switch (m->fault.kind) {
+    case SB_FAULT_429:
+    case SB_FAULT_500:
+    case SB_FAULT_503: {
+        int code = m->fault.kind == SB_FAULT_429 ? 429 : m->fault.kind == SB_FAULT_500 ? 500 : 503;
+        set_outcome(m, SB_OUT_FAULT, code);
+        m->reply_ended = true;
+        send_error(req, code, code == 429 ? "rate_limit_exceeded" : "internal_error",
+                   "mock: injected fault", false);
+        return;
+    }
+    case SB_FAULT_TRTLLM_ERROR:
+        set_outcome(m, SB_OUT_FAULT, 400);
+        m->reply_ended = true;
+        send_error(req, 400, "BadRequestError", "mock: injected TensorRT-LLM error", true);
+        return;
+    case SB_FAULT_SLOW_HEADERS:
+        set_outcome(m, SB_OUT_FAULT, 200);
+        start_timer(m, s->cfg->fault_slow_headers_ms, on_slow_headers_end);
+        return;
+    default:
+        admit(m);
+    }
+}
+
+/* ---- other routes ---- */
+
+static void send_json(struct evhttp_request *req, int status, struct evbuffer *b)
+{
+    add_header(req, "Content-Type", "application/json");
+    evhttp_send_reply(req, status, status == 200 ? "OK" : "Error", b);
+}
+
+static void handle_models(struct mock_server *s, struct evhttp_request *req)
+{
+    struct evbuffer *b = evbuffer_new();
+    long long now = (long long)time(NULL);
+    evbuffer_add_printf(b, "{\"object\":\"list\",\"data\":[");
+    for (size_t i = 0; i < s->nmodels; i++) {
+        char esc[512];
+        sb_json_escape(esc, sizeof(esc), s->models[i], strlen(s->models[i]));
+        evbuffer_add_printf(b,
+                            "%s{\"id\":\"%s\",\"object\":\"model\",\"created\":%lld,"
+                            "\"owned_by\":\"sparkbench-mock\",\"root\":\"%s\",\"parent\":null,"
+                            "\"max_model_len\":%lld}",
+                            i ? "," : "", esc, now, esc, s->cfg->max_model_len);
+    }
+    evbuffer_add_printf(b, "]}");
+    send_json(req, 200, b);
+    evbuffer_free(b);
+}
+
+static void handle_metrics(struct mock_server *s, struct evhttp_request *req)
+{
+    struct sb_buf out;
+    sb_buf_init(&out, 1u << 20);
+    sb_mock_metrics_render(&s->metrics, s->eng.nbatch, s->eng.nwaiting, &out);
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, out.data ? out.data : "", out.len);
+    sb_buf_release(&out);
+    add_header(req, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    struct mock_server *s = arg;
+    const char *uri = evhttp_request_get_uri(req);
+    if (!uri)
+        return; /* libevent's error path re-invokes us without a URI: nothing to answer */
+    char path[256];
+    size_t plen = strcspn(uri, "?#");
+    if (plen >= sizeof(path))
+        plen = sizeof(path) - 1;
+    memcpy(path, uri, plen);
+    path[plen] = '\0';
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+
+    static const struct {
+        const char *path;
+        enum evhttp_cmd_type method;
+    } routes[] = {
+        {"/health", EVHTTP_REQ_GET},         {"/v1/models", EVHTTP_REQ_GET},
+        {"/metrics", EVHTTP_REQ_GET},        {"/version", EVHTTP_REQ_GET},
+        {"/v1/completions", EVHTTP_REQ_POST}, {"/v1/chat/completions", EVHTTP_REQ_POST},
+    };
+    size_t r;
+    for (r = 0; r < SB_ARRAY_SIZE(routes); r++)
+        if (strcmp(routes[r].path, path) == 0)
+            break;
+    if (r == SB_ARRAY_SIZE(routes)) {
+        send_error(req, 404, "NotFoundError", "no such route", false);
+        return;
+    }
+    if (method != routes[r].method) {
+        add_header(req, "Allow", routes[r].method == EVHTTP_REQ_GET ? "GET" : "POST");
+        send_error(req, 405, "MethodNotAllowed", "method not allowed", false);
+        return;
+    }
+    switch (r) {
+    case 0: {
+        bool down = startup_pending(s) || s->draining;
+        evhttp_send_reply(req, down ? 503 : 200, down ? "Service Unavailable" : "OK", NULL);
+        return;
+    }
+    case 1: handle_models(s, req); return;
+    case 2: handle_metrics(s, req); return;
+    case 3: {
+        struct evbuffer *b = evbuffer_new();
+        evbuffer_add_printf(b, "{\"version\":\"sparkbench-mock\"}");
+        send_json(req, 200, b);
+        evbuffer_free(b);
+        return;
+    }
+    case 4: handle_inference(s, req, routes[r].path, false); return;
+    default: handle_inference(s, req, routes[r].path, true); return;
+    }
+}
+
+/* ---- start-up and shutdown ---- */
+
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct mock_server *s = arg;
+    (void)fd;
+    (void)what;
+    if (s->nlive == 0 || sb_mono_ns() - s->drain_start_ns > SHUTDOWN_GRACE_NS) {
+        event_base_loopbreak(s->base);
+        return;
+    }
+    struct timeval tv = {0, 20000};
+    evtimer_add(s->drain_ev, &tv);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct mock_server *s = arg;
+    (void)what;
+    (void)sig;
+    if (s->draining)
+        return;
+    s->draining = true;
+    s->drain_start_ns = sb_mono_ns();
+    if (s->listener) {
+        evhttp_del_accept_socket(s->http, s->listener);
+        s->listener = NULL;
+    }
+    /* End every open request: streams stop where they are, waiting replies get 503. */
+    struct mreq *m = s->live;
+    while (m) {
+        struct mreq *next = m->next;
+        mreq_get(m);
+        set_outcome(m, SB_OUT_SHUTDOWN, m->headers_sent ? 200 : 503);
+        leave_engine(m); /* a running sequence is dropped at the end of the iteration */
+        if (m->timer && evtimer_pending(m->timer, NULL)) {
+            evtimer_del(m->timer); /* the stall or slow-headers wait ends now */
+            mreq_put(m);
+        }
+        if (m->stalled && m->req && evbuffer_get_length(m->pending))
+            evhttp_send_reply_chunk(m->req, m->pending);
+        m->stalled = false;
+        if (m->req && !m->reply_ended) {
+            if (m->headers_sent) {
+                end_stream(m);
+            } else {
+                m->reply_ended = true;
+                send_error(m->req, 503, "service_unavailable", "server is shutting down", false);
+            }
+        }
+        next = m->next;
+        mreq_put(m);
+        m = next;
+    }
+    struct timeval tv = {0, 0};
+    evtimer_add(s->drain_ev, &tv);
+}
+
+static int bind_listener(const struct sb_mock_config *cfg, int *port_out, struct sb_err *err)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%lld", cfg->port);
+    int gai = getaddrinfo(cfg->host, portstr, &hints, &res);
+    if (gai != 0)
+        return sb_err_set(err, "cannot resolve host '%s': %s", cfg->host, gai_strerror(gai));
+    int fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+    if (fd < 0) {
+        freeaddrinfo(res);
+        return sb_err_errno(err, errno, "cannot create a socket");
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
+        int e = errno;
+        freeaddrinfo(res);
+        close(fd);
+        return sb_err_errno(err, e, "cannot bind %s:%lld", cfg->host, cfg->port);
+    }
+    freeaddrinfo(res);
+    /* A deep backlog: a thousand clients connecting at once must not hit SYN retries. */
+    if (listen(fd, SOMAXCONN) != 0 || evutil_make_socket_nonblocking(fd) != 0) {
+        int e = errno;
+        close(fd);
+        return sb_err_errno(err, e, "cannot listen on %s:%lld", cfg->host, cfg->port);
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *port_out = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                         : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
+
+static int split_models(struct mock_server *s, const char *list, struct sb_err *err)
+{
+    const char *p = list && *list ? list : "sparkbench-mock";
+    size_t n = 1;
+    for (const char *c = p; *c; c++)
+        n += *c == ',';
+    s->models = calloc(n, sizeof(char *));
+    if (!s->models)
+        return sb_err_set(err, "out of memory");
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        if (len > 0)
+            s->models[s->nmodels++] = strndup(p, len);
+        p += len + (p[len] == ',');
+    }
+    if (s->nmodels == 0)
+        return sb_err_set(err, "no served model name");
+    return 0;
+}
+
+static void server_release(struct mock_server *s)
+{
+    if (s->http)
+        evhttp_free(s->http); /* closes the remaining connections (their close callbacks run) */
+    while (s->live) {
+        /* Requests whose connection outlived the grace period. */
+        struct mreq *m = s->live;
+        m->req = NULL;
+        m->refs = 1;
+        mreq_put(m);
+    }
+    if (s->iter_ev)
+        event_free(s->iter_ev);
+    if (s->sigint_ev)
+        event_free(s->sigint_ev);
+    if (s->sigterm_ev)
+        event_free(s->sigterm_ev);
+    if (s->drain_ev)
+        event_free(s->drain_ev);
+    if (s->scratch)
+        evbuffer_free(s->scratch);
+    if (s->base)
+        event_base_free(s->base);
+    sb_mock_engine_release(&s->eng);
+    for (size_t i = 0; i < s->nmodels; i++)
+        free(s->models[i]);
+    free(s->models);
+    sb_buf_release(&s->scratch_buf);
+    if (s->log_fd >= 0)
+        close(s->log_fd);
+}
+
+int sb_mock_serve(const struct sb_mock_config *cfg, FILE *announce, struct sb_err *err)
+{
+    struct mock_server srv = {0};
+    struct mock_server *s = &srv;
+    int rc = -1;
+    s->cfg = cfg;
+    s->log_fd = -1;
+    s->start_ns = sb_mono_ns();
+    sb_buf_init(&s->scratch_buf, 1u << 20);
+    sb_mock_metrics_init(&s->metrics);
+    signal(SIGPIPE, SIG_IGN);
+    sb_raise_nofile();
+
+    struct sb_mock_timing t = {cfg->prefill_base_ms, cfg->prefill_per_token_us,
+                               cfg->decode_base_ms, cfg->decode_per_seq_us};
+    if (sb_mock_engine_init(&s->eng, &t, (size_t)cfg->max_num_seqs, (size_t)cfg->max_queue) != 0) {
+        sb_err_set(err, "out of memory");
+        goto out;
+    }
+    if (sb_fault_plan_init(&s->faults, cfg->fault_rate, cfg->fault_kinds, (uint64_t)cfg->seed,
+                           err) != 0)
+        goto out;
+    if (split_models(s, cfg->served_model_names, err) != 0)
+        goto out;
+    if (cfg->log_path) {
+        s->log_fd = open(cfg->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (s->log_fd < 0) {
+            sb_err_errno(err, errno, "cannot open log '%s'", cfg->log_path);
+            goto out;
+        }
+    }
+
+    struct event_config *ec = event_config_new();
+    event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER); /* timerfd: sub-ms engine steps */
+    s->base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    if (!s->base) {
+        sb_err_set(err, "cannot create the event loop");
+        goto out;
+    }
+    s->http = evhttp_new(s->base);
+    s->scratch = evbuffer_new();
+    s->iter_ev = evtimer_new(s->base, on_iteration, s);
+    s->drain_ev = evtimer_new(s->base, on_drain_tick, s);
+    s->sigint_ev = evsignal_new(s->base, SIGINT, on_signal, s);
+    s->sigterm_ev = evsignal_new(s->base, SIGTERM, on_signal, s);
+    if (!s->http || !s->scratch || !s->iter_ev || !s->drain_ev || !s->sigint_ev ||
+        !s->sigterm_ev) {
+        sb_err_set(err, "out of memory");
+        goto out;
+    }
+    evsignal_add(s->sigint_ev, NULL);
+    evsignal_add(s->sigterm_ev, NULL);
+    evhttp_set_max_body_size(s->http, MAX_BODY_BYTES);
+    evhttp_set_timeout(s->http, 3600);
+    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(s->http, on_request, s);
+
+    int port = 0;
+    int fd = bind_listener(cfg, &port, err);
+    if (fd < 0)
+        goto out;
+    s->listener = evhttp_accept_socket_with_handle(s->http, fd);
+    if (!s->listener) {
+        close(fd);
+        sb_err_set(err, "cannot accept on %s:%d", cfg->host, port);
+        goto out;
+    }
+    if (announce) {
+        fprintf(announce, "%d\n", port);
+        fflush(announce);
+    }
+    fprintf(stderr, "sparkbench mock: listening on http://%s:%d (model %s, %lld slots)\n",
+            cfg->host, port, s->models[0], cfg->max_num_seqs);
+    event_base_dispatch(s->base);
+    rc = 0;
+out:
+    server_release(s);
+    return rc;
+}

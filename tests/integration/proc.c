@@ -1,0 +1,190 @@
+/* Process and HTTP helpers for integration tests (see proc.h). */
+#include "proc.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sb/buf.h"
+
+int sb_proc_start_mock(struct sb_proc *p, const char *bin, const char *const *args)
+{
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = bin;
+    argv[n++] = "mock";
+    argv[n++] = "--port";
+    argv[n++] = "0";
+    for (int i = 0; args && args[i] && n < 63; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    int pipefd[2];
+    if (pipe(pipefd) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
+        dup2(pipefd[1], 1);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    p->pid = pid;
+    p->out_fd = pipefd[0];
+    p->port = 0;
+    char line[32];
+    size_t len = 0;
+    while (len < sizeof(line) - 1) {
+        struct pollfd pfd = {pipefd[0], POLLIN, 0};
+        if (poll(&pfd, 1, 30000) <= 0)
+            break;
+        ssize_t r = read(pipefd[0], line + len, 1);
+        if (r <= 0)
+            break;
+        if (line[len] == '\n') {
+            line[len] = '\0';
+            p->port = atoi(line);
+            return p->port > 0 ? 0 : -1;
+        }
+        len++;
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -1;
+}
+
+int sb_proc_stop(struct sb_proc *p, int sig)
+{
+    if (p->pid <= 0)
+        return -1;
+    kill(p->pid, sig);
+    int status;
+    /* A guard, not a timing assertion: a process that ignores the signal for a minute is hung. */
+    for (int i = 0; i < 6000; i++) {
+        pid_t w = waitpid(p->pid, &status, WNOHANG);
+        if (w == p->pid)
+            break;
+        if (w < 0)
+            return -1;
+        usleep(10000);
+        if (i == 5999) {
+            kill(p->pid, SIGKILL);
+            waitpid(p->pid, &status, 0);
+        }
+    }
+    p->pid = 0;
+    if (p->out_fd >= 0)
+        close(p->out_fd);
+    p->out_fd = -1;
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return -1;
+}
+
+static char *slurp(int fd)
+{
+    struct sb_buf b;
+    sb_buf_init(&b, 64u << 20);
+    char tmp[4096];
+    ssize_t r;
+    while ((r = read(fd, tmp, sizeof(tmp))) > 0)
+        sb_buf_add(&b, tmp, (size_t)r);
+    sb_buf_add(&b, "", 0);
+    return sb_buf_detach(&b, NULL);
+}
+
+int sb_proc_run(const char *const *argv, char **out, char **err)
+{
+    char outpath[] = "/tmp/sbtest-out-XXXXXX", errpath[] = "/tmp/sbtest-err-XXXXXX";
+    int ofd = mkstemp(outpath), efd = mkstemp(errpath);
+    if (ofd < 0 || efd < 0)
+        return -1;
+    unlink(outpath);
+    unlink(errpath);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(ofd, 1);
+        dup2(efd, 2);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    lseek(ofd, 0, SEEK_SET);
+    lseek(efd, 0, SEEK_SET);
+    if (out)
+        *out = slurp(ofd);
+    if (err)
+        *err = slurp(efd);
+    close(ofd);
+    close(efd);
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -1;
+}
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    struct sb_buf *b = arg;
+    return sb_buf_add(b, ptr, size * nmemb) == 0 ? size * nmemb : 0;
+}
+
+int sb_http(const char *method, const char *url, const char *body, struct sb_http_resp *r)
+{
+    memset(r, 0, sizeof(*r));
+    CURL *c = curl_easy_init();
+    if (!c)
+        return -1;
+    struct sb_buf b, h;
+    sb_buf_init(&b, 64u << 20);
+    sb_buf_init(&h, 1u << 20);
+    struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    }
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
+    r->curl_rc = (int)curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    sb_buf_add(&b, "", 0);
+    sb_buf_add(&h, "", 0);
+    r->body = sb_buf_detach(&b, &r->len);
+    r->headers = sb_buf_detach(&h, NULL);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    return 0;
+}
+
+void sb_http_resp_release(struct sb_http_resp *r)
+{
+    free(r->body);
+    free(r->headers);
+    r->body = r->headers = NULL;
+}
+
+const char *sb_url(char *buf, size_t cap, int port, const char *path)
+{
+    snprintf(buf, cap, "http://127.0.0.1:%d%s", port, path);
+    return buf;
+}

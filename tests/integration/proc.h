@@ -1,0 +1,41 @@
+/*
+ * Helpers for integration tests: start real `sparkbench` processes on ephemeral loopback ports,
+ * stop them, and make plain HTTP requests with libcurl.
+ */
+#ifndef SB_TEST_PROC_H
+#define SB_TEST_PROC_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct sb_proc {
+    pid_t pid;
+    int port;
+    int out_fd; /* the child's stdout, after the port line */
+};
+
+/* Runs `bin mock --port 0 <args...>` (args NULL-terminated) and reads the port it prints. 0 or -1. */
+int sb_proc_start_mock(struct sb_proc *p, const char *bin, const char *const *args);
+
+/* Sends sig and waits. Returns the exit code, 128+signal if it died of one, -1 on error. */
+int sb_proc_stop(struct sb_proc *p, int sig);
+
+/* Runs a command to completion; returns its exit code (128+sig if killed), -1 on error. */
+int sb_proc_run(const char *const *argv, char **out, char **err);
+
+struct sb_http_resp {
+    long status;
+    char *body;     /* NUL-terminated; free with sb_http_resp_release */
+    size_t len;
+    char *headers;  /* raw header block */
+    int curl_rc;    /* CURLcode */
+};
+
+/* One request on a fresh connection. method "GET"/"POST"/...; body may be NULL. */
+int sb_http(const char *method, const char *url, const char *body, struct sb_http_resp *r);
+void sb_http_resp_release(struct sb_http_resp *r);
+
+/* "http://127.0.0.1:<port><path>" into buf. */
+const char *sb_url(char *buf, size_t cap, int port, const char *path);
+
+#endif
