@@ -9,10 +9,10 @@
 #include <stddef.h>
 
 struct sb_buf {
-    char *data;  /* owned; NULL until the first append */
+    char *data; /* owned; NULL until the first append */
     size_t len;
     size_t cap;
-    size_t max;  /* largest len allowed */
+    size_t max; /* largest len allowed */
 };
 
 /* Initialises an empty buffer that may grow to max bytes. */

@@ -10,8 +10,8 @@
 #define SB_ERR_MSG_MAX 512
 
 struct sb_err {
-    int code;                  /* negative errno-like value, 0 when nothing failed */
-    char msg[SB_ERR_MSG_MAX];  /* lowercase, problem first, subject quoted */
+    int code;                 /* negative errno-like value, 0 when nothing failed */
+    char msg[SB_ERR_MSG_MAX]; /* lowercase, problem first, subject quoted */
 };
 
 /* Clears err (may be NULL). */

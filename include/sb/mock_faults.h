@@ -1,6 +1,6 @@
 /*
- * Fault injection for CI replay: which requests fail and how, chosen deterministically from the seed
- * and the request's arrival number, so a replay with the same --seed hits the same requests.
+ * Fault injection for CI replay: which requests fail and how, chosen deterministically from the
+ * seed and the request's arrival number, so a replay with the same --seed hits the same requests.
  */
 #ifndef SB_MOCK_FAULTS_H
 #define SB_MOCK_FAULTS_H
@@ -24,8 +24,8 @@ enum sb_fault_kind {
 };
 
 struct sb_fault_plan {
-    double rate;                   /* probability that a request gets a fault */
-    int kinds[SB_FAULT_COUNT];     /* the kinds to choose from, uniformly */
+    double rate;               /* probability that a request gets a fault */
+    int kinds[SB_FAULT_COUNT]; /* the kinds to choose from, uniformly */
     int nkinds;
     uint64_t seed;
 };

@@ -27,12 +27,12 @@ int sb_histo_render(const struct sb_histo *h, const char *name, const char *help
                     struct sb_buf *out);
 
 enum sb_mock_outcome {
-    SB_OUT_OK,        /* finished normally */
-    SB_OUT_REJECTED,  /* queue full */
-    SB_OUT_INVALID,   /* 4xx: bad JSON, unknown model, too long */
-    SB_OUT_FAULT,     /* an injected fault */
-    SB_OUT_CANCELLED, /* the client went away */
-    SB_OUT_SHUTDOWN,  /* ended by SIGINT/SIGTERM */
+    SB_OUT_OK,          /* finished normally */
+    SB_OUT_REJECTED,    /* queue full */
+    SB_OUT_INVALID,     /* 4xx: bad JSON, unknown model, too long */
+    SB_OUT_FAULT,       /* an injected fault */
+    SB_OUT_CANCELLED,   /* the client went away */
+    SB_OUT_SHUTDOWN,    /* ended by SIGINT/SIGTERM */
     SB_OUT_UNAVAILABLE, /* 503 during start-up */
     SB_OUT_COUNT,
 };

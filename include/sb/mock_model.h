@@ -1,13 +1,14 @@
 /*
- * The mock's engine model, free of any I/O so it can be unit-tested: a continuous-batching scheduler
- * with `max_seqs` batch slots and a bounded FIFO waiting queue, advanced one iteration at a time.
+ * The mock's engine model, free of any I/O so it can be unit-tested: a continuous-batching
+ * scheduler with `max_seqs` batch slots and a bounded FIFO waiting queue, advanced one iteration at
+ * a time.
  *
- * Each iteration admits waiting sequences into free slots; its duration is the prefill time of every
- * sequence admitted in it (prefill_base_ms + prefill_per_token_us x uncached prompt tokens, done one
- * after another as on one GPU) plus one decode step (decode_base_ms + decode_per_seq_us x sequences
- * in the batch). When it ends, every sequence in the batch has produced one token; newly admitted
- * ones produce their first. The caller owns the clock: sb_mock_engine_begin() returns the duration,
- * the caller waits that long and calls sb_mock_engine_end().
+ * Each iteration admits waiting sequences into free slots; its duration is the prefill time of
+ * every sequence admitted in it (prefill_base_ms + prefill_per_token_us x uncached prompt tokens,
+ * done one after another as on one GPU) plus one decode step (decode_base_ms + decode_per_seq_us x
+ * sequences in the batch). When it ends, every sequence in the batch has produced one token; newly
+ * admitted ones produce their first. The caller owns the clock: sb_mock_engine_begin() returns the
+ * duration, the caller waits that long and calls sb_mock_engine_end().
  */
 #ifndef SB_MOCK_MODEL_H
 #define SB_MOCK_MODEL_H

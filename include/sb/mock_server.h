@@ -27,7 +27,7 @@ struct sb_mock_config {
     double decode_per_seq_us;
     long long max_num_seqs;
     long long max_queue;
-    int queue_full_status;    /* index into {"429", "503"} */
+    int queue_full_status; /* index into {"429", "503"} */
     long long max_model_len;
     long long default_max_tokens;
     double eos_prob;
@@ -43,8 +43,8 @@ extern const size_t sb_mock_noptions;
 
 /*
  * Binds, writes the bound port as the first line of `announce` (flushed), and serves until SIGINT
- * or SIGTERM, then stops accepting, ends open streams and returns 0. Returns -1 with err filled when
- * it cannot start.
+ * or SIGTERM, then stops accepting, ends open streams and returns 0. Returns -1 with err filled
+ * when it cannot start.
  */
 int sb_mock_serve(const struct sb_mock_config *cfg, FILE *announce, struct sb_err *err);
 

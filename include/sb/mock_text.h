@@ -22,11 +22,11 @@ long long sb_mock_estimate_tokens(size_t bytes);
  */
 struct sb_mock_textgen {
     enum sb_mock_mode mode;
-    uint64_t key;        /* seed mixed with the prompt's hash */
+    uint64_t key; /* seed mixed with the prompt's hash */
     const char *prompt;
     size_t prompt_len;
-    size_t pos;          /* echo cursor */
-    long long index;     /* tokens produced so far */
+    size_t pos;      /* echo cursor */
+    long long index; /* tokens produced so far */
 };
 
 void sb_mock_textgen_init(struct sb_mock_textgen *g, enum sb_mock_mode mode, uint64_t seed,

@@ -27,33 +27,34 @@ enum sb_opt_type {
     SB_OPT_LIST,
 };
 
-#define SB_OPT_SECRET 0x1u  /* never written into a resolved config */
-#define SB_OPT_NOYAML 0x2u  /* command line only */
-#define SB_OPT_CONFIG 0x4u  /* a STR option naming the YAML file read before the flags apply */
+#define SB_OPT_SECRET 0x1u /* never written into a resolved config */
+#define SB_OPT_NOYAML 0x2u /* command line only */
+#define SB_OPT_CONFIG 0x4u /* a STR option naming the YAML file read before the flags apply */
 
 struct sb_opt {
-    const char *key;      /* YAML path, sections joined by '.', e.g. "run.concurrency"; NULL: no YAML */
-    const char *flag;     /* long flag without dashes, e.g. "max-num-seqs"; NULL: YAML only. The
-                             same name with '_' for '-' is accepted too */
-    const char *alias;    /* one more accepted flag spelling (kept for old scripts), or NULL */
+    const char *key;  /* YAML path, sections joined by '.', e.g. "run.concurrency"; NULL: no YAML */
+    const char *flag; /* long flag without dashes, e.g. "max-num-seqs"; NULL: YAML only. The
+                         same name with '_' for '-' is accepted too */
+    const char *alias; /* one more accepted flag spelling (kept for old scripts), or NULL */
     enum sb_opt_type type;
     size_t offset;
-    const char *def;      /* default written as on the command line; NULL: zero / NULL */
-    const char *argname;  /* placeholder in --help, e.g. "N" */
+    const char *def;     /* default written as on the command line; NULL: zero / NULL */
+    const char *argname; /* placeholder in --help, e.g. "N" */
     const char *help;
     const char *const *choices; /* SB_OPT_ENUM: NULL-terminated names */
-    double min, max;      /* numeric range checked when min < max (inclusive) */
+    double min, max;            /* numeric range checked when min < max (inclusive) */
     unsigned flags;
 };
 
 /* What sb_opt_parse() leaves besides the filled struct. Pointers borrow from argv. */
 struct sb_opt_result {
-    bool help;            /* --help or -h was given */
+    bool help; /* --help or -h was given */
     int npositional;
-    char **positional;    /* malloc'ed array of argv pointers; free() it */
+    char **positional; /* malloc'ed array of argv pointers; free() it */
 };
 
-/* Fills every option of obj with its default. Returns 0 or -1 (a bad default is a programming error). */
+/* Fills every option of obj with its default. Returns 0 or -1 (a bad default is a programming
+ * error). */
 int sb_opt_defaults(const struct sb_opt *opts, size_t n, void *obj, struct sb_err *err);
 
 /* Applies one textual value to an option, checking type and range. `what` names it in messages. */

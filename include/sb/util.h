@@ -47,7 +47,8 @@ int sb_parse_size(const char *s, uint64_t *out);
  */
 size_t sb_json_escape(char *dst, size_t cap, const char *s, size_t len);
 
-/* Raises the soft RLIMIT_NOFILE to the hard limit (thousands of sockets). Returns the new soft limit. */
+/* Raises the soft RLIMIT_NOFILE to the hard limit (thousands of sockets). Returns the new soft
+ * limit. */
 long sb_raise_nofile(void);
 
 #endif

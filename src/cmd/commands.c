@@ -1,4 +1,5 @@
-/* The command table (git.c's commands[]): adding a subcommand is a file in src/cmd and a line here. */
+/* The command table (git.c's commands[]): adding a subcommand is a file in src/cmd and a line here.
+ */
 #include <stdio.h>
 
 #include "sb/cmd.h"

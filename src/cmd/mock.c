@@ -7,14 +7,15 @@
 
 static void usage(FILE *f)
 {
-    fputs("usage: sparkbench mock [--profile FILE] [options]\n\n"
-          "A simulated OpenAI-compatible LLM server: /v1/completions, /v1/chat/completions (stream\n"
-          "and non-stream), /v1/models, /health, /metrics. Latency follows a continuous-batching\n"
-          "model: prefill = prefill_base_ms + prefill_per_token_us x prompt tokens, decode step =\n"
-          "decode_base_ms + decode_per_seq_us x sequences in the batch, max_num_seqs slots and a\n"
-          "FIFO waiting queue. With --port 0 the chosen port is the first line on stdout.\n\n"
-          "options:\n",
-          f);
+    fputs(
+        "usage: sparkbench mock [--profile FILE] [options]\n\n"
+        "A simulated OpenAI-compatible LLM server: /v1/completions, /v1/chat/completions (stream\n"
+        "and non-stream), /v1/models, /health, /metrics. Latency follows a continuous-batching\n"
+        "model: prefill = prefill_base_ms + prefill_per_token_us x prompt tokens, decode step =\n"
+        "decode_base_ms + decode_per_seq_us x sequences in the batch, max_num_seqs slots and a\n"
+        "FIFO waiting queue. With --port 0 the chosen port is the first line on stdout.\n\n"
+        "options:\n",
+        f);
     sb_opt_print_help(sb_mock_options, sb_mock_noptions, f);
 }
 

@@ -10,7 +10,8 @@
 #include "sb/build_info.h"
 #include "sb/cmd.h"
 
-/* jemalloc is linked into the binary only (not into sanitizer builds or tests): look it up weakly. */
+/* jemalloc is linked into the binary only (not into sanitizer builds or tests): look it up weakly.
+ */
 extern int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen)
     __attribute__((weak));
 

@@ -1,4 +1,5 @@
-/* Error values for library code: a message buffer the caller owns, filled where the failure is seen. */
+/* Error values for library code: a message buffer the caller owns, filled where the failure is
+ * seen. */
 #include "sb/err.h"
 
 #include <stdarg.h>

@@ -1,7 +1,7 @@
 /*
  * One option table drives defaults, YAML configs, command-line flags, --help and the resolved
- * config.yaml (fio's options.c idea): a command never parses its own flags by hand, so a YAML key and
- * its flag can never drift apart.
+ * config.yaml (fio's options.c idea): a command never parses its own flags by hand, so a YAML key
+ * and its flag can never drift apart.
  */
 #include "sb/opt.h"
 
@@ -14,7 +14,7 @@
 
 #include "sb/util.h"
 
-#define FIELD(obj, o, T) ((T *)((char *)(obj) + (o)->offset))
+#define FIELD(obj, o, T)  ((T *)((char *)(obj) + (o)->offset))
 #define CFIELD(obj, o, T) ((const T *)((const char *)(obj) + (o)->offset))
 
 static bool flag_eq(const char *want, const char *got)
@@ -90,13 +90,20 @@ static const char *suggest(const struct sb_opt *opts, size_t n, const char *got,
 static const char *type_word(enum sb_opt_type t)
 {
     switch (t) {
-    case SB_OPT_BOOL: return "a boolean (true/false)";
-    case SB_OPT_INT: return "an integer";
-    case SB_OPT_DOUBLE: return "a number";
-    case SB_OPT_SIZE: return "a size (e.g. 4096, 64KiB, 8GiB)";
-    case SB_OPT_ENUM: return "one of the listed choices";
-    case SB_OPT_STR: return "a string";
-    case SB_OPT_LIST: return "a list";
+    case SB_OPT_BOOL:
+        return "a boolean (true/false)";
+    case SB_OPT_INT:
+        return "an integer";
+    case SB_OPT_DOUBLE:
+        return "a number";
+    case SB_OPT_SIZE:
+        return "a size (e.g. 4096, 64KiB, 8GiB)";
+    case SB_OPT_ENUM:
+        return "one of the listed choices";
+    case SB_OPT_STR:
+        return "a string";
+    case SB_OPT_LIST:
+        return "a list";
     }
     return "a value";
 }
@@ -164,8 +171,7 @@ int sb_opt_set(const struct sb_opt *o, void *obj, const char *value, const char 
         for (int i = 0; o->choices && o->choices[i] && len < sizeof(list); i++)
             len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", i ? "|" : "",
                                     o->choices[i]);
-        return sb_err_set(err, "invalid value '%s' for %s: expected one of %s", value, what,
-                          list);
+        return sb_err_set(err, "invalid value '%s' for %s: expected one of %s", value, what, list);
     }
     case SB_OPT_STR:
     case SB_OPT_LIST: {
@@ -193,11 +199,21 @@ int sb_opt_defaults(const struct sb_opt *opts, size_t n, void *obj, struct sb_er
             continue;
         }
         switch (o->type) {
-        case SB_OPT_BOOL: *FIELD(obj, o, bool) = false; break;
-        case SB_OPT_INT: *FIELD(obj, o, long long) = 0; break;
-        case SB_OPT_DOUBLE: *FIELD(obj, o, double) = 0; break;
-        case SB_OPT_SIZE: *FIELD(obj, o, uint64_t) = 0; break;
-        case SB_OPT_ENUM: *FIELD(obj, o, int) = 0; break;
+        case SB_OPT_BOOL:
+            *FIELD(obj, o, bool) = false;
+            break;
+        case SB_OPT_INT:
+            *FIELD(obj, o, long long) = 0;
+            break;
+        case SB_OPT_DOUBLE:
+            *FIELD(obj, o, double) = 0;
+            break;
+        case SB_OPT_SIZE:
+            *FIELD(obj, o, uint64_t) = 0;
+            break;
+        case SB_OPT_ENUM:
+            *FIELD(obj, o, int) = 0;
+            break;
         case SB_OPT_STR:
         case SB_OPT_LIST: {
             char **slot = FIELD(obj, o, char *);
@@ -473,8 +489,7 @@ int sb_opt_parse(const struct sb_opt *opts, size_t n, void *obj, int argc, char 
         if (!o) {
             const char *hint = suggest(opts, n, name, false);
             if (hint)
-                return sb_err_set(err, "unknown option '--%s' (did you mean '--%s'?)", name,
-                                  hint);
+                return sb_err_set(err, "unknown option '--%s' (did you mean '--%s'?)", name, hint);
             return sb_err_set(err, "unknown option '--%s'", name);
         }
         char what[160];
@@ -575,10 +590,18 @@ int sb_opt_write_yaml(const struct sb_opt *opts, size_t n, const void *obj, FILE
         prev_len = sect_len;
         fprintf(f, "%*s%s: ", (int)(2 * depth), "", leaf);
         switch (o->type) {
-        case SB_OPT_BOOL: fputs(*CFIELD(obj, o, bool) ? "true" : "false", f); break;
-        case SB_OPT_INT: fprintf(f, "%lld", *CFIELD(obj, o, long long)); break;
-        case SB_OPT_DOUBLE: fprintf(f, "%.17g", *CFIELD(obj, o, double)); break;
-        case SB_OPT_SIZE: fprintf(f, "%llu", (unsigned long long)*CFIELD(obj, o, uint64_t)); break;
+        case SB_OPT_BOOL:
+            fputs(*CFIELD(obj, o, bool) ? "true" : "false", f);
+            break;
+        case SB_OPT_INT:
+            fprintf(f, "%lld", *CFIELD(obj, o, long long));
+            break;
+        case SB_OPT_DOUBLE:
+            fprintf(f, "%.17g", *CFIELD(obj, o, double));
+            break;
+        case SB_OPT_SIZE:
+            fprintf(f, "%llu", (unsigned long long)*CFIELD(obj, o, uint64_t));
+            break;
         case SB_OPT_ENUM: {
             int idx = *CFIELD(obj, o, int);
             write_yaml_string(f, o->choices ? o->choices[idx] : "");

@@ -143,10 +143,19 @@ int sb_parse_size(const char *s, uint64_t *out)
             const char *suffix;
             double mult;
         } units[] = {
-            {"b", 1},          {"k", 1024.0},     {"kb", 1024.0},     {"kib", 1024.0},
-            {"m", 1048576.0},  {"mb", 1048576.0}, {"mib", 1048576.0}, {"g", 1073741824.0},
-            {"gb", 1073741824.0}, {"gib", 1073741824.0}, {"t", 1099511627776.0},
-            {"tb", 1099511627776.0}, {"tib", 1099511627776.0},
+            {"b", 1},
+            {"k", 1024.0},
+            {"kb", 1024.0},
+            {"kib", 1024.0},
+            {"m", 1048576.0},
+            {"mb", 1048576.0},
+            {"mib", 1048576.0},
+            {"g", 1073741824.0},
+            {"gb", 1073741824.0},
+            {"gib", 1073741824.0},
+            {"t", 1099511627776.0},
+            {"tb", 1099511627776.0},
+            {"tib", 1099511627776.0},
         };
         size_t i;
         for (i = 0; i < SB_ARRAY_SIZE(units); i++) {
@@ -178,15 +187,34 @@ size_t sb_json_escape(char *dst, size_t cap, const char *s, size_t len)
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         switch (c) {
-        case '"': PUT('\\'); PUT('"'); break;
-        case '\\': PUT('\\'); PUT('\\'); break;
-        case '\n': PUT('\\'); PUT('n'); break;
-        case '\r': PUT('\\'); PUT('r'); break;
-        case '\t': PUT('\\'); PUT('t'); break;
+        case '"':
+            PUT('\\');
+            PUT('"');
+            break;
+        case '\\':
+            PUT('\\');
+            PUT('\\');
+            break;
+        case '\n':
+            PUT('\\');
+            PUT('n');
+            break;
+        case '\r':
+            PUT('\\');
+            PUT('r');
+            break;
+        case '\t':
+            PUT('\\');
+            PUT('t');
+            break;
         default:
             if (c < 0x20) {
-                PUT('\\'); PUT('u'); PUT('0'); PUT('0');
-                PUT(hex[c >> 4]); PUT(hex[c & 15]);
+                PUT('\\');
+                PUT('u');
+                PUT('0');
+                PUT('0');
+                PUT(hex[c >> 4]);
+                PUT(hex[c & 15]);
             } else {
                 PUT((char)c);
             }

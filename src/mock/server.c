@@ -35,7 +35,7 @@
 #include "sb/mock_text.h"
 #include "sb/util.h"
 
-#define MAX_BODY_BYTES (64u << 20)
+#define MAX_BODY_BYTES    (64u << 20)
 #define SHUTDOWN_GRACE_NS 2000000000ull
 
 struct mock_server;
@@ -44,7 +44,7 @@ struct mreq {
     struct mock_server *srv;
     struct evhttp_request *req; /* NULL once libevent has let go of it */
     struct sb_mock_seq seq;
-    struct mreq *prev, *next;   /* the server's list of live requests */
+    struct mreq *prev, *next; /* the server's list of live requests */
     int refs;
     bool in_engine;
 
@@ -53,8 +53,8 @@ struct mreq {
     char xreqid[128];
     const char *path;
     bool chat, stream, include_usage, ignore_eos;
-    char *model_esc;            /* JSON-escaped model name echoed in responses */
-    char *prompt;               /* prompt text (echo mode); owned */
+    char *model_esc; /* JSON-escaped model name echoed in responses */
+    char *prompt;    /* prompt text (echo mode); owned */
     size_t prompt_len;
     long long prompt_tokens, max_tokens, min_tokens, emitted;
     long long created;
@@ -64,9 +64,9 @@ struct mreq {
 
     uint64_t recv_ns, admit_ns, first_token_ns, last_token_ns, last_byte_ns;
     bool headers_sent, reply_ended, stalled, end_after_stall;
-    struct evbuffer *pending;   /* bytes held back while stalled */
+    struct evbuffer *pending; /* bytes held back while stalled */
     struct event *timer;
-    struct sb_buf text_acc;     /* non-stream: the whole output */
+    struct sb_buf text_acc; /* non-stream: the whole output */
     const char *finish_reason;
     enum sb_mock_outcome outcome;
     int status;
@@ -146,15 +146,13 @@ static void log_request(struct mock_server *s, struct mreq *m)
         return;
     struct sb_buf *b = &s->scratch_buf;
     sb_buf_reset(b);
-    sb_buf_addf(b,
-                "{\"req_no\":%" PRIu64 ",\"id\":\"%s\",\"x_request_id\":\"", m->req_no, m->id);
+    sb_buf_addf(b, "{\"req_no\":%" PRIu64 ",\"id\":\"%s\",\"x_request_id\":\"", m->req_no, m->id);
     sb_buf_add_json_escaped(b, m->xreqid, strlen(m->xreqid));
     sb_buf_addf(b,
                 "\",\"path\":\"%s\",\"stream\":%s,\"status\":%d,\"outcome\":\"%s\","
                 "\"fault\":\"%s\",\"prompt_tokens\":%lld,\"completion_tokens\":%lld",
-                m->path, m->stream ? "true" : "false", m->status,
-                sb_mock_outcome_name(m->outcome), sb_fault_name(m->fault.kind), m->prompt_tokens,
-                m->emitted);
+                m->path, m->stream ? "true" : "false", m->status, sb_mock_outcome_name(m->outcome),
+                sb_fault_name(m->fault.kind), m->prompt_tokens, m->emitted);
     const struct {
         const char *name;
         uint64_t v;
@@ -316,9 +314,9 @@ static void add_stamp(struct evbuffer *b, const struct mreq *m)
 
 static void add_chunk_head(struct evbuffer *b, const struct mreq *m)
 {
-    evbuffer_add_printf(b, "data: {\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":\"%s\",",
-                        m->id, m->chat ? "chat.completion.chunk" : "text_completion", m->created,
-                        m->model_esc);
+    evbuffer_add_printf(
+        b, "data: {\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":\"%s\",", m->id,
+        m->chat ? "chat.completion.chunk" : "text_completion", m->created, m->model_esc);
 }
 
 static void send_role_chunk(struct mreq *m)
@@ -653,7 +651,8 @@ static int parse_body(struct mock_server *s, struct mreq *m, const cJSON *root, 
         cJSON_ArrayForEach(it, msgs)
         {
             const cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
-            if (!cJSON_IsObject(it) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(it, "role")) ||
+            if (!cJSON_IsObject(it) ||
+                !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(it, "role")) ||
                 add_content(&prompt, content) != 0) {
                 sb_buf_release(&prompt);
                 snprintf(msg, msgcap, "each message needs a string 'role' and text 'content'");
@@ -925,8 +924,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         const char *path;
         enum evhttp_cmd_type method;
     } routes[] = {
-        {"/health", EVHTTP_REQ_GET},         {"/v1/models", EVHTTP_REQ_GET},
-        {"/metrics", EVHTTP_REQ_GET},        {"/version", EVHTTP_REQ_GET},
+        {"/health", EVHTTP_REQ_GET},          {"/v1/models", EVHTTP_REQ_GET},
+        {"/metrics", EVHTTP_REQ_GET},         {"/version", EVHTTP_REQ_GET},
         {"/v1/completions", EVHTTP_REQ_POST}, {"/v1/chat/completions", EVHTTP_REQ_POST},
     };
     size_t r;
@@ -948,8 +947,12 @@ static void on_request(struct evhttp_request *req, void *arg)
         evhttp_send_reply(req, down ? 503 : 200, down ? "Service Unavailable" : "OK", NULL);
         return;
     }
-    case 1: handle_models(s, req); return;
-    case 2: handle_metrics(s, req); return;
+    case 1:
+        handle_models(s, req);
+        return;
+    case 2:
+        handle_metrics(s, req);
+        return;
     case 3: {
         struct evbuffer *b = evbuffer_new();
         evbuffer_add_printf(b, "{\"version\":\"sparkbench-mock\"}");
@@ -957,8 +960,12 @@ static void on_request(struct evhttp_request *req, void *arg)
         evbuffer_free(b);
         return;
     }
-    case 4: handle_inference(s, req, routes[r].path, false); return;
-    default: handle_inference(s, req, routes[r].path, true); return;
+    case 4:
+        handle_inference(s, req, routes[r].path, false);
+        return;
+    default:
+        handle_inference(s, req, routes[r].path, true);
+        return;
     }
 }
 
@@ -1124,8 +1131,8 @@ int sb_mock_serve(const struct sb_mock_config *cfg, FILE *announce, struct sb_er
     signal(SIGPIPE, SIG_IGN);
     sb_raise_nofile();
 
-    struct sb_mock_timing t = {cfg->prefill_base_ms, cfg->prefill_per_token_us,
-                               cfg->decode_base_ms, cfg->decode_per_seq_us};
+    struct sb_mock_timing t = {cfg->prefill_base_ms, cfg->prefill_per_token_us, cfg->decode_base_ms,
+                               cfg->decode_per_seq_us};
     if (sb_mock_engine_init(&s->eng, &t, (size_t)cfg->max_num_seqs, (size_t)cfg->max_queue) != 0) {
         sb_err_set(err, "out of memory");
         goto out;
@@ -1157,8 +1164,7 @@ int sb_mock_serve(const struct sb_mock_config *cfg, FILE *announce, struct sb_er
     s->drain_ev = evtimer_new(s->base, on_drain_tick, s);
     s->sigint_ev = evsignal_new(s->base, SIGINT, on_signal, s);
     s->sigterm_ev = evsignal_new(s->base, SIGTERM, on_signal, s);
-    if (!s->http || !s->scratch || !s->iter_ev || !s->drain_ev || !s->sigint_ev ||
-        !s->sigterm_ev) {
+    if (!s->http || !s->scratch || !s->iter_ev || !s->drain_ev || !s->sigint_ev || !s->sigterm_ev) {
         sb_err_set(err, "out of memory");
         goto out;
     }

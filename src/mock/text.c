@@ -7,14 +7,28 @@
 #include "sb/util.h"
 
 static const char *const lorem[] = {
-    "lorem",  "ipsum",    "dolor",   "sit",     "amet",   "consectetur", "adipiscing", "elit",
-    "sed",    "do",       "eiusmod", "tempor",  "incididunt", "ut",      "labore",     "et",
-    "dolore", "magna",    "aliqua",  "enim",    "ad",     "minim",       "veniam",     "quis",
-    "nostrud", "exercitation", "ullamco", "laboris", "nisi", "aliquip",  "ex",         "ea",
-    "commodo", "consequat", "duis",  "aute",    "irure",  "in",          "reprehenderit", "voluptate",
-    "velit",  "esse",     "cillum",  "fugiat",  "nulla",  "pariatur",    "excepteur",  "sint",
-    "occaecat", "cupidatat", "non",  "proident", "sunt",  "culpa",       "qui",        "officia",
-    "deserunt", "mollit", "anim",    "id",      "est",    "laborum",     "storage",    "cache",
+    "lorem",      "ipsum",        "dolor",
+    "sit",        "amet",         "consectetur",
+    "adipiscing", "elit",         "sed",
+    "do",         "eiusmod",      "tempor",
+    "incididunt", "ut",           "labore",
+    "et",         "dolore",       "magna",
+    "aliqua",     "enim",         "ad",
+    "minim",      "veniam",       "quis",
+    "nostrud",    "exercitation", "ullamco",
+    "laboris",    "nisi",         "aliquip",
+    "ex",         "ea",           "commodo",
+    "consequat",  "duis",         "aute",
+    "irure",      "in",           "reprehenderit",
+    "voluptate",  "velit",        "esse",
+    "cillum",     "fugiat",       "nulla",
+    "pariatur",   "excepteur",    "sint",
+    "occaecat",   "cupidatat",    "non",
+    "proident",   "sunt",         "culpa",
+    "qui",        "officia",      "deserunt",
+    "mollit",     "anim",         "id",
+    "est",        "laborum",      "storage",
+    "cache",
 };
 
 long long sb_mock_estimate_tokens(size_t bytes)

@@ -188,3 +188,114 @@ const char *sb_url(char *buf, size_t cap, int port, const char *path)
     snprintf(buf, cap, "http://127.0.0.1:%d%s", port, path);
     return buf;
 }
+
+int sb_test_split_sse(const char *body, char ***events)
+{
+    int n = 0, cap = 16;
+    char **v = malloc(sizeof(char *) * (size_t)cap);
+    const char *p = body;
+    while (p && *p) {
+        const char *end = strstr(p, "\n\n");
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (n == cap) {
+            cap *= 2;
+            v = realloc(v, sizeof(char *) * (size_t)cap);
+        }
+        v[n++] = strndup(p, len);
+        p = end ? end + 2 : NULL;
+    }
+    *events = v;
+    return n;
+}
+
+void sb_strv_free(char **v, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+char *sb_test_read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    struct sb_buf b;
+    sb_buf_init(&b, 256u << 20);
+    char tmp[8192];
+    size_t r;
+    while ((r = fread(tmp, 1, sizeof(tmp), f)) > 0)
+        sb_buf_add(&b, tmp, r);
+    fclose(f);
+    sb_buf_add(&b, "", 0);
+    return sb_buf_detach(&b, NULL);
+}
+
+int sb_test_count(const char *hay, const char *needle)
+{
+    int n = 0;
+    size_t nl = strlen(needle);
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + nl, needle))
+        n++;
+    return n;
+}
+
+static size_t on_stream_data(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    struct sb_stream *s = arg;
+    return sb_buf_add(&s->body, ptr, size * nmemb) == 0 ? size * nmemb : 0;
+}
+
+void sb_stream_init(struct sb_stream *s, const char *url, const char *body)
+{
+    memset(s, 0, sizeof(*s));
+    sb_buf_init(&s->body, 64u << 20);
+    CURL *c = curl_easy_init();
+    s->easy = c;
+    s->headers = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, (struct curl_slist *)s->headers);
+    curl_easy_setopt(c, CURLOPT_COPYPOSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_stream_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, s);
+    curl_easy_setopt(c, CURLOPT_PRIVATE, s);
+}
+
+void sb_stream_release(struct sb_stream *s)
+{
+    curl_easy_cleanup(s->easy);
+    curl_slist_free_all(s->headers);
+    sb_buf_release(&s->body);
+}
+
+void sb_streams_run(struct sb_stream *s, int n, bool (*tick)(struct sb_stream *s, int n, void *arg),
+                    void *arg)
+{
+    CURLM *m = curl_multi_init();
+    for (int i = 0; i < n; i++)
+        curl_multi_add_handle(m, s[i].easy);
+    int running = n;
+    while (running > 0) {
+        curl_multi_perform(m, &running);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(m, &left))) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            struct sb_stream *st;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&st);
+            st->curl_rc = (int)msg->data.result;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &st->status);
+            st->done = true;
+        }
+        if (tick && tick(s, n, arg))
+            tick = NULL;
+        if (running > 0)
+            curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    for (int i = 0; i < n; i++)
+        curl_multi_remove_handle(m, s[i].easy);
+    curl_multi_cleanup(m);
+}

@@ -14,7 +14,8 @@ struct sb_proc {
     int out_fd; /* the child's stdout, after the port line */
 };
 
-/* Runs `bin mock --port 0 <args...>` (args NULL-terminated) and reads the port it prints. 0 or -1. */
+/* Runs `bin mock --port 0 <args...>` (args NULL-terminated) and reads the port it prints. 0 or -1.
+ */
 int sb_proc_start_mock(struct sb_proc *p, const char *bin, const char *const *args);
 
 /* Sends sig and waits. Returns the exit code, 128+signal if it died of one, -1 on error. */
@@ -25,10 +26,10 @@ int sb_proc_run(const char *const *argv, char **out, char **err);
 
 struct sb_http_resp {
     long status;
-    char *body;     /* NUL-terminated; free with sb_http_resp_release */
+    char *body; /* NUL-terminated; free with sb_http_resp_release */
     size_t len;
-    char *headers;  /* raw header block */
-    int curl_rc;    /* CURLcode */
+    char *headers; /* raw header block */
+    int curl_rc;   /* CURLcode */
 };
 
 /* One request on a fresh connection. method "GET"/"POST"/...; body may be NULL. */
@@ -39,3 +40,41 @@ void sb_http_resp_release(struct sb_http_resp *r);
 const char *sb_url(char *buf, size_t cap, int port, const char *path);
 
 #endif
+
+/*
+ * Splits an SSE body as the mock writes it (events separated by a blank line) into events.
+ * Returns the count; *events is a malloc'ed array of malloc'ed strings (free with sb_strv_free).
+ */
+int sb_test_split_sse(const char *body, char ***events);
+void sb_strv_free(char **v, int n);
+
+/* Reads a whole file into a malloc'ed NUL-terminated string; NULL on error. */
+char *sb_test_read_file(const char *path);
+
+/* Counts occurrences of needle in hay. */
+int sb_test_count(const char *hay, const char *needle);
+
+#include <stdbool.h>
+
+#include "sb/buf.h"
+
+/* One request of a concurrent batch driven by sb_streams_run(). */
+struct sb_stream {
+    void *easy;         /* CURL * */
+    void *headers;      /* struct curl_slist * */
+    struct sb_buf body; /* the response body as received */
+    long status;
+    int curl_rc;
+    bool done;
+};
+
+/* Prepares s to POST body to url (a copy of body is kept by libcurl). */
+void sb_stream_init(struct sb_stream *s, const char *url, const char *body);
+void sb_stream_release(struct sb_stream *s);
+
+/*
+ * Runs n requests concurrently on one libcurl multi handle until all have finished. tick (may be
+ * NULL) is called after every wake-up until it returns true.
+ */
+void sb_streams_run(struct sb_stream *s, int n, bool (*tick)(struct sb_stream *s, int n, void *arg),
+                    void *arg);
