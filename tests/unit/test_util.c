@@ -18,9 +18,15 @@ static void test_parse_size(void **state)
         int rc;
         uint64_t want;
     } cases[] = {
-        {"4096", 0, 4096},      {"4k", 0, 4096},       {"64KiB", 0, 65536},
-        {"8GiB", 0, 8ull << 30}, {"1.5GB", 0, 3ull << 29}, {"2 MiB", 0, 2u << 20},
-        {"12x", -1, 0},         {"", -1, 0},           {"-5", -1, 0},
+        {"4096", 0, 4096},
+        {"4k", 0, 4096},
+        {"64KiB", 0, 65536},
+        {"8GiB", 0, 8ull << 30},
+        {"1.5GB", 0, 3ull << 29},
+        {"2 MiB", 0, 2u << 20},
+        {"12x", -1, 0},
+        {"", -1, 0},
+        {"-5", -1, 0},
         {"1T", 0, 1ull << 40},
     };
     for (size_t i = 0; i < SB_ARRAY_SIZE(cases); i++) {
@@ -114,8 +120,8 @@ static void test_buf_limit(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_size),      cmocka_unit_test(test_parse_numbers),
-        cmocka_unit_test(test_json_escape),     cmocka_unit_test(test_rng_deterministic),
+        cmocka_unit_test(test_parse_size),  cmocka_unit_test(test_parse_numbers),
+        cmocka_unit_test(test_json_escape), cmocka_unit_test(test_rng_deterministic),
         cmocka_unit_test(test_buf_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
