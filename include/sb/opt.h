@@ -6,7 +6,8 @@
  * Storage by type, at `offset` inside the command's own struct:
  *   SB_OPT_BOOL bool, SB_OPT_INT long long, SB_OPT_DOUBLE double, SB_OPT_SIZE uint64_t (bytes, with
  *   k/M/G/T suffixes), SB_OPT_ENUM int (index into `choices`), SB_OPT_STR and SB_OPT_LIST char *
- *   (owned by the struct; LIST holds the items joined by ','; freed by sb_opt_release()).
+ *   (owned by the struct; LIST holds the items joined by ','; freed by sb_opt_release()),
+ * SB_OPT_JSON char * holding a JSON object's text (from a YAML mapping, or a JSON flag value).
  */
 #ifndef SB_OPT_H
 #define SB_OPT_H
@@ -25,6 +26,7 @@ enum sb_opt_type {
     SB_OPT_ENUM,
     SB_OPT_STR,
     SB_OPT_LIST,
+    SB_OPT_JSON, /* char *: a JSON object's text; a YAML mapping or a JSON flag value */
 };
 
 #define SB_OPT_SECRET 0x1u /* never written into a resolved config */
@@ -32,9 +34,11 @@ enum sb_opt_type {
 #define SB_OPT_CONFIG 0x4u /* a STR option naming the YAML file read before the flags apply */
 
 struct sb_opt {
-    const char *key;  /* YAML path, sections joined by '.', e.g. "run.concurrency"; NULL: no YAML */
-    const char *flag; /* long flag without dashes, e.g. "max-num-seqs"; NULL: YAML only. The
-                         same name with '_' for '-' is accepted too */
+    const char *key; /* YAML path, sections joined by '.', e.g. "run.concurrency"; NULL: no YAML */
+    const char *const *key_aliases; /* NULL-terminated other YAML paths read into the same option
+                                       (the shapes of older config files); never written */
+    const char *flag;  /* long flag without dashes, e.g. "max-num-seqs"; NULL: YAML only. The
+                          same name with '_' for '-' is accepted too */
     const char *alias; /* one more accepted flag spelling (kept for old scripts), or NULL */
     enum sb_opt_type type;
     size_t offset;

@@ -5,6 +5,8 @@
 #include "sb/cmd.h"
 
 const struct sb_command sb_commands[] = {
+    {"run", cmd_run, "load generator: drive an OpenAI-compatible endpoint, write metrics.jsonl"},
+    {"smoke", cmd_smoke, "bring-up check of an endpoint: health, models, one stream of each API"},
     {"mock", cmd_mock, "simulated OpenAI-compatible LLM server (Stack A/B stand-in, CI replay)"},
     {"version", cmd_version, "print the version and the library versions"},
     {NULL, NULL, NULL},

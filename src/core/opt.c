@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <cjson/cJSON.h>
 #include <yaml.h>
 
 #include "sb/util.h"
@@ -42,9 +43,15 @@ const struct sb_opt *sb_opt_find_flag(const struct sb_opt *opts, size_t n, const
 
 const struct sb_opt *sb_opt_find_key(const struct sb_opt *opts, size_t n, const char *key)
 {
-    for (size_t i = 0; i < n; i++)
-        if (opts[i].key && !(opts[i].flags & SB_OPT_NOYAML) && strcmp(opts[i].key, key) == 0)
+    for (size_t i = 0; i < n; i++) {
+        if (opts[i].flags & SB_OPT_NOYAML)
+            continue;
+        if (opts[i].key && strcmp(opts[i].key, key) == 0)
             return &opts[i];
+        for (const char *const *a = opts[i].key_aliases; a && *a; a++)
+            if (strcmp(*a, key) == 0)
+                return &opts[i];
+    }
     return NULL;
 }
 
@@ -104,6 +111,8 @@ static const char *type_word(enum sb_opt_type t)
         return "a string";
     case SB_OPT_LIST:
         return "a list";
+    case SB_OPT_JSON:
+        return "a mapping";
     }
     return "a value";
 }
@@ -173,6 +182,17 @@ int sb_opt_set(const struct sb_opt *o, void *obj, const char *value, const char 
                                     o->choices[i]);
         return sb_err_set(err, "invalid value '%s' for %s: expected one of %s", value, what, list);
     }
+    case SB_OPT_JSON: {
+        cJSON *j = cJSON_Parse(value);
+        bool is_obj = cJSON_IsObject(j);
+        cJSON_Delete(j);
+        if (!is_obj)
+            return sb_err_set(err,
+                              "invalid value for %s: expected a JSON object like "
+                              "'{\"ignore_eos\": true}'",
+                              what);
+    }
+        /* fall through */
     case SB_OPT_STR:
     case SB_OPT_LIST: {
         char *copy = strdup(value);
@@ -215,7 +235,8 @@ int sb_opt_defaults(const struct sb_opt *opts, size_t n, void *obj, struct sb_er
             *FIELD(obj, o, int) = 0;
             break;
         case SB_OPT_STR:
-        case SB_OPT_LIST: {
+        case SB_OPT_LIST:
+        case SB_OPT_JSON: {
             char **slot = FIELD(obj, o, char *);
             free(*slot);
             *slot = NULL;
@@ -229,7 +250,8 @@ int sb_opt_defaults(const struct sb_opt *opts, size_t n, void *obj, struct sb_er
 void sb_opt_release(const struct sb_opt *opts, size_t n, void *obj)
 {
     for (size_t i = 0; i < n; i++) {
-        if (opts[i].type == SB_OPT_STR || opts[i].type == SB_OPT_LIST) {
+        if (opts[i].type == SB_OPT_STR || opts[i].type == SB_OPT_LIST ||
+            opts[i].type == SB_OPT_JSON) {
             char **slot = FIELD(obj, &opts[i], char *);
             free(*slot);
             *slot = NULL;
@@ -248,12 +270,21 @@ struct yaml_ctx {
     struct sb_err *err;
 };
 
+static bool key_under(const char *key, const char *prefix, size_t len)
+{
+    return key && strncmp(key, prefix, len) == 0 && key[len] == '.';
+}
+
 static bool is_section(const struct sb_opt *opts, size_t n, const char *prefix)
 {
     size_t len = strlen(prefix);
-    for (size_t i = 0; i < n; i++)
-        if (opts[i].key && strncmp(opts[i].key, prefix, len) == 0 && opts[i].key[len] == '.')
+    for (size_t i = 0; i < n; i++) {
+        if (key_under(opts[i].key, prefix, len))
             return true;
+        for (const char *const *a = opts[i].key_aliases; a && *a; a++)
+            if (key_under(*a, prefix, len))
+                return true;
+    }
     return false;
 }
 
@@ -280,9 +311,73 @@ static bool scalar_is_null(const yaml_node_t *v)
 
 static int walk_mapping(struct yaml_ctx *c, yaml_node_t *map, const char *prefix);
 
+/* A YAML subtree as cJSON: plain scalars that read as numbers, booleans or null keep that type. */
+static cJSON *node_to_json(yaml_document_t *doc, yaml_node_t *node, int depth)
+{
+    if (!node || depth > 32)
+        return NULL;
+    if (node->type == YAML_SCALAR_NODE) {
+        const char *s = (const char *)node->data.scalar.value;
+        if (node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+            double d;
+            bool b;
+            if (scalar_is_null(node))
+                return cJSON_CreateNull();
+            if (strcmp(s, "true") == 0 || strcmp(s, "false") == 0) {
+                sb_parse_bool(s, &b);
+                return cJSON_CreateBool(b);
+            }
+            if (sb_parse_double(s, &d) == 0)
+                return cJSON_CreateNumber(d);
+        }
+        return cJSON_CreateString(s);
+    }
+    if (node->type == YAML_SEQUENCE_NODE) {
+        cJSON *arr = cJSON_CreateArray();
+        for (yaml_node_item_t *it = node->data.sequence.items.start;
+             it < node->data.sequence.items.top; it++) {
+            cJSON *item = node_to_json(doc, yaml_document_get_node(doc, *it), depth + 1);
+            if (!item) {
+                cJSON_Delete(arr);
+                return NULL;
+            }
+            cJSON_AddItemToArray(arr, item);
+        }
+        return arr;
+    }
+    cJSON *obj = cJSON_CreateObject();
+    for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k = yaml_document_get_node(doc, p->key);
+        cJSON *val = node_to_json(doc, yaml_document_get_node(doc, p->value), depth + 1);
+        if (!k || k->type != YAML_SCALAR_NODE || !val) {
+            cJSON_Delete(val);
+            cJSON_Delete(obj);
+            return NULL;
+        }
+        cJSON_AddItemToObject(obj, (const char *)k->data.scalar.value, val);
+    }
+    return obj;
+}
+
 static int apply_node(struct yaml_ctx *c, yaml_node_t *knode, yaml_node_t *v, const char *key)
 {
     const struct sb_opt *o = sb_opt_find_key(c->opts, c->n, key);
+    if (o && o->type == SB_OPT_JSON) {
+        if (v->type == YAML_SCALAR_NODE && scalar_is_null(v))
+            return 0;
+        if (v->type != YAML_MAPPING_NODE)
+            return yaml_fail(c, v, "key '%s' takes a mapping", key);
+        cJSON *j = node_to_json(c->doc, v, 0);
+        char *text = j ? cJSON_PrintUnformatted(j) : NULL;
+        cJSON_Delete(j);
+        if (!text)
+            return yaml_fail(c, v, "key '%s': cannot convert the mapping", key);
+        char **slot = FIELD(c->obj, o, char *);
+        free(*slot);
+        *slot = text;
+        return 0;
+    }
     if (v->type == YAML_MAPPING_NODE) {
         if (is_section(c->opts, c->n, key))
             return walk_mapping(c, v, key);
@@ -613,6 +708,11 @@ int sb_opt_write_yaml(const struct sb_opt *opts, size_t n, const void *obj, FILE
                 write_yaml_string(f, s);
             else
                 fputs("null", f);
+            break;
+        }
+        case SB_OPT_JSON: {
+            const char *s = *CFIELD(obj, o, char *);
+            fputs(s ? s : "{}", f); /* JSON is valid YAML flow syntax */
             break;
         }
         case SB_OPT_LIST: {

@@ -1,0 +1,68 @@
+/*
+ * The load generator's engine: libcurl's multi-socket API on epoll + timerfd (curl's
+ * docs/examples/ephiperfifo.c), one event loop per thread, each owning a share of the users
+ * (closed loop) or of the arrival rate (open loop). Every request becomes one struct sb_record
+ * written to the JSONL sink; nothing is shared between loops on the hot path.
+ */
+#ifndef SB_ENGINE_H
+#define SB_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sb/err.h"
+#include "sb/jsonl.h"
+#include "sb/openai.h"
+#include "sb/record.h"
+#include "sb/run.h"
+#include "sb/workload.h"
+
+struct sb_engine_params {
+    const struct sb_run_config *cfg;
+    const struct sb_workload *workload;
+    const char *url; /* full URL of the completions endpoint */
+    enum sb_api api;
+    const char *run_id;
+    const char *model_sent; /* "model" of each request, NULL to omit */
+    const char *api_key;    /* Bearer token, NULL for none (never written anywhere) */
+    struct sb_jsonl_sink *sink;
+    bool progress; /* a live progress line on stderr */
+};
+
+enum sb_exit_reason {
+    SB_EXIT_COMPLETED, /* --requests reached or every user done */
+    SB_EXIT_DURATION,  /* --duration-s elapsed */
+    SB_EXIT_SIGINT,
+    SB_EXIT_SIGTERM,
+    SB_EXIT_FATAL, /* e.g. the metrics file could not be written */
+};
+
+const char *sb_exit_reason_name(enum sb_exit_reason r);
+
+struct sb_engine_result {
+    enum sb_exit_reason reason;
+    char fatal_msg[SB_ERR_MSG_MAX];
+    uint64_t anchor_mono_ns, anchor_real_ns; /* one instant read on both clocks */
+    uint64_t t_start_ns, t_end_ns;           /* first intended send, last completion */
+    uint64_t t_measure_start_ns;             /* end of warm-up */
+    long long sent, ok, warmup, not_sent;
+    long long errors[SB_ERRK_COUNT];
+    long long output_tokens; /* measured phase, ok requests */
+    long long late_sends;    /* sent more than 1 ms after their intended time */
+    double max_sched_delay_ms;
+    /* measured-phase samples of ok requests (malloc'ed; freed by sb_engine_result_release) */
+    double *ttft_ms, *e2e_ms;
+    size_t n_ttft, n_e2e;
+};
+
+/*
+ * Runs the whole load: blocks SIGINT/SIGTERM in every thread and handles them here (stop sending,
+ * drain in-flight requests up to --drain-s, record the rest as cancelled). Returns 0 when the run
+ * took place (see res->reason), -1 with err when it could not start.
+ */
+int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res,
+                  struct sb_err *err);
+void sb_engine_result_release(struct sb_engine_result *res);
+
+#endif

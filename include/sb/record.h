@@ -1,0 +1,101 @@
+/*
+ * One request's result: the line `sparkbench run` writes to metrics.jsonl and `analyze` reads back.
+ * Field names follow the Test Plan's Appendix B (run_id, ts, stack, model, context_tokens,
+ * concurrency, lat_ttft_ms, lat_e2e_ms, rc) plus what the load generator measures.
+ *
+ * Raw clock stamps are CLOCK_MONOTONIC nanoseconds (0 = not reached); the lat_* fields are derived
+ * from them, all measured from the intended send time (t_sched_ns). NAN in a double means "not
+ * measured" and is written as JSON null; -1 in a count means "not reported".
+ */
+#ifndef SB_RECORD_H
+#define SB_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sb/buf.h"
+#include "sb/err.h"
+
+/* Why a request failed; SB_ERRK_NONE for a success. Names are what metrics.jsonl says. */
+enum sb_error_kind {
+    SB_ERRK_NONE,
+    SB_ERRK_CONNECT,  /* connection refused / unreachable / DNS */
+    SB_ERRK_TIMEOUT,  /* request or connect timeout */
+    SB_ERRK_HTTP,     /* HTTP status >= 400 (rc says which; error_msg keeps the server's message) */
+    SB_ERRK_BAD_JSON, /* a response or SSE payload that is not the JSON expected */
+    SB_ERRK_BAD_SSE,  /* an SSE stream that breaks the protocol (oversized event, wrong type) */
+    SB_ERRK_STREAM_ERROR, /* the server reported an error inside a 200 stream */
+    SB_ERRK_TRUNCATED,    /* the stream ended before data: [DONE] / the body was cut */
+    SB_ERRK_TOO_LARGE,    /* the response exceeded --max-response-bytes */
+    SB_ERRK_TRANSPORT,    /* any other transfer failure (reset, TLS, ...) */
+    SB_ERRK_CANCELLED,    /* still in flight when the run stopped (drain expired) */
+    SB_ERRK_COUNT,
+};
+
+const char *sb_error_kind_name(enum sb_error_kind k);
+/* SB_ERRK_COUNT when the name is unknown. */
+enum sb_error_kind sb_error_kind_from_name(const char *name);
+
+#define SB_RECORD_STR 64
+
+struct sb_record {
+    /* labels, the same on every line of a run */
+    char run_id[128];
+    char stack[SB_RECORD_STR];
+    char model[128];
+    char workload[SB_RECORD_STR];
+    char hypothesis[SB_RECORD_STR];
+    char phase_label[SB_RECORD_STR]; /* --phase, a free label for the sweep step ("" = none) */
+    long long repetition;
+    long long context_tokens;
+    long long concurrency; /* closed loop users, or max in-flight in open loop */
+    double rate;           /* open-loop target req/s; NAN in closed loop */
+
+    /* identity */
+    double ts;   /* unix seconds of the intended send */
+    bool warmup; /* written as "phase": "warmup" | "measure" */
+    long long user;
+    long long req_idx;    /* index of this request within its user */
+    long long seq;        /* global request number */
+    char request_id[160]; /* the X-Request-Id sent */
+    char nonce[40];
+    char prompt_hash[20]; /* short hash of the exact prompt bytes */
+
+    /* outcome */
+    int rc; /* HTTP status; 0 for transport failures */
+    bool ok;
+    enum sb_error_kind error;
+    char error_msg[256]; /* server's or libcurl's message */
+
+    /* raw stamps (CLOCK_MONOTONIC ns) */
+    uint64_t t_sched_ns, t_send_ns, t_first_byte_ns, t_first_event_ns, t_first_token_ns,
+        t_last_byte_ns;
+    uint64_t server_recv_ns, server_first_token_ns; /* the mock's stamps when present */
+
+    /* derived latencies (ms from t_sched_ns; NAN = not reached) */
+    double lat_ttft_ms, lat_ttfb_ms, lat_first_chunk_ms, lat_e2e_ms, lat_sched_delay_ms;
+    double itl_mean_ms, itl_p50_ms, itl_p99_ms, itl_max_ms, tpot_ms;
+
+    /* tokens */
+    long long output_tokens;
+    bool tokens_from_usage; /* "tokens_src": "usage" | "counted" */
+    long long content_chunks;
+    long long prompt_tokens; /* -1 = not reported */
+    long long cached_tokens; /* -1 = not reported */
+    char finish_reason[24];
+};
+
+/* Resets r to "nothing measured": zeros, NAN latencies, -1 counts, empty strings. */
+void sb_record_init(struct sb_record *r);
+
+/* Appends r as one JSON object and a '\n' to out. Returns 0 or -1 (buffer limit). */
+int sb_record_to_json(const struct sb_record *r, struct sb_buf *out);
+
+/*
+ * Parses one metrics.jsonl line (ours, or the old Python harness's, whose rc is "ok"/"error")
+ * into r. Unknown fields are ignored; a missing field keeps its sb_record_init() value.
+ */
+int sb_record_from_json(const char *line, size_t len, struct sb_record *r, struct sb_err *err);
+
+#endif

@@ -1,0 +1,108 @@
+/*
+ * `sparkbench run`: the resolved options of a run (one option table for flags and YAML) and the
+ * entry point of the load generator engine.
+ */
+#ifndef SB_RUN_H
+#define SB_RUN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sb/err.h"
+#include "sb/opt.h"
+
+enum sb_arrival_kind {
+    SB_ARRIVAL_POISSON,
+    SB_ARRIVAL_CONSTANT,
+    SB_ARRIVAL_GAMMA,
+};
+
+enum sb_api_choice {
+    SB_API_AUTO, /* from the URL path, completions when the path names no API */
+    SB_API_CHOICE_COMPLETIONS,
+    SB_API_CHOICE_CHAT,
+};
+
+enum sb_nonce_position {
+    SB_NONCE_START,
+    SB_NONCE_END,
+};
+
+struct sb_run_config {
+    char *config;
+    /* run: */
+    char *run_id;
+    char *stack;
+    char *model;
+    char *served_model;
+    char *workload;
+    long long context_tokens;
+    long long concurrency;
+    double duration_s;
+    long long requests;
+    double warmup_s;
+    long long seed;
+    double think_ms;
+    double rate;
+    int arrival;
+    double burstiness;
+    long long max_inflight;
+    long long threads;
+    long long max_tokens;
+    double temperature;
+    double top_p;
+    bool stream;
+    int api;
+    char *prompt_file;
+    char *prompts_dir;
+    bool nonce_per_user;
+    bool nonce_per_request;
+    int nonce_position;
+    char *output_dir;
+    char *results_dir;
+    bool new_connection;
+    double timeout_s;
+    double connect_timeout_s;
+    uint64_t max_response_bytes;
+    double drain_s;
+    long long max_input_len;
+    long long input_len_margin;
+    char *tokenizer;
+    char *hypothesis;
+    char *phase;
+    long long repetition;
+    long long repetitions;
+    bool quiet;
+    bool verbose;
+    /* server: */
+    char *endpoint;
+    char *api_key_env;
+    char *extra_body;
+    /* dynamo: (recorded for sysmon/analyze) */
+    uint64_t kv_block_size_bytes;
+    char *eviction_policy;
+    uint64_t tier0_capacity_bytes;
+    uint64_t tier1_capacity_bytes;
+    char *tier2_path;
+    uint64_t tier2_allocate_bytes;
+    /* telemetry: */
+    long long cadence_ms;
+    bool enable_dynkv;
+    bool enable_iostat;
+    bool collect_gpu;
+    bool collect_nvme;
+    bool collect_sysmon;
+    /* model / endpoint / runtime facts from the Python harness's config files */
+    char *model_precision;
+    long long model_max_num_tokens;
+    char *endpoint_protocol;
+    bool kv_sharing_enabled;
+    char *kv_cache_tiers;
+    char *notes;
+};
+
+extern const struct sb_opt sb_run_options[];
+extern const size_t sb_run_noptions;
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * Workloads: where prompts come from. A workload is a const ops table (habit 3); `fixed_context`
+ * sends one prompt file to every user, with an optional per-user or per-request nonce tag.
+ */
+#ifndef SB_WORKLOAD_H
+#define SB_WORKLOAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sb/buf.h"
+#include "sb/err.h"
+#include "sb/run.h"
+
+struct sb_workload {
+    const struct sb_workload_ops *ops;
+    const struct sb_run_config *cfg;
+    char *prompt; /* the base prompt bytes (owned) */
+    size_t prompt_len;
+    char *source;         /* the file it came from (owned) */
+    long long est_tokens; /* estimated tokens of the base prompt (bytes / 4) */
+    bool truncated;       /* cut to --max-input-len - --input-len-margin */
+};
+
+/* The prompt of one request, built into caller-owned storage. */
+struct sb_prompt {
+    struct sb_buf text;
+    char nonce[40]; /* "" when no nonce */
+    char hash[20];  /* 16 hex digits of a hash of the exact bytes */
+};
+
+struct sb_workload_ops {
+    const char *name;
+    int (*init)(struct sb_workload *w, struct sb_err *err);
+    /* Builds the prompt of request `req_idx` of user `user` into p. */
+    int (*prompt)(const struct sb_workload *w, long long user, long long req_idx,
+                  struct sb_prompt *p, struct sb_err *err);
+    /* True when every request of a user has the same prompt (bodies can be built once). */
+    int (*per_user_constant)(const struct sb_workload *w);
+};
+
+extern const struct sb_workload_ops sb_workload_fixed_context;
+
+/* Finds the workload named in cfg->workload and initialises it. Errors name the workload/file. */
+int sb_workload_open(struct sb_workload *w, const struct sb_run_config *cfg, struct sb_err *err);
+void sb_workload_release(struct sb_workload *w);
+
+void sb_prompt_init(struct sb_prompt *p);
+void sb_prompt_release(struct sb_prompt *p);
+
+#endif

@@ -1,0 +1,433 @@
+/*
+ * `sparkbench run`: resolve the options, prepare the run directory (config.yaml), drive the engine
+ * into metrics.jsonl, then write run.json and print the summary. Picks the exit code: 0 done,
+ * 1 a fatal error (nothing measured is lost), 2 bad usage, 130/143 stopped by SIGINT/SIGTERM.
+ */
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sb/build_info.h"
+#include "sb/cmd.h"
+#include "sb/engine.h"
+#include "sb/jsonl.h"
+#include "sb/openai.h"
+#include "sb/run.h"
+#include "sb/stats.h"
+#include "sb/util.h"
+#include "sb/workload.h"
+
+static void usage(FILE *f)
+{
+    fputs("usage: sparkbench run --endpoint URL [options]\n\n"
+          "Drives an OpenAI-compatible endpoint and writes one record per request to\n"
+          "<results-dir>/<run_id>/metrics.jsonl, with config.yaml and run.json beside it.\n"
+          "Closed loop by default (--concurrency users, each sending its next request when the\n"
+          "last one ends); --rate R switches to an open loop with R arrivals per second.\n"
+          "Latencies are measured from each request's intended send time.\n\n"
+          "options:\n",
+          f);
+    sb_opt_print_help(sb_run_options, sb_run_noptions, f);
+}
+
+/* mkdir -p */
+static int make_dirs(const char *path, struct sb_err *err)
+{
+    char buf[4096];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return sb_err_errno(err, errno, "cannot create directory '%s'", buf);
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return sb_err_errno(err, errno, "cannot create directory '%s'", buf);
+    return 0;
+}
+
+/* Keeps letters, digits, '.', '_' and '-': a run id is a directory name. */
+static void sanitize(char *s)
+{
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '.' || *s == '_' || *s == '-'))
+            *s = '-';
+}
+
+/* The full endpoint URL and its API: from the path, or --api appended to a bare base URL. */
+static int resolve_endpoint(const struct sb_run_config *cfg, char *url, size_t cap,
+                            enum sb_api *api, struct sb_err *err)
+{
+    if (!cfg->endpoint || !*cfg->endpoint)
+        return sb_err_set(err, "missing --endpoint (e.g. http://127.0.0.1:8355/v1/completions)");
+    if (strncmp(cfg->endpoint, "http://", 7) != 0 && strncmp(cfg->endpoint, "https://", 8) != 0)
+        return sb_err_set(err, "endpoint '%s' must start with http:// or https://", cfg->endpoint);
+    enum sb_api from_url;
+    if (sb_openai_api_from_url(cfg->endpoint, &from_url) == 0) {
+        if ((cfg->api == SB_API_CHOICE_CHAT && from_url != SB_API_CHAT) ||
+            (cfg->api == SB_API_CHOICE_COMPLETIONS && from_url != SB_API_COMPLETIONS))
+            return sb_err_set(err, "--api %s contradicts the endpoint path '%s'",
+                              cfg->api == SB_API_CHOICE_CHAT ? "chat" : "completions",
+                              cfg->endpoint);
+        *api = from_url;
+        snprintf(url, cap, "%s", cfg->endpoint);
+        return 0;
+    }
+    *api = cfg->api == SB_API_CHOICE_CHAT ? SB_API_CHAT : SB_API_COMPLETIONS;
+    const char *suffix = *api == SB_API_CHAT ? "/v1/chat/completions" : "/v1/completions";
+    size_t len = strlen(cfg->endpoint);
+    while (len > 0 && cfg->endpoint[len - 1] == '/')
+        len--;
+    const char *host_end = strstr(cfg->endpoint, "://");
+    host_end = host_end ? strchr(host_end + 3, '/') : NULL;
+    if (host_end && (size_t)(host_end - cfg->endpoint) < len)
+        return sb_err_set(err,
+                          "endpoint path of '%s' names no API: use .../v1/completions or "
+                          ".../v1/chat/completions, or a bare http://host:port with --api",
+                          cfg->endpoint);
+    snprintf(url, cap, "%.*s%s", (int)len, cfg->endpoint, suffix);
+    return 0;
+}
+
+static int write_config(const struct sb_run_config *cfg, const char *dir, struct sb_err *err)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/config.yaml", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return sb_err_errno(err, errno, "cannot write '%s'", path);
+    fprintf(f, "# Resolved configuration of this run (sparkbench %s); secrets are never written.\n",
+            SB_VERSION);
+    int rc = sb_opt_write_yaml(sb_run_options, sb_run_noptions, cfg, f);
+    if (fclose(f) != 0 || rc != 0)
+        return sb_err_errno(err, errno, "cannot write '%s'", path);
+    return 0;
+}
+
+static void iso_time(uint64_t real_ns, char *buf, size_t cap)
+{
+    time_t t = (time_t)(real_ns / 1000000000ull);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char base[32];
+    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, cap, "%s.%03uZ", base, (unsigned)((real_ns / 1000000ull) % 1000));
+}
+
+static double real_of(const struct sb_engine_result *res, uint64_t mono)
+{
+    return ((double)res->anchor_real_ns + ((double)mono - (double)res->anchor_mono_ns)) / 1e9;
+}
+
+static void add_summary(cJSON *o, const char *name, double *v, size_t n)
+{
+    struct sb_summary s;
+    sb_stats_summarize(v, n, &s);
+    cJSON *j = cJSON_AddObjectToObject(o, name);
+    cJSON_AddNumberToObject(j, "n", (double)s.n);
+    const struct {
+        const char *k;
+        double v;
+    } f[] = {{"mean", s.mean}, {"p50", s.p50}, {"p90", s.p90},
+             {"p95", s.p95},   {"p99", s.p99}, {"max", s.max}};
+    for (size_t i = 0; i < SB_ARRAY_SIZE(f); i++) {
+        if (isnan(f[i].v))
+            cJSON_AddNullToObject(j, f[i].k);
+        else
+            cJSON_AddNumberToObject(j, f[i].k, f[i].v);
+    }
+}
+
+static int write_run_json(const char *dir, const char *run_id, const char *url, int argc,
+                          char **argv, const struct sb_engine_result *res, uint64_t wall_start,
+                          uint64_t wall_end, const struct sb_workload *w, struct sb_err *err)
+{
+    cJSON *o = cJSON_CreateObject();
+    char t[64];
+    cJSON_AddStringToObject(o, "run_id", run_id);
+    cJSON_AddStringToObject(o, "endpoint", url);
+    iso_time(wall_start, t, sizeof(t));
+    cJSON_AddStringToObject(o, "start_time", t);
+    iso_time(wall_end, t, sizeof(t));
+    cJSON_AddStringToObject(o, "end_time", t);
+    cJSON_AddNumberToObject(o, "start_ts", real_of(res, res->t_start_ns));
+    cJSON_AddNumberToObject(o, "measure_start_ts", real_of(res, res->t_measure_start_ns));
+    cJSON_AddNumberToObject(o, "end_ts", real_of(res, res->t_end_ns));
+    cJSON *anchor = cJSON_AddObjectToObject(o, "clock_anchor");
+    cJSON_AddNumberToObject(anchor, "monotonic_ns", (double)res->anchor_mono_ns);
+    cJSON_AddNumberToObject(anchor, "realtime_ns", (double)res->anchor_real_ns);
+    struct utsname u;
+    if (uname(&u) == 0) {
+        cJSON *h = cJSON_AddObjectToObject(o, "host");
+        cJSON_AddStringToObject(h, "name", u.nodename);
+        cJSON_AddStringToObject(h, "kernel", u.release);
+        cJSON_AddStringToObject(h, "machine", u.machine);
+        cJSON_AddNumberToObject(h, "cpus", (double)sysconf(_SC_NPROCESSORS_ONLN));
+    }
+    cJSON *v = cJSON_AddObjectToObject(o, "versions");
+    cJSON_AddStringToObject(v, "sparkbench", SB_VERSION);
+    cJSON_AddStringToObject(v, "git", SB_GIT_REV);
+    cJSON_AddStringToObject(v, "libcurl", curl_version_info(CURLVERSION_NOW)->version);
+    cJSON_AddStringToObject(v, "cjson", cJSON_Version());
+    cJSON *cmd = cJSON_AddArrayToObject(o, "command");
+    cJSON_AddItemToArray(cmd, cJSON_CreateString("sparkbench"));
+    for (int i = 0; i < argc; i++)
+        cJSON_AddItemToArray(cmd, cJSON_CreateString(argv[i]));
+    cJSON *wl = cJSON_AddObjectToObject(o, "prompt");
+    cJSON_AddStringToObject(wl, "source", w->source ? w->source : "");
+    cJSON_AddNumberToObject(wl, "bytes", (double)w->prompt_len);
+    cJSON_AddNumberToObject(wl, "estimated_tokens", (double)w->est_tokens);
+    cJSON_AddBoolToObject(wl, "truncated", w->truncated);
+    cJSON *c = cJSON_AddObjectToObject(o, "counts");
+    long long errors = 0;
+    for (int k = 1; k < SB_ERRK_COUNT; k++)
+        errors += res->errors[k];
+    cJSON_AddNumberToObject(c, "sent", (double)res->sent);
+    cJSON_AddNumberToObject(c, "ok", (double)res->ok);
+    cJSON_AddNumberToObject(c, "errors", (double)errors);
+    cJSON_AddNumberToObject(c, "warmup", (double)res->warmup);
+    cJSON_AddNumberToObject(c, "not_sent", (double)res->not_sent);
+    cJSON *ek = cJSON_AddObjectToObject(c, "errors_by_kind");
+    for (int k = 1; k < SB_ERRK_COUNT; k++)
+        cJSON_AddNumberToObject(ek, sb_error_kind_name((enum sb_error_kind)k),
+                                (double)res->errors[k]);
+    cJSON *lag = cJSON_AddObjectToObject(o, "client_lag");
+    cJSON_AddNumberToObject(lag, "late_sends", (double)res->late_sends);
+    cJSON_AddNumberToObject(lag, "max_sched_delay_ms", res->max_sched_delay_ms);
+    double *tt = malloc((res->n_ttft ? res->n_ttft : 1) * sizeof(double));
+    double *ee = malloc((res->n_e2e ? res->n_e2e : 1) * sizeof(double));
+    if (tt && ee) {
+        memcpy(tt, res->ttft_ms, res->n_ttft * sizeof(double));
+        memcpy(ee, res->e2e_ms, res->n_e2e * sizeof(double));
+        add_summary(o, "ttft_ms", tt, res->n_ttft);
+        add_summary(o, "e2e_ms", ee, res->n_e2e);
+    }
+    free(tt);
+    free(ee);
+    cJSON_AddStringToObject(o, "exit_reason", sb_exit_reason_name(res->reason));
+    if (res->fatal_msg[0])
+        cJSON_AddStringToObject(o, "fatal_error", res->fatal_msg);
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/run.json", dir);
+    FILE *f = fopen(path, "w");
+    int rc = 0;
+    if (!f || !text || fputs(text, f) < 0 || fputc('\n', f) == EOF)
+        rc = sb_err_errno(err, errno ? errno : EIO, "cannot write '%s'", path);
+    if (f && fclose(f) != 0 && rc == 0)
+        rc = sb_err_errno(err, errno, "cannot write '%s'", path);
+    free(text);
+    return rc;
+}
+
+static void print_summary(const char *run_id, const char *dir, const struct sb_engine_result *res,
+                          const struct sb_run_config *cfg)
+{
+    long long errors = 0;
+    for (int k = 1; k < SB_ERRK_COUNT; k++)
+        errors += res->errors[k];
+    printf("run %s: %lld sent, %lld ok, %lld errors", run_id, res->sent, res->ok, errors);
+    if (errors) {
+        printf(" (");
+        bool first = true;
+        for (int k = 1; k < SB_ERRK_COUNT; k++) {
+            if (!res->errors[k])
+                continue;
+            printf("%s%s %lld", first ? "" : ", ", sb_error_kind_name((enum sb_error_kind)k),
+                   res->errors[k]);
+            first = false;
+        }
+        printf(")");
+    }
+    printf("\n");
+    uint64_t from =
+        res->t_measure_start_ns > res->t_start_ns ? res->t_measure_start_ns : res->t_start_ns;
+    double window = res->t_end_ns > from ? (double)(res->t_end_ns - from) / 1e9 : 0;
+    double measured_ok = (double)res->n_e2e;
+    printf("  measured %.2f s: %.1f req/s achieved, %.1f output tok/s%s", window,
+           window > 0 ? measured_ok / window : 0.0,
+           window > 0 ? (double)res->output_tokens / window : 0.0, res->warmup ? "" : "\n");
+    if (res->warmup)
+        printf(" (%lld warm-up requests excluded)\n", res->warmup);
+    double *tt = malloc((res->n_ttft ? res->n_ttft : 1) * sizeof(double));
+    double *ee = malloc((res->n_e2e ? res->n_e2e : 1) * sizeof(double));
+    if (tt && ee) {
+        memcpy(tt, res->ttft_ms, res->n_ttft * sizeof(double));
+        memcpy(ee, res->e2e_ms, res->n_e2e * sizeof(double));
+        struct sb_summary st, se;
+        sb_stats_summarize(tt, res->n_ttft, &st);
+        sb_stats_summarize(ee, res->n_e2e, &se);
+        printf("  TTFT p50 %.2f ms  p99 %.2f ms   E2E p50 %.2f ms  p99 %.2f ms   (n=%zu)\n", st.p50,
+               st.p99, se.p50, se.p99, se.n);
+    }
+    free(tt);
+    free(ee);
+    if (cfg->rate > 0 || cfg->think_ms > 0 || res->late_sends > 0) {
+        if (res->late_sends > 0)
+            printf("  WARNING: the client fell behind its schedule: %lld requests sent more than "
+                   "1 ms late (max %.2f ms); their latency includes the wait\n",
+                   res->late_sends, res->max_sched_delay_ms);
+        else
+            printf("  on schedule: every request sent within 1 ms of its intended time (max "
+                   "%.3f ms)\n",
+                   res->max_sched_delay_ms);
+    }
+    if (res->not_sent)
+        printf("  %lld scheduled requests were never sent (the run stopped first)\n",
+               res->not_sent);
+    printf("  -> %s/metrics.jsonl\n", dir);
+}
+
+int cmd_run(int argc, char **argv)
+{
+    struct sb_run_config cfg = {0};
+    struct sb_opt_result res;
+    struct sb_err err;
+    struct sb_workload wl = {0};
+    struct sb_jsonl_sink sink;
+    bool sink_open = false;
+    struct sb_engine_result er = {0};
+    int rc = 1;
+    sb_err_clear(&err);
+    if (sb_opt_parse(sb_run_options, sb_run_noptions, &cfg, argc, argv, &res, &err) != 0) {
+        rc = sb_usage_error("run", err.msg);
+        goto out;
+    }
+    if (res.help) {
+        usage(stdout);
+        rc = 0;
+        goto out;
+    }
+    if (res.npositional > 0) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "unexpected argument '%s'", res.positional[0]);
+        rc = sb_usage_error("run", msg);
+        goto out;
+    }
+    char url[4096];
+    enum sb_api api = SB_API_COMPLETIONS;
+    if (resolve_endpoint(&cfg, url, sizeof(url), &api, &err) != 0) {
+        rc = sb_usage_error("run", err.msg);
+        goto out;
+    }
+    if (cfg.duration_s <= 0 && cfg.requests <= 0) {
+        rc = sb_usage_error("run", "give --duration-s or --requests (or both)");
+        goto out;
+    }
+    if (cfg.tokenizer)
+        fprintf(stderr,
+                "sparkbench run: note: no tokenizer is built in yet; '%s' is recorded "
+                "and prompt sizes are estimated at 4 bytes per token\n",
+                cfg.tokenizer);
+
+    char run_id[256];
+    if (cfg.run_id && *cfg.run_id) {
+        snprintf(run_id, sizeof(run_id), "%s", cfg.run_id);
+    } else {
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        char ts[32];
+        strftime(ts, sizeof(ts), "%Y%m%d_%H%M%S", &tm);
+        snprintf(run_id, sizeof(run_id), "%s_%s_%s", ts, cfg.stack ? cfg.stack : "stack",
+                 cfg.model ? cfg.model : "model");
+    }
+    sanitize(run_id);
+    free(cfg.run_id);
+    cfg.run_id = strdup(run_id);
+
+    char dir[4096];
+    if (cfg.output_dir && *cfg.output_dir)
+        snprintf(dir, sizeof(dir), "%s", cfg.output_dir);
+    else
+        snprintf(dir, sizeof(dir), "%s/%s", cfg.results_dir, run_id);
+
+    if (sb_workload_open(&wl, &cfg, &err) != 0) {
+        fprintf(stderr, "sparkbench run: %s\n", err.msg);
+        rc = 1;
+        goto out;
+    }
+    if (make_dirs(dir, &err) != 0) {
+        fprintf(stderr, "sparkbench run: %s\n", err.msg);
+        goto out;
+    }
+    char mpath[4200];
+    snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", dir);
+    if (access(mpath, F_OK) == 0) {
+        fprintf(stderr,
+                "sparkbench run: '%s' already exists: choose another --run-id or --output-dir "
+                "(a run never appends to an earlier one)\n",
+                mpath);
+        goto out;
+    }
+    if (write_config(&cfg, dir, &err) != 0 || sb_jsonl_open(&sink, mpath, &err) != 0) {
+        fprintf(stderr, "sparkbench run: %s\n", err.msg);
+        goto out;
+    }
+    sink_open = true;
+
+    const char *key = cfg.api_key_env ? getenv(cfg.api_key_env) : NULL;
+    struct sb_engine_params p = {
+        .cfg = &cfg,
+        .workload = &wl,
+        .url = url,
+        .api = api,
+        .run_id = run_id,
+        .model_sent = cfg.served_model ? cfg.served_model : cfg.model,
+        .api_key = key,
+        .sink = &sink,
+        .progress = !cfg.quiet && isatty(2),
+    };
+    uint64_t wall_start = sb_real_ns();
+    if (sb_engine_run(&p, &er, &err) != 0) {
+        fprintf(stderr, "sparkbench run: %s\n", err.msg);
+        goto out;
+    }
+    uint64_t wall_end = sb_real_ns();
+    struct sb_err cerr;
+    int close_rc = sb_jsonl_close(&sink, &cerr);
+    sink_open = false;
+    if (close_rc != 0 && er.reason != SB_EXIT_FATAL) {
+        er.reason = SB_EXIT_FATAL;
+        snprintf(er.fatal_msg, sizeof(er.fatal_msg), "%s", cerr.msg);
+    }
+    if (write_run_json(dir, run_id, url, argc, argv, &er, wall_start, wall_end, &wl, &err) != 0)
+        fprintf(stderr, "sparkbench run: %s\n", err.msg);
+    if (!cfg.quiet)
+        print_summary(run_id, dir, &er, &cfg);
+    switch (er.reason) {
+    case SB_EXIT_FATAL:
+        fprintf(stderr, "sparkbench run: stopped: %s (records written so far are kept in '%s')\n",
+                er.fatal_msg, mpath);
+        rc = 1;
+        break;
+    case SB_EXIT_SIGINT:
+        rc = 130;
+        break;
+    case SB_EXIT_SIGTERM:
+        rc = 143;
+        break;
+    default:
+        rc = 0;
+    }
+out:
+    if (sink_open)
+        sb_jsonl_close(&sink, &err);
+    sb_engine_result_release(&er);
+    sb_workload_release(&wl);
+    free(res.positional);
+    sb_opt_release(sb_run_options, sb_run_noptions, &cfg);
+    return rc;
+}

@@ -1,0 +1,1267 @@
+/*
+ * The load generator's event loops (see sb/engine.h). Each loop owns an epoll set, a timerfd for
+ * libcurl's timeout, a timerfd for the next intended send, a one-second tick and an eventfd the
+ * main thread uses to say "stop". Latency is measured from the intended send time (wrk2's lesson):
+ * an open-loop request that has to wait for a free slot, or a closed-loop user whose loop is late,
+ * carries that wait in its latency and in lat_sched_delay_ms.
+ */
+#include "sb/engine.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sb/arrival.h"
+#include "sb/buf.h"
+#include "sb/sse.h"
+#include "sb/stats.h"
+#include "sb/util.h"
+
+#define MAX_ITL_SAMPLES  (1u << 20)
+#define PROGRESS_BUCKETS 400 /* TTFT histogram for the progress line: 1/8 octave of µs */
+
+struct loop;
+
+struct user {
+    long long id;
+    long long next_req;
+    bool done; /* will send no more */
+};
+
+struct req {
+    struct loop *loop;
+    CURL *easy;
+    struct curl_slist *hdrs;
+    struct sb_buf body; /* this request's JSON body (when not shared) */
+    struct sb_prompt prompt;
+    struct sb_sse sse;
+    struct sb_buf resp; /* non-SSE body or error body, bounded */
+    struct sb_record rec;
+    uint32_t *itl_us;
+    size_t n_itl, cap_itl;
+    uint64_t last_chunk_ns;
+    uint64_t resp_bytes;
+    long status;
+    bool is_sse, saw_done, too_large, bad_sse, bad_json, stream_err;
+    char err_msg[256];
+    struct user *user;
+    struct req *prev, *next; /* in-flight list, or free list (next only) */
+};
+
+/* A pending send: a closed-loop user after think time, kept in a binary min-heap. */
+struct pending {
+    uint64_t t;
+    struct user *user;
+};
+
+struct loop {
+    const struct sb_engine_params *p;
+    struct shared *sh;
+    int index;
+    pthread_t thread;
+    int epfd, curl_tfd, sched_tfd, tick_tfd, wake_fd;
+    CURLM *multi;
+    int still_running;
+
+    struct user *users;
+    long long nusers;
+    struct pending *heap;
+    size_t nheap, capheap;
+
+    /* open loop */
+    bool open_loop;
+    struct sb_arrival arrival;
+    uint64_t next_arrival_ns; /* 0: no more arrivals */
+    uint64_t *backlog;        /* intended times waiting for a free slot (ring) */
+    size_t backlog_cap, backlog_head, backlog_len;
+    long long max_inflight;
+
+    struct req *inflight;
+    long long ninflight;
+    struct req *free_reqs;
+    bool stopping;
+    uint64_t drain_deadline_ns;
+    bool fatal;
+
+    struct sb_buf line; /* scratch for one JSON line */
+    struct sb_jsonl_batch batch;
+
+    /* results, merged after join */
+    long long sent, ok, warmup, not_sent, late_sends, output_tokens;
+    long long errors[SB_ERRK_COUNT];
+    double max_sched_delay_ms;
+    uint64_t last_done_ns;
+    double *ttft, *e2e;
+    size_t n_ttft, cap_ttft, n_e2e, cap_e2e;
+
+    /* progress, read by the main thread */
+    _Atomic long long a_sent, a_done, a_errors, a_inflight;
+    _Atomic uint32_t a_ttft_hist[PROGRESS_BUCKETS];
+};
+
+struct shared {
+    const struct sb_engine_params *p;
+    uint64_t t0_ns, t_warm_end_ns, t_end_ns; /* t_end 0: no duration limit */
+    uint64_t anchor_mono_ns, anchor_real_ns; /* one instant on both clocks, for "ts" */
+    _Atomic long long issued;                /* requests started, all loops */
+    _Atomic bool stop;
+    _Atomic int fatal;
+    char fatal_msg[SB_ERR_MSG_MAX];
+    pthread_mutex_t fatal_lock;
+    const char *shared_body; /* one body for every request, when possible */
+    size_t shared_body_len;
+    char auth_header[1024];
+};
+
+static const char *const exit_names[] = {"completed", "duration", "sigint", "sigterm", "fatal"};
+
+const char *sb_exit_reason_name(enum sb_exit_reason r)
+{
+    return (r >= 0 && r <= SB_EXIT_FATAL) ? exit_names[r] : "unknown";
+}
+
+/* ---- small helpers ---- */
+
+static void arm_abs(int tfd, uint64_t t_ns)
+{
+    struct itimerspec its = {0};
+    if (t_ns) {
+        its.it_value.tv_sec = (time_t)(t_ns / 1000000000ull);
+        its.it_value.tv_nsec = (long)(t_ns % 1000000000ull);
+    }
+    timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static void drain_fd(int fd)
+{
+    uint64_t v;
+    ssize_t r = read(fd, &v, sizeof(v));
+    (void)r;
+}
+
+static int push_double(double **v, size_t *n, size_t *cap, double x)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 1024;
+        double *nv = realloc(*v, nc * sizeof(double));
+        if (!nv)
+            return -1;
+        *v = nv;
+        *cap = nc;
+    }
+    (*v)[(*n)++] = x;
+    return 0;
+}
+
+static void set_fatal(struct loop *l, const char *msg)
+{
+    struct shared *sh = l->sh;
+    pthread_mutex_lock(&sh->fatal_lock);
+    if (!atomic_load(&sh->fatal)) {
+        snprintf(sh->fatal_msg, sizeof(sh->fatal_msg), "%s", msg);
+        atomic_store(&sh->fatal, 1);
+    }
+    pthread_mutex_unlock(&sh->fatal_lock);
+    atomic_store(&sh->stop, true);
+    l->fatal = true;
+}
+
+static int progress_bucket(double ms)
+{
+    double us = ms * 1000.0;
+    if (us < 1)
+        return 0;
+    int b = (int)(log2(us) * 8.0);
+    return b < 0 ? 0 : (b >= PROGRESS_BUCKETS ? PROGRESS_BUCKETS - 1 : b);
+}
+
+/* ---- heap of closed-loop users waiting out their think time ---- */
+
+static int heap_push(struct loop *l, uint64_t t, struct user *u)
+{
+    if (l->nheap == l->capheap) {
+        size_t nc = l->capheap ? l->capheap * 2 : 64;
+        struct pending *nh = realloc(l->heap, nc * sizeof(*nh));
+        if (!nh)
+            return -1;
+        l->heap = nh;
+        l->capheap = nc;
+    }
+    size_t i = l->nheap++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (l->heap[parent].t <= t)
+            break;
+        l->heap[i] = l->heap[parent];
+        i = parent;
+    }
+    l->heap[i] = (struct pending){t, u};
+    return 0;
+}
+
+static struct pending heap_pop(struct loop *l)
+{
+    struct pending top = l->heap[0];
+    struct pending last = l->heap[--l->nheap];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= l->nheap)
+            break;
+        if (c + 1 < l->nheap && l->heap[c + 1].t < l->heap[c].t)
+            c++;
+        if (last.t <= l->heap[c].t)
+            break;
+        l->heap[i] = l->heap[c];
+        i = c;
+    }
+    if (l->nheap)
+        l->heap[i] = last;
+    return top;
+}
+
+static void arm_sched(struct loop *l)
+{
+    uint64_t t = 0;
+    if (l->nheap)
+        t = l->heap[0].t;
+    if (l->open_loop && l->next_arrival_ns && (!t || l->next_arrival_ns < t))
+        t = l->next_arrival_ns;
+    arm_abs(l->sched_tfd, t);
+}
+
+/* ---- libcurl callbacks ---- */
+
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    struct loop *l = userp;
+    (void)e;
+    struct epoll_event ev = {0};
+    ev.data.fd = s;
+    if (what == CURL_POLL_REMOVE) {
+        if (socketp) {
+            epoll_ctl(l->epfd, EPOLL_CTL_DEL, s, NULL);
+            curl_multi_assign(l->multi, s, NULL);
+        }
+        return 0;
+    }
+    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+    if (socketp) {
+        epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev);
+    } else {
+        epoll_ctl(l->epfd, EPOLL_CTL_ADD, s, &ev);
+        curl_multi_assign(l->multi, s, l); /* any non-NULL marks "known to epoll" */
+    }
+    return 0;
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct loop *l = userp;
+    (void)multi;
+    struct itimerspec its = {0};
+    if (timeout_ms > 0) {
+        its.it_value.tv_sec = timeout_ms / 1000;
+        its.it_value.tv_nsec = (timeout_ms % 1000) * 1000000;
+    } else if (timeout_ms == 0) {
+        its.it_value.tv_nsec = 1; /* 0 means "act soon", not "disarm" */
+    }
+    timerfd_settime(l->curl_tfd, 0, &its, NULL);
+    return 0;
+}
+
+static size_t on_header(char *buf, size_t size, size_t n, void *arg)
+{
+    struct req *r = arg;
+    size_t len = size * n;
+    if (!r->rec.t_first_byte_ns)
+        r->rec.t_first_byte_ns = sb_mono_ns();
+    if (len > 5 && memcmp(buf, "HTTP/", 5) == 0) {
+        const char *sp = memchr(buf, ' ', len);
+        if (sp && (size_t)(sp - buf) + 4 <= len) {
+            long code = strtol(sp + 1, NULL, 10);
+            if (code >= 100 && code < 200)
+                r->rec.t_first_byte_ns = 0; /* an interim response is not the answer */
+            r->status = code;
+        }
+        r->is_sse = false;
+    } else if (len > 13 && strncasecmp(buf, "content-type:", 13) == 0) {
+        const char *v = buf + 13;
+        size_t vl = len - 13;
+        while (vl && (*v == ' ' || *v == '\t'))
+            v++, vl--;
+        r->is_sse = vl >= 17 && strncasecmp(v, "text/event-stream", 17) == 0;
+    }
+    return len;
+}
+
+static void note_error(struct req *r, const char *msg, size_t len)
+{
+    if (r->err_msg[0])
+        return;
+    size_t n = len < sizeof(r->err_msg) - 1 ? len : sizeof(r->err_msg) - 1;
+    memcpy(r->err_msg, msg, n);
+    r->err_msg[n] = '\0';
+}
+
+static int on_event(const struct sb_sse_event *ev, void *arg)
+{
+    struct req *r = arg;
+    uint64_t now = sb_mono_ns();
+    if (!r->rec.t_first_event_ns)
+        r->rec.t_first_event_ns = now;
+    if (ev->type_len == 5 && memcmp(ev->type, "error", 5) == 0) {
+        /* Dynamo: `event: error` with the message in a comment and no data line. */
+        r->stream_err = true;
+        if (ev->has_data && ev->data_len)
+            note_error(r, ev->data, ev->data_len);
+        else if (ev->comment)
+            note_error(r, ev->comment, ev->comment_len);
+        else
+            note_error(r, "event: error", 12);
+        return 0;
+    }
+    if (!ev->has_data)
+        return 0;
+    const char *d = ev->data;
+    size_t dl = ev->data_len;
+    while (dl && (d[dl - 1] == ' ' || d[dl - 1] == '\r' || d[dl - 1] == '\n'))
+        dl--;
+    if (dl == 6 && memcmp(d, "[DONE]", 6) == 0) {
+        r->saw_done = true;
+        return 0;
+    }
+    struct sb_chunk c;
+    struct sb_err e;
+    if (sb_openai_decode_chunk(d, dl, &c, &e) != 0) {
+        r->bad_json = true;
+        note_error(r, e.msg, strlen(e.msg));
+        return 0;
+    }
+    if (c.is_error) {
+        r->stream_err = true;
+        note_error(r, c.error_msg, strlen(c.error_msg));
+        return 0;
+    }
+    if (c.content_len > 0) {
+        if (!r->rec.t_first_token_ns) {
+            r->rec.t_first_token_ns = now;
+        } else if (r->n_itl < MAX_ITL_SAMPLES) {
+            if (r->n_itl == r->cap_itl) {
+                size_t nc = r->cap_itl ? r->cap_itl * 2 : 32;
+                uint32_t *ni = realloc(r->itl_us, nc * sizeof(*ni));
+                if (ni) {
+                    r->itl_us = ni;
+                    r->cap_itl = nc;
+                }
+            }
+            if (r->n_itl < r->cap_itl) {
+                uint64_t gap = (now - r->last_chunk_ns) / 1000;
+                r->itl_us[r->n_itl++] = gap > UINT32_MAX ? UINT32_MAX : (uint32_t)gap;
+            }
+        }
+        r->last_chunk_ns = now;
+        r->rec.content_chunks++;
+    }
+    if (c.finish_reason[0])
+        snprintf(r->rec.finish_reason, sizeof(r->rec.finish_reason), "%s", c.finish_reason);
+    if (c.has_usage) {
+        if (c.completion_tokens >= 0) {
+            r->rec.output_tokens = c.completion_tokens;
+            r->rec.tokens_from_usage = true;
+        }
+        if (c.prompt_tokens >= 0)
+            r->rec.prompt_tokens = c.prompt_tokens;
+        if (c.cached_tokens >= 0)
+            r->rec.cached_tokens = c.cached_tokens;
+    }
+    if (c.server_recv_ns && !r->rec.server_recv_ns)
+        r->rec.server_recv_ns = c.server_recv_ns;
+    if (c.server_first_token_ns && !r->rec.server_first_token_ns)
+        r->rec.server_first_token_ns = c.server_first_token_ns;
+    return 0;
+}
+
+static size_t on_write(char *buf, size_t size, size_t n, void *arg)
+{
+    struct req *r = arg;
+    size_t len = size * n;
+    r->rec.t_last_byte_ns = sb_mono_ns();
+    r->resp_bytes += len;
+    if (r->resp_bytes > r->loop->p->cfg->max_response_bytes) {
+        r->too_large = true;
+        return 0; /* aborts the transfer: no allocation storm */
+    }
+    if (r->is_sse && r->status >= 200 && r->status < 300) {
+        int rc = sb_sse_feed(&r->sse, buf, len);
+        if (rc == SB_SSE_E2BIG) {
+            r->bad_sse = true;
+            note_error(r, "SSE event larger than --max-response-bytes", 43);
+            return 0;
+        }
+        return len;
+    }
+    if (sb_buf_add(&r->resp, buf, len) != 0) {
+        r->too_large = true;
+        return 0;
+    }
+    return len;
+}
+
+/* ---- requests ---- */
+
+static struct req *req_new(struct loop *l)
+{
+    struct req *r = l->free_reqs;
+    if (r) {
+        l->free_reqs = r->next;
+        return r;
+    }
+    r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    const struct sb_run_config *cfg = l->p->cfg;
+    r->loop = l;
+    r->easy = curl_easy_init();
+    if (!r->easy) {
+        free(r);
+        return NULL;
+    }
+    sb_buf_init(&r->body, 1u << 30);
+    sb_buf_init(&r->resp, (size_t)cfg->max_response_bytes);
+    sb_prompt_init(&r->prompt);
+    sb_sse_init(&r->sse, (size_t)cfg->max_response_bytes, on_event, r);
+    CURL *e = r->easy;
+    curl_easy_setopt(e, CURLOPT_URL, l->p->url);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 16384L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(cfg->timeout_s * 1000));
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(cfg->connect_timeout_s * 1000));
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+    if (cfg->new_connection) {
+        curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+        curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+    }
+    return r;
+}
+
+static void req_free(struct req *r)
+{
+    curl_easy_cleanup(r->easy);
+    curl_slist_free_all(r->hdrs);
+    sb_buf_release(&r->body);
+    sb_buf_release(&r->resp);
+    sb_prompt_release(&r->prompt);
+    sb_sse_release(&r->sse);
+    free(r->itl_us);
+    free(r);
+}
+
+static void fill_labels(struct loop *l, struct sb_record *rec)
+{
+    const struct sb_run_config *cfg = l->p->cfg;
+    snprintf(rec->run_id, sizeof(rec->run_id), "%s", l->p->run_id);
+    snprintf(rec->stack, sizeof(rec->stack), "%s", cfg->stack ? cfg->stack : "");
+    snprintf(rec->model, sizeof(rec->model), "%s", cfg->model ? cfg->model : "");
+    snprintf(rec->workload, sizeof(rec->workload), "%s", cfg->workload);
+    snprintf(rec->hypothesis, sizeof(rec->hypothesis), "%s",
+             cfg->hypothesis ? cfg->hypothesis : "");
+    snprintf(rec->phase_label, sizeof(rec->phase_label), "%s", cfg->phase ? cfg->phase : "");
+    rec->repetition = cfg->repetition;
+    rec->context_tokens = cfg->context_tokens;
+    rec->concurrency = l->open_loop ? cfg->max_inflight : cfg->concurrency;
+    rec->rate = cfg->rate > 0 ? cfg->rate : NAN;
+}
+
+/*
+ * Starts one request intended for t_sched. Returns 0; 1 when --requests is used up; -1 on a fatal
+ * error (already reported through set_fatal).
+ */
+static int start_request(struct loop *l, struct user *u, long long user_id, uint64_t t_sched)
+{
+    struct shared *sh = l->sh;
+    const struct sb_engine_params *p = l->p;
+    const struct sb_run_config *cfg = p->cfg;
+    long long seq = atomic_fetch_add(&sh->issued, 1);
+    if (cfg->requests > 0 && seq >= cfg->requests)
+        return 1; /* another loop took the last one */
+    struct req *r = req_new(l);
+    if (!r) {
+        set_fatal(l, "out of memory starting a request");
+        return -1;
+    }
+    r->user = u;
+    r->status = 0;
+    r->is_sse = r->saw_done = r->too_large = r->bad_sse = r->bad_json = r->stream_err = false;
+    r->err_msg[0] = '\0';
+    r->resp_bytes = 0;
+    r->n_itl = 0;
+    r->last_chunk_ns = 0;
+    sb_buf_reset(&r->resp);
+    sb_sse_reset(&r->sse);
+    sb_record_init(&r->rec);
+    fill_labels(l, &r->rec);
+    long long req_idx = u ? u->next_req++ : seq;
+    r->rec.user = user_id;
+    r->rec.req_idx = req_idx;
+    r->rec.seq = seq;
+    snprintf(r->rec.request_id, sizeof(r->rec.request_id), "%s-%lld", p->run_id, seq);
+
+    struct sb_err err;
+    const struct sb_workload *w = p->workload;
+    if (w->ops->prompt(w, user_id, req_idx, &r->prompt, &err) != 0) {
+        set_fatal(l, err.msg);
+        r->next = l->free_reqs;
+        l->free_reqs = r;
+        return -1;
+    }
+    snprintf(r->rec.nonce, sizeof(r->rec.nonce), "%s", r->prompt.nonce);
+    snprintf(r->rec.prompt_hash, sizeof(r->rec.prompt_hash), "%s", r->prompt.hash);
+    const char *body = sh->shared_body;
+    size_t body_len = sh->shared_body_len;
+    if (!body) {
+        struct sb_request_params rp = {
+            .api = p->api,
+            .model = p->model_sent,
+            .prompt = r->prompt.text.data,
+            .prompt_len = r->prompt.text.len,
+            .max_tokens = cfg->max_tokens,
+            .temperature = cfg->temperature,
+            .top_p = cfg->top_p,
+            .stream = cfg->stream,
+            .include_usage = cfg->stream,
+            .extra_json = cfg->extra_body,
+        };
+        sb_buf_reset(&r->body);
+        if (sb_openai_build_request(&rp, &r->body, &err) != 0) {
+            set_fatal(l, err.msg);
+            r->next = l->free_reqs;
+            l->free_reqs = r;
+            return -1;
+        }
+        body = r->body.data;
+        body_len = r->body.len;
+    }
+    curl_slist_free_all(r->hdrs);
+    char idhdr[200];
+    snprintf(idhdr, sizeof(idhdr), "X-Request-Id: %s", r->rec.request_id);
+    r->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    r->hdrs = curl_slist_append(r->hdrs, "Expect:"); /* no 100-continue round trip */
+    r->hdrs = curl_slist_append(r->hdrs, idhdr);
+    if (sh->auth_header[0])
+        r->hdrs = curl_slist_append(r->hdrs, sh->auth_header);
+    curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->hdrs);
+    curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+
+    uint64_t now = sb_mono_ns();
+    r->rec.t_sched_ns = t_sched;
+    r->rec.t_send_ns = now;
+    r->rec.warmup = t_sched < sh->t_warm_end_ns;
+    r->prev = NULL;
+    r->next = l->inflight;
+    if (l->inflight)
+        l->inflight->prev = r;
+    l->inflight = r;
+    l->ninflight++;
+    l->sent++;
+    atomic_fetch_add_explicit(&l->a_sent, 1, memory_order_relaxed);
+    atomic_store_explicit(&l->a_inflight, l->ninflight, memory_order_relaxed);
+    curl_multi_add_handle(l->multi, r->easy);
+    return 0;
+}
+
+/* May this loop start another request now (limits on count and time)? */
+static bool may_start(struct loop *l, uint64_t t_sched)
+{
+    struct shared *sh = l->sh;
+    const struct sb_run_config *cfg = l->p->cfg;
+    if (l->stopping || atomic_load_explicit(&sh->stop, memory_order_relaxed))
+        return false;
+    if (sh->t_end_ns && t_sched >= sh->t_end_ns)
+        return false;
+    if (cfg->requests > 0 &&
+        atomic_load_explicit(&sh->issued, memory_order_relaxed) >= cfg->requests)
+        return false;
+    return true;
+}
+
+static double ms_between(uint64_t from, uint64_t to)
+{
+    return (from && to && to >= from) ? (double)(to - from) / 1e6 : NAN;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct_u32(const uint32_t *v, size_t n, double p)
+{
+    double pos = (double)(n - 1) * p / 100.0;
+    size_t lo = (size_t)pos;
+    size_t hi = lo + 1 < n ? lo + 1 : lo;
+    return ((double)v[lo] + ((double)v[hi] - (double)v[lo]) * (pos - (double)lo)) / 1000.0;
+}
+
+static void classify(struct req *r, CURLcode rc, uint64_t now)
+{
+    struct sb_record *rec = &r->rec;
+    rec->rc = (int)r->status;
+    if (!rec->t_last_byte_ns)
+        rec->t_last_byte_ns = now;
+    enum sb_error_kind k = SB_ERRK_NONE;
+    if (r->too_large) {
+        k = SB_ERRK_TOO_LARGE;
+        note_error(r, "response larger than --max-response-bytes", 41);
+    } else if (r->bad_sse) {
+        k = SB_ERRK_BAD_SSE;
+    } else if (rc == CURLE_OPERATION_TIMEDOUT) {
+        k = SB_ERRK_TIMEOUT;
+    } else if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+               rc == CURLE_COULDNT_RESOLVE_PROXY) {
+        k = SB_ERRK_CONNECT;
+    } else if (rc != CURLE_OK) {
+        if (r->stream_err)
+            k = SB_ERRK_STREAM_ERROR;
+        else if (r->status > 0)
+            k = SB_ERRK_TRUNCATED;
+        else
+            k = SB_ERRK_TRANSPORT;
+    } else if (r->status >= 400 || r->status < 200) {
+        k = SB_ERRK_HTTP;
+        char msg[256];
+        sb_openai_error_message(r->resp.data ? r->resp.data : "", r->resp.len, msg, sizeof(msg));
+        note_error(r, msg, strlen(msg));
+    } else if (r->is_sse) {
+        if (sb_sse_finish(&r->sse) && !r->saw_done && !r->stream_err)
+            note_error(r, "stream ended inside an event", 28);
+        if (r->stream_err)
+            k = SB_ERRK_STREAM_ERROR;
+        else if (r->bad_json)
+            k = SB_ERRK_BAD_JSON;
+        else if (!r->saw_done)
+            k = SB_ERRK_TRUNCATED;
+    } else {
+        struct sb_chunk c;
+        struct sb_err e;
+        if (sb_openai_decode_response(r->resp.data ? r->resp.data : "", r->resp.len, &c, &e) != 0) {
+            k = SB_ERRK_BAD_JSON;
+            note_error(r, e.msg, strlen(e.msg));
+        } else if (c.is_error) {
+            k = SB_ERRK_STREAM_ERROR;
+            note_error(r, c.error_msg, strlen(c.error_msg));
+        } else {
+            rec->content_chunks = c.content_len > 0;
+            snprintf(rec->finish_reason, sizeof(rec->finish_reason), "%s", c.finish_reason);
+            if (c.has_usage) {
+                rec->output_tokens = c.completion_tokens;
+                rec->tokens_from_usage = c.completion_tokens >= 0;
+                rec->prompt_tokens = c.prompt_tokens;
+                rec->cached_tokens = c.cached_tokens;
+            }
+            rec->server_recv_ns = c.server_recv_ns;
+            rec->server_first_token_ns = c.server_first_token_ns;
+        }
+    }
+    if (k == SB_ERRK_NONE && rc != CURLE_OK)
+        k = SB_ERRK_TRANSPORT;
+    if (rc != CURLE_OK && !r->err_msg[0])
+        note_error(r, curl_easy_strerror(rc), strlen(curl_easy_strerror(rc)));
+    rec->error = k;
+    rec->ok = k == SB_ERRK_NONE;
+    snprintf(rec->error_msg, sizeof(rec->error_msg), "%s", rec->ok ? "" : r->err_msg);
+
+    if (!rec->tokens_from_usage && r->is_sse)
+        rec->output_tokens = rec->content_chunks;
+    rec->lat_ttfb_ms = ms_between(rec->t_sched_ns, rec->t_first_byte_ns);
+    rec->lat_first_chunk_ms = ms_between(rec->t_sched_ns, rec->t_first_event_ns);
+    rec->lat_ttft_ms = ms_between(rec->t_sched_ns, rec->t_first_token_ns);
+    rec->lat_e2e_ms = ms_between(rec->t_sched_ns, rec->t_last_byte_ns);
+    rec->lat_sched_delay_ms = ms_between(rec->t_sched_ns, rec->t_send_ns);
+    if (r->n_itl > 0) {
+        double sum = 0;
+        for (size_t i = 0; i < r->n_itl; i++)
+            sum += r->itl_us[i];
+        rec->itl_mean_ms = sum / (double)r->n_itl / 1000.0;
+        qsort(r->itl_us, r->n_itl, sizeof(uint32_t), cmp_u32);
+        rec->itl_p50_ms = pct_u32(r->itl_us, r->n_itl, 50);
+        rec->itl_p99_ms = pct_u32(r->itl_us, r->n_itl, 99);
+        rec->itl_max_ms = r->itl_us[r->n_itl - 1] / 1000.0;
+    }
+    if (rec->output_tokens > 1 && !isnan(rec->lat_ttft_ms) && !isnan(rec->lat_e2e_ms))
+        rec->tpot_ms = (rec->lat_e2e_ms - rec->lat_ttft_ms) / (double)(rec->output_tokens - 1);
+}
+
+static void schedule_next(struct loop *l, struct req *r, uint64_t now);
+
+/* Records a finished (or cancelled) request and lets its user go on. */
+static void finish_request(struct loop *l, struct req *r, CURLcode rc, bool cancelled)
+{
+    uint64_t now = sb_mono_ns();
+    curl_multi_remove_handle(l->multi, r->easy);
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        l->inflight = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    l->ninflight--;
+    atomic_store_explicit(&l->a_inflight, l->ninflight, memory_order_relaxed);
+    classify(r, rc, now);
+    struct sb_record *rec = &r->rec;
+    if (cancelled) {
+        rec->ok = false;
+        rec->error = SB_ERRK_CANCELLED;
+        snprintf(rec->error_msg, sizeof(rec->error_msg), "still in flight when the run stopped");
+    }
+    struct shared *sh = l->sh;
+    rec->ts =
+        ((double)sh->anchor_real_ns + ((double)rec->t_sched_ns - (double)sh->anchor_mono_ns)) / 1e9;
+    l->last_done_ns = now;
+    if (rec->warmup)
+        l->warmup++;
+    if (rec->ok) {
+        l->ok++;
+        if (!rec->warmup) {
+            if (!isnan(rec->lat_ttft_ms))
+                push_double(&l->ttft, &l->n_ttft, &l->cap_ttft, rec->lat_ttft_ms);
+            if (!isnan(rec->lat_e2e_ms))
+                push_double(&l->e2e, &l->n_e2e, &l->cap_e2e, rec->lat_e2e_ms);
+            if (rec->output_tokens > 0)
+                l->output_tokens += rec->output_tokens;
+        }
+        if (!isnan(rec->lat_ttft_ms))
+            atomic_fetch_add_explicit(&l->a_ttft_hist[progress_bucket(rec->lat_ttft_ms)], 1,
+                                      memory_order_relaxed);
+    } else {
+        l->errors[rec->error]++;
+        atomic_fetch_add_explicit(&l->a_errors, 1, memory_order_relaxed);
+        if (l->p->cfg->verbose)
+            fprintf(stderr, "sparkbench run: request %s failed: %s (rc %d): %s\n", rec->request_id,
+                    sb_error_kind_name(rec->error), rec->rc, rec->error_msg);
+    }
+    if (rec->lat_sched_delay_ms > 1.0)
+        l->late_sends++;
+    if (rec->lat_sched_delay_ms > l->max_sched_delay_ms)
+        l->max_sched_delay_ms = rec->lat_sched_delay_ms;
+    atomic_fetch_add_explicit(&l->a_done, 1, memory_order_relaxed);
+
+    sb_buf_reset(&l->line);
+    struct sb_err err;
+    if (sb_record_to_json(rec, &l->line) != 0) {
+        set_fatal(l, "a metrics record exceeded the line limit");
+    } else if (!l->fatal &&
+               sb_jsonl_batch_add(&l->batch, l->line.data, l->line.len, now, &err) != 0) {
+        set_fatal(l, err.msg);
+    }
+    schedule_next(l, r, now);
+    r->next = l->free_reqs;
+    r->prev = NULL;
+    l->free_reqs = r;
+}
+
+static void start_backlog_or_idle(struct loop *l)
+{
+    while (l->backlog_len > 0 && l->ninflight < l->max_inflight) {
+        uint64_t t = l->backlog[l->backlog_head];
+        l->backlog_head = (l->backlog_head + 1) % l->backlog_cap;
+        l->backlog_len--;
+        if (start_request(l, NULL, -1, t) != 0)
+            return;
+    }
+}
+
+static void schedule_next(struct loop *l, struct req *r, uint64_t now)
+{
+    if (l->open_loop) {
+        if (!l->stopping && !atomic_load(&l->sh->stop))
+            start_backlog_or_idle(l);
+        return;
+    }
+    struct user *u = r->user;
+    const struct sb_run_config *cfg = l->p->cfg;
+    uint64_t t = now + (uint64_t)(cfg->think_ms * 1e6);
+    if (!may_start(l, t)) {
+        u->done = true;
+        return;
+    }
+    if (cfg->think_ms > 0) {
+        heap_push(l, t, u);
+        arm_sched(l);
+        return;
+    }
+    if (start_request(l, u, u->id, now) != 0)
+        u->done = true;
+}
+
+static void check_multi_info(struct loop *l)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(l->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        struct req *r;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+        finish_request(l, r, msg->data.result, false);
+    }
+}
+
+/* Intended sends that are due: closed-loop users after think time, open-loop arrivals. */
+static void on_sched(struct loop *l)
+{
+    uint64_t now = sb_mono_ns();
+    while (l->nheap && l->heap[0].t <= now) {
+        struct pending pd = heap_pop(l);
+        if (!may_start(l, pd.t)) {
+            pd.user->done = true;
+            continue;
+        }
+        if (start_request(l, pd.user, pd.user->id, pd.t) != 0)
+            pd.user->done = true;
+    }
+    while (l->open_loop && l->next_arrival_ns && l->next_arrival_ns <= now) {
+        uint64_t t = l->next_arrival_ns;
+        if (!may_start(l, t)) {
+            l->next_arrival_ns = 0;
+            break;
+        }
+        l->next_arrival_ns = t + sb_arrival_next_gap_ns(&l->arrival);
+        if (l->ninflight < l->max_inflight && l->backlog_len == 0) {
+            if (start_request(l, NULL, -1, t) != 0)
+                l->next_arrival_ns = 0;
+            continue;
+        }
+        /* No free slot: the arrival waits, and its wait counts in its latency. */
+        if (l->backlog_len == l->backlog_cap) {
+            size_t nc = l->backlog_cap ? l->backlog_cap * 2 : 1024;
+            uint64_t *nb = malloc(nc * sizeof(uint64_t));
+            if (!nb) {
+                set_fatal(l, "out of memory queueing late arrivals");
+                break;
+            }
+            for (size_t i = 0; i < l->backlog_len; i++)
+                nb[i] = l->backlog[(l->backlog_head + i) % (l->backlog_cap ? l->backlog_cap : 1)];
+            free(l->backlog);
+            l->backlog = nb;
+            l->backlog_cap = nc;
+            l->backlog_head = 0;
+        }
+        l->backlog[(l->backlog_head + l->backlog_len) % l->backlog_cap] = t;
+        l->backlog_len++;
+    }
+    arm_sched(l);
+}
+
+static void begin_stop(struct loop *l)
+{
+    if (l->stopping)
+        return;
+    l->stopping = true;
+    l->not_sent += (long long)l->backlog_len;
+    l->backlog_len = 0;
+    l->nheap = 0;
+    l->next_arrival_ns = 0;
+    arm_sched(l);
+    l->drain_deadline_ns = sb_mono_ns() + (uint64_t)(l->p->cfg->drain_s * 1e9);
+}
+
+static void cancel_inflight(struct loop *l)
+{
+    while (l->inflight)
+        finish_request(l, l->inflight, CURLE_OK, true);
+}
+
+static bool loop_finished(struct loop *l)
+{
+    if (l->ninflight > 0 || l->backlog_len > 0)
+        return false;
+    if (l->stopping || l->fatal)
+        return true;
+    if (l->nheap > 0)
+        return false;
+    if (l->open_loop)
+        return l->next_arrival_ns == 0;
+    for (long long i = 0; i < l->nusers; i++)
+        if (!l->users[i].done)
+            return false;
+    return true;
+}
+
+static void *loop_main(void *arg)
+{
+    struct loop *l = arg;
+    struct shared *sh = l->sh;
+    const struct sb_run_config *cfg = l->p->cfg;
+    /* First sends, all intended at t0. */
+    if (l->open_loop) {
+        l->next_arrival_ns = sh->t0_ns + (uint64_t)l->index * (uint64_t)(1e9 / cfg->rate);
+        arm_sched(l);
+    } else {
+        for (long long i = 0; i < l->nusers; i++) {
+            if (!may_start(l, sh->t0_ns)) {
+                l->users[i].done = true;
+                continue;
+            }
+            heap_push(l, sh->t0_ns, &l->users[i]);
+        }
+        arm_sched(l);
+    }
+    struct epoll_event events[64];
+    while (!loop_finished(l)) {
+        int n = epoll_wait(l->epfd, events, 64, 1000);
+        if (n < 0 && errno != EINTR)
+            break;
+        for (int i = 0; i < n; i++) {
+            int fd = events[i].data.fd;
+            if (fd == l->curl_tfd) {
+                drain_fd(fd);
+                curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &l->still_running);
+            } else if (fd == l->sched_tfd) {
+                drain_fd(fd);
+                on_sched(l);
+            } else if (fd == l->tick_tfd) {
+                drain_fd(fd);
+                struct sb_err err;
+                uint64_t now = sb_mono_ns();
+                if (!l->fatal && now - l->batch.last_flush_ns >= 1000000000ull &&
+                    sb_jsonl_batch_flush(&l->batch, now, &err) != 0)
+                    set_fatal(l, err.msg);
+            } else if (fd == l->wake_fd) {
+                drain_fd(fd);
+            } else {
+                uint32_t ev = events[i].events;
+                int action = (ev & EPOLLIN ? CURL_CSELECT_IN : 0) |
+                             (ev & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                             (ev & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+                curl_multi_socket_action(l->multi, fd, action, &l->still_running);
+            }
+            check_multi_info(l);
+        }
+        if (atomic_load_explicit(&sh->stop, memory_order_relaxed))
+            begin_stop(l);
+        if (l->stopping && l->ninflight > 0 && sb_mono_ns() >= l->drain_deadline_ns)
+            cancel_inflight(l);
+        if (l->stopping && l->ninflight > 0) {
+            /* Wake up for the drain deadline even when the network is quiet. */
+            struct itimerspec its = {0};
+            its.it_value.tv_sec = (time_t)(l->drain_deadline_ns / 1000000000ull);
+            its.it_value.tv_nsec = (long)(l->drain_deadline_ns % 1000000000ull);
+            timerfd_settime(l->sched_tfd, TFD_TIMER_ABSTIME, &its, NULL);
+        }
+    }
+    struct sb_err err;
+    if (!l->fatal && sb_jsonl_batch_flush(&l->batch, sb_mono_ns(), &err) != 0)
+        set_fatal(l, err.msg);
+    return NULL;
+}
+
+static int loop_init(struct loop *l, struct shared *sh, int index, long long first_user,
+                     long long nusers, struct sb_err *err)
+{
+    const struct sb_engine_params *p = sh->p;
+    const struct sb_run_config *cfg = p->cfg;
+    l->p = p;
+    l->sh = sh;
+    l->index = index;
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    l->curl_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    l->sched_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    l->tick_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    l->multi = curl_multi_init();
+    if (l->epfd < 0 || l->curl_tfd < 0 || l->sched_tfd < 0 || l->tick_tfd < 0 || l->wake_fd < 0 ||
+        !l->multi)
+        return sb_err_errno(err, errno, "cannot create the event loop");
+    int fds[] = {l->curl_tfd, l->sched_tfd, l->tick_tfd, l->wake_fd};
+    for (size_t i = 0; i < SB_ARRAY_SIZE(fds); i++) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = fds[i]};
+        epoll_ctl(l->epfd, EPOLL_CTL_ADD, fds[i], &ev);
+    }
+    struct itimerspec tick = {{1, 0}, {1, 0}};
+    timerfd_settime(l->tick_tfd, 0, &tick, NULL);
+    curl_multi_setopt(l->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(l->multi, CURLMOPT_SOCKETDATA, l);
+    curl_multi_setopt(l->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(l->multi, CURLMOPT_TIMERDATA, l);
+    long conns = (long)(cfg->rate > 0 ? cfg->max_inflight : nusers) + 16;
+    curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, conns);
+    sb_buf_init(&l->line, 1u << 20);
+    sb_jsonl_batch_init(&l->batch, p->sink, sb_mono_ns());
+    if (cfg->rate > 0) {
+        l->open_loop = true;
+        const struct sb_arrival_ops *ops =
+            sb_arrival_find(cfg->arrival == SB_ARRIVAL_POISSON
+                                ? "poisson"
+                                : (cfg->arrival == SB_ARRIVAL_CONSTANT ? "constant" : "gamma"));
+        sb_arrival_init(&l->arrival, ops, cfg->rate / (double)cfg->threads, cfg->burstiness,
+                        (uint64_t)cfg->seed ^ sb_mix64((uint64_t)index + 77));
+        l->max_inflight = cfg->max_inflight / cfg->threads;
+        if (l->max_inflight < 1)
+            l->max_inflight = 1;
+    } else {
+        l->nusers = nusers;
+        l->users = calloc((size_t)(nusers > 0 ? nusers : 1), sizeof(*l->users));
+        if (!l->users)
+            return sb_err_set(err, "out of memory");
+        for (long long i = 0; i < nusers; i++)
+            l->users[i].id = first_user + i;
+    }
+    return 0;
+}
+
+static void loop_release(struct loop *l)
+{
+    while (l->free_reqs) {
+        struct req *r = l->free_reqs;
+        l->free_reqs = r->next;
+        req_free(r);
+    }
+    if (l->multi)
+        curl_multi_cleanup(l->multi);
+    int fds[] = {l->epfd, l->curl_tfd, l->sched_tfd, l->tick_tfd, l->wake_fd};
+    for (size_t i = 0; i < SB_ARRAY_SIZE(fds); i++)
+        if (fds[i] > 0)
+            close(fds[i]);
+    sb_buf_release(&l->line);
+    sb_jsonl_batch_release(&l->batch);
+    free(l->users);
+    free(l->heap);
+    free(l->backlog);
+    free(l->ttft);
+    free(l->e2e);
+}
+
+/* ---- progress and the driver ---- */
+
+static void print_progress(struct loop *loops, int n, const struct shared *sh, bool final)
+{
+    long long sent = 0, done = 0, errs = 0, infl = 0;
+    uint64_t hist[PROGRESS_BUCKETS] = {0}, total = 0;
+    for (int i = 0; i < n; i++) {
+        sent += atomic_load_explicit(&loops[i].a_sent, memory_order_relaxed);
+        done += atomic_load_explicit(&loops[i].a_done, memory_order_relaxed);
+        errs += atomic_load_explicit(&loops[i].a_errors, memory_order_relaxed);
+        infl += atomic_load_explicit(&loops[i].a_inflight, memory_order_relaxed);
+        for (int b = 0; b < PROGRESS_BUCKETS; b++) {
+            uint32_t c = atomic_load_explicit(&loops[i].a_ttft_hist[b], memory_order_relaxed);
+            hist[b] += c;
+            total += c;
+        }
+    }
+    double p50 = NAN;
+    uint64_t acc = 0;
+    for (int b = 0; b < PROGRESS_BUCKETS && total; b++) {
+        acc += hist[b];
+        if (acc * 2 >= total) {
+            p50 = exp2((b + 0.5) / 8.0) / 1000.0;
+            break;
+        }
+    }
+    double elapsed = (double)(sb_mono_ns() - sh->t0_ns) / 1e9;
+    char total_s[32] = "";
+    if (sh->t_end_ns)
+        snprintf(total_s, sizeof(total_s), "/%.0fs", (double)(sh->t_end_ns - sh->t0_ns) / 1e9);
+    fprintf(
+        stderr,
+        "\r\033[K%6.1fs%s  in flight %lld  done %lld  errors %lld  %.1f req/s  p50 TTFT %.1f ms%s",
+        elapsed, total_s, infl, done, errs, elapsed > 0 ? (double)done / elapsed : 0.0, p50,
+        final ? "\n" : "");
+    (void)sent;
+}
+
+int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res,
+                  struct sb_err *err)
+{
+    const struct sb_run_config *cfg = p->cfg;
+    memset(res, 0, sizeof(*res));
+    int nthreads = (int)cfg->threads;
+    long long total_users = cfg->concurrency;
+    if (cfg->rate <= 0 && total_users < nthreads)
+        nthreads = (int)total_users;
+    struct shared *sh = calloc(1, sizeof(*sh));
+    struct loop *loops = calloc((size_t)nthreads, sizeof(*loops));
+    struct sb_buf shared_body;
+    sb_buf_init(&shared_body, 1u << 30);
+    int rc = -1;
+    if (!sh || !loops) {
+        sb_err_set(err, "out of memory");
+        goto out;
+    }
+    sh->p = p;
+    pthread_mutex_init(&sh->fatal_lock, NULL);
+    if (p->api_key && p->api_key[0])
+        snprintf(sh->auth_header, sizeof(sh->auth_header), "Authorization: Bearer %s", p->api_key);
+    /* Without a per-request nonce, and with the same prompt for everybody, one body serves all. */
+    if (!cfg->nonce_per_user && !cfg->nonce_per_request) {
+        struct sb_prompt pr;
+        sb_prompt_init(&pr);
+        if (p->workload->ops->prompt(p->workload, 0, 0, &pr, err) != 0) {
+            sb_prompt_release(&pr);
+            goto out;
+        }
+        struct sb_request_params rp = {
+            .api = p->api,
+            .model = p->model_sent,
+            .prompt = pr.text.data,
+            .prompt_len = pr.text.len,
+            .max_tokens = cfg->max_tokens,
+            .temperature = cfg->temperature,
+            .top_p = cfg->top_p,
+            .stream = cfg->stream,
+            .include_usage = cfg->stream,
+            .extra_json = cfg->extra_body,
+        };
+        int brc = sb_openai_build_request(&rp, &shared_body, err);
+        sb_prompt_release(&pr);
+        if (brc != 0)
+            goto out;
+        sh->shared_body = shared_body.data;
+        sh->shared_body_len = shared_body.len;
+    }
+
+    long long per = total_users / nthreads, extra = total_users % nthreads, first = 0;
+    for (int i = 0; i < nthreads; i++) {
+        long long nu = per + (i < extra);
+        if (loop_init(&loops[i], sh, i, first, nu, err) != 0)
+            goto out_loops;
+        first += nu;
+    }
+
+    /* Signals are handled here, never in a loop thread. */
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+
+    sh->anchor_mono_ns = sb_mono_ns();
+    sh->anchor_real_ns = sb_real_ns();
+    res->anchor_mono_ns = sh->anchor_mono_ns;
+    res->anchor_real_ns = sh->anchor_real_ns;
+    sh->t0_ns = sb_mono_ns() + 1000000; /* a millisecond to get every loop running */
+    sh->t_warm_end_ns = sh->t0_ns + (uint64_t)(cfg->warmup_s * 1e9);
+    sh->t_end_ns = cfg->duration_s > 0 ? sh->t0_ns + (uint64_t)(cfg->duration_s * 1e9) : 0;
+    res->t_start_ns = sh->t0_ns;
+    res->t_measure_start_ns = sh->t_warm_end_ns;
+
+    int started = 0;
+    for (int i = 0; i < nthreads; i++) {
+        if (pthread_create(&loops[i].thread, NULL, loop_main, &loops[i]) != 0)
+            break;
+        started++;
+    }
+    enum sb_exit_reason reason = SB_EXIT_COMPLETED;
+    int running = started;
+    while (running > 0) {
+        struct timespec ts = {0, 250000000};
+        siginfo_t si;
+        int sig = sigtimedwait(&set, &si, &ts);
+        if (sig == SIGINT || sig == SIGTERM) {
+            if (reason == SB_EXIT_SIGINT || reason == SB_EXIT_SIGTERM) {
+                /* A second signal: stop waiting for the drain. */
+                for (int i = 0; i < started; i++)
+                    loops[i].drain_deadline_ns = 0;
+            }
+            reason = sig == SIGINT ? SB_EXIT_SIGINT : SB_EXIT_SIGTERM;
+            atomic_store(&sh->stop, true);
+            for (int i = 0; i < started; i++) {
+                uint64_t one = 1;
+                ssize_t w = write(loops[i].wake_fd, &one, sizeof(one));
+                (void)w;
+            }
+        }
+        if (p->progress)
+            print_progress(loops, started, sh, false);
+        running = 0;
+        for (int i = 0; i < started; i++)
+            running += pthread_tryjoin_np(loops[i].thread, NULL) == EBUSY;
+        if (running == 0)
+            break;
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(loops[i].thread, NULL);
+    if (p->progress)
+        print_progress(loops, started, sh, true);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    if (atomic_load(&sh->fatal)) {
+        reason = SB_EXIT_FATAL;
+        snprintf(res->fatal_msg, sizeof(res->fatal_msg), "%s", sh->fatal_msg);
+    } else if (reason == SB_EXIT_COMPLETED && sh->t_end_ns &&
+               !(cfg->requests > 0 && atomic_load(&sh->issued) >= cfg->requests)) {
+        reason = SB_EXIT_DURATION;
+    }
+    res->reason = reason;
+    res->t_end_ns = sh->t0_ns;
+    for (int i = 0; i < started; i++) {
+        struct loop *l = &loops[i];
+        res->sent += l->sent;
+        res->ok += l->ok;
+        res->warmup += l->warmup;
+        res->not_sent += l->not_sent;
+        res->late_sends += l->late_sends;
+        res->output_tokens += l->output_tokens;
+        if (l->max_sched_delay_ms > res->max_sched_delay_ms)
+            res->max_sched_delay_ms = l->max_sched_delay_ms;
+        if (l->last_done_ns > res->t_end_ns)
+            res->t_end_ns = l->last_done_ns;
+        for (int k = 0; k < SB_ERRK_COUNT; k++)
+            res->errors[k] += l->errors[k];
+    }
+    /* Merge the sample arrays in one allocation each. */
+    size_t nt = 0, ne = 0;
+    for (int i = 0; i < started; i++) {
+        nt += loops[i].n_ttft;
+        ne += loops[i].n_e2e;
+    }
+    res->ttft_ms = malloc((nt ? nt : 1) * sizeof(double));
+    res->e2e_ms = malloc((ne ? ne : 1) * sizeof(double));
+    for (int i = 0; i < started && res->ttft_ms && res->e2e_ms; i++) {
+        if (loops[i].n_ttft)
+            memcpy(res->ttft_ms + res->n_ttft, loops[i].ttft, loops[i].n_ttft * sizeof(double));
+        res->n_ttft += loops[i].n_ttft;
+        if (loops[i].n_e2e)
+            memcpy(res->e2e_ms + res->n_e2e, loops[i].e2e, loops[i].n_e2e * sizeof(double));
+        res->n_e2e += loops[i].n_e2e;
+    }
+    rc = 0;
+out_loops:
+    for (int i = 0; i < nthreads; i++)
+        loop_release(&loops[i]);
+out:
+    sb_buf_release(&shared_body);
+    if (sh)
+        pthread_mutex_destroy(&sh->fatal_lock);
+    free(sh);
+    free(loops);
+    return rc;
+}
+
+void sb_engine_result_release(struct sb_engine_result *res)
+{
+    free(res->ttft_ms);
+    free(res->e2e_ms);
+    res->ttft_ms = res->e2e_ms = NULL;
+}

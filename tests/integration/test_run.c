@@ -1,0 +1,566 @@
+/*
+ * Integration tests for `sparkbench run` against real `sparkbench mock` processes: chat and
+ * completions, stream and not, every fault kind recorded with the right error kind (joined to the
+ * mock's own log through X-Request-Id), no lost request, SIGINT mid-run, the open-loop rate, the
+ * config file and the old flag spellings.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "proc.h"
+
+static const char *bin;
+static const char *srcdir;
+
+static const char *const fast_mock[] = {"--prefill-base-ms",
+                                        "0",
+                                        "--prefill-per-token-us",
+                                        "0",
+                                        "--decode-base-ms",
+                                        "1",
+                                        "--decode-per-seq-us",
+                                        "0",
+                                        NULL};
+
+static char *make_tmpdir(void)
+{
+    char tmpl[] = "/tmp/sbtest-run-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    assert_non_null(d);
+    return strdup(d);
+}
+
+static void rm_rf(const char *dir)
+{
+    const char *argv[] = {"/bin/rm", "-rf", dir, NULL};
+    sb_proc_run(argv, NULL, NULL);
+}
+
+/* Runs `sparkbench run` with args (NULL-terminated); returns the exit code. */
+static int run_cmd(const char *const *args, char **out, char **err)
+{
+    const char *argv[80];
+    int n = 0;
+    argv[n++] = bin;
+    argv[n++] = "run";
+    for (int i = 0; args[i] && n < 79; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    return sb_proc_run(argv, out, err);
+}
+
+struct lines {
+    cJSON **v;
+    int n;
+};
+
+static struct lines read_jsonl(const char *path)
+{
+    struct lines l = {NULL, 0};
+    char *text = sb_test_read_file(path);
+    assert_non_null(text);
+    int cap = 16;
+    l.v = malloc(sizeof(cJSON *) * (size_t)cap);
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        cJSON *j = cJSON_Parse(line);
+        if (!j)
+            fail_msg("unparseable line in %s: %.200s", path, line);
+        if (l.n == cap) {
+            cap *= 2;
+            l.v = realloc(l.v, sizeof(cJSON *) * (size_t)cap);
+        }
+        l.v[l.n++] = j;
+    }
+    free(text);
+    return l;
+}
+
+static void free_lines(struct lines *l)
+{
+    for (int i = 0; i < l->n; i++)
+        cJSON_Delete(l->v[i]);
+    free(l->v);
+}
+
+static double num(const cJSON *j, const char *k)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);
+    return cJSON_IsNumber(x) ? x->valuedouble : NAN;
+}
+
+static const char *str(const cJSON *j, const char *k)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);
+    return cJSON_IsString(x) ? x->valuestring : NULL;
+}
+
+static bool is_true(const cJSON *j, const char *k)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, k));
+}
+
+static void basic_case(const char *path, bool stream)
+{
+    char logpath[] = "/tmp/sbtest-runmock-XXXXXX";
+    close(mkstemp(logpath));
+    const char *margs[16];
+    int n = 0;
+    for (int i = 0; fast_mock[i]; i++)
+        margs[n++] = fast_mock[i];
+    margs[n++] = "--log";
+    margs[n++] = logpath;
+    margs[n] = NULL;
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
+    char *dir = make_tmpdir();
+    char out_dir[512], url[128], prompts[512];
+    snprintf(out_dir, sizeof(out_dir), "%s/run", dir);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", mock.port, path);
+    snprintf(prompts, sizeof(prompts), "%s/inputs/prompts", srcdir);
+    const char *args[] = {"--endpoint",       url,
+                          "--concurrency",    "4",
+                          "--requests",       "40",
+                          "--output-dir",     out_dir,
+                          "--prompts-dir",    prompts,
+                          "--run-id",         "t1",
+                          "--hypothesis",     "H0",
+                          "--nonce-per-user", stream ? "--stream" : "--no-stream",
+                          "--model",          "sparkbench-mock",
+                          "--quiet",          NULL};
+    char *out = NULL, *err = NULL;
+    int rc = run_cmd(args, &out, &err);
+    if (rc != 0)
+        fail_msg("run exited %d: %s", rc, err);
+    char mpath[600];
+    snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", out_dir);
+    struct lines l = read_jsonl(mpath);
+    assert_int_equal(l.n, 40);
+    char *log = sb_test_read_file(logpath);
+    for (int i = 0; i < l.n; i++) {
+        cJSON *j = l.v[i];
+        assert_true(is_true(j, "ok"));
+        assert_int_equal((int)num(j, "rc"), 200);
+        assert_string_equal(str(j, "run_id"), "t1");
+        assert_string_equal(str(j, "hypothesis"), "H0");
+        assert_string_equal(str(j, "phase"), "measure");
+        assert_int_equal((int)num(j, "context_tokens"), 256);
+        assert_int_equal((int)num(j, "concurrency"), 4);
+        assert_int_equal((int)num(j, "output_tokens"), 16);
+        assert_string_equal(str(j, "tokens_src"), "usage");
+        assert_true(num(j, "prompt_tokens") > 200);
+        assert_true(num(j, "lat_e2e_ms") > 0);
+        assert_true(num(j, "lat_ttfb_ms") <= num(j, "lat_e2e_ms"));
+        if (stream) {
+            assert_true(num(j, "lat_ttfb_ms") <= num(j, "lat_ttft_ms"));
+            assert_true(num(j, "lat_first_chunk_ms") <= num(j, "lat_ttft_ms"));
+            assert_true(num(j, "lat_ttft_ms") <= num(j, "lat_e2e_ms"));
+            assert_int_equal((int)num(j, "content_chunks"), 16);
+            assert_true(num(j, "itl_p50_ms") >= 0);
+            assert_true(num(j, "tpot_ms") > 0);
+            /* The client's first token comes after the server wrote it. */
+            assert_true(num(j, "t_first_token_ns") >= num(j, "server_first_token_ns"));
+        }
+        assert_non_null(str(j, "nonce"));
+        assert_int_equal(strlen(str(j, "prompt_hash")), 16);
+        /* The request id joins the record to the server's own log line. */
+        char needle[200];
+        snprintf(needle, sizeof(needle), "\"x_request_id\":\"%s\"", str(j, "request_id"));
+        assert_int_equal(sb_test_count(log, needle), 1);
+    }
+    free(log);
+    free_lines(&l);
+    /* run.json and config.yaml */
+    char p2[600];
+    snprintf(p2, sizeof(p2), "%s/run.json", out_dir);
+    char *rj = sb_test_read_file(p2);
+    cJSON *r = cJSON_Parse(rj);
+    assert_non_null(r);
+    cJSON *counts = cJSON_GetObjectItemCaseSensitive(r, "counts");
+    assert_int_equal((int)num(counts, "sent"), 40);
+    assert_int_equal((int)num(counts, "ok"), 40);
+    assert_string_equal(str(r, "exit_reason"), "completed");
+    assert_non_null(cJSON_GetObjectItemCaseSensitive(r, "clock_anchor"));
+    cJSON_Delete(r);
+    free(rj);
+    snprintf(p2, sizeof(p2), "%s/config.yaml", out_dir);
+    char *cy = sb_test_read_file(p2);
+    assert_non_null(strstr(cy, "concurrency: 4"));
+    assert_non_null(strstr(cy, "hypothesis: \"H0\""));
+    free(cy);
+    free(out);
+    free(err);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    rm_rf(dir);
+    free(dir);
+    unlink(logpath);
+}
+
+static void test_chat_stream(void **state)
+{
+    (void)state;
+    basic_case("/v1/chat/completions", true);
+}
+
+static void test_completions_stream(void **state)
+{
+    (void)state;
+    basic_case("/v1/completions", true);
+}
+
+static void test_non_stream(void **state)
+{
+    (void)state;
+    basic_case("/v1/chat/completions", false);
+    basic_case("/v1/completions", false);
+}
+
+/* The error kind the client must record for the fault the mock says it injected. */
+static const char *expected_kind(const char *fault)
+{
+    if (!strcmp(fault, "429") || !strcmp(fault, "500") || !strcmp(fault, "503") ||
+        !strcmp(fault, "trtllm_error"))
+        return "http";
+    if (!strcmp(fault, "close"))
+        return "truncated";
+    if (!strcmp(fault, "malformed"))
+        return "bad_json";
+    if (!strcmp(fault, "dynamo_error"))
+        return "stream_error";
+    return NULL; /* none, stall, slow_headers: the request succeeds */
+}
+
+static void test_faults_recorded(void **state)
+{
+    (void)state;
+    char logpath[] = "/tmp/sbtest-faultlog-XXXXXX";
+    close(mkstemp(logpath));
+    const char *margs[] = {"--prefill-base-ms",
+                           "0",
+                           "--decode-base-ms",
+                           "1",
+                           "--fault-rate",
+                           "0.6",
+                           "--fault-kinds",
+                           "all",
+                           "--fault-stall-ms",
+                           "30",
+                           "--fault-slow-headers-ms",
+                           "30",
+                           "--log",
+                           logpath,
+                           NULL};
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
+    char *dir = make_tmpdir();
+    char out_dir[512], url[128], prompts[512];
+    snprintf(out_dir, sizeof(out_dir), "%s/run", dir);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/chat/completions", mock.port);
+    snprintf(prompts, sizeof(prompts), "%s/inputs/prompts", srcdir);
+    const char *args[] = {"--endpoint",   url,     "--concurrency", "8",     "--requests", "300",
+                          "--output-dir", out_dir, "--prompts-dir", prompts, "--quiet",    NULL};
+    char *out = NULL, *err = NULL;
+    int rc = run_cmd(args, &out, &err);
+    if (rc != 0)
+        fail_msg("run exited %d: %s", rc, err);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    char mpath[600];
+    snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", out_dir);
+    struct lines l = read_jsonl(mpath);
+    struct lines server = read_jsonl(logpath);
+    assert_int_equal(l.n, 300);      /* sent = ok + errors: nothing lost */
+    assert_int_equal(server.n, 300); /* and the server saw each exactly once */
+    int ok = 0, errors = 0, by_fault[16] = {0};
+    for (int i = 0; i < l.n; i++) {
+        const char *rid = str(l.v[i], "request_id");
+        const cJSON *srv = NULL;
+        for (int k = 0; k < server.n && !srv; k++)
+            if (!strcmp(str(server.v[k], "x_request_id"), rid))
+                srv = server.v[k];
+        assert_non_null(srv);
+        const char *fault = str(srv, "fault");
+        const char *want = expected_kind(fault);
+        if (want) {
+            errors++;
+            assert_false(is_true(l.v[i], "ok"));
+            if (strcmp(str(l.v[i], "error"), want) != 0)
+                fail_msg("fault %s recorded as %s, want %s", fault, str(l.v[i], "error"), want);
+            if (!strcmp(want, "http"))
+                assert_int_equal((int)num(l.v[i], "rc"), (int)num(srv, "status"));
+            assert_non_null(str(l.v[i], "error_msg"));
+        } else {
+            ok++;
+            if (!is_true(l.v[i], "ok"))
+                fail_msg("fault %s should succeed, got %s: %s", fault, str(l.v[i], "error"),
+                         str(l.v[i], "error_msg"));
+        }
+        by_fault[strlen(fault) % 16]++;
+    }
+    assert_int_equal(ok + errors, 300);
+    assert_true(errors > 100); /* 60 % faulty, 7 of 9 kinds fail */
+    char p2[600];
+    snprintf(p2, sizeof(p2), "%s/run.json", out_dir);
+    char *rj = sb_test_read_file(p2);
+    cJSON *r = cJSON_Parse(rj);
+    cJSON *counts = cJSON_GetObjectItemCaseSensitive(r, "counts");
+    assert_int_equal((int)num(counts, "sent"), 300);
+    assert_int_equal((int)num(counts, "ok"), ok);
+    assert_int_equal((int)num(counts, "errors"), errors);
+    cJSON_Delete(r);
+    free(rj);
+    free_lines(&l);
+    free_lines(&server);
+    free(out);
+    free(err);
+    rm_rf(dir);
+    free(dir);
+    unlink(logpath);
+}
+
+static void test_sigint_mid_run(void **state)
+{
+    (void)state;
+    const char *margs[] = {"--decode-base-ms", "20", NULL};
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
+    char *dir = make_tmpdir();
+    char out_dir[512], url[128], prompts[512], mpath[600];
+    snprintf(out_dir, sizeof(out_dir), "%s/run", dir);
+    snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", out_dir);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/completions", mock.port);
+    snprintf(prompts, sizeof(prompts), "%s/inputs/prompts", srcdir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        execl(bin, bin, "run", "--endpoint", url, "--concurrency", "4", "--duration-s", "120",
+              "--max-tokens", "4", "--output-dir", out_dir, "--prompts-dir", prompts, "--drain-s",
+              "0.05", "--extra-body", "{\"min_tokens\": 1}", (char *)NULL);
+        _exit(127);
+    }
+    /* Wait until some records are on disk (flushed at least once a second), then interrupt. */
+    struct stat st;
+    for (int i = 0; i < 1000; i++) {
+        if (stat(mpath, &st) == 0 && st.st_size > 0)
+            break;
+        usleep(10000);
+    }
+    assert_true(st.st_size > 0);
+    kill(pid, SIGINT);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 130);
+    struct lines l = read_jsonl(mpath); /* every line parses: none torn */
+    assert_true(l.n >= 4);
+    int cancelled = 0;
+    for (int i = 0; i < l.n; i++) {
+        const char *e = str(l.v[i], "error");
+        cancelled += e && !strcmp(e, "cancelled");
+    }
+    char p2[600];
+    snprintf(p2, sizeof(p2), "%s/run.json", out_dir);
+    char *rj = sb_test_read_file(p2);
+    cJSON *r = cJSON_Parse(rj);
+    assert_non_null(r);
+    assert_string_equal(str(r, "exit_reason"), "sigint");
+    cJSON *counts = cJSON_GetObjectItemCaseSensitive(r, "counts");
+    assert_int_equal((int)num(counts, "sent"), l.n);
+    assert_int_equal(
+        (int)num(cJSON_GetObjectItemCaseSensitive(counts, "errors_by_kind"), "cancelled"),
+        cancelled);
+    cJSON_Delete(r);
+    free(rj);
+    free_lines(&l);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_open_loop_rate(void **state)
+{
+    (void)state;
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, fast_mock), 0);
+    char *dir = make_tmpdir();
+    char out_dir[512], url[128], prompts[512], mpath[600];
+    snprintf(out_dir, sizeof(out_dir), "%s/run", dir);
+    snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", out_dir);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/completions", mock.port);
+    snprintf(prompts, sizeof(prompts), "%s/inputs/prompts", srcdir);
+    const char *args[] = {"--endpoint",    url,        "--rate",       "200",
+                          "--arrival",     "constant", "--duration-s", "3",
+                          "--max-tokens",  "4",        "--output-dir", out_dir,
+                          "--prompts-dir", prompts,    "--quiet",      NULL};
+    char *out = NULL, *err = NULL;
+    int rc = run_cmd(args, &out, &err);
+    if (rc != 0)
+        fail_msg("run exited %d: %s", rc, err);
+    struct lines l = read_jsonl(mpath);
+    double first = INFINITY, last = 0;
+    for (int i = 0; i < l.n; i++) {
+        double t = num(l.v[i], "t_send_ns");
+        first = t < first ? t : first;
+        last = t > last ? t : last;
+        assert_true(is_true(l.v[i], "ok"));
+    }
+    double achieved = (l.n - 1) / ((last - first) / 1e9);
+    print_message("open loop: %d requests, achieved %.2f req/s for a target of 200\n", l.n,
+                  achieved);
+    assert_true(fabs(achieved - 200) / 200 < 0.02);
+    assert_int_equal(l.n, 600);
+    free_lines(&l);
+    free(out);
+    free(err);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_config_errors_and_old_flags(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    char cfgpath[600];
+    snprintf(cfgpath, sizeof(cfgpath), "%s/bad.yaml", dir);
+    FILE *f = fopen(cfgpath, "w");
+    fputs("run:\n  concurrency: 4\n  concurency: 8\n", f);
+    fclose(f);
+    const char *a1[] = {"--config", cfgpath, "--endpoint", "http://127.0.0.1:1", NULL};
+    char *out = NULL, *err = NULL;
+    assert_int_equal(run_cmd(a1, &out, &err), 2);
+    assert_non_null(strstr(err, cfgpath));
+    assert_non_null(strstr(err, "line 3"));
+    assert_non_null(strstr(err, "unknown key 'run.concurency'"));
+    assert_non_null(strstr(err, "did you mean 'run.concurrency'"));
+    free(out);
+    free(err);
+    f = fopen(cfgpath, "w");
+    fputs("run:\n  concurrency: many\n", f);
+    fclose(f);
+    assert_int_equal(run_cmd(a1, &out, &err), 2);
+    assert_non_null(strstr(err, "line 2"));
+    assert_non_null(strstr(err, "expected an integer"));
+    free(out);
+    free(err);
+
+    /* The Python harness's spellings and config shape drive a real run. */
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, fast_mock), 0);
+    f = fopen(cfgpath, "w");
+    fprintf(f,
+            "stack: stackA_uma_only\nmodel:\n  name: sparkbench-mock\n  precision: fp4\n"
+            "endpoint:\n  url: http://127.0.0.1:%d/v1/completions\n  protocol: openai\n"
+            "runtime:\n  kv_sharing_enabled: false\n  kv_cache_tiers: []\n"
+            "  nonce_per_user: true\ntelemetry:\n  collect_gpu: true\n",
+            mock.port);
+    fclose(f);
+    char out_dir[600], prompt[600];
+    snprintf(out_dir, sizeof(out_dir), "%s/old", dir);
+    snprintf(prompt, sizeof(prompt), "%s/inputs/prompts/128_tokens.txt", srcdir);
+    const char *a2[] = {"--config",
+                        cfgpath,
+                        "--context_tokens",
+                        "128",
+                        "--duration_s",
+                        "0.3",
+                        "--nonce_per_user",
+                        "--prompt-file",
+                        prompt,
+                        "--output-dir",
+                        out_dir,
+                        "--max_input_len",
+                        "100",
+                        "--input_len_margin",
+                        "10",
+                        "--quiet",
+                        NULL};
+    int rc = run_cmd(a2, &out, &err);
+    if (rc != 0)
+        fail_msg("old-style run exited %d: %s", rc, err);
+    char mpath[700];
+    snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", out_dir);
+    struct lines l = read_jsonl(mpath);
+    assert_true(l.n > 0);
+    assert_string_equal(str(l.v[0], "stack"), "stackA_uma_only");
+    assert_string_equal(str(l.v[0], "model"), "sparkbench-mock");
+    assert_int_equal((int)num(l.v[0], "context_tokens"), 128);
+    /* Truncated to (100 - 10) tokens x 4 bytes plus the nonce tag. */
+    assert_true(num(l.v[0], "prompt_tokens") <= 90 + 8);
+    free_lines(&l);
+    free(out);
+    free(err);
+    /* An existing run directory is never appended to. */
+    assert_int_equal(run_cmd(a2, &out, &err), 1);
+    assert_non_null(strstr(err, "already exists"));
+    free(out);
+    free(err);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_refused_connection(void **state)
+{
+    (void)state;
+    /* Nobody listens on port 1: every request is a 'connect' error record, the run completes. */
+    char *dir = make_tmpdir();
+    char out_dir[512], prompts[512], mpath[600];
+    snprintf(out_dir, sizeof(out_dir), "%s/run", dir);
+    snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", out_dir);
+    snprintf(prompts, sizeof(prompts), "%s/inputs/prompts", srcdir);
+    const char *args[] = {"--endpoint",    "http://127.0.0.1:1/v1/completions",
+                          "--requests",    "5",
+                          "--output-dir",  out_dir,
+                          "--prompts-dir", prompts,
+                          "--quiet",       NULL};
+    char *out = NULL, *err = NULL;
+    assert_int_equal(run_cmd(args, &out, &err), 0);
+    struct lines l = read_jsonl(mpath);
+    assert_int_equal(l.n, 5);
+    for (int i = 0; i < l.n; i++) {
+        assert_string_equal(str(l.v[i], "error"), "connect");
+        assert_int_equal((int)num(l.v[i], "rc"), 0);
+    }
+    free_lines(&l);
+    free(out);
+    free(err);
+    rm_rf(dir);
+    free(dir);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s SPARKBENCH_BINARY SOURCE_DIR\n", argv[0]);
+        return 2;
+    }
+    bin = argv[1];
+    srcdir = argv[2];
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chat_stream),
+        cmocka_unit_test(test_completions_stream),
+        cmocka_unit_test(test_non_stream),
+        cmocka_unit_test(test_faults_recorded),
+        cmocka_unit_test(test_sigint_mid_run),
+        cmocka_unit_test(test_open_loop_rate),
+        cmocka_unit_test(test_config_errors_and_old_flags),
+        cmocka_unit_test(test_refused_connection),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
