@@ -384,6 +384,12 @@ static int apply_node(struct yaml_ctx *c, yaml_node_t *knode, yaml_node_t *v, co
         if (o)
             return yaml_fail(c, v, "key '%s' takes %s, not a mapping", key, type_word(o->type));
     }
+    if (!o && is_section(c->opts, c->n, key)) {
+        /* "run:" with every key commented out is an empty section, not an unknown key. */
+        if (v->type == YAML_SCALAR_NODE && scalar_is_null(v))
+            return 0;
+        return yaml_fail(c, v, "key '%s' is a section: it takes a mapping", key);
+    }
     if (!o) {
         const char *hint = suggest(c->opts, c->n, key, true);
         if (hint)
