@@ -1,25 +1,35 @@
 /*
- * Percentiles exactly like numpy's default (method "linear": position (n-1)*p/100, linear
- * interpolation between the closest ranks), so numbers match what the Python harness reported on
- * the same data. Callers drop NaNs before calling.
+ * Sorting and summary statistics for latency samples. Percentiles follow numpy's default
+ * (np.percentile, method "linear": position (n-1)*p/100, linear interpolation between the two
+ * closest ranks, the same rounding steps), so numbers match what the Python harness reported on
+ * the same data. Callers drop NaNs before calling: a NaN has no rank.
  */
 #ifndef SB_STATS_H
 #define SB_STATS_H
 
 #include <stddef.h>
 
-/* Sorts ascending (radix sort on the IEEE-754 bits: O(n), no NaNs please). */
+/*
+ * Sorts v ascending: an LSD radix sort on the IEEE-754 bits (O(n), one n-element scratch
+ * allocation; falls back to an in-place heapsort when that allocation fails) and insertion sort
+ * for small n. -0.0 sorts before +0.0; NaNs, which callers should have dropped, end up at the
+ * ends (by sign bit) rather than causing undefined behaviour.
+ */
 void sb_stats_sort(double *v, size_t n);
 
-/* The p-th percentile (0..100) of sorted v; NAN when n == 0. */
+/*
+ * The p-th percentile (0 <= p <= 100) of ascending sorted[0..n), exactly as numpy's
+ * np.percentile(x, p) computes it. NAN when n == 0 or p is outside [0, 100] or NaN.
+ */
 double sb_stats_percentile_sorted(const double *sorted, size_t n, double p);
 
 struct sb_summary {
     size_t n;
-    double mean, min, max, p50, p90, p95, p99, p999;
+    double mean; /* pairwise summation, as numpy's mean does */
+    double min, max, p50, p90, p95, p99, p999;
 };
 
-/* Sorts v in place and fills out (NAN fields when n == 0). */
+/* Sorts v in place and fills out (all doubles NAN when n == 0). */
 void sb_stats_summarize(double *v, size_t n, struct sb_summary *out);
 
 #endif

@@ -1,4 +1,12 @@
-/* Sorting and numpy-compatible percentiles (see sb/stats.h). */
+/*
+ * Sorting and numpy-compatible percentiles (see sb/stats.h). `analyze` and the end-of-run summary
+ * sort millions of latencies, so the sort is an LSD radix sort on the doubles' bit patterns mapped
+ * to unsigned keys that order like the values; tiny arrays use insertion sort on the same keys and
+ * a failed scratch allocation falls back to an in-place heapsort, so every path agrees on the
+ * order and none needs a comparison callback. Percentiles repeat numpy's arithmetic step by step
+ * (q = p/100, index (n-1)*q, its two-sided lerp) so that a report's p99 equals the old harness's
+ * p99 to the last bit, not just to a tolerance.
+ */
 #include "sb/stats.h"
 
 #include <math.h>
@@ -6,82 +14,168 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Maps a double's bits to an unsigned key that sorts in the same order. */
+#define SIGN_BIT     0x8000000000000000ull
+#define RADIX_BITS   11
+#define RADIX_SIZE   (1u << RADIX_BITS)
+#define RADIX_PASSES 6 /* 6 * 11 >= 64 */
+#define SMALL_N      64
+
+/* Maps a double to an unsigned key with the same order: flip all bits of negatives, set the sign
+ * bit of positives. */
 static inline uint64_t key_of(double d)
 {
     uint64_t u;
     memcpy(&u, &d, sizeof(u));
-    return (u & 0x8000000000000000ull) ? ~u : (u | 0x8000000000000000ull);
+    return (u & SIGN_BIT) ? ~u : (u | SIGN_BIT);
 }
 
 static inline double double_of(uint64_t k)
 {
-    uint64_t u = (k & 0x8000000000000000ull) ? (k & ~0x8000000000000000ull) : ~k;
+    uint64_t u = (k & SIGN_BIT) ? (k & ~SIGN_BIT) : ~k;
     double d;
     memcpy(&d, &u, sizeof(d));
     return d;
 }
 
-static int cmp_double(const void *a, const void *b)
+static void insertion_sort(double *v, size_t n)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
+    for (size_t i = 1; i < n; i++) {
+        double x = v[i];
+        uint64_t kx = key_of(x);
+        size_t j = i;
+        while (j > 0 && key_of(v[j - 1]) > kx) {
+            v[j] = v[j - 1];
+            j--;
+        }
+        v[j] = x;
+    }
+}
+
+static void sift_down(double *v, size_t root, size_t n)
+{
+    for (;;) {
+        size_t child = 2 * root + 1;
+        if (child >= n)
+            return;
+        if (child + 1 < n && key_of(v[child + 1]) > key_of(v[child]))
+            child++;
+        if (key_of(v[root]) >= key_of(v[child]))
+            return;
+        double t = v[root];
+        v[root] = v[child];
+        v[child] = t;
+        root = child;
+    }
+}
+
+static void heap_sort(double *v, size_t n)
+{
+    for (size_t i = n / 2; i-- > 0;)
+        sift_down(v, i, n);
+    for (size_t end = n; end-- > 1;) {
+        double t = v[0];
+        v[0] = v[end];
+        v[end] = t;
+        sift_down(v, 0, end);
+    }
 }
 
 void sb_stats_sort(double *v, size_t n)
 {
-    if (n < 256) {
-        qsort(v, n, sizeof(double), cmp_double);
+    if (n <= SMALL_N) {
+        insertion_sort(v, n);
         return;
     }
-    /* LSD radix sort, 11 bits a pass, skipping passes where every key has the same digit. */
-    uint64_t *a = malloc(n * sizeof(uint64_t)), *b = malloc(n * sizeof(uint64_t));
-    if (!a || !b) {
-        free(a);
-        free(b);
-        qsort(v, n, sizeof(double), cmp_double);
+    uint64_t *keys = malloc(n * sizeof(uint64_t));
+    uint64_t *tmp = malloc(n * sizeof(uint64_t));
+    size_t(*count)[RADIX_SIZE] = calloc(RADIX_PASSES, sizeof(*count));
+    if (!keys || !tmp || !count) {
+        free(keys);
+        free(tmp);
+        free(count);
+        heap_sort(v, n);
         return;
     }
-    for (size_t i = 0; i < n; i++)
-        a[i] = key_of(v[i]);
-    size_t count[2048];
-    for (int shift = 0; shift < 64; shift += 11) {
-        memset(count, 0, sizeof(count));
-        for (size_t i = 0; i < n; i++)
-            count[(a[i] >> shift) & 0x7ff]++;
-        if (count[(a[0] >> shift) & 0x7ff] == n)
+    /* One pass builds every digit's histogram. */
+    for (size_t i = 0; i < n; i++) {
+        uint64_t k = key_of(v[i]);
+        keys[i] = k;
+        for (int d = 0; d < RADIX_PASSES; d++)
+            count[d][(k >> (d * RADIX_BITS)) & (RADIX_SIZE - 1)]++;
+    }
+    for (int d = 0; d < RADIX_PASSES; d++) {
+        unsigned shift = (unsigned)(d * RADIX_BITS);
+        size_t *c = count[d];
+        /* Every key has the same digit here (common in the exponent bits): nothing to move. */
+        if (c[(keys[0] >> shift) & (RADIX_SIZE - 1)] == n)
             continue;
         size_t sum = 0;
-        for (size_t d = 0; d < 2048; d++) {
-            size_t c = count[d];
-            count[d] = sum;
-            sum += c;
+        for (size_t b = 0; b < RADIX_SIZE; b++) {
+            size_t t = c[b];
+            c[b] = sum;
+            sum += t;
         }
         for (size_t i = 0; i < n; i++)
-            b[count[(a[i] >> shift) & 0x7ff]++] = a[i];
-        uint64_t *t = a;
-        a = b;
-        b = t;
+            tmp[c[(keys[i] >> shift) & (RADIX_SIZE - 1)]++] = keys[i];
+        uint64_t *t = keys;
+        keys = tmp;
+        tmp = t;
     }
     for (size_t i = 0; i < n; i++)
-        v[i] = double_of(a[i]);
-    free(a);
-    free(b);
+        v[i] = double_of(keys[i]);
+    free(keys);
+    free(tmp);
+    free(count);
+}
+
+/* numpy's _lerp: a + (b-a)*t, computed from the b side when t >= 0.5 so that t = 1 gives b. */
+static double lerp(double a, double b, double t)
+{
+    double diff = b - a;
+    if (t >= 0.5)
+        return b - diff * (1.0 - t);
+    return a + diff * t;
 }
 
 double sb_stats_percentile_sorted(const double *sorted, size_t n, double p)
 {
-    if (n == 0)
+    if (n == 0 || !(p >= 0.0 && p <= 100.0))
         return NAN;
-    if (p <= 0)
-        return sorted[0];
-    if (p >= 100)
+    double q = p / 100.0;
+    double virt = (double)(n - 1) * q;
+    if (virt >= (double)(n - 1))
         return sorted[n - 1];
-    double pos = (double)(n - 1) * p / 100.0;
-    size_t lo = (size_t)floor(pos);
-    size_t hi = lo + 1 < n ? lo + 1 : lo;
-    double frac = pos - (double)lo;
-    return sorted[lo] + (sorted[hi] - sorted[lo]) * frac;
+    double below = floor(virt);
+    size_t lo = (size_t)below;
+    double gamma = virt - below;
+    return lerp(sorted[lo], sorted[lo + 1], gamma);
+}
+
+/* numpy's pairwise summation: 8 accumulators in blocks of up to 128, halves above that. */
+static double pairwise_sum(const double *a, size_t n)
+{
+    if (n < 8) {
+        double res = 0.0;
+        for (size_t i = 0; i < n; i++)
+            res += a[i];
+        return res;
+    }
+    if (n <= 128) {
+        double r[8];
+        for (int j = 0; j < 8; j++)
+            r[j] = a[j];
+        size_t i;
+        for (i = 8; i < n - n % 8; i += 8)
+            for (int j = 0; j < 8; j++)
+                r[j] += a[i + (size_t)j];
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++)
+            res += a[i];
+        return res;
+    }
+    size_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
 }
 
 void sb_stats_summarize(double *v, size_t n, struct sb_summary *out)
@@ -93,10 +187,7 @@ void sb_stats_summarize(double *v, size_t n, struct sb_summary *out)
         return;
     }
     sb_stats_sort(v, n);
-    double sum = 0;
-    for (size_t i = 0; i < n; i++)
-        sum += v[i];
-    out->mean = sum / (double)n;
+    out->mean = pairwise_sum(v, n) / (double)n;
     out->min = v[0];
     out->max = v[n - 1];
     out->p50 = sb_stats_percentile_sorted(v, n, 50);

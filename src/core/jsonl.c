@@ -1,4 +1,11 @@
-/* JSON Lines sink and reader (see sb/jsonl.h). */
+/*
+ * JSON Lines sink and reader (see sb/jsonl.h). The sink's one promise is that the file only ever
+ * holds whole lines: it notes the file size under its lock before each write and truncates back
+ * to it when the write fails part-way, so a full disk costs the lines that did not fit but never
+ * leaves half a record for `analyze` to trip over. The reader is the other half of that bargain:
+ * it streams files of any size in fixed reads and reports, rather than fails on, the blank, bad
+ * and torn lines that crashed or killed writers leave behind.
+ */
 #include "sb/jsonl.h"
 
 #include <errno.h>
@@ -11,6 +18,9 @@
 int sb_jsonl_open(struct sb_jsonl_sink *s, const char *path, struct sb_err *err)
 {
     memset(s, 0, sizeof(*s));
+    s->fd = -1;
+    if (strlen(path) >= sizeof(s->path))
+        return sb_err_set(err, "cannot open '%s': path too long", path);
     snprintf(s->path, sizeof(s->path), "%s", path);
     s->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (s->fd < 0)
@@ -19,39 +29,57 @@ int sb_jsonl_open(struct sb_jsonl_sink *s, const char *path, struct sb_err *err)
     return 0;
 }
 
+static uint64_t count_newlines(const char *p, size_t len)
+{
+    uint64_t n = 0;
+    const char *end = p + len;
+    while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        n++;
+        p++;
+    }
+    return n;
+}
+
 int sb_jsonl_write_lines(struct sb_jsonl_sink *s, const char *data, size_t len, struct sb_err *err)
 {
     if (len == 0)
         return 0;
     if (data[len - 1] != '\n')
-        return sb_err_set(err, "refusing to write a partial line to '%s'", s->path);
-    pthread_mutex_lock(&s->lock);
+        return sb_err_set(err, "cannot write '%s': refusing a partial line (no final newline)",
+                          s->path);
     int rc = 0;
+    pthread_mutex_lock(&s->lock);
     if (s->failed) {
-        rc = sb_err_set(err, "cannot write '%s': an earlier write failed", s->path);
+        rc = sb_err_errno(err, s->failed_errno, "cannot write '%s' (an earlier write failed)",
+                          s->path);
         goto out;
     }
+    /* O_APPEND writes land at the end, so the end is where a rollback goes back to. Not seekable
+     * (a pipe): -1, and a failure cannot be rolled back. */
     off_t before = lseek(s->fd, 0, SEEK_END);
     size_t done = 0;
     while (done < len) {
         ssize_t w = write(s->fd, data + done, len - done);
+        if (w > 0) {
+            done += (size_t)w;
+            continue;
+        }
         if (w < 0 && errno == EINTR)
             continue;
-        if (w <= 0) {
-            int e = w < 0 ? errno : ENOSPC;
-            /* Roll back the part of this batch that made it, so no line is torn. */
-            if (before >= 0 && ftruncate(s->fd, before) != 0) {
-                /* nothing more can be done; the reader tolerates a torn last line */
-            }
-            s->failed = true;
-            rc = sb_err_errno(err, e, "cannot write '%s'", s->path);
+        int e = w < 0 ? errno : EIO;
+        s->failed = true;
+        s->failed_errno = e;
+        if (done > 0 && before >= 0 && ftruncate(s->fd, before) != 0) {
+            int te = errno;
+            rc = sb_err_set(err, "cannot write '%s': %s (and cannot remove the partial line: %s)",
+                            s->path, strerror(e), strerror(te));
             goto out;
         }
-        done += (size_t)w;
+        rc = sb_err_errno(err, e, "cannot write '%s'", s->path);
+        goto out;
     }
     s->bytes_written += len;
-    for (size_t i = 0; i < len; i++)
-        s->lines_written += data[i] == '\n';
+    s->lines_written += count_newlines(data, len);
 out:
     pthread_mutex_unlock(&s->lock);
     return rc;
@@ -62,8 +90,11 @@ int sb_jsonl_close(struct sb_jsonl_sink *s, struct sb_err *err)
     if (s->fd < 0)
         return 0;
     int rc = 0;
-    if (fsync(s->fd) != 0 && errno != EINVAL && errno != EROFS)
-        rc = sb_err_errno(err, errno, "cannot flush '%s'", s->path);
+    if (s->failed)
+        rc = sb_err_errno(err, s->failed_errno,
+                          "cannot write '%s' (lines after the failure were lost)", s->path);
+    if (fsync(s->fd) != 0 && errno != EINVAL && errno != EROFS && rc == 0)
+        rc = sb_err_errno(err, errno, "cannot sync '%s'", s->path);
     if (close(s->fd) != 0 && rc == 0)
         rc = sb_err_errno(err, errno, "cannot close '%s'", s->path);
     s->fd = -1;
@@ -74,7 +105,7 @@ int sb_jsonl_close(struct sb_jsonl_sink *s, struct sb_err *err)
 void sb_jsonl_batch_init(struct sb_jsonl_batch *b, struct sb_jsonl_sink *sink, uint64_t now_ns)
 {
     b->sink = sink;
-    sb_buf_init(&b->buf, 1u << 26);
+    sb_buf_init(&b->buf, SB_JSONL_BATCH_MAX);
     b->last_flush_ns = now_ns;
 }
 
@@ -92,13 +123,16 @@ int sb_jsonl_batch_add(struct sb_jsonl_batch *b, const char *line, size_t len, u
                        struct sb_err *err)
 {
     if (len == 0 || line[len - 1] != '\n')
-        return sb_err_set(err, "a JSONL line must end in a newline");
+        return sb_err_set(err, "cannot write '%s': refusing a partial line (no final newline)",
+                          b->sink->path);
     if (sb_buf_add(&b->buf, line, len) != 0) {
+        /* Over the batch limit (or out of memory): keep the order, write around the buffer. */
         if (sb_jsonl_batch_flush(b, now_ns, err) != 0)
             return -1;
         return sb_jsonl_write_lines(b->sink, line, len, err);
     }
-    if (b->buf.len >= SB_JSONL_BATCH_BYTES || now_ns - b->last_flush_ns >= SB_JSONL_BATCH_NS)
+    if (b->buf.len >= SB_JSONL_BATCH_BYTES ||
+        (now_ns >= b->last_flush_ns && now_ns - b->last_flush_ns >= SB_JSONL_BATCH_NS))
         return sb_jsonl_batch_flush(b, now_ns, err);
     return 0;
 }
@@ -108,28 +142,78 @@ void sb_jsonl_batch_release(struct sb_jsonl_batch *b)
     sb_buf_release(&b->buf);
 }
 
-#define READ_CHUNK (1u << 20)
-#define MAX_LINE   (16u << 20)
+/* ---- reader ---- */
+
+static bool is_blank(const char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
+            return false;
+    return true;
+}
+
+static void mark_bad(struct sb_jsonl_stats *st, long lineno)
+{
+    if (st->bad_lines < SB_JSONL_BAD_KEEP)
+        st->bad_lineno[st->bad_lines] = lineno;
+    st->bad_lines++;
+}
+
+struct reader {
+    const char *path;
+    int (*on_line)(char *line, size_t len, long lineno, void *arg);
+    void *arg;
+    struct sb_jsonl_stats *st;
+    struct sb_err *err;
+};
+
+/* One complete line, NUL-terminated at line[len]. Returns 0 or the callback's negative value. */
+static int deliver(struct reader *rd, char *line, size_t len, long lineno)
+{
+    if (len > 0 && line[len - 1] == '\r')
+        line[--len] = '\0';
+    if (is_blank(line, len)) {
+        rd->st->blank_lines++;
+        return 0;
+    }
+    int v = rd->on_line(line, len, lineno, rd->arg);
+    if (v < 0) {
+        if (rd->err && rd->err->code == 0)
+            sb_err_set(rd->err, "reading '%s' stopped at line %ld", rd->path, lineno);
+        return v;
+    }
+    if (v > 0)
+        mark_bad(rd->st, lineno);
+    else
+        rd->st->lines++;
+    return 0;
+}
 
 int sb_jsonl_read(const char *path, int (*on_line)(char *line, size_t len, long lineno, void *arg),
                   void *arg, struct sb_jsonl_stats *st, struct sb_err *err)
 {
+    struct sb_jsonl_stats local;
+    if (!st)
+        st = &local;
     memset(st, 0, sizeof(*st));
+    sb_err_clear(err);
+    struct reader rd = {path, on_line, arg, st, err};
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return sb_err_errno(err, errno, "cannot open '%s'", path);
-    char *buf = malloc(READ_CHUNK);
-    struct sb_buf carry;
-    sb_buf_init(&carry, MAX_LINE);
-    long lineno = 0;
-    bool skipping = false; /* inside an over-long line */
-    int rc = 0;
+    char *buf = malloc(SB_JSONL_READ_CHUNK);
     if (!buf) {
         close(fd);
-        return sb_err_set(err, "out of memory");
+        return sb_err_set(err, "cannot read '%s': out of memory", path);
     }
+    /* The start of a line that spans reads; `skipping` while inside an over-long line. */
+    struct sb_buf carry;
+    sb_buf_init(&carry, SB_JSONL_LINE_MAX);
+    bool skipping = false;
+    long lineno = 0;
+    int rc = 0;
     for (;;) {
-        ssize_t r = read(fd, buf, READ_CHUNK);
+        ssize_t r = read(fd, buf, SB_JSONL_READ_CHUNK);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
@@ -138,79 +222,48 @@ int sb_jsonl_read(const char *path, int (*on_line)(char *line, size_t len, long 
         }
         if (r == 0)
             break;
-        size_t pos = 0;
-        while (pos < (size_t)r) {
-            char *nl = memchr(buf + pos, '\n', (size_t)r - pos);
-            size_t seg = nl ? (size_t)(nl - (buf + pos)) : (size_t)r - pos;
+        st->bytes += (uint64_t)r;
+        size_t n = (size_t)r, pos = 0;
+        while (pos < n) {
+            char *nl = memchr(buf + pos, '\n', n - pos);
+            size_t seg = nl ? (size_t)(nl - (buf + pos)) : n - pos;
+            bool too_long = skipping || carry.len + seg > SB_JSONL_LINE_MAX;
             if (!nl) {
-                if (!skipping && sb_buf_add(&carry, buf + pos, seg) != 0) {
+                if (too_long) {
                     skipping = true;
                     sb_buf_reset(&carry);
+                } else if (sb_buf_add(&carry, buf + pos, seg) != 0) {
+                    rc = sb_err_set(err, "cannot read '%s': out of memory", path);
+                    goto out;
                 }
                 break;
             }
             lineno++;
-            char *line;
-            size_t len;
-            if (skipping) {
+            if (too_long) {
+                mark_bad(st, lineno);
                 skipping = false;
                 sb_buf_reset(&carry);
-                st->bad_lines++;
-                if (st->bad_lines <= 8)
-                    st->bad_lineno[st->bad_lines - 1] = lineno;
-                pos += seg + 1;
-                continue;
-            }
-            if (carry.len) {
+            } else if (carry.len > 0) {
                 if (sb_buf_add(&carry, buf + pos, seg) != 0) {
-                    sb_buf_reset(&carry);
-                    st->bad_lines++;
-                    if (st->bad_lines <= 8)
-                        st->bad_lineno[st->bad_lines - 1] = lineno;
-                    pos += seg + 1;
-                    continue;
-                }
-                line = carry.data;
-                len = carry.len;
-            } else {
-                line = buf + pos;
-                len = seg;
-                line[len] = '\0'; /* overwrites the '\n' */
-            }
-            while (len > 0 && line[len - 1] == '\r')
-                line[--len] = '\0';
-            size_t k = 0;
-            while (k < len && (line[k] == ' ' || line[k] == '\t'))
-                k++;
-            if (k == len) {
-                st->blank_lines++;
-            } else {
-                int v = on_line(line, len, lineno, arg);
-                if (v < 0) {
-                    rc = v;
+                    rc = sb_err_set(err, "cannot read '%s': out of memory", path);
                     goto out;
                 }
-                if (v == 1) {
-                    st->bad_lines++;
-                    if (st->bad_lines <= 8)
-                        st->bad_lineno[st->bad_lines - 1] = lineno;
-                } else {
-                    st->lines++;
-                }
+                rc = deliver(&rd, carry.data, carry.len, lineno);
+                sb_buf_reset(&carry);
+            } else {
+                buf[pos + seg] = '\0'; /* over the '\n' */
+                rc = deliver(&rd, buf + pos, seg, lineno);
             }
-            sb_buf_reset(&carry);
+            if (rc < 0)
+                goto out;
             pos += seg + 1;
         }
     }
-    if (carry.len > 0 || skipping) {
-        size_t k = 0;
-        while (k < carry.len &&
-               (carry.data[k] == ' ' || carry.data[k] == '\t' || carry.data[k] == '\r'))
-            k++;
-        if (k < carry.len || skipping) {
-            st->torn_last = true;
-            st->torn_lineno = lineno + 1;
-        }
+    if (skipping || (carry.len > 0 && !is_blank(carry.data, carry.len))) {
+        st->torn_last = true;
+        st->torn_lineno = lineno + 1;
+    } else if (carry.len > 0) {
+        st->blank_lines++;
     }
 out:
     free(buf);

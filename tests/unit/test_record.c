@@ -1,0 +1,540 @@
+/*
+ * Unit tests for sb/record.h: metrics.jsonl lines written and read back bit-exact, null for "not
+ * measured", escaping, the old Python harness's lines, and malformed input.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+
+#include "sb/buf.h"
+#include "sb/record.h"
+#include "sb/util.h"
+
+static void fill_full(struct sb_record *r)
+{
+    sb_record_init(r);
+    snprintf(r->run_id, sizeof(r->run_id), "run-2025-11-15-a");
+    snprintf(r->stack, sizeof(r->stack), "vllm-lmcache");
+    snprintf(r->model, sizeof(r->model), "meta-llama/Llama-3.1-8B-Instruct");
+    snprintf(r->workload, sizeof(r->workload), "long-context");
+    snprintf(r->hypothesis, sizeof(r->hypothesis), "H2");
+    snprintf(r->phase_label, sizeof(r->phase_label), "ctx-32k");
+    r->repetition = 3;
+    r->context_tokens = 32768;
+    r->concurrency = 64;
+    r->rate = 12.5;
+    r->ts = 1763202101.4123456; /* needs all 17 digits to come back */
+    r->warmup = true;
+    r->user = 17;
+    r->req_idx = 42;
+    r->seq = 123456789012LL;
+    snprintf(r->request_id, sizeof(r->request_id), "run-2025-11-15-a-123456789012");
+    snprintf(r->nonce, sizeof(r->nonce), "9f86d081884c7d65");
+    snprintf(r->prompt_hash, sizeof(r->prompt_hash), "a1b2c3d4e5f60718");
+    r->rc = 200;
+    r->ok = true;
+    r->error = SB_ERRK_NONE;
+    r->t_sched_ns = 9007199254740993ull; /* 2^53 + 1: not representable as a double */
+    r->t_send_ns = 9007199254740995ull;
+    r->t_first_byte_ns = 18446744073709551000ull;
+    r->t_first_event_ns = 1;
+    r->t_first_token_ns = 123456789;
+    r->t_last_byte_ns = 18446744073709551615ull;
+    r->server_recv_ns = 5;
+    r->server_first_token_ns = 6;
+    r->lat_ttft_ms = 12.345678;
+    r->lat_ttfb_ms = 0.000001;
+    r->lat_first_chunk_ms = 11.5;
+    r->lat_e2e_ms = 98765.432109;
+    r->lat_sched_delay_ms = -0.25;
+    r->itl_mean_ms = 7.125;
+    r->itl_p50_ms = 6.0;
+    r->itl_p99_ms = 31.999999;
+    r->itl_max_ms = 2000000000.5; /* beyond the fast formatter: printf's %.6f */
+    r->tpot_ms = 0.0;
+    r->output_tokens = 512;
+    r->tokens_from_usage = true;
+    r->content_chunks = 511;
+    r->prompt_tokens = 32000;
+    r->cached_tokens = 0;
+    snprintf(r->finish_reason, sizeof(r->finish_reason), "length");
+}
+
+static void fill_empty(struct sb_record *r)
+{
+    sb_record_init(r);
+}
+
+static void fill_failed(struct sb_record *r)
+{
+    sb_record_init(r);
+    snprintf(r->run_id, sizeof(r->run_id), "r");
+    r->ts = 1.5;
+    r->rate = 1.0 / 3.0;
+    r->rc = 503;
+    r->error = SB_ERRK_HTTP;
+    snprintf(r->error_msg, sizeof(r->error_msg), "server overloaded");
+    r->repetition = LLONG_MIN;
+    r->concurrency = LLONG_MAX;
+    r->user = -1;
+    r->cached_tokens = 7;
+}
+
+static void fill_escapes(struct sb_record *r)
+{
+    sb_record_init(r);
+    snprintf(r->run_id, sizeof(r->run_id), "quote\" backslash\\ slash/");
+    snprintf(r->stack, sizeof(r->stack), "line1\nline2\r\ttab");
+    snprintf(r->model, sizeof(r->model), "ctl\x01\x1f end");
+    snprintf(r->workload, sizeof(r->workload), "caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac");
+    snprintf(r->hypothesis, sizeof(r->hypothesis), "emoji \xf0\x9f\x98\x80");
+    snprintf(r->error_msg, sizeof(r->error_msg), "{\"error\":{\"message\":\"bad\\n\"}}");
+    r->error = SB_ERRK_STREAM_ERROR;
+    snprintf(r->finish_reason, sizeof(r->finish_reason), "stop");
+}
+
+static const struct {
+    const char *name;
+    void (*fill)(struct sb_record *r);
+} round_trip_cases[] = {
+    {"full", fill_full},
+    {"empty", fill_empty},
+    {"failed", fill_failed},
+    {"escapes", fill_escapes},
+};
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < SB_ARRAY_SIZE(round_trip_cases); i++) {
+        struct sb_record a, b;
+        struct sb_buf line, again;
+        struct sb_err err = {0};
+        sb_buf_init(&line, 1 << 20);
+        sb_buf_init(&again, 1 << 20);
+        round_trip_cases[i].fill(&a);
+        assert_int_equal(sb_record_to_json(&a, &line), 0);
+        /* One line, '\n'-terminated, valid JSON to an independent parser. */
+        assert_true(line.len > 2);
+        assert_int_equal(line.data[line.len - 1], '\n');
+        assert_null(memchr(line.data, '\n', line.len - 1));
+        cJSON *j = cJSON_ParseWithLength(line.data, line.len);
+        assert_true(cJSON_IsObject(j));
+        cJSON_Delete(j);
+
+        memset(&b, 0xa5, sizeof(b));
+        if (sb_record_from_json(line.data, line.len, &b, &err) != 0)
+            fail_msg("case %s: %s\nline: %s", round_trip_cases[i].name, err.msg, line.data);
+        assert_int_equal(sb_record_to_json(&b, &again), 0);
+        assert_string_equal(again.data, line.data);
+        /* Bit-exact: every double, stamp and string byte (init zeroes the rest of each array). */
+        if (memcmp(&a, &b, sizeof(a)) != 0)
+            fail_msg("case %s: record differs after the round trip", round_trip_cases[i].name);
+        sb_buf_release(&line);
+        sb_buf_release(&again);
+    }
+}
+
+static void test_json_text(void **state)
+{
+    (void)state;
+    static const struct {
+        void (*fill)(struct sb_record *r);
+        const char *text;
+        bool present;
+    } cases[] = {
+        {fill_full, "{\"run_id\":\"run-2025-11-15-a\",\"ts\":1763202101.412345", true},
+        {fill_full, "\"rc\":200,\"ok\":true,\"error\":null,\"error_msg\":null,", true},
+        {fill_full, "\"phase\":\"warmup\",\"phase_label\":\"ctx-32k\",", true},
+        {fill_full, "\"rate\":12.5,", true},
+        {fill_full, "\"t_sched_ns\":9007199254740993,", true},
+        {fill_full, "\"t_last_byte_ns\":18446744073709551615,", true},
+        {fill_full, "\"lat_ttft_ms\":12.345678,", true},
+        {fill_full, "\"lat_ttfb_ms\":0.000001,", true},
+        {fill_full, "\"lat_sched_delay_ms\":-0.250000,", true},
+        {fill_full, "\"itl_max_ms\":2000000000.500000,", true},
+        {fill_full, "\"tpot_ms\":0.000000,", true},
+        {fill_full, "\"tokens_src\":\"usage\",", true},
+        {fill_full, "\"cached_tokens\":0,\"finish_reason\":\"length\"}\n", true},
+        {fill_empty, "\"phase\":\"measure\",\"repetition\":0,", true},
+        {fill_empty, "phase_label", false},
+        {fill_empty, "\"ts\":null,", true},
+        {fill_empty, "\"rate\":null,", true},
+        {fill_empty, "\"nonce\":null,", true},
+        {fill_empty, "\"rc\":0,\"ok\":false,\"error\":null,", true},
+        {fill_empty, "\"t_sched_ns\":null,", true},
+        {fill_empty, "\"lat_e2e_ms\":null,", true},
+        {fill_empty, "\"tokens_src\":\"counted\",", true},
+        {fill_empty, "\"prompt_tokens\":null,\"cached_tokens\":null,\"finish_reason\":null}", true},
+        {fill_failed, "\"rate\":0.33333333333333331,", true},
+        {fill_failed, "\"repetition\":-9223372036854775808,", true},
+        {fill_failed,
+         "\"rc\":503,\"ok\":false,\"error\":\"http\",\"error_msg\":\"server "
+         "overloaded\",",
+         true},
+        {fill_escapes, "\"run_id\":\"quote\\\" backslash\\\\ slash/\",", true},
+        {fill_escapes, "\"stack\":\"line1\\nline2\\r\\ttab\",", true},
+        {fill_escapes, "\"model\":\"ctl\\u0001\\u001f end\",", true},
+        {fill_escapes, "\"workload\":\"caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac\",", true},
+        {fill_escapes, "\"error\":\"stream_error\",", true},
+    };
+    for (size_t i = 0; i < SB_ARRAY_SIZE(cases); i++) {
+        struct sb_record r;
+        struct sb_buf line;
+        sb_buf_init(&line, 1 << 20);
+        cases[i].fill(&r);
+        assert_int_equal(sb_record_to_json(&r, &line), 0);
+        bool found = strstr(line.data, cases[i].text) != NULL;
+        if (found != cases[i].present)
+            fail_msg("case %zu: '%s' %s in\n%s", i, cases[i].text,
+                     cases[i].present ? "missing" : "unexpected", line.data);
+        sb_buf_release(&line);
+    }
+}
+
+/* Random doubles of every magnitude the exact formatter handles (and the fallback around it) come
+ * back bit-exact, and latencies come back within 1e-6 ms. */
+static void test_random_doubles(void **state)
+{
+    (void)state;
+    static const struct {
+        double lo, hi;
+    } ranges[] = {
+        {1.6e9, 1.9e9},     /* unix seconds: the fast path */
+        {64.0, 65.0},       /* the fast path's lower edge */
+        {4.5e15, 9.007e15}, /* its upper edge: mostly integral */
+        {0.0, 64.0},        /* the printf fallback */
+        {-2e9, 2e9},        /* negative */
+        {1e-12, 1e-9},      /* tiny */
+        {1e20, 1e300},      /* huge: the fallback */
+    };
+    struct sb_rng rng;
+    sb_rng_seed(&rng, 2024);
+    struct sb_buf line;
+    sb_buf_init(&line, 1 << 20);
+    for (size_t i = 0; i < SB_ARRAY_SIZE(ranges); i++) {
+        for (int k = 0; k < 5000; k++) {
+            struct sb_record a, b;
+            struct sb_err err = {0};
+            sb_record_init(&a);
+            a.ts = ranges[i].lo + (ranges[i].hi - ranges[i].lo) * sb_rng_uniform(&rng);
+            a.rate = -a.ts;
+            a.lat_e2e_ms = fmod(fabs(a.ts), 1e9);
+            sb_buf_reset(&line);
+            assert_int_equal(sb_record_to_json(&a, &line), 0);
+            assert_int_equal(sb_record_from_json(line.data, line.len, &b, &err), 0);
+            if (memcmp(&a.ts, &b.ts, sizeof(double)) != 0 ||
+                memcmp(&a.rate, &b.rate, sizeof(double)) != 0)
+                fail_msg("range %zu: %.17g came back as %.17g in\n%s", i, a.ts, b.ts, line.data);
+            if (!(fabs(a.lat_e2e_ms - b.lat_e2e_ms) <= 1e-6))
+                fail_msg("range %zu: latency %.9f came back as %.9f", i, a.lat_e2e_ms,
+                         b.lat_e2e_ms);
+        }
+    }
+    /* Signed zeros and integral values keep their bits too. */
+    static const double specials[] = {0.0, -0.0, 1.0, -1.0, 1763202101.0, 9007199254740991.0};
+    for (size_t i = 0; i < SB_ARRAY_SIZE(specials); i++) {
+        struct sb_record a, b;
+        struct sb_err err = {0};
+        sb_record_init(&a);
+        a.ts = specials[i];
+        sb_buf_reset(&line);
+        assert_int_equal(sb_record_to_json(&a, &line), 0);
+        assert_int_equal(sb_record_from_json(line.data, line.len, &b, &err), 0);
+        assert_memory_equal(&a.ts, &b.ts, sizeof(double));
+    }
+    sb_buf_release(&line);
+}
+
+static void test_json_limit(void **state)
+{
+    (void)state;
+    /* A buffer too small for the line: -1 and the buffer is left as it was. */
+    struct sb_record r;
+    struct sb_buf line;
+    fill_full(&r);
+    sb_buf_init(&line, 64);
+    assert_int_equal(sb_buf_adds(&line, "prefix"), 0);
+    assert_int_equal(sb_record_to_json(&r, &line), -1);
+    assert_string_equal(line.data, "prefix");
+    sb_buf_release(&line);
+}
+
+static void test_escaped_input(void **state)
+{
+    (void)state;
+    /* Escapes another writer may use (\u for ASCII and non-ASCII, surrogate pairs, \/). */
+    static const struct {
+        const char *line;
+        const char *run_id;
+    } cases[] = {
+        {"{\"run_id\":\"a\\u0041\\/b\"}", "aA/b"},
+        {"{\"run_id\":\"caf\\u00e9\"}", "caf\xc3\xa9"},
+        {"{\"run_id\":\"\\u65e5\\u672C\"}", "\xe6\x97\xa5\xe6\x9c\xac"},
+        {"{\"run_id\":\"\\ud83d\\ude00!\"}", "\xf0\x9f\x98\x80!"},
+        {"{\"run_id\":\"\\b\\f\\n\\r\\t\\\"\\\\\"}", "\b\f\n\r\t\"\\"},
+        {"  {  \"run_id\" :  \"x\"  ,  \"seq\" : 5 }  \n", "x"},
+    };
+    for (size_t i = 0; i < SB_ARRAY_SIZE(cases); i++) {
+        struct sb_record r;
+        struct sb_err err = {0};
+        if (sb_record_from_json(cases[i].line, strlen(cases[i].line), &r, &err) != 0)
+            fail_msg("case %zu: %s", i, err.msg);
+        assert_string_equal(r.run_id, cases[i].run_id);
+    }
+}
+
+static void test_truncated_strings(void **state)
+{
+    (void)state;
+    /* A value longer than its field is cut at a character boundary, never mid-character. */
+    static const struct {
+        const char *unit; /* repeated 200 times as the run_id */
+        size_t want_len;  /* run_id holds 127 bytes */
+    } cases[] = {
+        {"a", 127},
+        {"\xc3\xa9", 126},         /* 2-byte character */
+        {"\xe6\x97\xa5", 126},     /* 3-byte */
+        {"\xf0\x9f\x98\x80", 124}, /* 4-byte */
+        {"\\u00e9", 126},          /* escaped 2-byte */
+        {"\\ud83d\\ude00", 124},   /* escaped 4-byte */
+    };
+    for (size_t i = 0; i < SB_ARRAY_SIZE(cases); i++) {
+        struct sb_buf line;
+        sb_buf_init(&line, 1 << 20);
+        sb_buf_adds(&line, "{\"run_id\":\"");
+        for (int k = 0; k < 200; k++)
+            sb_buf_adds(&line, cases[i].unit);
+        sb_buf_adds(&line, "\",\"seq\":9}");
+        struct sb_record r;
+        struct sb_err err = {0};
+        assert_int_equal(sb_record_from_json(line.data, line.len, &r, &err), 0);
+        assert_int_equal(strlen(r.run_id), cases[i].want_len);
+        assert_int_equal(r.seq, 9);
+        sb_buf_release(&line);
+    }
+    /* Once a character did not fit, nothing after it is taken, even a shorter one that would. */
+    static const char *const tails[] = {"\\u00e9b", "\\u00e9\\u0062",
+                                        "\xc3\xa9"
+                                        "b"};
+    for (size_t i = 0; i < SB_ARRAY_SIZE(tails); i++) {
+        struct sb_buf line;
+        sb_buf_init(&line, 1 << 20);
+        sb_buf_adds(&line, "{\"run_id\":\"");
+        for (int k = 0; k < 126; k++)
+            sb_buf_adds(&line, "a");
+        sb_buf_adds(&line, tails[i]);
+        sb_buf_adds(&line, "\"}");
+        struct sb_record r;
+        struct sb_err err = {0};
+        assert_int_equal(sb_record_from_json(line.data, line.len, &r, &err), 0);
+        assert_int_equal(strlen(r.run_id), 126);
+        sb_buf_release(&line);
+    }
+}
+
+static void test_old_harness(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *line;
+        int rc;
+        bool ok;
+        double ts; /* NAN: expect NAN */
+        bool warmup;
+    } cases[] = {
+        {"{\"run_id\":\"old\",\"ts\":\"2025-11-15T10:21:41.412Z\",\"rc\":\"ok\"}", 200, true,
+         1763202101.412, false},
+        {"{\"ts\":\"2025-11-15T10:21:41.412+00:00\",\"rc\":\"error\"}", 0, false, 1763202101.412,
+         false},
+        {"{\"ts\":\"2025-11-15T12:51:41.412+02:30\",\"rc\":\"ok\"}", 200, true, 1763202101.412,
+         false},
+        {"{\"ts\":\"2025-11-15T05:21:41.412-0500\",\"rc\":\"ok\"}", 200, true, 1763202101.412,
+         false},
+        {"{\"ts\":\"2025-11-15T10:21:41Z\",\"rc\":\"ok\"}", 200, true, 1763202101.0, false},
+        {"{\"ts\":\"2025-11-15 10:21:41.5\",\"rc\":\"ok\"}", 200, true, 1763202101.5, false},
+        {"{\"ts\":\"2025-11-15T10:21:41.412345678Z\"}", 0, false, 1763202101.412345678, false},
+        {"{\"ts\":\"1970-01-01T00:00:00Z\"}", 0, false, 0.0, false},
+        {"{\"ts\":1763202101.25,\"rc\":\"error\",\"phase\":\"warmup\"}", 0, false, 1763202101.25,
+         true},
+        {"{\"rc\":\"ok\",\"phase\":\"steady\"}", 200, true, NAN, false},
+        {"{\"rc\":\"ok\",\"phase\":\"measure\"}", 200, true, NAN, false},
+        /* an explicit ok wins over the word, whichever comes first */
+        {"{\"ok\":false,\"rc\":\"ok\"}", 200, false, NAN, false},
+        {"{\"rc\":\"ok\",\"ok\":false}", 200, false, NAN, false},
+    };
+    for (size_t i = 0; i < SB_ARRAY_SIZE(cases); i++) {
+        struct sb_record r;
+        struct sb_err err = {0};
+        if (sb_record_from_json(cases[i].line, strlen(cases[i].line), &r, &err) != 0)
+            fail_msg("case %zu: %s", i, err.msg);
+        assert_int_equal(r.rc, cases[i].rc);
+        assert_int_equal(r.ok, cases[i].ok);
+        assert_int_equal(r.warmup, cases[i].warmup);
+        if (isnan(cases[i].ts))
+            assert_true(isnan(r.ts));
+        else if (r.ts != cases[i].ts)
+            fail_msg("case %zu: ts %.9f, want %.9f", i, r.ts, cases[i].ts);
+    }
+}
+
+static void test_missing_and_foreign_fields(void **state)
+{
+    (void)state;
+    const char *line = "{\"run_id\":\"x\",\"extra\":{\"a\":[1,2.5e3,{\"b\":null}],\"c\":\"}\"},"
+                       "\"context_tokens\":4096.0,\"lat_e2e_ms\":1e2,\"error\":\"ReadTimeout\","
+                       "\"tags\":[],\"nested\":{},\"flag\":true,\"n\":-0.5e-3}";
+    struct sb_record r, init;
+    struct sb_err err = {0};
+    assert_int_equal(sb_record_from_json(line, strlen(line), &r, &err), 0);
+    sb_record_init(&init);
+    assert_string_equal(r.run_id, "x");
+    assert_int_equal(r.context_tokens, 4096);
+    assert_true(r.lat_e2e_ms == 100.0);
+    /* An unknown error word becomes "transport" and is kept as the message. */
+    assert_int_equal(r.error, SB_ERRK_TRANSPORT);
+    assert_string_equal(r.error_msg, "ReadTimeout");
+    /* Everything absent keeps its init value. */
+    assert_true(isnan(r.lat_ttft_ms) && isnan(r.rate) && isnan(r.ts) && isnan(r.tpot_ms));
+    assert_int_equal(r.prompt_tokens, -1);
+    assert_int_equal(r.cached_tokens, -1);
+    assert_int_equal(r.t_sched_ns, 0);
+    assert_int_equal(r.seq, init.seq);
+    assert_int_equal(r.rc, 0);
+    assert_false(r.ok);
+    assert_string_equal(r.finish_reason, "");
+}
+
+static void test_invalid(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *line;
+        const char *msg; /* a substring of the error */
+    } cases[] = {
+        {"", "not a JSON object"},
+        {"   \n", "not a JSON object"},
+        {"[1,2]", "not a JSON object"},
+        {"42", "not a JSON object"},
+        {"\"str\"", "not a JSON object"},
+        {"null", "not a JSON object"},
+        {"not json", "invalid JSON at byte 1"},
+        {"{\"rc\":200", "invalid JSON at byte 10"},
+        {"{\"rc\":200,}", "invalid JSON at byte 11: a missing key"},
+        {"{\"rc\" 200}", "a missing ':'"},
+        {"{\"rc\":200} x", "text after the object"},
+        {"{\"rc\":200}{}", "text after the object"},
+        {"{\"run_id\":\"a\x01b\"}", "a control character"},
+        {"{\"run_id\":\"abc}", "an unterminated string"},
+        {"{\"run_id\":\"\\ud800\"}", "a lone high surrogate"},
+        {"{\"run_id\":\"\\udc00\"}", "a lone low surrogate"},
+        {"{\"run_id\":\"\\x\"}", "a bad escape"},
+        {"{\"run_id\":\"\\u12g4\"}", "a bad \\u escape"},
+        {"{\"seq\":01}", "a missing ',' or '}'"},
+        {"{\"seq\":-}", "a bad number"},
+        {"{\"seq\":1.}", "a bad number"},
+        {"{\"seq\":1e}", "a bad number"},
+        {"{\"x\":[1,{\"y\":}]}", "a bad number"},
+        {"{\"x\":[1,2}", "a missing ',' or ']'"},
+        {"{\"x\":tru}", "an unexpected character"},
+        {"{\"rc\":\"maybe\"}", "field 'rc' is neither"},
+        {"{\"rc\":4294967296}", "field 'rc'"},
+        {"{\"ts\":\"yesterday\"}", "field 'ts' is not a number or an ISO-8601 time"},
+        {"{\"ts\":\"2025-13-01T00:00:00Z\"}", "field 'ts'"},
+        {"{\"ts\":\"2025-11-15T10:21:41+0\"}", "field 'ts'"},
+        {"{\"ts\":true}", "field 'ts' has the wrong type"},
+        {"{\"seq\":1.5}", "field 'seq' is not an integer"},
+        {"{\"seq\":99999999999999999999}", "field 'seq' is not an integer"},
+        {"{\"seq\":\"5\"}", "field 'seq' has the wrong type"},
+        {"{\"t_send_ns\":-5}", "field 't_send_ns' is not a non-negative integer"},
+        {"{\"ok\":1}", "field 'ok' has the wrong type"},
+        {"{\"run_id\":7}", "field 'run_id' has the wrong type"},
+        {"{\"lat_e2e_ms\":[1]}", "field 'lat_e2e_ms' has the wrong type"},
+    };
+    for (size_t i = 0; i < SB_ARRAY_SIZE(cases); i++) {
+        struct sb_record r;
+        struct sb_err err = {0};
+        int rc = sb_record_from_json(cases[i].line, strlen(cases[i].line), &r, &err);
+        if (rc != -1 || !strstr(err.msg, cases[i].msg))
+            fail_msg("case %zu '%s': rc %d, message '%s', want '%s'", i, cases[i].line, rc, err.msg,
+                     cases[i].msg);
+    }
+    /* Deep nesting is refused rather than recursed into without bound. */
+    struct sb_buf deep;
+    sb_buf_init(&deep, 1 << 20);
+    sb_buf_adds(&deep, "{\"x\":");
+    for (int k = 0; k < 1000; k++)
+        sb_buf_adds(&deep, "[");
+    struct sb_record r;
+    struct sb_err err = {0};
+    assert_int_equal(sb_record_from_json(deep.data, deep.len, &r, &err), -1);
+    assert_non_null(strstr(err.msg, "nesting too deep"));
+    sb_buf_release(&deep);
+}
+
+static void test_error_kinds(void **state)
+{
+    (void)state;
+    static const struct {
+        enum sb_error_kind k;
+        const char *name;
+    } cases[] = {
+        {SB_ERRK_NONE, "none"},
+        {SB_ERRK_CONNECT, "connect"},
+        {SB_ERRK_TIMEOUT, "timeout"},
+        {SB_ERRK_HTTP, "http"},
+        {SB_ERRK_BAD_JSON, "bad_json"},
+        {SB_ERRK_BAD_SSE, "bad_sse"},
+        {SB_ERRK_STREAM_ERROR, "stream_error"},
+        {SB_ERRK_TRUNCATED, "truncated"},
+        {SB_ERRK_TOO_LARGE, "too_large"},
+        {SB_ERRK_TRANSPORT, "transport"},
+        {SB_ERRK_CANCELLED, "cancelled"},
+    };
+    assert_int_equal(SB_ARRAY_SIZE(cases), SB_ERRK_COUNT);
+    for (size_t i = 0; i < SB_ARRAY_SIZE(cases); i++) {
+        assert_string_equal(sb_error_kind_name(cases[i].k), cases[i].name);
+        assert_int_equal(sb_error_kind_from_name(cases[i].name), cases[i].k);
+        /* ... and through a JSON line: null for none, the name otherwise. */
+        struct sb_record a, b;
+        struct sb_buf line;
+        struct sb_err err = {0};
+        char want[64];
+        sb_buf_init(&line, 1 << 20);
+        sb_record_init(&a);
+        a.error = cases[i].k;
+        assert_int_equal(sb_record_to_json(&a, &line), 0);
+        if (cases[i].k == SB_ERRK_NONE)
+            snprintf(want, sizeof(want), "\"error\":null,");
+        else
+            snprintf(want, sizeof(want), "\"error\":\"%s\",", cases[i].name);
+        assert_non_null(strstr(line.data, want));
+        assert_int_equal(sb_record_from_json(line.data, line.len, &b, &err), 0);
+        assert_int_equal(b.error, cases[i].k);
+        sb_buf_release(&line);
+    }
+    assert_int_equal(sb_error_kind_from_name("nope"), SB_ERRK_COUNT);
+    assert_int_equal(sb_error_kind_from_name(""), SB_ERRK_COUNT);
+    assert_string_equal(sb_error_kind_name(SB_ERRK_COUNT), "unknown");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_json_text),
+        cmocka_unit_test(test_random_doubles), cmocka_unit_test(test_json_limit),
+        cmocka_unit_test(test_escaped_input),  cmocka_unit_test(test_truncated_strings),
+        cmocka_unit_test(test_old_harness),    cmocka_unit_test(test_missing_and_foreign_fields),
+        cmocka_unit_test(test_invalid),        cmocka_unit_test(test_error_kinds),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
