@@ -63,6 +63,7 @@ struct mreq {
     struct sb_fault fault;
 
     uint64_t recv_ns, admit_ns, first_token_ns, last_token_ns, last_byte_ns;
+    uint64_t first_token_sent_ns; /* the first content chunk left the output buffer */
     bool headers_sent, reply_ended, stalled, end_after_stall;
     struct evbuffer *pending; /* bytes held back while stalled */
     struct event *timer;
@@ -159,6 +160,7 @@ static void log_request(struct mock_server *s, struct mreq *m)
     } stamps[] = {{"recv_ns", m->recv_ns},
                   {"admit_ns", m->admit_ns},
                   {"first_token_ns", m->first_token_ns},
+                  {"first_token_sent_ns", m->first_token_sent_ns},
                   {"last_token_ns", m->last_token_ns},
                   {"last_byte_ns", m->last_byte_ns}};
     for (size_t i = 0; i < SB_ARRAY_SIZE(stamps); i++) {
@@ -328,6 +330,13 @@ static void send_role_chunk(struct mreq *m)
     emit(m, b);
 }
 
+static void on_first_token_sent(struct evhttp_connection *conn, void *arg)
+{
+    struct mreq *m = arg;
+    (void)conn;
+    m->first_token_sent_ns = sb_mono_ns();
+}
+
 static void send_token_chunk(struct mreq *m, const char *tok, size_t len, bool first)
 {
     struct evbuffer *b = m->srv->scratch;
@@ -352,6 +361,13 @@ static void send_token_chunk(struct mreq *m, const char *tok, size_t len, bool f
     if (first)
         add_stamp(b, m);
     evbuffer_add(b, "}\n\n", 3);
+    if (first && !m->stalled && m->req) {
+        /* libevent calls back once the connection's output buffer has drained into the kernel:
+           the stamp a client's first-token time is compared with. A later write on the same
+           connection before the drain replaces the callback, and the stamp stays null. */
+        evhttp_send_reply_chunk_with_cb(m->req, b, on_first_token_sent, m);
+        return;
+    }
     emit(m, b);
 }
 

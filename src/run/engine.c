@@ -73,6 +73,8 @@ struct loop {
     int index;
     pthread_t thread;
     int epfd, curl_tfd, sched_tfd, tick_tfd, wake_fd;
+    uint64_t curl_due_ns;   /* when libcurl wants its timeout action (0: never) */
+    uint64_t curl_armed_ns; /* what curl_tfd is armed for (0: disarmed) */
     CURLM *multi;
     int still_running;
 
@@ -123,6 +125,7 @@ struct shared {
     pthread_mutex_t fatal_lock;
     const char *shared_body; /* one body for every request, when possible */
     size_t shared_body_len;
+    char shared_hash[20];
     char auth_header[1024];
 };
 
@@ -259,28 +262,49 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *sock
         return 0;
     }
     ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+    /* socketp remembers the registered mask (+0x100 so it is never NULL): skip no-op MODs. */
+    uintptr_t want = (uintptr_t)ev.events | 0x100;
     if (socketp) {
+        if ((uintptr_t)socketp == want)
+            return 0;
         epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev);
     } else {
         epoll_ctl(l->epfd, EPOLL_CTL_ADD, s, &ev);
-        curl_multi_assign(l->multi, s, l); /* any non-NULL marks "known to epoll" */
     }
+    curl_multi_assign(l->multi, s, (void *)want);
     return 0;
 }
 
+/*
+ * libcurl's timer: only remembered here. The loop acts on a due timeout itself and arms the timerfd
+ * only when it must wake earlier than it already will; curl moves its timer on nearly every call,
+ * and a timerfd_settime per call cost a third of the client's CPU.
+ */
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 {
     struct loop *l = userp;
     (void)multi;
-    struct itimerspec its = {0};
-    if (timeout_ms > 0) {
-        its.it_value.tv_sec = timeout_ms / 1000;
-        its.it_value.tv_nsec = (timeout_ms % 1000) * 1000000;
-    } else if (timeout_ms == 0) {
-        its.it_value.tv_nsec = 1; /* 0 means "act soon", not "disarm" */
-    }
-    timerfd_settime(l->curl_tfd, 0, &its, NULL);
+    if (timeout_ms < 0)
+        l->curl_due_ns = 0;
+    else /* 0 means "act soon", not "disarm" */
+        l->curl_due_ns = sb_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
     return 0;
+}
+
+static void check_multi_info(struct loop *l);
+
+/* Runs libcurl's timeout action while it is due, then makes sure the timerfd fires in time. */
+static void service_curl_timer(struct loop *l)
+{
+    for (int i = 0; i < 16 && l->curl_due_ns && l->curl_due_ns <= sb_mono_ns(); i++) {
+        l->curl_due_ns = 0;
+        curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &l->still_running);
+        check_multi_info(l);
+    }
+    if (l->curl_due_ns && (!l->curl_armed_ns || l->curl_due_ns < l->curl_armed_ns)) {
+        arm_abs(l->curl_tfd, l->curl_due_ns);
+        l->curl_armed_ns = l->curl_due_ns;
+    }
 }
 
 static size_t on_header(char *buf, size_t size, size_t n, void *arg)
@@ -449,7 +473,10 @@ static struct req *req_new(struct loop *l)
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 16384L);
+    /* Small receive buffers: SSE chunks are a few hundred bytes, and 10,000 streams add up. */
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
+    /* No proxy: libcurl would otherwise read the *_proxy variables on every transfer. */
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(cfg->timeout_s * 1000));
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(cfg->connect_timeout_s * 1000));
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
@@ -528,17 +555,20 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
 
     struct sb_err err;
     const struct sb_workload *w = p->workload;
-    if (w->ops->prompt(w, user_id, req_idx, &r->prompt, &err) != 0) {
-        set_fatal(l, err.msg);
-        r->next = l->free_reqs;
-        l->free_reqs = r;
-        return -1;
-    }
-    snprintf(r->rec.nonce, sizeof(r->rec.nonce), "%s", r->prompt.nonce);
-    snprintf(r->rec.prompt_hash, sizeof(r->rec.prompt_hash), "%s", r->prompt.hash);
     const char *body = sh->shared_body;
     size_t body_len = sh->shared_body_len;
-    if (!body) {
+    if (body) {
+        /* One prompt for everybody: its hash was taken once. */
+        memcpy(r->rec.prompt_hash, sh->shared_hash, sizeof(r->rec.prompt_hash));
+    } else {
+        if (w->ops->prompt(w, user_id, req_idx, &r->prompt, &err) != 0) {
+            set_fatal(l, err.msg);
+            r->next = l->free_reqs;
+            l->free_reqs = r;
+            return -1;
+        }
+        snprintf(r->rec.nonce, sizeof(r->rec.nonce), "%s", r->prompt.nonce);
+        snprintf(r->rec.prompt_hash, sizeof(r->rec.prompt_hash), "%s", r->prompt.hash);
         struct sb_request_params rp = {
             .api = p->api,
             .model = p->model_sent,
@@ -930,6 +960,7 @@ static void *loop_main(void *arg)
     }
     struct epoll_event events[64];
     while (!loop_finished(l)) {
+        service_curl_timer(l);
         int n = epoll_wait(l->epfd, events, 64, 1000);
         if (n < 0 && errno != EINTR)
             break;
@@ -937,7 +968,7 @@ static void *loop_main(void *arg)
             int fd = events[i].data.fd;
             if (fd == l->curl_tfd) {
                 drain_fd(fd);
-                curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &l->still_running);
+                l->curl_armed_ns = 0; /* fired; service_curl_timer acts if curl is due */
             } else if (fd == l->sched_tfd) {
                 drain_fd(fd);
                 on_sched(l);
@@ -1134,6 +1165,7 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
             .extra_json = cfg->extra_body,
         };
         int brc = sb_openai_build_request(&rp, &shared_body, err);
+        memcpy(sh->shared_hash, pr.hash, sizeof(sh->shared_hash));
         sb_prompt_release(&pr);
         if (brc != 0)
             goto out;
