@@ -431,9 +431,11 @@ static size_t on_write(char *buf, size_t size, size_t n, void *arg)
     }
     if (r->is_sse && r->status >= 200 && r->status < 300) {
         int rc = sb_sse_feed(&r->sse, buf, len);
-        if (rc == SB_SSE_E2BIG) {
+        if (rc != 0) {
             r->bad_sse = true;
-            note_error(r, "SSE event larger than --max-response-bytes", 43);
+            const char *why = rc == SB_SSE_E2BIG ? "SSE event larger than --max-response-bytes"
+                                                 : "out of memory decoding the SSE stream";
+            note_error(r, why, strlen(why));
             return 0;
         }
         return len;
