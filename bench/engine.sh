@@ -55,19 +55,20 @@ echo "== 2. TTFT error at 1,000 concurrent streams"
 start_mock --prefill-base-ms 0 --prefill-per-token-us 0 --decode-base-ms 50 --decode-per-seq-us 0 \
     --max-num-seqs 1024 --log "$work/mock2.jsonl"
 taskset -c "$cli_cpu" "$bin" run --endpoint "http://127.0.0.1:$port/v1/chat/completions" \
-    --concurrency 1000 --requests 5000 --max-tokens 16 --model sparkbench-mock \
+    --concurrency 1000 --duration-s "$secs" --warmup-s 2 --max-tokens 16 --model sparkbench-mock \
     --output-dir "$work/r2" --prompts-dir "$root/inputs/prompts" --context-tokens 128 --quiet
 stop_mock
 awk 'function field(line, name,   i, rest) { i = index(line, "\"" name "\":"); if (!i) return "";
          rest = substr(line, i + length(name) + 3); sub(/[,}].*/, "", rest); gsub(/"/, "", rest); return rest }
      FNR == NR { id = field($0, "x_request_id"); t = field($0, "first_token_sent_ns");
                  if (id != "" && t != "null" && t != "") sent[id] = t; next }
+     field($0, "phase") != "measure" { next }  # the connection storm of the start is warm-up
      { id = field($0, "request_id"); c = field($0, "t_first_token_ns");
        if ((id in sent) && c != "null") print (c - sent[id]) / 1e6 }' \
     "$work/mock2.jsonl" "$work/r2/metrics.jsonl" | sort -n >"$work/err.txt"
 awk '{ v[NR] = $1 } END { if (NR == 0) { print "no samples"; exit }
     p50 = v[int(0.5 * (NR - 1)) + 1]; p99 = v[int(0.99 * (NR - 1)) + 1];
-    printf "TTFT error (client first token - mock first chunk sent), %d streams: p50 %.3f ms, p99 %.3f ms (target p99 <= 0.3 ms)\n", NR, p50, p99 }' "$work/err.txt"
+    printf "TTFT error (client first token - mock first chunk sent), %d measured streams: p50 %.3f ms, p99 %.3f ms (target p99 <= 0.3 ms)\n", NR, p50, p99 }' "$work/err.txt"
 
 echo "== 3. peak RSS at 10,000 concurrent streams"
 start_mock --prefill-base-ms 0 --prefill-per-token-us 0 --decode-base-ms 50 --decode-per-seq-us 0 \

@@ -122,7 +122,7 @@ static int probe_event(const struct sb_sse_event *ev, void *arg)
     }
     if (c.role_only)
         p->role_chunk = true;
-    if (c.content_len > 0) {
+    if (c.content_len + c.reasoning_len > 0) { /* reasoning tokens are tokens too */
         if (!p->t_first_token)
             p->t_first_token = now;
         else

@@ -380,7 +380,7 @@ static int on_event(const struct sb_sse_event *ev, void *arg)
         note_error(r, c.error_msg, strlen(c.error_msg));
         return 0;
     }
-    if (c.content_len > 0) {
+    if (c.content_len + c.reasoning_len > 0) { /* reasoning tokens are tokens too */
         if (!r->rec.t_first_token_ns) {
             r->rec.t_first_token_ns = now;
         } else if (r->n_itl < MAX_ITL_SAMPLES) {
