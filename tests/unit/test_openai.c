@@ -777,7 +777,8 @@ static const char *chunk_diff(const struct sb_chunk *a, const struct sb_chunk *b
     SAME(is_error)
     SAME(error_code)
     SAME(role_only)
-    SAME(content_len) SAME(reasoning_len) SAME(has_choices) SAME(has_usage) SAME(prompt_tokens)
+    SAME(content_len)
+    SAME(reasoning_len) SAME(has_choices) SAME(has_usage) SAME(prompt_tokens)
         SAME(completion_tokens) SAME(cached_tokens) SAME(server_recv_ns) SAME(server_first_token_ns)
             SAME(has_timings) SAME(timings_prompt_n) SAME(timings_cache_n) SAME(timings_predicted_n)
 #undef SAME
