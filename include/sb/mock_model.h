@@ -89,6 +89,20 @@ bool sb_mock_engine_has_work(const struct sb_mock_engine *e);
 /* Starts an iteration at now_ns: admits waiting sequences into free slots, returns its duration. */
 uint64_t sb_mock_engine_begin(struct sb_mock_engine *e, uint64_t now_ns);
 
+/*
+ * Asked about each sequence at the head of the queue before it is admitted. Returns the extra
+ * nanoseconds its admission adds to the iteration (cache onboarding, adapter loading), and may
+ * lower seq->uncached_tokens (a cached prefix needs no prefill); or SB_MOCK_ADMIT_WAIT when it does
+ * not fit right now (KV blocks pinned by the running batch): it stays at the head of the queue and
+ * nothing behind it is admitted in this iteration (FIFO).
+ */
+#define SB_MOCK_ADMIT_WAIT (-1)
+typedef int64_t (*sb_mock_admit_fn)(struct sb_mock_seq *seq, void *arg);
+
+/* sb_mock_engine_begin() with an admission hook (admit may be NULL). */
+uint64_t sb_mock_engine_begin_with(struct sb_mock_engine *e, uint64_t now_ns,
+                                   sb_mock_admit_fn admit, void *arg);
+
 /* Ends the iteration: on_token for each live sequence, drop for cancelled ones; frees slots. */
 void sb_mock_engine_end(struct sb_mock_engine *e, uint64_t now_ns, sb_mock_token_fn on_token,
                         sb_mock_drop_fn drop, void *arg);

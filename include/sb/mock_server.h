@@ -5,7 +5,9 @@
 #ifndef SB_MOCK_SERVER_H
 #define SB_MOCK_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "sb/err.h"
@@ -36,6 +38,26 @@ struct sb_mock_config {
     long long fault_stall_ms;
     long long fault_slow_headers_ms;
     char *log_path;
+    /* KV cache model (tier0_blocks 0: no KV model at all, the fast path) */
+    long long kv_block_tokens;
+    uint64_t kv_block_bytes;
+    long long tier0_blocks, tier1_blocks, tier2_blocks;
+    uint64_t tier2_bytes; /* when set, tier2_blocks = tier2_bytes / kv_block_bytes */
+    char *tier2_path;
+    int tier_policy[3];       /* enum sb_kv_policy */
+    int offload;              /* enum sb_kv_offload */
+    bool disk_offload_filter; /* KVBM's "second use" filter before disk */
+    bool prefix_reuse;
+    double tier1_fetch_us;
+    bool tier2_direct;
+    bool keep_tier2;
+    int kv_full_status;     /* index into {"503", "429"}: a request whose KV can never fit */
+    long long metrics_port; /* -1: none; 0: a free port, printed as the second stdout line */
+    /* LoRA */
+    char *lora_modules;
+    long long max_loras;
+    uint64_t lora_bytes;
+    double lora_load_ms;
 };
 
 extern const struct sb_opt sb_mock_options[];

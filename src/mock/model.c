@@ -86,21 +86,34 @@ bool sb_mock_engine_has_work(const struct sb_mock_engine *e)
     return e->nbatch > 0 || e->nwaiting > 0;
 }
 
-uint64_t sb_mock_engine_begin(struct sb_mock_engine *e, uint64_t now_ns)
+uint64_t sb_mock_engine_begin_with(struct sb_mock_engine *e, uint64_t now_ns,
+                                   sb_mock_admit_fn admit, void *arg)
 {
-    uint64_t prefill = 0;
+    uint64_t extra = 0;
     while (e->nbatch < e->max_seqs && e->wait_head) {
         struct sb_mock_seq *s = e->wait_head;
+        if (admit) {
+            int64_t cost = admit(s, arg);
+            if (cost == SB_MOCK_ADMIT_WAIT)
+                break;
+            if (cost > 0)
+                extra += (uint64_t)cost;
+        }
         unlink_waiting(e, s);
         s->state = SB_SEQ_RUNNING;
         s->prefilling = true;
         s->admit_ns = now_ns;
         e->batch[e->nbatch++] = s;
-        prefill += sb_mock_prefill_ns(&e->timing, s->uncached_tokens);
+        extra += sb_mock_prefill_ns(&e->timing, s->uncached_tokens);
     }
     e->in_iteration = true;
     e->iterations++;
-    return prefill + sb_mock_decode_step_ns(&e->timing, e->nbatch);
+    return extra + sb_mock_decode_step_ns(&e->timing, e->nbatch);
+}
+
+uint64_t sb_mock_engine_begin(struct sb_mock_engine *e, uint64_t now_ns)
+{
+    return sb_mock_engine_begin_with(e, now_ns, NULL, NULL);
 }
 
 void sb_mock_engine_end(struct sb_mock_engine *e, uint64_t now_ns, sb_mock_token_fn on_token,

@@ -32,6 +32,7 @@
 #include "sb/mock_metrics.h"
 #include "sb/mock_model.h"
 #include "sb/mock_server.h"
+#include "sb/mock_storage.h"
 #include "sb/mock_text.h"
 #include "sb/util.h"
 
@@ -71,6 +72,7 @@ struct mreq {
     const char *finish_reason;
     enum sb_mock_outcome outcome;
     int status;
+    struct sb_mock_kvplan kv; /* KV blocks, cache hits and adapter of this request */
 };
 
 struct mock_server {
@@ -94,6 +96,9 @@ struct mock_server {
     struct sb_buf scratch_buf;
     char **models;
     size_t nmodels;
+    struct sb_mock_storage *storage;
+    struct evhttp *mhttp; /* --metrics-port */
+    struct sb_histo in_tokens, out_tokens, cached_tokens;
 };
 
 static void kick_engine(struct mock_server *s);
@@ -169,6 +174,15 @@ static void log_request(struct mock_server *s, struct mreq *m)
         else
             sb_buf_addf(b, ",\"%s\":null", stamps[i].name);
     }
+    if (m->kv.hashes || m->kv.lora >= 0)
+        sb_buf_addf(b,
+                    ",\"kv_blocks\":%zu,\"kv_hit_t0\":%zu,\"kv_hit_t1\":%zu,\"kv_hit_t2\":%zu,"
+                    "\"kv_miss\":%zu,\"cached_tokens\":%lld,\"disk_read_bytes\":%" PRIu64
+                    ",\"fetch_ns\":%" PRIu64
+                    ",\"lora\":%d,\"lora_cold\":%s,\"lora_load_ns\":%" PRId64,
+                    m->kv.nblocks, m->kv.hit[0], m->kv.hit[1], m->kv.hit[2], m->kv.miss,
+                    m->kv.cached_tokens, m->kv.disk_read_bytes, m->kv.fetch_ns, m->kv.lora,
+                    m->kv.lora_cold ? "true" : "false", m->kv.lora_ns);
     sb_buf_adds(b, "}\n");
     /* One write per line on an O_APPEND descriptor: lines never interleave or tear. */
     ssize_t w = write(s->log_fd, b->data, b->len);
@@ -179,8 +193,12 @@ static void mreq_free(struct mreq *m)
 {
     struct mock_server *s = m->srv;
     s->metrics.requests[m->outcome]++;
-    if (m->outcome == SB_OUT_OK && m->last_token_ns)
+    if (m->outcome == SB_OUT_OK && m->last_token_ns) {
         sb_histo_observe(&s->metrics.e2e, (double)(m->last_token_ns - m->recv_ns) / 1e9);
+        sb_histo_observe(&s->in_tokens, (double)m->prompt_tokens);
+        sb_histo_observe(&s->out_tokens, (double)m->emitted);
+        sb_histo_observe(&s->cached_tokens, (double)m->kv.cached_tokens);
+    }
     log_request(s, m);
     if (m->prev)
         m->prev->next = m->next;
@@ -194,6 +212,8 @@ static void mreq_free(struct mreq *m)
     if (m->pending)
         evbuffer_free(m->pending);
     sb_buf_release(&m->text_acc);
+    sb_mock_storage_release(s->storage, m->req_no, &m->kv);
+    sb_mock_kvplan_release(&m->kv);
     free(m->model_esc);
     free(m->prompt);
     free(m);
@@ -208,6 +228,14 @@ static void mreq_put(struct mreq *m)
 {
     if (--m->refs == 0)
         mreq_free(m);
+}
+
+/* The sequence leaves the engine (finished, dropped or cancelled): its KV blocks are unpinned. */
+static void leave_batch(struct mreq *m)
+{
+    m->in_engine = false;
+    sb_mock_storage_release(m->srv->storage, m->req_no, &m->kv);
+    mreq_put(m);
 }
 
 static void set_outcome(struct mreq *m, enum sb_mock_outcome o, int status)
@@ -234,8 +262,7 @@ static void on_complete(struct evhttp_request *req, void *arg)
 static void leave_engine(struct mreq *m)
 {
     if (m->in_engine && sb_mock_engine_cancel(&m->srv->eng, &m->seq)) {
-        m->in_engine = false;
-        mreq_put(m);
+        leave_batch(m);
     }
 }
 
@@ -304,8 +331,9 @@ static void add_usage(struct evbuffer *b, const struct mreq *m)
     evbuffer_add_printf(b,
                         "\"usage\":{\"prompt_tokens\":%lld,\"total_tokens\":%lld,"
                         "\"completion_tokens\":%lld,\"prompt_tokens_details\":{"
-                        "\"cached_tokens\":0}}",
-                        m->prompt_tokens, m->prompt_tokens + m->emitted, m->emitted);
+                        "\"cached_tokens\":%lld}}",
+                        m->prompt_tokens, m->prompt_tokens + m->emitted, m->emitted,
+                        m->kv.cached_tokens);
 }
 
 static void add_stamp(struct evbuffer *b, const struct mreq *m)
@@ -444,8 +472,7 @@ static bool on_token(struct sb_mock_seq *seq, uint64_t now, void *arg)
     const struct sb_mock_config *cfg = s->cfg;
     if (!m->req) {
         /* The client is gone but the cancel raced the iteration: drop it here. */
-        m->in_engine = false;
-        mreq_put(m);
+        leave_batch(m);
         return true;
     }
     bool first = m->emitted == 0;
@@ -476,6 +503,7 @@ static bool on_token(struct sb_mock_seq *seq, uint64_t now, void *arg)
         if (at_fault && m->fault.kind == SB_FAULT_CLOSE) {
             set_outcome(m, SB_OUT_FAULT, 0);
             m->in_engine = false;
+            sb_mock_storage_release(s->storage, m->req_no, &m->kv);
             drop_connection(m);
             mreq_put(m);
             return true;
@@ -498,8 +526,7 @@ static bool on_token(struct sb_mock_seq *seq, uint64_t now, void *arg)
         } else {
             send_full_response(m);
         }
-        m->in_engine = false;
-        mreq_put(m);
+        leave_batch(m);
         return true;
     }
 
@@ -508,6 +535,7 @@ static bool on_token(struct sb_mock_seq *seq, uint64_t now, void *arg)
         case SB_FAULT_CLOSE:
             set_outcome(m, SB_OUT_FAULT, 200);
             m->in_engine = false;
+            sb_mock_storage_release(s->storage, m->req_no, &m->kv);
             drop_connection(m);
             mreq_put(m);
             return true;
@@ -517,8 +545,7 @@ static bool on_token(struct sb_mock_seq *seq, uint64_t now, void *arg)
             evbuffer_add_printf(b, "event: error\n: mock injected engine error\n\n");
             emit(m, b);
             end_stream(m);
-            m->in_engine = false;
-            mreq_put(m);
+            leave_batch(m);
             return true;
         }
         case SB_FAULT_MALFORMED: {
@@ -545,8 +572,7 @@ static bool on_token(struct sb_mock_seq *seq, uint64_t now, void *arg)
         return false;
     set_outcome(m, SB_OUT_OK, 200);
     send_stream_tail(m);
-    m->in_engine = false;
-    mreq_put(m);
+    leave_batch(m);
     return true;
 }
 
@@ -571,8 +597,7 @@ static void on_drop(struct sb_mock_seq *seq, void *arg)
 {
     struct mreq *m = seq->owner;
     (void)arg;
-    m->in_engine = false;
-    mreq_put(m);
+    leave_batch(m);
 }
 
 static void on_iteration(evutil_socket_t fd, short what, void *arg)
@@ -585,12 +610,52 @@ static void on_iteration(evutil_socket_t fd, short what, void *arg)
     kick_engine(s);
 }
 
+/* Admission hook: KV onboarding and adapter loading really happen here, and cost their time. */
+static int64_t on_admit(struct sb_mock_seq *seq, void *arg)
+{
+    struct mock_server *s = arg;
+    struct mreq *m = seq->owner;
+    long long uncached = seq->uncached_tokens;
+    int64_t cost =
+        sb_mock_storage_admit(s->storage, m->req_no, &m->kv, m->prompt_tokens, &uncached);
+    if (cost < 0)
+        return SB_MOCK_ADMIT_WAIT;
+    seq->uncached_tokens = uncached;
+    return cost;
+}
+
 static void kick_engine(struct mock_server *s)
 {
     if (s->iter_pending || !sb_mock_engine_has_work(&s->eng))
         return;
-    uint64_t d = sb_mock_engine_begin(&s->eng, sb_mono_ns());
-    struct timeval tv = {(time_t)(d / 1000000000ull), (suseconds_t)((d % 1000000000ull) / 1000)};
+    uint64_t t0 = sb_mono_ns();
+    uint64_t d = s->storage ? sb_mock_engine_begin_with(&s->eng, t0, on_admit, s)
+                            : sb_mock_engine_begin(&s->eng, t0);
+    /* The iteration ends at t0 + d: onboarding I/O done during admission already took its
+       share of that time, so it is counted once. */
+    if (s->eng.nbatch == 0 && s->eng.wait_head) {
+        /* Nothing runs and the head still does not fit: it never will. Refuse it. */
+        struct mreq *m = s->eng.wait_head->owner;
+        if (sb_mock_engine_cancel(&s->eng, &m->seq)) {
+            int status = s->cfg->kv_full_status == 0 ? 503 : 429;
+            set_outcome(m, SB_OUT_REJECTED, status);
+            if (m->req && !m->reply_ended && !m->headers_sent) {
+                m->reply_ended = true;
+                send_error(m->req, status, "kv_cache_full",
+                           "mock: KV cache cannot hold this request", false);
+            } else if (m->req) {
+                end_stream(m);
+            }
+            leave_batch(m);
+        }
+    }
+    /* libevent measures timeouts from the time it cached when this loop pass began; refresh it
+       so the time spent here (onboarding reads, adapter loads) is not counted twice. */
+    event_base_update_cache_time(s->base);
+    uint64_t now = sb_mono_ns(), end = t0 + d;
+    uint64_t left = end > now ? end - now : 0;
+    struct timeval tv = {(time_t)(left / 1000000000ull),
+                         (suseconds_t)((left % 1000000000ull) / 1000)};
     s->iter_pending = true;
     evtimer_add(s->iter_ev, &tv);
 }
@@ -640,9 +705,22 @@ static int parse_body(struct mock_server *s, struct mreq *m, const cJSON *root, 
             return 400;
         }
         model_name = model->valuestring;
-        if (!model_served(s, model_name)) {
+        /* vLLM style: the model field names an adapter. */
+        m->kv.lora = sb_mock_storage_lora_find(s->storage, model_name);
+        if (m->kv.lora < 0 && !model_served(s, model_name)) {
             snprintf(msg, msgcap, "The model `%.200s` does not exist.", model_name);
             return 404;
+        }
+    }
+    /* TensorRT-LLM style: the model stays the base, lora_request names the adapter. */
+    const cJSON *lr = cJSON_GetObjectItemCaseSensitive(root, "lora_request");
+    if (cJSON_IsObject(lr)) {
+        const cJSON *ln = cJSON_GetObjectItemCaseSensitive(lr, "lora_name");
+        if (!cJSON_IsString(ln) ||
+            (m->kv.lora = sb_mock_storage_lora_find(s->storage, ln->valuestring)) < 0) {
+            snprintf(msg, msgcap, "lora_request names no loaded adapter ('%.200s')",
+                     cJSON_IsString(ln) ? ln->valuestring : "");
+            return 400;
         }
     }
     size_t ml = strlen(model_name);
@@ -728,6 +806,24 @@ static int parse_body(struct mock_server *s, struct mreq *m, const cJSON *root, 
         m->include_usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
     }
     m->ignore_eos = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "ignore_eos"));
+    if (s->storage) {
+        struct sb_err err;
+        int lora = m->kv.lora;
+        int fit = sb_mock_storage_plan(s->storage, m->prompt, m->prompt_len, m->prompt_tokens,
+                                       m->max_tokens, lora, &m->kv, &err);
+        if (fit < 0) {
+            snprintf(msg, msgcap, "%s", err.msg);
+            return 500;
+        }
+        if (fit > 0) {
+            snprintf(msg, msgcap,
+                     "KV cache too small: %zu blocks needed, the cache holds %lld (prompt %lld + "
+                     "max_tokens %lld tokens)",
+                     m->kv.nblocks + m->kv.extra_blocks, s->cfg->tier0_blocks, m->prompt_tokens,
+                     m->max_tokens);
+            return s->cfg->kv_full_status == 0 ? 503 : 429;
+        }
+    }
     if (m->prompt_tokens + m->max_tokens > cfg->max_model_len) {
         snprintf(msg, msgcap,
                  "This model's maximum context length is %lld tokens. However, you requested %lld "
@@ -790,6 +886,8 @@ static void handle_inference(struct mock_server *s, struct evhttp_request *req, 
                              bool chat)
 {
     struct mreq *m = calloc(1, sizeof(*m));
+    if (m)
+        m->kv.lora = -1;
     if (!m) {
         send_error(req, 500, "internal_error", "out of memory", false);
         return;
@@ -843,7 +941,7 @@ static void handle_inference(struct mock_server *s, struct evhttp_request *req, 
         cJSON_Delete(root);
     }
     if (status) {
-        set_outcome(m, SB_OUT_INVALID, status);
+        set_outcome(m, status == 503 || status == 429 ? SB_OUT_REJECTED : SB_OUT_INVALID, status);
         m->reply_ended = true;
         send_error(req, status,
                    status == 404 ? "NotFoundError"
@@ -904,22 +1002,83 @@ static void handle_models(struct mock_server *s, struct evhttp_request *req)
                             "\"max_model_len\":%lld}",
                             i ? "," : "", esc, now, esc, s->cfg->max_model_len);
     }
+    /* Adapters are listed like vLLM does, with the base model as parent. */
+    char base[512];
+    sb_json_escape(base, sizeof(base), s->models[0], strlen(s->models[0]));
+    for (size_t i = 0; i < sb_mock_storage_lora_count(s->storage); i++) {
+        const char *name = sb_mock_storage_lora_name(s->storage, i);
+        char esc[512];
+        sb_json_escape(esc, sizeof(esc), name, strlen(name));
+        evbuffer_add_printf(b,
+                            ",{\"id\":\"%s\",\"object\":\"model\",\"created\":%lld,"
+                            "\"owned_by\":\"sparkbench-mock\",\"root\":\"%s\",\"parent\":\"%s\","
+                            "\"max_model_len\":%lld}",
+                            esc, now, esc, base, s->cfg->max_model_len);
+    }
     evbuffer_add_printf(b, "]}");
     send_json(req, 200, b);
     evbuffer_free(b);
 }
 
+/* Dynamo frontend series with their real names (lib/llm/src/http/service/metrics.rs). */
+static void render_dynamo(const struct mock_server *s, struct sb_buf *out)
+{
+    uint64_t total = 0;
+    for (int o = 0; o < SB_OUT_COUNT; o++)
+        total += s->metrics.requests[o];
+    sb_buf_addf(out,
+                "# HELP dynamo_frontend_inflight_requests Requests in flight.\n"
+                "# TYPE dynamo_frontend_inflight_requests gauge\n"
+                "dynamo_frontend_inflight_requests %zu\n"
+                "# HELP dynamo_frontend_queued_requests Requests waiting for a batch slot.\n"
+                "# TYPE dynamo_frontend_queued_requests gauge\n"
+                "dynamo_frontend_queued_requests %zu\n"
+                "# HELP dynamo_frontend_requests_total Requests finished.\n"
+                "# TYPE dynamo_frontend_requests_total counter\n"
+                "dynamo_frontend_requests_total %llu\n"
+                "# HELP dynamo_frontend_output_tokens_total Tokens generated.\n"
+                "# TYPE dynamo_frontend_output_tokens_total counter\n"
+                "dynamo_frontend_output_tokens_total %llu\n",
+                s->nlive, s->eng.nwaiting, (unsigned long long)total,
+                (unsigned long long)s->metrics.generation_tokens);
+    sb_histo_render(&s->metrics.ttft, "dynamo_frontend_time_to_first_token_seconds",
+                    "Time to first token, seconds.", out);
+    sb_histo_render(&s->metrics.itl, "dynamo_frontend_inter_token_latency_seconds",
+                    "Inter-token latency, seconds.", out);
+    sb_histo_render(&s->metrics.e2e, "dynamo_frontend_request_duration_seconds",
+                    "Request duration, seconds.", out);
+    sb_histo_render(&s->in_tokens, "dynamo_frontend_input_sequence_tokens",
+                    "Prompt tokens per request.", out);
+    sb_histo_render(&s->out_tokens, "dynamo_frontend_output_sequence_tokens",
+                    "Output tokens per request.", out);
+    sb_histo_render(&s->cached_tokens, "dynamo_frontend_cached_tokens",
+                    "Prompt tokens served from the KV cache per request.", out);
+}
+
 static void handle_metrics(struct mock_server *s, struct evhttp_request *req)
 {
     struct sb_buf out;
-    sb_buf_init(&out, 1u << 20);
+    sb_buf_init(&out, 4u << 20);
     sb_mock_metrics_render(&s->metrics, s->eng.nbatch, s->eng.nwaiting, &out);
+    render_dynamo(s, &out);
+    sb_mock_storage_render(s->storage, &out);
     struct evbuffer *b = evbuffer_new();
     evbuffer_add(b, out.data ? out.data : "", out.len);
     sb_buf_release(&out);
     add_header(req, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     evhttp_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
+}
+
+static void on_metrics_request(struct evhttp_request *req, void *arg)
+{
+    const char *uri = evhttp_request_get_uri(req);
+    if (!uri)
+        return;
+    if (strncmp(uri, "/metrics", 8) == 0 && (uri[8] == '\0' || uri[8] == '?'))
+        handle_metrics(arg, req);
+    else
+        send_error(req, 404, "NotFoundError", "this port serves /metrics only", false);
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -1043,17 +1202,17 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     evtimer_add(s->drain_ev, &tv);
 }
 
-static int bind_listener(const struct sb_mock_config *cfg, int *port_out, struct sb_err *err)
+static int bind_listener(const char *host, long long port_in, int *port_out, struct sb_err *err)
 {
     struct addrinfo hints = {0}, *res = NULL;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     char portstr[16];
-    snprintf(portstr, sizeof(portstr), "%lld", cfg->port);
-    int gai = getaddrinfo(cfg->host, portstr, &hints, &res);
+    snprintf(portstr, sizeof(portstr), "%lld", port_in);
+    int gai = getaddrinfo(host, portstr, &hints, &res);
     if (gai != 0)
-        return sb_err_set(err, "cannot resolve host '%s': %s", cfg->host, gai_strerror(gai));
+        return sb_err_set(err, "cannot resolve host '%s': %s", host, gai_strerror(gai));
     int fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
     if (fd < 0) {
         freeaddrinfo(res);
@@ -1065,14 +1224,14 @@ static int bind_listener(const struct sb_mock_config *cfg, int *port_out, struct
         int e = errno;
         freeaddrinfo(res);
         close(fd);
-        return sb_err_errno(err, e, "cannot bind %s:%lld", cfg->host, cfg->port);
+        return sb_err_errno(err, e, "cannot bind %s:%lld", host, port_in);
     }
     freeaddrinfo(res);
     /* A deep backlog: a thousand clients connecting at once must not hit SYN retries. */
     if (listen(fd, SOMAXCONN) != 0 || evutil_make_socket_nonblocking(fd) != 0) {
         int e = errno;
         close(fd);
-        return sb_err_errno(err, e, "cannot listen on %s:%lld", cfg->host, cfg->port);
+        return sb_err_errno(err, e, "cannot listen on %s:%lld", host, port_in);
     }
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
@@ -1104,6 +1263,8 @@ static int split_models(struct mock_server *s, const char *list, struct sb_err *
 
 static void server_release(struct mock_server *s)
 {
+    if (s->mhttp)
+        evhttp_free(s->mhttp);
     if (s->http)
         evhttp_free(s->http); /* closes the remaining connections (their close callbacks run) */
     while (s->live) {
@@ -1126,6 +1287,7 @@ static void server_release(struct mock_server *s)
     if (s->base)
         event_base_free(s->base);
     sb_mock_engine_release(&s->eng);
+    sb_mock_storage_close(s->storage); /* removes the tier-2 file unless --keep-tier2 */
     for (size_t i = 0; i < s->nmodels; i++)
         free(s->models[i]);
     free(s->models);
@@ -1144,6 +1306,11 @@ int sb_mock_serve(const struct sb_mock_config *cfg, FILE *announce, struct sb_er
     s->start_ns = sb_mono_ns();
     sb_buf_init(&s->scratch_buf, 1u << 20);
     sb_mock_metrics_init(&s->metrics);
+    static const double token_bounds[] = {16,   32,   64,   128,   256,   512,   1024,
+                                          2048, 4096, 8192, 16384, 32768, 65536, 131072};
+    sb_histo_init(&s->in_tokens, token_bounds, SB_ARRAY_SIZE(token_bounds));
+    sb_histo_init(&s->out_tokens, token_bounds, SB_ARRAY_SIZE(token_bounds));
+    sb_histo_init(&s->cached_tokens, token_bounds, SB_ARRAY_SIZE(token_bounds));
     signal(SIGPIPE, SIG_IGN);
     sb_raise_nofile();
 
@@ -1157,6 +1324,9 @@ int sb_mock_serve(const struct sb_mock_config *cfg, FILE *announce, struct sb_er
                            err) != 0)
         goto out;
     if (split_models(s, cfg->served_model_names, err) != 0)
+        goto out;
+    if ((cfg->tier0_blocks > 0 || (cfg->lora_modules && *cfg->lora_modules)) &&
+        sb_mock_storage_open(&s->storage, cfg, err) != 0)
         goto out;
     if (cfg->log_path) {
         s->log_fd = open(cfg->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -1194,7 +1364,7 @@ int sb_mock_serve(const struct sb_mock_config *cfg, FILE *announce, struct sb_er
     evhttp_set_gencb(s->http, on_request, s);
 
     int port = 0;
-    int fd = bind_listener(cfg, &port, err);
+    int fd = bind_listener(cfg->host, cfg->port, &port, err);
     if (fd < 0)
         goto out;
     s->listener = evhttp_accept_socket_with_handle(s->http, fd);
@@ -1203,8 +1373,24 @@ int sb_mock_serve(const struct sb_mock_config *cfg, FILE *announce, struct sb_er
         sb_err_set(err, "cannot accept on %s:%d", cfg->host, port);
         goto out;
     }
+    int mport = -1;
+    if (cfg->metrics_port >= 0) {
+        /* A second port serving /metrics alone, like KVBM's DYN_KVBM_METRICS_PORT (6880). */
+        int mfd = bind_listener(cfg->host, cfg->metrics_port, &mport, err);
+        if (mfd < 0)
+            goto out;
+        s->mhttp = evhttp_new(s->base);
+        if (!s->mhttp || !evhttp_accept_socket_with_handle(s->mhttp, mfd)) {
+            close(mfd);
+            sb_err_set(err, "cannot accept on %s:%d", cfg->host, mport);
+            goto out;
+        }
+        evhttp_set_gencb(s->mhttp, on_metrics_request, s);
+    }
     if (announce) {
         fprintf(announce, "%d\n", port);
+        if (mport >= 0)
+            fprintf(announce, "%d\n", mport);
         fflush(announce);
     }
     fprintf(stderr, "sparkbench mock: listening on http://%s:%d (model %s, %lld slots)\n",
