@@ -398,6 +398,33 @@ static void test_lora_cold_warm(void **state)
     free(dir);
 }
 
+static void test_metrics_port(void **state)
+{
+    (void)state;
+    const char *args[] = {"--tier0-blocks", "64", "--metrics-port", "0", NULL};
+    struct sb_proc p;
+    assert_int_equal(sb_proc_start_mock(&p, bin, args), 0);
+    /* The second stdout line is the metrics port. */
+    char line[32];
+    size_t n = 0;
+    while (n < sizeof(line) - 1 && read(p.out_fd, line + n, 1) == 1 && line[n] != '\n')
+        n++;
+    line[n] = '\0';
+    int mport = atoi(line);
+    assert_true(mport > 0 && mport != p.port);
+    assert_int_equal(status_of(p.port, NULL, "hello storage", 4, NULL), 200);
+    char *m = get_metrics(mport);
+    assert_true(metric(m, "kvbm_matched_tokens") >= 0);
+    assert_true(metric(m, "mock:requests_total{outcome=\"ok\"}") == 1);
+    free(m);
+    char url[128];
+    struct sb_http_resp r;
+    sb_http("GET", sb_url(url, sizeof(url), mport, "/v1/models"), NULL, &r);
+    assert_int_equal(r.status, 404); /* that port serves /metrics only */
+    sb_http_resp_release(&r);
+    assert_int_equal(sb_proc_stop(&p, SIGTERM), 0);
+}
+
 static void test_bad_tier2_dir(void **state)
 {
     (void)state;
@@ -422,6 +449,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stack_b_second_pass_from_disk),
         cmocka_unit_test(test_stack_a_rejects_and_never_writes),
         cmocka_unit_test(test_lora_cold_warm),
+        cmocka_unit_test(test_metrics_port),
         cmocka_unit_test(test_bad_tier2_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
