@@ -5,6 +5,7 @@
 #ifndef SB_CMD_H
 #define SB_CMD_H
 
+#include <stddef.h>
 #include <stdio.h>
 
 struct sb_command {
@@ -26,5 +27,17 @@ void sb_print_usage(FILE *f);
 
 /* Prints "sparkbench <cmd>: <msg> (see 'sparkbench <cmd> --help')" on stderr; returns 2. */
 int sb_usage_error(const char *cmd, const char *msg);
+
+struct sb_opt;
+struct sb_opt_result;
+
+/*
+ * The start every command shares: parse its options (defaults, config file, flags), print usage
+ * for --help, refuse positional arguments. Returns 0 to go on, or -1 when the command must return
+ * *rc now (0 after --help, 2 after a usage error, already printed). res->positional is always
+ * allocated: free it.
+ */
+int sb_cmd_parse(const char *cmd, const struct sb_opt *opts, size_t n, void *obj, int argc,
+                 char **argv, void (*usage)(FILE *), struct sb_opt_result *res, int *rc);
 
 #endif

@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "sb/cmd.h"
+#include "sb/opt.h"
 
 const struct sb_command sb_commands[] = {
     {"run", cmd_run, "load generator: drive an OpenAI-compatible endpoint, write metrics.jsonl"},
@@ -30,4 +31,27 @@ int sb_usage_error(const char *cmd, const char *msg)
     else
         fprintf(stderr, "sparkbench: %s (see 'sparkbench --help')\n", msg);
     return 2;
+}
+
+int sb_cmd_parse(const char *cmd, const struct sb_opt *opts, size_t n, void *obj, int argc,
+                 char **argv, void (*usage)(FILE *), struct sb_opt_result *res, int *rc)
+{
+    struct sb_err err;
+    sb_err_clear(&err);
+    if (sb_opt_parse(opts, n, obj, argc, argv, res, &err) != 0) {
+        *rc = sb_usage_error(cmd, err.msg);
+        return -1;
+    }
+    if (res->help) {
+        usage(stdout);
+        *rc = 0;
+        return -1;
+    }
+    if (res->npositional > 0) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "unexpected argument '%.200s'", res->positional[0]);
+        *rc = sb_usage_error(cmd, msg);
+        return -1;
+    }
+    return 0;
 }

@@ -26,21 +26,9 @@ int cmd_mock(int argc, char **argv)
     struct sb_err err;
     sb_err_clear(&err);
     int rc;
-    if (sb_opt_parse(sb_mock_options, sb_mock_noptions, &cfg, argc, argv, &res, &err) != 0) {
-        rc = sb_usage_error("mock", err.msg);
+    if (sb_cmd_parse("mock", sb_mock_options, sb_mock_noptions, &cfg, argc, argv, usage, &res,
+                     &rc) != 0)
         goto out;
-    }
-    if (res.help) {
-        usage(stdout);
-        rc = 0;
-        goto out;
-    }
-    if (res.npositional > 0) {
-        char msg[300];
-        snprintf(msg, sizeof(msg), "unexpected argument '%s'", res.positional[0]);
-        rc = sb_usage_error("mock", msg);
-        goto out;
-    }
     if (sb_mock_serve(&cfg, stdout, &err) != 0) {
         fprintf(stderr, "sparkbench mock: %s\n", err.msg);
         rc = 1;

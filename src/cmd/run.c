@@ -301,21 +301,9 @@ int cmd_run(int argc, char **argv)
     struct sb_engine_result er = {0};
     int rc = 1;
     sb_err_clear(&err);
-    if (sb_opt_parse(sb_run_options, sb_run_noptions, &cfg, argc, argv, &res, &err) != 0) {
-        rc = sb_usage_error("run", err.msg);
+    if (sb_cmd_parse("run", sb_run_options, sb_run_noptions, &cfg, argc, argv, usage, &res, &rc) !=
+        0)
         goto out;
-    }
-    if (res.help) {
-        usage(stdout);
-        rc = 0;
-        goto out;
-    }
-    if (res.npositional > 0) {
-        char msg[300];
-        snprintf(msg, sizeof(msg), "unexpected argument '%s'", res.positional[0]);
-        rc = sb_usage_error("run", msg);
-        goto out;
-    }
     char url[4096];
     enum sb_api api = SB_API_COMPLETIONS;
     if (resolve_endpoint(&cfg, url, sizeof(url), &api, &err) != 0) {

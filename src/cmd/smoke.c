@@ -316,20 +316,11 @@ int cmd_smoke(int argc, char **argv)
 {
     struct smoke_config cfg = {0};
     struct sb_opt_result res;
-    struct sb_err err;
     int rc = 1;
-    if (sb_opt_parse(smoke_options, NOPTS, &cfg, argc, argv, &res, &err) != 0) {
-        rc = sb_usage_error("smoke", err.msg);
+    if (sb_cmd_parse("smoke", smoke_options, NOPTS, &cfg, argc, argv, usage, &res, &rc) != 0)
         goto out;
-    }
-    if (res.help) {
-        usage(stdout);
-        rc = 0;
-        goto out;
-    }
-    if (!cfg.endpoint || res.npositional) {
-        rc =
-            sb_usage_error("smoke", res.npositional ? "unexpected argument" : "missing --endpoint");
+    if (!cfg.endpoint) {
+        rc = sb_usage_error("smoke", "missing --endpoint");
         goto out;
     }
     /* The base URL: scheme://host:port, whatever path was given. */
