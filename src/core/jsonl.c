@@ -40,6 +40,23 @@ static uint64_t count_newlines(const char *p, size_t len)
     return n;
 }
 
+/* Writes all of data; returns 0, or the errno of the failure (*done bytes made it). */
+static int write_all(int fd, const char *data, size_t len, size_t *done)
+{
+    *done = 0;
+    while (*done < len) {
+        ssize_t w = write(fd, data + *done, len - *done);
+        if (w > 0) {
+            *done += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        return w < 0 ? errno : EIO;
+    }
+    return 0;
+}
+
 int sb_jsonl_write_lines(struct sb_jsonl_sink *s, const char *data, size_t len, struct sb_err *err)
 {
     if (len == 0)
@@ -57,29 +74,37 @@ int sb_jsonl_write_lines(struct sb_jsonl_sink *s, const char *data, size_t len, 
     /* O_APPEND writes land at the end, so the end is where a rollback goes back to. Not seekable
      * (a pipe): -1, and a failure cannot be rolled back. */
     off_t before = lseek(s->fd, 0, SEEK_END);
-    size_t done = 0;
-    while (done < len) {
-        ssize_t w = write(s->fd, data + done, len - done);
-        if (w > 0) {
-            done += (size_t)w;
-            continue;
-        }
-        if (w < 0 && errno == EINTR)
-            continue;
-        int e = w < 0 ? errno : EIO;
-        s->failed = true;
-        s->failed_errno = e;
-        if (done > 0 && before >= 0 && ftruncate(s->fd, before) != 0) {
-            int te = errno;
-            rc = sb_err_set(err, "cannot write '%s': %s (and cannot remove the partial line: %s)",
-                            s->path, strerror(e), strerror(te));
-            goto out;
-        }
-        rc = sb_err_errno(err, e, "cannot write '%s'", s->path);
+    size_t done;
+    int e = write_all(s->fd, data, len, &done);
+    if (e == 0) {
+        s->bytes_written += len;
+        s->lines_written += count_newlines(data, len);
         goto out;
     }
-    s->bytes_written += len;
-    s->lines_written += count_newlines(data, len);
+    s->failed = true;
+    s->failed_errno = e;
+    if (before < 0 || (done > 0 && ftruncate(s->fd, before) != 0)) {
+        int te = before < 0 ? ESPIPE : errno;
+        rc = sb_err_set(err, "cannot write '%s': %s (and cannot remove the partial line: %s)",
+                        s->path, strerror(e), strerror(te));
+        goto out;
+    }
+    /* The batch did not fit: save what still fits, one whole line at a time, so a full disk
+     * loses as few measured lines as possible and still never a torn one. */
+    for (size_t pos = 0; pos < len;) {
+        const char *nl = memchr(data + pos, '\n', len - pos);
+        size_t ll = (size_t)(nl - (data + pos)) + 1;
+        off_t at = lseek(s->fd, 0, SEEK_END);
+        if (write_all(s->fd, data + pos, ll, &done) != 0) {
+            if (done > 0 && ftruncate(s->fd, at) != 0)
+                break;
+            break;
+        }
+        s->bytes_written += ll;
+        s->lines_written++;
+        pos += ll;
+    }
+    rc = sb_err_errno(err, e, "cannot write '%s'", s->path);
 out:
     pthread_mutex_unlock(&s->lock);
     return rc;

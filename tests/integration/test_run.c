@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -544,6 +545,124 @@ static void test_refused_connection(void **state)
     free(dir);
 }
 
+static void test_threads_and_too_large(void **state)
+{
+    (void)state;
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, fast_mock), 0);
+    char *dir = make_tmpdir();
+    char out_dir[512], url[128], prompts[512], mpath[600];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/chat/completions", mock.port);
+    snprintf(prompts, sizeof(prompts), "%s/inputs/prompts", srcdir);
+    /* Two event loops share the users; nothing is lost or duplicated. */
+    snprintf(out_dir, sizeof(out_dir), "%s/threads", dir);
+    snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", out_dir);
+    const char *a1[] = {"--endpoint", url, "--threads", "2", "--concurrency", "6", "--requests",
+                        "60", "--output-dir", out_dir, "--prompts-dir", prompts, "--quiet", NULL};
+    char *out = NULL, *err = NULL;
+    assert_int_equal(run_cmd(a1, &out, &err), 0);
+    free(out);
+    free(err);
+    struct lines l = read_jsonl(mpath);
+    assert_int_equal(l.n, 60);
+    bool seen[60] = {false};
+    for (int i = 0; i < l.n; i++) {
+        int seq = (int)num(l.v[i], "seq");
+        assert_true(seq >= 0 && seq < 60);
+        assert_false(seen[seq]);
+        seen[seq] = true;
+        assert_true(is_true(l.v[i], "ok"));
+    }
+    free_lines(&l);
+    /* A response over --max-response-bytes is an error record, not an allocation storm. */
+    snprintf(out_dir, sizeof(out_dir), "%s/large", dir);
+    snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", out_dir);
+    const char *a2[] = {"--endpoint", url, "--requests", "3", "--max-tokens", "200",
+                        "--max-response-bytes", "4096", "--output-dir", out_dir,
+                        "--prompts-dir", prompts, "--quiet", NULL};
+    assert_int_equal(run_cmd(a2, &out, &err), 0);
+    free(out);
+    free(err);
+    l = read_jsonl(mpath);
+    assert_int_equal(l.n, 3);
+    for (int i = 0; i < l.n; i++)
+        assert_string_equal(str(l.v[i], "error"), "too_large");
+    free_lines(&l);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_full_disk(void **state)
+{
+    (void)state;
+    /* RLIMIT_FSIZE makes writes past 100 kB fail (EFBIG) like a full disk would (ENOSPC). */
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, fast_mock), 0);
+    char *dir = make_tmpdir();
+    char out_dir[512], url[128], prompts[512], mpath[600], errpath[600];
+    snprintf(out_dir, sizeof(out_dir), "%s/run", dir);
+    snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", out_dir);
+    snprintf(errpath, sizeof(errpath), "%s/stderr", dir);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/completions", mock.port);
+    snprintf(prompts, sizeof(prompts), "%s/inputs/prompts", srcdir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct rlimit rl = {100000, 100000};
+        setrlimit(RLIMIT_FSIZE, &rl);
+        signal(SIGXFSZ, SIG_IGN); /* the write fails with EFBIG instead of killing us */
+        int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 2);
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        execl(bin, bin, "run", "--endpoint", url, "--concurrency", "4", "--requests", "5000",
+              "--output-dir", out_dir, "--prompts-dir", prompts, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    char *errtext = sb_test_read_file(errpath);
+    assert_non_null(strstr(errtext, "metrics.jsonl"));
+    assert_non_null(strstr(errtext, "File too large"));
+    free(errtext);
+    struct lines l = read_jsonl(mpath); /* whatever was written is whole lines */
+    assert_true(l.n > 0 && l.n < 5000);
+    free_lines(&l);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_smoke(void **state)
+{
+    (void)state;
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, fast_mock), 0);
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", mock.port);
+    const char *a1[] = {bin, "smoke", "--endpoint", url, "--model", "sparkbench-mock", NULL};
+    char *out = NULL, *err = NULL;
+    assert_int_equal(sb_proc_run(a1, &out, &err), 0);
+    assert_non_null(strstr(out, "ready for benchmarking"));
+    assert_non_null(strstr(out, "role chunk first"));
+    assert_non_null(strstr(out, "usage chunk (choices: [])"));
+    free(out);
+    free(err);
+    const char *a2[] = {bin, "smoke", "--endpoint", url, "--model", "not-served", NULL};
+    assert_int_equal(sb_proc_run(a2, &out, &err), 1);
+    assert_non_null(strstr(out, "'not-served' is not among the served names"));
+    free(out);
+    free(err);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    const char *a3[] = {bin, "smoke", "--endpoint", url, NULL}; /* nobody listens any more */
+    assert_int_equal(sb_proc_run(a3, &out, &err), 1);
+    assert_non_null(strstr(out, "NOT READY"));
+    free(out);
+    free(err);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -561,6 +680,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_open_loop_rate),
         cmocka_unit_test(test_config_errors_and_old_flags),
         cmocka_unit_test(test_refused_connection),
+        cmocka_unit_test(test_threads_and_too_large),
+        cmocka_unit_test(test_full_disk),
+        cmocka_unit_test(test_smoke),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
