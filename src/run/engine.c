@@ -110,7 +110,7 @@ struct loop {
     size_t n_ttft, cap_ttft, n_e2e, cap_e2e;
 
     /* progress, read by the main thread */
-    _Atomic long long a_sent, a_done, a_errors, a_inflight;
+    _Atomic long long a_done, a_errors, a_inflight;
     _Atomic uint32_t a_ttft_hist[PROGRESS_BUCKETS];
 };
 
@@ -616,7 +616,6 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
     l->inflight = r;
     l->ninflight++;
     l->sent++;
-    atomic_fetch_add_explicit(&l->a_sent, 1, memory_order_relaxed);
     atomic_store_explicit(&l->a_inflight, l->ninflight, memory_order_relaxed);
     curl_multi_add_handle(l->multi, r->easy);
     return 0;
@@ -1090,10 +1089,9 @@ static void loop_release(struct loop *l)
 
 static void print_progress(struct loop *loops, int n, const struct shared *sh, bool final)
 {
-    long long sent = 0, done = 0, errs = 0, infl = 0;
+    long long done = 0, errs = 0, infl = 0;
     uint64_t hist[PROGRESS_BUCKETS] = {0}, total = 0;
     for (int i = 0; i < n; i++) {
-        sent += atomic_load_explicit(&loops[i].a_sent, memory_order_relaxed);
         done += atomic_load_explicit(&loops[i].a_done, memory_order_relaxed);
         errs += atomic_load_explicit(&loops[i].a_errors, memory_order_relaxed);
         infl += atomic_load_explicit(&loops[i].a_inflight, memory_order_relaxed);
@@ -1121,7 +1119,6 @@ static void print_progress(struct loop *loops, int n, const struct shared *sh, b
         "\r\033[K%6.1fs%s  in flight %lld  done %lld  errors %lld  %.1f req/s  p50 TTFT %.1f ms%s",
         elapsed, total_s, infl, done, errs, elapsed > 0 ? (double)done / elapsed : 0.0, p50,
         final ? "\n" : "");
-    (void)sent;
 }
 
 int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res,
