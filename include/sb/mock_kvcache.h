@@ -10,10 +10,12 @@
  * onboarded from a lower tier, which keeps its lower copy). Each tier is an independent cache with
  * its own capacity and eviction policy that sees only its own uses:
  *   - tier 0: a use is a hit served from tier 0 or a new pin (every admission pins all its blocks);
+ *     a pinned block is in use until its sequence is released, so its release is its last use;
  *   - tier 1/2: a use is a hit served from that tier; entering the tier is not a use.
- * lru evicts the least recently used, fifo the first inserted, lfu the fewest uses since the block
- * entered the tier (ties: least recent). Within one admission the later blocks of the prompt count
- * as the less recent ones, so under pressure a cached prefix loses its tail before its head (vLLM
+ * lru evicts the least recently used, fifo the first inserted (a block unpinned later keeps its
+ * place), lfu the fewest uses since the block entered the tier (ties: least recent). Within one
+ * admission or release the later blocks of the prompt count as the less recent (and, for fifo, the
+ * earlier inserted) ones, so under pressure a cached prefix loses its tail before its head (vLLM
  * frees a sequence's blocks in reverse order for the same reason).
  *
  * Tier-2 slots: the cache owns slot numbers [0, tier_blocks[2]). A block entering tier 2 takes a
@@ -70,9 +72,10 @@ struct sb_kv_cache; /* opaque */
 
 /*
  * Creates a cache for cfg (copied) and io (copied; io may be NULL when tier 2 is absent). Memory
- * grows with the blocks actually cached, up to about 100 bytes per block of total capacity, plus
- * two buffers of block_bytes when tier 1 is present. Total capacity must stay below 2^32 - 1
- * blocks. Returns 0 and sets *out (free with sb_kv_free), or -1 with err filled and *out NULL.
+ * grows with the blocks actually cached, up to about 100 bytes per block of total capacity (never
+ * block_bytes per block), plus two buffers of block_bytes when tier 1 is present. Total capacity
+ * must stay below 2^32 - 1 blocks. Returns 0 and sets *out (free with sb_kv_free), or -1 with err
+ * filled and *out NULL.
  */
 int sb_kv_init(struct sb_kv_cache **out, const struct sb_kv_config *cfg, const struct sb_kv_io *io,
                struct sb_err *err);
@@ -111,12 +114,12 @@ struct sb_kv_match {
  * cached).
  *
  * Walks the prompt block by block, serving each from the fastest tier holding it and stopping at
- * the first block cached nowhere; the blocks found are held so that this call's own evictions
- * cannot take them. Then makes room in tier 0 (evicting unpinned cached blocks, which go down a
- * tier per the offload policy), onboards the tier-1 hits (memcpy + tier1_fetch_us) and the tier-2
- * hits (io.read_block on the block's slot; a failed read drops the block from tier 2 and ends the
- * match there: it and every later block are computed), and pins every block of the sequence in
- * tier 0 until sb_kv_release(). Computed blocks become cached in tier 0 (only with prefix_reuse).
+ * the first block cached nowhere. Makes room in tier 0 by evicting unpinned cached blocks, onboards
+ * the tier-1 hits (memcpy + tier1_fetch_us) and the tier-2 hits (io.read_block on the block's
+ * slot; a failed read drops the block from tier 2 and ends the match there: it and every later
+ * block are computed), and pins every block of the sequence in tier 0 until sb_kv_release().
+ * Computed blocks become cached in tier 0 (only with prefix_reuse). Only then do this call's tier-0
+ * victims go down a tier (on_evict), so their way down cannot push out the blocks just read.
  *
  * m (required) is overwritten with what this call did. Returns 0; SB_KV_NOFIT, with nothing
  * changed, when tier 0 cannot hold the sequence's blocks + extra_blocks even after evicting

@@ -2,11 +2,11 @@
  * The mock's KV block/tier model (see sb/mock_kvcache.h): decides, for every admitted prompt, which
  * blocks are reused from which tier and what gets evicted, offloaded and onboarded, so that the
  * mock can charge realistic prefill and I/O time and export KVBM-shaped counters. Blocks are
- * entries in one growable array, found through a chained hash table keyed by block hash; each tier
- * orders its evictable entries in a binary min-heap (lru: last use, fifo: insertion, lfu: uses
- * then last use), which keeps every operation O(log n) even though pinned tier-0 blocks and blocks
- * held by an admission in flight must stay out of eviction's reach. Nothing here does I/O except
- * through the caller's struct sb_kv_io.
+ * entries in one growable array, found through a chained hash table keyed by block hash. Each tier
+ * orders its evictable entries in an intrusive list (lru, and fifo below tier 0: O(1) per block)
+ * or a binary min-heap (lfu, and tier-0 fifo, whose pinned blocks must return to their place:
+ * O(log n)). Pinned tier-0 blocks are out of the order until their release. Nothing here does I/O
+ * except through the caller's struct sb_kv_io.
  */
 #include "sb/mock_kvcache.h"
 
@@ -23,18 +23,21 @@
 
 struct kv_entry {
     uint64_t hash;
-    uint64_t tick[SB_KV_TIERS]; /* lru/lfu: last use in the tier; fifo: insertion */
-    uint32_t uses[SB_KV_TIERS]; /* uses in the tier since it entered it (lfu) */
-    uint32_t pos[SB_KV_TIERS];  /* index in the tier's heap, NIL when not evictable there */
-    uint32_t next;              /* hash chain, or free list */
-    uint32_t pins;              /* live sequences using it (+1 while moving between tiers) */
-    uint32_t slot;              /* tier-2 slot while in tier 2 */
-    uint8_t tiers;              /* BIT(t) for each tier holding it */
+    uint64_t tick[SB_KV_TIERS];    /* heap key: lfu last use, tier-0 fifo insertion */
+    uint32_t uses[SB_KV_TIERS];    /* uses in the tier since it entered it (lfu) */
+    uint32_t link[SB_KV_TIERS][2]; /* list: prev, next; heap: position */
+    uint32_t next;                 /* hash chain, or free list */
+    uint32_t pins;                 /* live sequences using it (+1 while moving between tiers) */
+    uint32_t slot;                 /* tier-2 slot while in tier 2 */
+    uint8_t tiers;                 /* BIT(t) for each tier holding it */
 };
 
-struct kv_heap {
-    uint32_t *idx;
-    uint32_t len, cap;
+struct kv_order {
+    bool heap;
+    uint32_t len;        /* evictable entries (tier 0: cached and unpinned) */
+    uint32_t head, tail; /* list */
+    uint32_t *idx;       /* heap */
+    uint32_t cap;
 };
 
 struct kv_seq {
@@ -66,7 +69,7 @@ struct sb_kv_cache {
     uint32_t ent_len, ent_cap, ent_max, ent_free, ent_count;
     uint32_t *bucket; /* entry chains by hash, nbucket a power of two */
     uint32_t nbucket;
-    struct kv_heap heap[SB_KV_TIERS];
+    struct kv_order order[SB_KV_TIERS];
 
     uint32_t *slot_free; /* stack of freed tier-2 slots */
     uint32_t nslot_free, slot_free_cap;
@@ -82,6 +85,8 @@ struct sb_kv_cache {
 
     uint8_t *where; /* admission scratch: tier serving each block */
     size_t where_cap;
+    uint32_t *pending; /* admission scratch: tier-0 victims on their way down */
+    uint32_t pending_cap;
 
     unsigned char *t1_src, *t1_dst; /* tier-1 copies */
 
@@ -182,8 +187,6 @@ static uint32_t entry_new(struct sb_kv_cache *kv, uint64_t hash)
     struct kv_entry *e = &kv->ent[i];
     memset(e, 0, sizeof(*e));
     e->hash = hash;
-    for (int t = 0; t < SB_KV_TIERS; t++)
-        e->pos[t] = NIL;
     e->slot = NIL;
     uint32_t b = bucket_of(hash, kv->nbucket);
     e->next = kv->bucket[b];
@@ -207,7 +210,17 @@ static void entry_maybe_free(struct sb_kv_cache *kv, uint32_t i)
     kv->ent_count--;
 }
 
-/* ---- per-tier eviction heaps ---- */
+/* ---- per-tier eviction order ---- */
+
+/*
+ * lru (every tier) and fifo (tiers 1-2) keep a list: head is the next victim, tail the most recent.
+ * lfu needs (uses, last use) and tier-0 fifo needs blocks unpinned long after their insertion to
+ * go back to their place: both keep a min-heap instead.
+ */
+static bool order_is_heap(const struct sb_kv_config *cfg, int t)
+{
+    return cfg->policy[t] == SB_KV_LFU || (t == SB_KV_T0 && cfg->policy[t] == SB_KV_FIFO);
+}
 
 static bool evict_before(const struct sb_kv_cache *kv, int t, uint32_t a, uint32_t b)
 {
@@ -219,13 +232,13 @@ static bool evict_before(const struct sb_kv_cache *kv, int t, uint32_t a, uint32
 
 static void heap_set(struct sb_kv_cache *kv, int t, uint32_t at, uint32_t i)
 {
-    kv->heap[t].idx[at] = i;
-    kv->ent[i].pos[t] = at;
+    kv->order[t].idx[at] = i;
+    kv->ent[i].link[t][0] = at;
 }
 
 static void heap_up(struct sb_kv_cache *kv, int t, uint32_t at)
 {
-    struct kv_heap *h = &kv->heap[t];
+    struct kv_order *h = &kv->order[t];
     uint32_t i = h->idx[at];
     while (at > 0) {
         uint32_t parent = (at - 1) / 2;
@@ -239,7 +252,7 @@ static void heap_up(struct sb_kv_cache *kv, int t, uint32_t at)
 
 static void heap_down(struct sb_kv_cache *kv, int t, uint32_t at)
 {
-    struct kv_heap *h = &kv->heap[t];
+    struct kv_order *h = &kv->order[t];
     uint32_t i = h->idx[at];
     for (;;) {
         uint32_t c = 2 * at + 1;
@@ -255,45 +268,78 @@ static void heap_down(struct sb_kv_cache *kv, int t, uint32_t at)
     heap_set(kv, t, at, i);
 }
 
-/* Capacity was reserved by the admission (or covers every block of the tier). */
-static void heap_push(struct sb_kv_cache *kv, int t, uint32_t i)
+/* Makes entry i evictable in tier t (the heap's room was reserved by the admission). */
+static void order_add(struct sb_kv_cache *kv, int t, uint32_t i)
 {
-    struct kv_heap *h = &kv->heap[t];
-    h->idx[h->len] = i;
-    kv->ent[i].pos[t] = h->len;
-    heap_up(kv, t, h->len++);
-}
-
-static void heap_remove(struct sb_kv_cache *kv, int t, uint32_t i)
-{
-    struct kv_heap *h = &kv->heap[t];
-    uint32_t at = kv->ent[i].pos[t];
-    kv->ent[i].pos[t] = NIL;
-    uint32_t last = h->idx[--h->len];
-    if (at == h->len)
+    struct kv_order *o = &kv->order[t];
+    struct kv_entry *e = &kv->ent[i];
+    if (o->heap) {
+        o->idx[o->len] = i;
+        e->link[t][0] = o->len;
+        heap_up(kv, t, o->len++);
         return;
-    heap_set(kv, t, at, last);
-    heap_up(kv, t, at);
-    heap_down(kv, t, kv->ent[last].pos[t]);
+    }
+    e->link[t][0] = o->tail;
+    e->link[t][1] = NIL;
+    if (o->tail != NIL)
+        kv->ent[o->tail].link[t][1] = i;
+    else
+        o->head = i;
+    o->tail = i;
+    o->len++;
 }
 
-static uint32_t heap_pop(struct sb_kv_cache *kv, int t)
+static void order_del(struct sb_kv_cache *kv, int t, uint32_t i)
 {
-    uint32_t i = kv->heap[t].idx[0];
-    heap_remove(kv, t, i);
-    return i;
+    struct kv_order *o = &kv->order[t];
+    struct kv_entry *e = &kv->ent[i];
+    o->len--;
+    if (o->heap) {
+        uint32_t at = e->link[t][0];
+        uint32_t last = o->idx[o->len];
+        if (at == o->len)
+            return;
+        heap_set(kv, t, at, last);
+        heap_up(kv, t, at);
+        heap_down(kv, t, kv->ent[last].link[t][0]);
+        return;
+    }
+    uint32_t prev = e->link[t][0], next = e->link[t][1];
+    if (prev != NIL)
+        kv->ent[prev].link[t][1] = next;
+    else
+        o->head = next;
+    if (next != NIL)
+        kv->ent[next].link[t][0] = prev;
+    else
+        o->tail = prev;
+}
+
+/* The next victim of tier t (its order is not empty). */
+static uint32_t order_victim(const struct sb_kv_cache *kv, int t)
+{
+    const struct kv_order *o = &kv->order[t];
+    return o->heap ? o->idx[0] : o->head;
+}
+
+/* A hit on entry i while it stays evictable in lower tier t. */
+static void order_use(struct sb_kv_cache *kv, int t, uint32_t i)
+{
+    struct kv_entry *e = &kv->ent[i];
+    enum sb_kv_policy p = kv->cfg.policy[t];
+    if (p == SB_KV_FIFO)
+        return;
+    e->uses[t]++;
+    e->tick[t] = kv->tick++;
+    if (kv->order[t].heap) {
+        heap_down(kv, t, e->link[t][0]); /* the key only grew */
+    } else if (kv->order[t].tail != i) {
+        order_del(kv, t, i);
+        order_add(kv, t, i);
+    }
 }
 
 /* ---- tier moves ---- */
-
-/* A use of entry i in tier t (it must be out of the tier's heap). */
-static void touch(struct sb_kv_cache *kv, int t, uint32_t i, uint64_t tick)
-{
-    struct kv_entry *e = &kv->ent[i];
-    e->uses[t]++;
-    if (kv->cfg.policy[t] != SB_KV_FIFO)
-        e->tick[t] = tick;
-}
 
 static int next_tier(const struct sb_kv_cache *kv, int t)
 {
@@ -359,15 +405,12 @@ static void evict_one(struct sb_kv_cache *kv, int t, struct sb_kv_match *m);
 
 /*
  * Copies entry i from tier `from` into lower tier t (1 or 2), evicting there when full. Returns
- * false when the tier cannot take it (everything there is held, or the disk write failed).
+ * false when the disk write failed.
  */
 static bool tier_insert(struct sb_kv_cache *kv, int t, uint32_t i, int from, struct sb_kv_match *m)
 {
-    if (kv->used[t] >= kv->cap[t]) {
-        if (kv->heap[t].len == 0)
-            return false;
-        evict_one(kv, t, m);
-    }
+    if (kv->used[t] >= kv->cap[t])
+        evict_one(kv, t, m); /* lower tiers pin nothing: everything there is evictable */
     struct kv_entry *e = &kv->ent[i];
     if (t == SB_KV_T2) {
         uint32_t slot = slot_take(kv);
@@ -385,15 +428,27 @@ static bool tier_insert(struct sb_kv_cache *kv, int t, uint32_t i, int from, str
     kv->used[t]++;
     e->uses[t] = 0;
     e->tick[t] = kv->tick++;
-    heap_push(kv, t, i);
+    order_add(kv, t, i);
     count_copy(kv, from, t);
     return true;
 }
 
-/* Evicts tier t's first victim (its heap is not empty); on_evict copies it one tier down. */
+/* After entry i left tier t: on_evict copies it to the next tier down unless it is there. */
+static void demote(struct sb_kv_cache *kv, int t, uint32_t i, struct sb_kv_match *m)
+{
+    if (kv->cfg.offload != SB_KV_ON_EVICT)
+        return;
+    int d = next_tier(kv, t);
+    struct kv_entry *e = &kv->ent[i];
+    if (d >= 0 && !(e->tiers & BIT(d)) && (d != SB_KV_T2 || disk_allowed(kv, e->hash)))
+        tier_insert(kv, d, i, t, m);
+}
+
+/* Evicts the victim of lower tier t at once (tier 0 defers its victims, see sb_kv_admit). */
 static void evict_one(struct sb_kv_cache *kv, int t, struct sb_kv_match *m)
 {
-    uint32_t i = heap_pop(kv, t);
+    uint32_t i = order_victim(kv, t);
+    order_del(kv, t, i);
     struct kv_entry *e = &kv->ent[i];
     e->tiers &= (uint8_t)~BIT(t);
     kv->used[t]--;
@@ -402,23 +457,18 @@ static void evict_one(struct sb_kv_cache *kv, int t, struct sb_kv_match *m)
         slot_give(kv, e->slot);
         e->slot = NIL;
     }
-    if (kv->cfg.offload == SB_KV_ON_EVICT) {
-        int d = next_tier(kv, t);
-        if (d >= 0 && !(e->tiers & BIT(d)) && (d != SB_KV_T2 || disk_allowed(kv, e->hash))) {
-            e->pins++; /* in transit: the cascade below must not free it */
-            tier_insert(kv, d, i, t, m);
-            kv->ent[i].pins--;
-        }
-    }
+    e->pins++; /* in transit: the cascade below must not free it */
+    demote(kv, t, i, m);
+    kv->ent[i].pins--;
     entry_maybe_free(kv, i);
 }
 
 /* Pins a cached tier-0 entry for a sequence; a new pin is a use. */
-static void pin(struct sb_kv_cache *kv, uint32_t i, uint64_t tick)
+static void pin(struct sb_kv_cache *kv, uint32_t i)
 {
     if (kv->ent[i].pins++ == 0)
-        heap_remove(kv, SB_KV_T0, i);
-    touch(kv, SB_KV_T0, i, tick);
+        order_del(kv, SB_KV_T0, i);
+    kv->ent[i].uses[SB_KV_T0]++;
 }
 
 /* Puts entry i (not in tier 0) into tier 0, pinned; the room was made by the admission. */
@@ -426,11 +476,10 @@ static void t0_add_pinned(struct sb_kv_cache *kv, uint32_t i, uint64_t tick)
 {
     struct kv_entry *e = &kv->ent[i];
     e->tiers |= BIT(SB_KV_T0);
-    e->uses[SB_KV_T0] = 0;
+    e->uses[SB_KV_T0] = 1;
     e->tick[SB_KV_T0] = tick;
     e->pins++;
     kv->used[SB_KV_T0]++;
-    touch(kv, SB_KV_T0, i, tick);
 }
 
 /* The walk asked tiers 0..hit_tier for a block and found it in hit_tier (W_NONE: nowhere). */
@@ -575,6 +624,10 @@ int sb_kv_init(struct sb_kv_cache **out, const struct sb_kv_config *cfg, const s
         kv->io = *io;
     kv->ent_free = NIL;
     kv->seq_free = NIL;
+    for (int t = 0; t < SB_KV_TIERS; t++) {
+        kv->order[t].heap = order_is_heap(cfg, t);
+        kv->order[t].head = kv->order[t].tail = NIL;
+    }
     kv->ent_max = (uint32_t)total;
     for (int t = 0; t < SB_KV_TIERS; t++) {
         kv->cap[t] = cfg->tier_blocks[t];
@@ -617,10 +670,11 @@ void sb_kv_free(struct sb_kv_cache *kv)
     free(kv->ent);
     free(kv->bucket);
     for (int t = 0; t < SB_KV_TIERS; t++)
-        free(kv->heap[t].idx);
+        free(kv->order[t].idx);
     free(kv->slot_free);
     free(kv->freq);
     free(kv->where);
+    free(kv->pending);
     free(kv->t1_src);
     free(kv->t1_dst);
     free(kv);
@@ -676,24 +730,26 @@ size_t sb_kv_hash_tokens(const uint32_t *ids, size_t n, uint32_t block_tokens, u
 }
 
 /* Reserves everything an admission of n blocks may allocate, so that it cannot fail midway. */
-static int admit_reserve(struct sb_kv_cache *kv, size_t n, size_t extra)
+static int admit_reserve(struct sb_kv_cache *kv, size_t n, size_t extra, uint64_t need)
 {
     if (n > UINT32_MAX)
         return -1;
     uint64_t moves = 4 * (uint64_t)n + 2 * (uint64_t)extra; /* blocks that may enter a tier */
     if (entry_reserve(kv, n) < 0 || seq_reserve(kv) < 0)
         return -1;
-    uint64_t cached0 = kv->used[SB_KV_T0];
-    if (grow((void **)&kv->heap[SB_KV_T0].idx, &kv->heap[SB_KV_T0].cap,
-             min_u64(kv->cap[SB_KV_T0], cached0 + n), sizeof(uint32_t)) < 0)
-        return -1;
-    for (int t = SB_KV_T1; t < SB_KV_TIERS; t++)
-        if (kv->cap[t] && grow((void **)&kv->heap[t].idx, &kv->heap[t].cap,
-                               min_u64(kv->cap[t], kv->heap[t].len + moves), sizeof(uint32_t)) < 0)
+    for (int t = 0; t < SB_KV_TIERS; t++) {
+        struct kv_order *o = &kv->order[t];
+        /* tier 0: every cached block may become evictable at its release */
+        uint64_t want = t == SB_KV_T0 ? kv->used[t] + n : o->len + moves;
+        if (kv->cap[t] && o->heap &&
+            grow((void **)&o->idx, &o->cap, min_u64(kv->cap[t], want), sizeof(uint32_t)) < 0)
             return -1;
+    }
     if (kv->cap[SB_KV_T2] &&
         grow((void **)&kv->slot_free, &kv->slot_free_cap,
              min_u64(kv->cap[SB_KV_T2], kv->slot_fresh + moves), sizeof(uint32_t)) < 0)
+        return -1;
+    if (grow((void **)&kv->pending, &kv->pending_cap, need, sizeof(uint32_t)) < 0)
         return -1;
     if (n > kv->where_cap) {
         uint8_t *w = realloc(kv->where, n);
@@ -735,24 +791,25 @@ int sb_kv_admit(struct sb_kv_cache *kv, uint64_t seq_id, const uint64_t *hashes,
     } else {
         need += nblocks;
     }
-    uint64_t room = cap0 - kv->used[SB_KV_T0] + kv->heap[SB_KV_T0].len;
+    uint64_t room = cap0 - kv->used[SB_KV_T0] + kv->order[SB_KV_T0].len;
     if (mine_evictable > room || need > room - mine_evictable)
         return SB_KV_NOFIT;
 
     uint32_t *blocks = NULL;
-    if (admit_reserve(kv, nblocks, extra_blocks) < 0 ||
+    if (admit_reserve(kv, nblocks, extra_blocks, need) < 0 ||
         (reuse && nblocks && !(blocks = malloc(nblocks * sizeof(*blocks)))))
         return sb_err_set(err, "kv cache: out of memory admitting sequence %llu",
                           (unsigned long long)seq_id);
 
-    /* From here on nothing can fail. Ticks: later blocks of the prompt count as less recent. */
+    /* From here on nothing can fail. Later blocks of the prompt get older fifo ticks, and every
+       loop that orders blocks in a tier runs from the last block to the first, so that under
+       pressure a cached prefix loses its tail before its head. */
     const uint64_t tick0 = kv->tick;
     kv->tick += nblocks;
-#define TICK(i) (tick0 + nblocks - 1 - (i))
     uint8_t *where = kv->where;
     size_t match = 0;
     if (reuse) {
-        /* Plan the match; pin what tier 0 holds and hold lower-tier matches out of eviction. */
+        /* Plan the match; pin what tier 0 holds. */
         for (size_t i = 0; i < nblocks; i++) {
             uint32_t j = entry_find(kv, hashes[i]);
             blocks[i] = j;
@@ -763,28 +820,37 @@ int sb_kv_admit(struct sb_kv_cache *kv, uint64_t seq_id, const uint64_t *hashes,
                 continue;
             unsigned tiers = kv->ent[j].tiers;
             if (tiers & BIT(SB_KV_T0)) {
-                pin(kv, j, TICK(i));
+                pin(kv, j);
                 where[i] = SB_KV_T0;
-                match += match == i;
             } else if (match == i) {
-                int t = (tiers & BIT(SB_KV_T1)) ? SB_KV_T1 : SB_KV_T2;
-                if (kv->ent[j].pos[t] != NIL) { /* NIL: a repeated hash, already held */
-                    heap_remove(kv, t, j);
-                    where[i] = (uint8_t)t;
-                    match++;
-                }
+                where[i] = (tiers & BIT(SB_KV_T1)) ? SB_KV_T1 : SB_KV_T2;
             }
+            match += match == i;
         }
     }
 
-    while (cap0 - kv->used[SB_KV_T0] < need && kv->heap[SB_KV_T0].len)
-        evict_one(kv, SB_KV_T0, m);
+    /* Make room in tier 0. The victims go down only after the onboarding, so their way down
+       cannot evict the lower-tier blocks this prompt is about to read. */
+    uint32_t npending = 0;
+    while (cap0 - kv->used[SB_KV_T0] < need && kv->order[SB_KV_T0].len) {
+        uint32_t j = order_victim(kv, SB_KV_T0);
+        order_del(kv, SB_KV_T0, j);
+        kv->ent[j].tiers &= (uint8_t)~BIT(SB_KV_T0);
+        kv->ent[j].pins++; /* in transit */
+        kv->used[SB_KV_T0]--;
+        kv->st[SB_KV_T0].evictions++;
+        kv->pending[npending++] = j;
+    }
 
     /* Onboard the matched prefix. */
     size_t stop = match;
     for (size_t i = 0; i < match; i++) {
         uint32_t j = blocks[i];
         int t = where[i];
+        if (t != SB_KV_T0 && (kv->ent[j].tiers & BIT(SB_KV_T0))) {
+            pin(kv, j); /* a repeated hash, onboarded a moment ago */
+            t = where[i] = SB_KV_T0;
+        }
         if (t == SB_KV_T0) {
             count_lookups(kv, t);
             m->hit[t]++;
@@ -798,6 +864,7 @@ int sb_kv_admit(struct sb_kv_cache *kv, uint64_t seq_id, const uint64_t *hashes,
                 /* Unreadable: the block leaves the disk tier and the match ends here. */
                 count_lookups(kv, W_NONE);
                 m->io_errors++;
+                order_del(kv, SB_KV_T2, j);
                 kv->ent[j].tiers &= (uint8_t)~BIT(SB_KV_T2);
                 kv->used[SB_KV_T2]--;
                 slot_give(kv, kv->ent[j].slot);
@@ -810,44 +877,51 @@ int sb_kv_admit(struct sb_kv_cache *kv, uint64_t seq_id, const uint64_t *hashes,
             m->disk_read_bytes += kv->cfg.block_bytes;
         }
         count_lookups(kv, t);
-        touch(kv, t, j, TICK(i));
-        heap_push(kv, t, j);
-        t0_add_pinned(kv, j, TICK(i));
+        t0_add_pinned(kv, j, tick0 + nblocks - 1 - i);
         count_copy(kv, t, SB_KV_T0);
         m->hit[t]++;
     }
-    if (stop == match && match < nblocks && reuse)
+    if (reuse && stop == match && match < nblocks)
         count_lookups(kv, W_NONE);
-    for (size_t i = stop + 1; i < match; i++) {
-        if (where[i] == SB_KV_T1 || where[i] == SB_KV_T2) {
-            heap_push(kv, where[i], blocks[i]);
-            where[i] = W_NONE;
-        }
-    }
+    for (size_t i = stop; i-- > 0;)
+        if (where[i] == SB_KV_T1 || where[i] == SB_KV_T2)
+            order_use(kv, where[i], blocks[i]);
     m->miss = nblocks - stop;
 
     /* Compute the rest. */
     uint64_t private_blocks = extra_blocks;
     if (reuse) {
-        for (size_t i = stop; i < nblocks; i++) {
+        for (size_t i = nblocks; i-- > stop;) {
             if (where[i] == SB_KV_T0)
                 continue;
             uint32_t j = entry_find(kv, hashes[i]);
             if (j != NIL && (kv->ent[j].tiers & BIT(SB_KV_T0))) {
-                pin(kv, j, TICK(i)); /* a repeated hash within the prompt */
+                pin(kv, j); /* a repeated hash within the prompt */
                 blocks[i] = j;
                 continue;
             }
             if (j == NIL)
                 j = entry_new(kv, hashes[i]);
             blocks[i] = j;
-            t0_add_pinned(kv, j, TICK(i));
+            t0_add_pinned(kv, j, tick0 + nblocks - 1 - i);
             if (kv->cfg.offload == SB_KV_WRITE_THROUGH && kv->cap[SB_KV_T1] &&
                 !(kv->ent[j].tiers & BIT(SB_KV_T1)))
                 tier_insert(kv, SB_KV_T1, j, SB_KV_T0, m);
         }
+    } else {
+        private_blocks += nblocks;
+    }
+
+    for (uint32_t k = 0; k < npending; k++) {
+        uint32_t j = kv->pending[k];
+        demote(kv, SB_KV_T0, j, m);
+        kv->ent[j].pins--;
+        entry_maybe_free(kv, j);
+    }
+
+    if (reuse) {
         if (kv->cfg.offload == SB_KV_WRITE_THROUGH && kv->cap[SB_KV_T2]) {
-            for (size_t i = 0; i < nblocks; i++) {
+            for (size_t i = nblocks; i-- > 0;) {
                 uint32_t j = blocks[i];
                 unsigned tiers = kv->ent[j].tiers;
                 if (!(tiers & BIT(SB_KV_T2)) && disk_allowed(kv, hashes[i]))
@@ -861,10 +935,7 @@ int sb_kv_admit(struct sb_kv_cache *kv, uint64_t seq_id, const uint64_t *hashes,
         }
         kv->kvbm.matched_tokens +=
             (uint64_t)(m->hit[SB_KV_T1] + m->hit[SB_KV_T2]) * kv->cfg.block_tokens;
-    } else {
-        private_blocks += nblocks;
     }
-#undef TICK
     kv->used[SB_KV_T0] += private_blocks;
 
     struct kv_seq *s = seq_add(kv, seq_id);
@@ -880,10 +951,16 @@ void sb_kv_release(struct sb_kv_cache *kv, uint64_t seq_id)
     if (si == NIL)
         return;
     struct kv_seq *s = &kv->seq[si];
+    /* A block is in use until its release, which is its last use (lru, lfu tie-break); the last
+       block of the prompt goes back first, as the least recent. */
+    bool fifo = kv->cfg.policy[SB_KV_T0] == SB_KV_FIFO;
     for (uint32_t k = s->nblocks; k-- > 0;) {
         uint32_t j = s->blocks[k];
-        if (--kv->ent[j].pins == 0)
-            heap_push(kv, SB_KV_T0, j);
+        if (--kv->ent[j].pins == 0) {
+            if (!fifo)
+                kv->ent[j].tick[SB_KV_T0] = kv->tick++;
+            order_add(kv, SB_KV_T0, j);
+        }
     }
     kv->used[SB_KV_T0] -= s->private_blocks;
     free(s->blocks);
@@ -897,7 +974,6 @@ void sb_kv_release(struct sb_kv_cache *kv, uint64_t seq_id)
     kv->seq_free = si;
     kv->seq_count--;
 }
-
 unsigned sb_kv_where(const struct sb_kv_cache *kv, uint64_t hash)
 {
     uint32_t j = entry_find(kv, hash);

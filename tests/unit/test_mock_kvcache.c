@@ -308,10 +308,13 @@ static void test_eviction_order_tier0(void **state)
         {SB_KV_LRU, 3, "A B A C D E", "BA"},
         {SB_KV_FIFO, 3, "A B A C D E", "AB"},
         {SB_KV_LFU, 3, "A B A C D E", "BC"},
-        /* A stays pinned through the churn and is never a victim. */
-        {SB_KV_LRU, 3, "+A B C D E F -A G", "BCDA"},
+        /* A stays pinned through the churn and is never a victim; its use lasts until its
+           release (lru, lfu tie-break), while fifo puts it back in its old place. */
+        {SB_KV_LRU, 3, "+A B C D E F -A G", "BCDE"},
         {SB_KV_FIFO, 3, "+A B C D E F -A G", "BCDA"},
-        {SB_KV_LFU, 3, "+A B C D E F -A G", "BCDA"},
+        {SB_KV_LFU, 3, "+A B C D E F -A G", "BCDE"},
+        {SB_KV_LRU, 2, "+A B -A C", "B"},
+        {SB_KV_FIFO, 2, "+A B -A C", "A"},
         /* lfu keeps the frequent block, lru keeps the recent ones */
         {SB_KV_LFU, 2, "A A A B C D", "BC"},
         {SB_KV_LRU, 2, "A A A B C D", "AB"},
@@ -845,6 +848,27 @@ static void test_second_pass_from_disk(void **state)
     }
 }
 
+/* on_evict: the blocks this admission evicts from tier 0 go down only after it has read its own
+   lower-tier blocks, so a full tier 1 does not lose them first. */
+static void test_victims_go_down_after_onboarding(void **state)
+{
+    (void)state;
+    struct fake_io f;
+    struct sb_kv_cache *kv = make(config(2, 2, 0, SB_KV_ON_EVICT), &f);
+    const uint64_t a[2] = {1, 2}, b[2] = {3, 4};
+    visit(kv, 1, a, 2);
+    visit(kv, 2, b, 2);
+    assert_int_equal(sb_kv_where(kv, 1), T1);
+    assert_int_equal(sb_kv_where(kv, 2), T1);
+    struct sb_kv_match m = visit(kv, 3, a, 2);
+    assert_int_equal(m.hit[1], 2);
+    assert_int_equal(sb_kv_where(kv, 1), T0);
+    assert_int_equal(sb_kv_where(kv, 3), T1);
+    assert_int_equal(sb_kv_where(kv, 4), T1);
+    check_identities(kv, &f, 4096);
+    sb_kv_free(kv);
+}
+
 /* ---- a long random workload ---- */
 
 static void test_random_workload(void **state)
@@ -972,14 +996,23 @@ static void test_random_workload(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hash_prompt_lengths), cmocka_unit_test(test_hash_prompt_chaining),
-        cmocka_unit_test(test_hash_tokens),         cmocka_unit_test(test_eviction_order_tier0),
-        cmocka_unit_test(test_eviction_tail_first), cmocka_unit_test(test_eviction_order_tier1),
-        cmocka_unit_test(test_no_prefix_reuse),     cmocka_unit_test(test_nofit_changes_nothing),
-        cmocka_unit_test(test_admit_errors),        cmocka_unit_test(test_init_errors),
-        cmocka_unit_test(test_offload_modes),       cmocka_unit_test(test_second_use_filter),
-        cmocka_unit_test(test_disk_errors),         cmocka_unit_test(test_fetch_ns),
-        cmocka_unit_test(test_hit_rate_window),     cmocka_unit_test(test_second_pass_from_disk),
+        cmocka_unit_test(test_hash_prompt_lengths),
+        cmocka_unit_test(test_hash_prompt_chaining),
+        cmocka_unit_test(test_hash_tokens),
+        cmocka_unit_test(test_eviction_order_tier0),
+        cmocka_unit_test(test_eviction_tail_first),
+        cmocka_unit_test(test_eviction_order_tier1),
+        cmocka_unit_test(test_no_prefix_reuse),
+        cmocka_unit_test(test_nofit_changes_nothing),
+        cmocka_unit_test(test_admit_errors),
+        cmocka_unit_test(test_init_errors),
+        cmocka_unit_test(test_offload_modes),
+        cmocka_unit_test(test_second_use_filter),
+        cmocka_unit_test(test_disk_errors),
+        cmocka_unit_test(test_fetch_ns),
+        cmocka_unit_test(test_hit_rate_window),
+        cmocka_unit_test(test_second_pass_from_disk),
+        cmocka_unit_test(test_victims_go_down_after_onboarding),
         cmocka_unit_test(test_random_workload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
