@@ -521,6 +521,26 @@ static void fill_labels(struct loop *l, struct sb_record *rec)
     rec->rate = cfg->rate > 0 ? cfg->rate : NAN;
 }
 
+/* The request body for one prompt, from the run's options. */
+static int build_body(const struct sb_engine_params *p, const struct sb_prompt *pr,
+                      struct sb_buf *out, struct sb_err *err)
+{
+    const struct sb_run_config *cfg = p->cfg;
+    struct sb_request_params rp = {
+        .api = p->api,
+        .model = p->model_sent,
+        .prompt = pr->text.data,
+        .prompt_len = pr->text.len,
+        .max_tokens = cfg->max_tokens,
+        .temperature = cfg->temperature,
+        .top_p = cfg->top_p,
+        .stream = cfg->stream,
+        .include_usage = cfg->stream,
+        .extra_json = cfg->extra_body,
+    };
+    return sb_openai_build_request(&rp, out, err);
+}
+
 /*
  * Starts one request intended for t_sched. Returns 0; 1 when --requests is used up; -1 on a fatal
  * error (already reported through set_fatal).
@@ -571,20 +591,8 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
         }
         snprintf(r->rec.nonce, sizeof(r->rec.nonce), "%s", r->prompt.nonce);
         snprintf(r->rec.prompt_hash, sizeof(r->rec.prompt_hash), "%s", r->prompt.hash);
-        struct sb_request_params rp = {
-            .api = p->api,
-            .model = p->model_sent,
-            .prompt = r->prompt.text.data,
-            .prompt_len = r->prompt.text.len,
-            .max_tokens = cfg->max_tokens,
-            .temperature = cfg->temperature,
-            .top_p = cfg->top_p,
-            .stream = cfg->stream,
-            .include_usage = cfg->stream,
-            .extra_json = cfg->extra_body,
-        };
         sb_buf_reset(&r->body);
-        if (sb_openai_build_request(&rp, &r->body, &err) != 0) {
+        if (build_body(p, &r->prompt, &r->body, &err) != 0) {
             set_fatal(l, err.msg);
             r->next = l->free_reqs;
             l->free_reqs = r;
@@ -1151,19 +1159,7 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
             sb_prompt_release(&pr);
             goto out;
         }
-        struct sb_request_params rp = {
-            .api = p->api,
-            .model = p->model_sent,
-            .prompt = pr.text.data,
-            .prompt_len = pr.text.len,
-            .max_tokens = cfg->max_tokens,
-            .temperature = cfg->temperature,
-            .top_p = cfg->top_p,
-            .stream = cfg->stream,
-            .include_usage = cfg->stream,
-            .extra_json = cfg->extra_body,
-        };
-        int brc = sb_openai_build_request(&rp, &shared_body, err);
+        int brc = build_body(p, &pr, &shared_body, err);
         memcpy(sh->shared_hash, pr.hash, sizeof(sh->shared_hash));
         sb_prompt_release(&pr);
         if (brc != 0)
