@@ -425,6 +425,27 @@ static void test_metrics_port(void **state)
     assert_int_equal(sb_proc_stop(&p, SIGTERM), 0);
 }
 
+static void test_stack_b_profile_starts(void **state)
+{
+    (void)state;
+    char *kvdir = make_dir("/var/tmp");
+    char profile[512];
+    snprintf(profile, sizeof(profile), "%s/configs/mock/stackB.yaml", srcdir);
+    /* The shipped profile, with a smaller disk tier than its 1 GiB. */
+    const char *args[] = {"--profile", profile,         "--port", "0", "--tier2-path",
+                          kvdir,       "--tier2-bytes", "64MiB",  NULL};
+    struct sb_proc p;
+    assert_int_equal(sb_proc_start_mock(&p, bin, args), 0);
+    assert_int_equal(count_entries(kvdir), 1);
+    char *m = get_metrics(p.port);
+    assert_true(metric(m, "mock_kv_tier_capacity_blocks{tier=\"2\"}") == 1024);
+    free(m);
+    assert_int_equal(sb_proc_stop(&p, SIGINT), 0);
+    assert_int_equal(count_entries(kvdir), 0);
+    rm_rf(kvdir);
+    free(kvdir);
+}
+
 static void test_bad_tier2_dir(void **state)
 {
     (void)state;
@@ -450,6 +471,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stack_a_rejects_and_never_writes),
         cmocka_unit_test(test_lora_cold_warm),
         cmocka_unit_test(test_metrics_port),
+        cmocka_unit_test(test_stack_b_profile_starts),
         cmocka_unit_test(test_bad_tier2_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -545,6 +545,44 @@ static void test_refused_connection(void **state)
     free(dir);
 }
 
+static void test_shipped_configs(void **state)
+{
+    (void)state;
+    struct sb_proc mock;
+    const char *margs[] = {"--decode-base-ms", "1", "--served-model-name",
+                           "meta-llama/Llama-3.1-8B-Instruct,nvidia/Llama-3.3-70B-Instruct-FP4",
+                           NULL};
+    assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
+    char *dir = make_tmpdir();
+    static const char *const configs[] = {"stackB_h2b.yaml", "stackA_baseline.yaml"};
+    for (size_t i = 0; i < 2; i++) {
+        char cfg[512], url[128], out_dir[600], prompts[512], mpath[700];
+        snprintf(cfg, sizeof(cfg), "%s/configs/%s", srcdir, configs[i]);
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", mock.port,
+                 i == 0 ? "/v1/chat/completions" : "/v1/completions");
+        snprintf(out_dir, sizeof(out_dir), "%s/%zu", dir, i);
+        snprintf(prompts, sizeof(prompts), "%s/inputs/prompts", srcdir);
+        snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", out_dir);
+        const char *args[] = {"--config",   cfg, "--endpoint",   url,     "--requests",    "4",
+                              "--warmup-s", "0", "--output-dir", out_dir, "--prompts-dir", prompts,
+                              "--quiet",    NULL};
+        char *out = NULL, *err = NULL;
+        int rc = run_cmd(args, &out, &err);
+        if (rc != 0)
+            fail_msg("%s: exit %d: %s", configs[i], rc, err);
+        free(out);
+        free(err);
+        struct lines l = read_jsonl(mpath);
+        assert_int_equal(l.n, 4);
+        assert_true(is_true(l.v[0], "ok"));
+        assert_string_equal(str(l.v[0], "stack"), i == 0 ? "B" : "A");
+        free_lines(&l);
+    }
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_threads_and_too_large(void **state)
 {
     (void)state;
@@ -557,8 +595,9 @@ static void test_threads_and_too_large(void **state)
     /* Two event loops share the users; nothing is lost or duplicated. */
     snprintf(out_dir, sizeof(out_dir), "%s/threads", dir);
     snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", out_dir);
-    const char *a1[] = {"--endpoint", url, "--threads", "2", "--concurrency", "6", "--requests",
-                        "60", "--output-dir", out_dir, "--prompts-dir", prompts, "--quiet", NULL};
+    const char *a1[] = {"--endpoint", url,  "--threads",    "2",     "--concurrency", "6",
+                        "--requests", "60", "--output-dir", out_dir, "--prompts-dir", prompts,
+                        "--quiet",    NULL};
     char *out = NULL, *err = NULL;
     assert_int_equal(run_cmd(a1, &out, &err), 0);
     free(out);
@@ -577,9 +616,10 @@ static void test_threads_and_too_large(void **state)
     /* A response over --max-response-bytes is an error record, not an allocation storm. */
     snprintf(out_dir, sizeof(out_dir), "%s/large", dir);
     snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", out_dir);
-    const char *a2[] = {"--endpoint", url, "--requests", "3", "--max-tokens", "200",
-                        "--max-response-bytes", "4096", "--output-dir", out_dir,
-                        "--prompts-dir", prompts, "--quiet", NULL};
+    const char *a2[] = {"--endpoint",   url,     "--requests",           "3",
+                        "--max-tokens", "200",   "--max-response-bytes", "4096",
+                        "--output-dir", out_dir, "--prompts-dir",        prompts,
+                        "--quiet",      NULL};
     assert_int_equal(run_cmd(a2, &out, &err), 0);
     free(out);
     free(err);
@@ -680,6 +720,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_open_loop_rate),
         cmocka_unit_test(test_config_errors_and_old_flags),
         cmocka_unit_test(test_refused_connection),
+        cmocka_unit_test(test_shipped_configs),
         cmocka_unit_test(test_threads_and_too_large),
         cmocka_unit_test(test_full_disk),
         cmocka_unit_test(test_smoke),
