@@ -1,0 +1,64 @@
+/*
+ * `sparkbench sysmon`: telemetry on an absolute time grid. Sources are const ops tables (one file
+ * each: source_cpu.c, source_mem.c, ...); the sampler wakes at wall-clock multiples of the interval
+ * with clock_nanosleep(TIMER_ABSTIME), asks every source for its fields, and writes one JSON line
+ * per tick with the scheduled and the actual time. A missed tick is written as missed, never
+ * merged into the next; a source that failed a tick is absent from that line, never zero-filled.
+ */
+#ifndef SB_SYSMON_H
+#define SB_SYSMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sb/buf.h"
+#include "sb/err.h"
+
+struct sb_sysmon_config {
+    char *out_dir;
+    double duration_s; /* 0: until SIGINT/SIGTERM */
+    long long interval_ms;
+    char *disks; /* comma list; NULL: the devices holding out_dir (and tier2 dirs) */
+    bool per_cpu;
+    char *proc_root; /* "/proc" (tests point it at fixtures) */
+    char *sys_root;  /* "/sys" */
+};
+
+struct sb_sysmon_source;
+
+struct sb_sysmon_source_ops {
+    const char *name; /* the JSON key of its object, e.g. "cpu" */
+    /* Prepares the source; returns 0, 1 when it is not available here (said once, then skipped),
+       or -1 with err. */
+    int (*open)(struct sb_sysmon_source *src, const struct sb_sysmon_config *cfg,
+                struct sb_err *err);
+    /* Appends `"name":{...}` (no leading comma) for this tick; returns 0, or -1 when it has
+       nothing valid this tick (the line then lacks it). now_ns is the tick's CLOCK_MONOTONIC. */
+    int (*sample)(struct sb_sysmon_source *src, uint64_t now_ns, struct sb_buf *out);
+    void (*close)(struct sb_sysmon_source *src);
+};
+
+struct sb_sysmon_source {
+    const struct sb_sysmon_source_ops *ops;
+    void *state; /* the source's own */
+    bool enabled;
+    char note[256]; /* why it is off, for the one notice */
+};
+
+extern const struct sb_sysmon_source_ops sb_source_cpu, sb_source_mem, sb_source_psi,
+    sb_source_disk;
+
+/* Reads <root>/<rel> whole into out (reset first). Returns 0 or -1 (errno kept). */
+int sb_sysmon_read_file(const char *root, const char *rel, struct sb_buf *out);
+
+/* The first wall-clock multiple of interval_ns strictly after real_ns. */
+uint64_t sb_sysmon_next_grid(uint64_t real_ns, uint64_t interval_ns);
+
+/*
+ * Runs the sampler until duration_s or *stop becomes true (checked each tick), writing
+ * <out_dir>/sysmon.jsonl. Returns 0, or -1 with err (cannot create the file, ...).
+ */
+int sb_sysmon_run(const struct sb_sysmon_config *cfg, volatile bool *stop, struct sb_err *err);
+
+#endif

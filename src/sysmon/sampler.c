@@ -1,0 +1,138 @@
+/*
+ * The sysmon sampler (see sb/sysmon.h): absolute deadlines on a wall-clock-aligned grid, one JSON
+ * line per tick, missed ticks written as such. Re-anchors every tick on CLOCK_REALTIME so the grid
+ * stays on wall-clock multiples of the interval, and sleeps on CLOCK_MONOTONIC so clock steps do
+ * not stretch or squeeze a tick.
+ */
+#include "sb/sysmon.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "sb/jsonl.h"
+#include "sb/util.h"
+
+static const struct sb_sysmon_source_ops *const all_sources[] = {&sb_source_cpu, &sb_source_mem,
+                                                                 &sb_source_psi, &sb_source_disk};
+
+uint64_t sb_sysmon_next_grid(uint64_t real_ns, uint64_t interval_ns)
+{
+    return (real_ns / interval_ns + 1) * interval_ns;
+}
+
+static void sleep_until(uint64_t mono_ns, volatile bool *stop)
+{
+    struct timespec ts = {(time_t)(mono_ns / 1000000000ull), (long)(mono_ns % 1000000000ull)};
+    while (!*stop && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
+}
+
+static int add_ts(struct sb_buf *b, const char *key, uint64_t real_ns)
+{
+    return sb_buf_addf(b, "\"%s\":%llu.%06llu", key, (unsigned long long)(real_ns / 1000000000ull),
+                       (unsigned long long)((real_ns % 1000000000ull) / 1000));
+}
+
+int sb_sysmon_run(const struct sb_sysmon_config *cfg, volatile bool *stop, struct sb_err *err)
+{
+    struct sb_sysmon_source src[SB_ARRAY_SIZE(all_sources)];
+    size_t nsrc = SB_ARRAY_SIZE(all_sources);
+    struct sb_jsonl_sink sink;
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/sysmon.jsonl", cfg->out_dir);
+    if (sb_jsonl_open(&sink, path, err) != 0)
+        return -1;
+    for (size_t i = 0; i < nsrc; i++) {
+        memset(&src[i], 0, sizeof(src[i]));
+        src[i].ops = all_sources[i];
+        struct sb_err e;
+        sb_err_clear(&e);
+        int rc = src[i].ops->open(&src[i], cfg, &e);
+        src[i].enabled = rc == 0;
+        if (rc != 0)
+            fprintf(stderr, "sparkbench sysmon: %s: %s (source off)\n", src[i].ops->name,
+                    rc > 0 ? src[i].note : e.msg);
+    }
+    uint64_t iv = (uint64_t)cfg->interval_ms * 1000000ull;
+    uint64_t sched = sb_sysmon_next_grid(sb_real_ns(), iv);
+    uint64_t end = cfg->duration_s > 0 ? sb_real_ns() + (uint64_t)(cfg->duration_s * 1e9) : 0;
+    struct sb_buf line;
+    sb_buf_init(&line, 1u << 20);
+    int rc = 0;
+    while (!*stop && (!end || sched <= end)) {
+        /* Re-anchor on the wall clock every tick; sleep on the monotonic one. */
+        uint64_t real = sb_real_ns(), mono = sb_mono_ns();
+        uint64_t deadline = mono + (sched > real ? sched - real : 0);
+        sleep_until(deadline, stop);
+        if (*stop)
+            break;
+        uint64_t now_mono = sb_mono_ns(), now_real = sb_real_ns();
+        sb_buf_reset(&line);
+        if (now_mono > deadline + iv) {
+            /* Woke more than a whole interval late: the ticks in between are written as missed. */
+            uint64_t missed = (now_mono - deadline) / iv;
+            for (uint64_t k = 0; k < missed; k++) {
+                sb_buf_adds(&line, "{");
+                add_ts(&line, "ts", sched);
+                sb_buf_adds(&line, ",\"missed\":true}\n");
+                sched += iv;
+            }
+        }
+        sb_buf_adds(&line, "{");
+        add_ts(&line, "ts", sched);
+        sb_buf_adds(&line, ",");
+        add_ts(&line, "ts_actual", now_real);
+        sb_buf_addf(&line, ",\"late_ms\":%.3f",
+                    now_mono > deadline ? (double)(now_mono - deadline) / 1e6 : 0.0);
+        for (size_t i = 0; i < nsrc; i++) {
+            if (!src[i].enabled)
+                continue;
+            size_t mark = line.len;
+            sb_buf_adds(&line, ",");
+            if (src[i].ops->sample(&src[i], now_mono, &line) != 0) {
+                line.len = mark; /* absent this tick, never zero-filled */
+                line.data[mark] = '\0';
+            }
+        }
+        sb_buf_adds(&line, "}\n");
+        if (sb_jsonl_write_lines(&sink, line.data, line.len, err) != 0) {
+            rc = -1;
+            break;
+        }
+        sched += iv;
+    }
+    for (size_t i = 0; i < nsrc; i++)
+        if (src[i].state && src[i].ops->close)
+            src[i].ops->close(&src[i]);
+    sb_buf_release(&line);
+    struct sb_err cerr;
+    if (sb_jsonl_close(&sink, &cerr) != 0 && rc == 0) {
+        *err = cerr;
+        rc = -1;
+    }
+    return rc;
+}
+
+int sb_sysmon_read_file(const char *root, const char *rel, struct sb_buf *out)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/%s", root, rel);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    sb_buf_reset(out);
+    char tmp[8192];
+    size_t r;
+    int rc = 0;
+    while ((r = fread(tmp, 1, sizeof(tmp), f)) > 0)
+        if (sb_buf_add(out, tmp, r) != 0) {
+            rc = -1;
+            break;
+        }
+    if (ferror(f))
+        rc = -1;
+    fclose(f);
+    return rc;
+}
