@@ -151,6 +151,12 @@ static long status_of(int port, const char *model, const char *prompt, int max_t
     return st;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
 /* Server-side TTFT and fetch figures of the log's lines, in order. */
 struct logline {
     double ttft_ms;
@@ -210,14 +216,14 @@ static void test_stack_b_second_pass_from_disk(void **state)
     enum { N = 12 };
     char *prompts[N];
     for (int i = 0; i < N; i++)
-        prompts[i] = prompt_for(i, 2048); /* 16 blocks of 32 byte-level tokens each */
+        prompts[i] = prompt_for(i, 3072); /* 24 blocks of 32 byte-level tokens each */
     for (int i = 0; i < N; i++) /* first pass: computed, written through to tier 1 and disk */
         assert_int_equal(status_of(p.port, NULL, prompts[i], 4, NULL), 200);
     long long before = disk[0] ? sectors_read(disk) : -1;
     for (int i = 0; i < N; i++) /* second pass: the early prompts left tiers 0 and 1 */
         assert_int_equal(status_of(p.port, NULL, prompts[i], 4, NULL), 200);
     long long after = disk[0] ? sectors_read(disk) : -1;
-    for (int k = 0; k < 3; k++) /* a tier-0 pass: the last prompt again and again */
+    for (int k = 0; k < 5; k++) /* a tier-0 pass: the last prompt again and again */
         assert_int_equal(status_of(p.port, NULL, prompts[N - 1], 4, NULL), 200);
 
     char *m = get_metrics(p.port);
@@ -243,25 +249,28 @@ static void test_stack_b_second_pass_from_disk(void **state)
 
     struct logline l[64];
     int n = read_log(logpath, l, 64);
-    assert_int_equal(n, 2 * N + 3);
-    double from_disk = 0, tier0 = 0;
+    assert_int_equal(n, 2 * N + 5);
+    double from_disk[N], tier0[5];
     int n_disk = 0;
     for (int i = N; i < 2 * N; i++) {
         if (l[i].hit2 > 0) {
             assert_true(l[i].disk_read > 0);
             assert_true(l[i].fetch_ns > 0);
-            from_disk += l[i].ttft_ms;
-            n_disk++;
+            from_disk[n_disk++] = l[i].ttft_ms;
         }
     }
     for (int i = 2 * N; i < n; i++) {
         assert_true(l[i].hit0 > 0);
-        tier0 += l[i].ttft_ms;
+        tier0[i - 2 * N] = l[i].ttft_ms;
     }
     assert_true(n_disk > 0);
-    print_message("TTFT: %.2f ms served from tier 2 (%d requests), %.2f ms from tier 0\n",
-                  from_disk / n_disk, n_disk, tier0 / 3);
-    assert_true(from_disk / n_disk > tier0 / 3);
+    /* Medians, so one scheduling hiccup on a busy CI machine cannot decide it. */
+    qsort(from_disk, (size_t)n_disk, sizeof(double), cmp_double);
+    qsort(tier0, 5, sizeof(double), cmp_double);
+    double med_disk = from_disk[n_disk / 2], med_t0 = tier0[2];
+    print_message("TTFT median: %.2f ms served from tier 2 (%d requests), %.2f ms from tier 0\n",
+                  med_disk, n_disk, med_t0);
+    assert_true(med_disk > med_t0);
     for (int i = 0; i < N; i++)
         free(prompts[i]);
     assert_int_equal(sb_proc_stop(&p, SIGTERM), 0);
