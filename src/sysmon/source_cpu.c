@@ -27,11 +27,13 @@ static int cpu_open(struct sb_sysmon_source *src, const struct sb_sysmon_config 
 
 static int add_pct(struct sb_buf *b, const struct sb_cpu_pct *p)
 {
+    /* Guest time is taken out of user and nice (mpstat): the ten fields add up to 100. */
     return sb_buf_addf(b,
                        "{\"user\":%.2f,\"nice\":%.2f,\"system\":%.2f,\"iowait\":%.2f,\"irq\":%.2f,"
-                       "\"softirq\":%.2f,\"steal\":%.2f,\"idle\":%.2f}",
+                       "\"softirq\":%.2f,\"steal\":%.2f,\"guest\":%.2f,\"guest_nice\":%.2f,"
+                       "\"idle\":%.2f}",
                        p->user, p->nice, p->system, p->iowait, p->irq, p->softirq, p->steal,
-                       p->idle);
+                       p->guest, p->guest_nice, p->idle);
 }
 
 static int cpu_sample(struct sb_sysmon_source *src, uint64_t now_ns, struct sb_buf *out)
