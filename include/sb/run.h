@@ -92,7 +92,7 @@ struct sb_run_config {
     bool enable_iostat;
     bool collect_gpu;
     bool collect_nvme;
-    bool collect_sysmon;
+    bool sysmon; /* sample host telemetry into the run directory during the run */
     /* model / endpoint / runtime facts from the Python harness's config files */
     char *model_precision;
     long long model_max_num_tokens;

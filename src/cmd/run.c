@@ -6,6 +6,8 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +23,9 @@
 #include "sb/jsonl.h"
 #include "sb/openai.h"
 #include "sb/run.h"
+#include "sb/procfs.h"
 #include "sb/stats.h"
+#include "sb/sysmon.h"
 #include "sb/util.h"
 #include "sb/workload.h"
 
@@ -290,6 +294,47 @@ static void print_summary(const char *run_id, const char *dir, const struct sb_e
     printf("  -> %s/metrics.jsonl\n", dir);
 }
 
+/* `run --sysmon`: the sampler on its own thread for the run's lifetime, on the same clocks. */
+struct sysmon_thread {
+    pthread_t thread;
+    struct sb_sysmon_config cfg;
+    char disks[128];
+    volatile bool stop;
+    int rc;
+    struct sb_err err;
+};
+
+static void *sysmon_main(void *arg)
+{
+    struct sysmon_thread *t = arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* signals are the engine's to handle */
+    t->rc = sb_sysmon_run(&t->cfg, &t->stop, &t->err);
+    return NULL;
+}
+
+/* Starts the sampler into dir; its disks are those holding dir and the KV tier-2 path. */
+static int sysmon_start(struct sysmon_thread *t, const struct sb_run_config *cfg, char *dir)
+{
+    memset(t, 0, sizeof(*t));
+    char a[32] = "", b[32] = "";
+    struct sb_err e;
+    sb_blockdev_of_path("/sys", dir, a, sizeof(a), &e);
+    if (cfg->tier2_path)
+        sb_blockdev_of_path("/sys", cfg->tier2_path, b, sizeof(b), &e);
+    snprintf(t->disks, sizeof(t->disks), "%s%s%s", a, (a[0] && b[0] && strcmp(a, b)) ? "," : "",
+             strcmp(a, b) ? b : "");
+    t->cfg.out_dir = dir;
+    t->cfg.interval_ms = cfg->cadence_ms;
+    t->cfg.disks = t->disks[0] ? t->disks : NULL;
+    t->cfg.proc_root = (char *)"/proc";
+    t->cfg.sys_root = (char *)"/sys";
+    return pthread_create(&t->thread, NULL, sysmon_main, t) == 0 ? 0 : -1;
+}
+
 int cmd_run(int argc, char **argv)
 {
     struct sb_run_config cfg = {0};
@@ -378,8 +423,19 @@ int cmd_run(int argc, char **argv)
         .sink = &sink,
         .progress = !cfg.quiet && isatty(2),
     };
+    struct sysmon_thread sm;
+    bool sm_running = cfg.sysmon && sysmon_start(&sm, &cfg, dir) == 0;
+    if (cfg.sysmon && !sm_running)
+        fprintf(stderr, "sparkbench run: cannot start the telemetry sampler\n");
     uint64_t wall_start = sb_real_ns();
-    if (sb_engine_run(&p, &er, &err) != 0) {
+    int erc = sb_engine_run(&p, &er, &err);
+    if (sm_running) {
+        sm.stop = true;
+        pthread_join(sm.thread, NULL);
+        if (sm.rc != 0)
+            fprintf(stderr, "sparkbench run: telemetry: %s\n", sm.err.msg);
+    }
+    if (erc != 0) {
         fprintf(stderr, "sparkbench run: %s\n", err.msg);
         goto out;
     }

@@ -405,6 +405,9 @@ const struct sb_opt sb_run_options[] = {
     /* telemetry: */
     {.key = "telemetry.cadence_ms",
      .key_aliases = ALIASES("runtime.dynamo.telemetry_interval_ms"),
+     .flag = "sysmon-interval-ms",
+     .argname = "MS",
+     .help = "telemetry tick interval (wall-clock aligned)",
      .type = SB_OPT_INT,
      .offset = O(cadence_ms),
      .def = "200",
@@ -423,10 +426,12 @@ const struct sb_opt sb_run_options[] = {
      .type = SB_OPT_BOOL,
      .offset = O(collect_nvme),
      .def = "true"},
-    {.key = "telemetry.collect_sysmon",
+    {.key = "telemetry.sysmon",
+     .key_aliases = ALIASES("telemetry.collect_sysmon"),
+     .flag = "sysmon",
      .type = SB_OPT_BOOL,
-     .offset = O(collect_sysmon),
-     .def = "true"},
+     .offset = O(sysmon),
+     .help = "sample host telemetry into <run dir>/sysmon.jsonl for the run's lifetime"},
 
     /* facts carried over from the Python harness's configs (recorded, not acted on) */
     {.key = "model.precision", .type = SB_OPT_STR, .offset = O(model_precision)},

@@ -675,6 +675,53 @@ static void test_full_disk(void **state)
     free(dir);
 }
 
+static void test_run_with_sysmon(void **state)
+{
+    (void)state;
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, fast_mock), 0);
+    char *dir = make_tmpdir();
+    char out_dir[512], url[128], prompts[512], mpath[600], spath[600];
+    snprintf(out_dir, sizeof(out_dir), "%s/run", dir);
+    snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", out_dir);
+    snprintf(spath, sizeof(spath), "%s/sysmon.jsonl", out_dir);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/completions", mock.port);
+    snprintf(prompts, sizeof(prompts), "%s/inputs/prompts", srcdir);
+    const char *args[] = {"--endpoint",
+                          url,
+                          "--concurrency",
+                          "2",
+                          "--duration-s",
+                          "1",
+                          "--sysmon",
+                          "--sysmon-interval-ms",
+                          "100",
+                          "--output-dir",
+                          out_dir,
+                          "--prompts-dir",
+                          prompts,
+                          "--quiet",
+                          NULL};
+    char *out = NULL, *err = NULL;
+    assert_int_equal(run_cmd(args, &out, &err), 0);
+    free(out);
+    free(err);
+    struct lines m = read_jsonl(mpath), t = read_jsonl(spath);
+    assert_true(m.n > 0);
+    assert_true(t.n >= 5); /* one second of 100 ms ticks */
+    /* One clock: the telemetry window covers the requests' window. */
+    double m_first = num(m.v[0], "ts"), m_last = num(m.v[m.n - 1], "ts");
+    double t_first = num(t.v[0], "ts"), t_last = num(t.v[t.n - 1], "ts");
+    print_message("requests %.3f..%.3f, telemetry %.3f..%.3f\n", m_first, m_last, t_first, t_last);
+    assert_true(t_first <= m_first + 0.15); /* the first tick is the next grid point */
+    assert_true(t_last >= m_last - 0.15);
+    free_lines(&m);
+    free_lines(&t);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_smoke(void **state)
 {
     (void)state;
@@ -723,6 +770,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_shipped_configs),
         cmocka_unit_test(test_threads_and_too_large),
         cmocka_unit_test(test_full_disk),
+        cmocka_unit_test(test_run_with_sysmon),
         cmocka_unit_test(test_smoke),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
