@@ -39,7 +39,10 @@ format-check:
 	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 bench: build
+	@scripts/install-deps.sh --bench
 	@bench/mock.sh $(BUILD)/sparkbench
+	@bench/engine.sh $(BUILD)/sparkbench
+	@bench/sysmon.sh $(BUILD)/sparkbench
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

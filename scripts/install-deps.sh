@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(build-essential cmake pkg-config curl ca-certificates
           libcurl4-openssl-dev libyaml-dev libcjson-dev libjemalloc-dev libcmocka-dev libevent-dev)
 if [[ "${1:-}" == "--bench" ]]; then
-    packages+=(wrk util-linux time)
+    packages+=(wrk util-linux time jq)
 fi
 
 missing=()
