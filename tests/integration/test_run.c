@@ -51,6 +51,28 @@ static void rm_rf(const char *dir)
     sb_proc_run(argv, NULL, NULL);
 }
 
+/* The paths every run test uses: a fresh directory, the run directory inside it, its
+   metrics.jsonl, the endpoint URL of the mock on `port`, and the shipped prompts. */
+struct run_paths {
+    char *dir;
+    char out_dir[512], mpath[600], url[160], prompts[512];
+};
+
+static void run_paths_init(struct run_paths *rp, int port, const char *api_path)
+{
+    rp->dir = make_tmpdir();
+    snprintf(rp->out_dir, sizeof(rp->out_dir), "%s/run", rp->dir);
+    snprintf(rp->mpath, sizeof(rp->mpath), "%s/metrics.jsonl", rp->out_dir);
+    snprintf(rp->url, sizeof(rp->url), "http://127.0.0.1:%d%s", port, api_path);
+    snprintf(rp->prompts, sizeof(rp->prompts), "%s/inputs/prompts", srcdir);
+}
+
+static void run_paths_release(struct run_paths *rp)
+{
+    rm_rf(rp->dir);
+    free(rp->dir);
+}
+
 /* Runs `sparkbench run` with args (NULL-terminated); returns the exit code. */
 static int run_cmd(const char *const *args, char **out, char **err)
 {
@@ -338,26 +360,22 @@ static void test_sigint_mid_run(void **state)
     const char *margs[] = {"--decode-base-ms", "20", NULL};
     struct sb_proc mock;
     assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
-    char *dir = make_tmpdir();
-    char out_dir[512], url[128], prompts[512], mpath[600];
-    snprintf(out_dir, sizeof(out_dir), "%s/run", dir);
-    snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", out_dir);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/completions", mock.port);
-    snprintf(prompts, sizeof(prompts), "%s/inputs/prompts", srcdir);
+    struct run_paths rp;
+    run_paths_init(&rp, mock.port, "/v1/completions");
     pid_t pid = fork();
     if (pid == 0) {
         int devnull = open("/dev/null", O_WRONLY);
         dup2(devnull, 1);
         dup2(devnull, 2);
-        execl(bin, bin, "run", "--endpoint", url, "--concurrency", "4", "--duration-s", "120",
-              "--max-tokens", "4", "--output-dir", out_dir, "--prompts-dir", prompts, "--drain-s",
-              "0.05", "--extra-body", "{\"min_tokens\": 1}", (char *)NULL);
+        execl(bin, bin, "run", "--endpoint", rp.url, "--concurrency", "4", "--duration-s", "120",
+              "--max-tokens", "4", "--output-dir", rp.out_dir, "--prompts-dir", rp.prompts,
+              "--drain-s", "0.05", "--extra-body", "{\"min_tokens\": 1}", (char *)NULL);
         _exit(127);
     }
     /* Wait until some records are on disk (flushed at least once a second), then interrupt. */
     struct stat st;
     for (int i = 0; i < 1000; i++) {
-        if (stat(mpath, &st) == 0 && st.st_size > 0)
+        if (stat(rp.mpath, &st) == 0 && st.st_size > 0)
             break;
         usleep(10000);
     }
@@ -367,7 +385,7 @@ static void test_sigint_mid_run(void **state)
     waitpid(pid, &status, 0);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 130);
-    struct lines l = read_jsonl(mpath); /* every line parses: none torn */
+    struct lines l = read_jsonl(rp.mpath); /* every line parses: none torn */
     assert_true(l.n >= 4);
     int cancelled = 0;
     for (int i = 0; i < l.n; i++) {
@@ -375,7 +393,7 @@ static void test_sigint_mid_run(void **state)
         cancelled += e && !strcmp(e, "cancelled");
     }
     char p2[600];
-    snprintf(p2, sizeof(p2), "%s/run.json", out_dir);
+    snprintf(p2, sizeof(p2), "%s/run.json", rp.out_dir);
     char *rj = sb_test_read_file(p2);
     cJSON *r = cJSON_Parse(rj);
     assert_non_null(r);
@@ -389,8 +407,7 @@ static void test_sigint_mid_run(void **state)
     free(rj);
     free_lines(&l);
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
-    rm_rf(dir);
-    free(dir);
+    run_paths_release(&rp);
 }
 
 static void test_open_loop_rate(void **state)
@@ -398,21 +415,17 @@ static void test_open_loop_rate(void **state)
     (void)state;
     struct sb_proc mock;
     assert_int_equal(sb_proc_start_mock(&mock, bin, fast_mock), 0);
-    char *dir = make_tmpdir();
-    char out_dir[512], url[128], prompts[512], mpath[600];
-    snprintf(out_dir, sizeof(out_dir), "%s/run", dir);
-    snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", out_dir);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/completions", mock.port);
-    snprintf(prompts, sizeof(prompts), "%s/inputs/prompts", srcdir);
-    const char *args[] = {"--endpoint",    url,        "--rate",       "200",
+    struct run_paths rp;
+    run_paths_init(&rp, mock.port, "/v1/completions");
+    const char *args[] = {"--endpoint",    rp.url,     "--rate",       "200",
                           "--arrival",     "constant", "--duration-s", "3",
-                          "--max-tokens",  "4",        "--output-dir", out_dir,
-                          "--prompts-dir", prompts,    "--quiet",      NULL};
+                          "--max-tokens",  "4",        "--output-dir", rp.out_dir,
+                          "--prompts-dir", rp.prompts, "--quiet",      NULL};
     char *out = NULL, *err = NULL;
     int rc = run_cmd(args, &out, &err);
     if (rc != 0)
         fail_msg("run exited %d: %s", rc, err);
-    struct lines l = read_jsonl(mpath);
+    struct lines l = read_jsonl(rp.mpath);
     double first = INFINITY, last = 0;
     for (int i = 0; i < l.n; i++) {
         double t = num(l.v[i], "t_send_ns");
@@ -429,8 +442,7 @@ static void test_open_loop_rate(void **state)
     free(out);
     free(err);
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
-    rm_rf(dir);
-    free(dir);
+    run_paths_release(&rp);
 }
 
 static void test_config_errors_and_old_flags(void **state)
@@ -639,13 +651,10 @@ static void test_full_disk(void **state)
     /* RLIMIT_FSIZE makes writes past 100 kB fail (EFBIG) like a full disk would (ENOSPC). */
     struct sb_proc mock;
     assert_int_equal(sb_proc_start_mock(&mock, bin, fast_mock), 0);
-    char *dir = make_tmpdir();
-    char out_dir[512], url[128], prompts[512], mpath[600], errpath[600];
-    snprintf(out_dir, sizeof(out_dir), "%s/run", dir);
-    snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", out_dir);
-    snprintf(errpath, sizeof(errpath), "%s/stderr", dir);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/completions", mock.port);
-    snprintf(prompts, sizeof(prompts), "%s/inputs/prompts", srcdir);
+    struct run_paths rp;
+    run_paths_init(&rp, mock.port, "/v1/completions");
+    char errpath[600];
+    snprintf(errpath, sizeof(errpath), "%s/stderr", rp.dir);
     pid_t pid = fork();
     if (pid == 0) {
         struct rlimit rl = {100000, 100000};
@@ -655,8 +664,8 @@ static void test_full_disk(void **state)
         dup2(fd, 2);
         int devnull = open("/dev/null", O_WRONLY);
         dup2(devnull, 1);
-        execl(bin, bin, "run", "--endpoint", url, "--concurrency", "4", "--requests", "5000",
-              "--output-dir", out_dir, "--prompts-dir", prompts, (char *)NULL);
+        execl(bin, bin, "run", "--endpoint", rp.url, "--concurrency", "4", "--requests", "5000",
+              "--output-dir", rp.out_dir, "--prompts-dir", rp.prompts, (char *)NULL);
         _exit(127);
     }
     int status;
@@ -667,12 +676,11 @@ static void test_full_disk(void **state)
     assert_non_null(strstr(errtext, "metrics.jsonl"));
     assert_non_null(strstr(errtext, "File too large"));
     free(errtext);
-    struct lines l = read_jsonl(mpath); /* whatever was written is whole lines */
+    struct lines l = read_jsonl(rp.mpath); /* whatever was written is whole lines */
     assert_true(l.n > 0 && l.n < 5000);
     free_lines(&l);
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
-    rm_rf(dir);
-    free(dir);
+    run_paths_release(&rp);
 }
 
 static void test_run_with_sysmon(void **state)
@@ -680,15 +688,12 @@ static void test_run_with_sysmon(void **state)
     (void)state;
     struct sb_proc mock;
     assert_int_equal(sb_proc_start_mock(&mock, bin, fast_mock), 0);
-    char *dir = make_tmpdir();
-    char out_dir[512], url[128], prompts[512], mpath[600], spath[600];
-    snprintf(out_dir, sizeof(out_dir), "%s/run", dir);
-    snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", out_dir);
-    snprintf(spath, sizeof(spath), "%s/sysmon.jsonl", out_dir);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/completions", mock.port);
-    snprintf(prompts, sizeof(prompts), "%s/inputs/prompts", srcdir);
+    struct run_paths rp;
+    run_paths_init(&rp, mock.port, "/v1/completions");
+    char spath[600];
+    snprintf(spath, sizeof(spath), "%s/sysmon.jsonl", rp.out_dir);
     const char *args[] = {"--endpoint",
-                          url,
+                          rp.url,
                           "--concurrency",
                           "2",
                           "--duration-s",
@@ -697,16 +702,16 @@ static void test_run_with_sysmon(void **state)
                           "--sysmon-interval-ms",
                           "100",
                           "--output-dir",
-                          out_dir,
+                          rp.out_dir,
                           "--prompts-dir",
-                          prompts,
+                          rp.prompts,
                           "--quiet",
                           NULL};
     char *out = NULL, *err = NULL;
     assert_int_equal(run_cmd(args, &out, &err), 0);
     free(out);
     free(err);
-    struct lines m = read_jsonl(mpath), t = read_jsonl(spath);
+    struct lines m = read_jsonl(rp.mpath), t = read_jsonl(spath);
     assert_true(m.n > 0);
     assert_true(t.n >= 5); /* one second of 100 ms ticks */
     /* One clock: the telemetry window covers the requests' window. */
@@ -718,8 +723,7 @@ static void test_run_with_sysmon(void **state)
     free_lines(&m);
     free_lines(&t);
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
-    rm_rf(dir);
-    free(dir);
+    run_paths_release(&rp);
 }
 
 static void test_smoke(void **state)
