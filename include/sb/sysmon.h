@@ -23,6 +23,25 @@ struct sb_sysmon_config {
     bool per_cpu;
     char *proc_root; /* "/proc" (tests point it at fixtures) */
     char *sys_root;  /* "/sys" */
+    /* gpu (source_gpu.c) */
+    bool no_gpu;
+    char *nvml_lib; /* NULL: "libnvidia-ml.so.1" (tests point it at a fake) */
+    /* proc (source_proc.c): comma lists */
+    char *pids;   /* process ids */
+    char *pid_of; /* process names (comm, or argv[0]'s base name) */
+    /* prom (source_prom.c): comma list of Prometheus /metrics URLs, scraped every tick */
+    char *prom_urls;
+    bool dynkv;                   /* write dynkv.jsonl even before any KV series shows up */
+    uint64_t kv_block_size_bytes; /* bytes of one KV block, for dynkv bytes_in/bytes_out */
+    /* trtllm (source_trtllm.c): TensorRT-LLM's JSON /metrics URL, drained into trtllm.jsonl */
+    char *trtllm_url;
+};
+
+/* The moment of one tick, passed to every source. */
+struct sb_sysmon_tick {
+    uint64_t mono_ns;       /* CLOCK_MONOTONIC when the tick woke */
+    uint64_t sched_real_ns; /* the grid time it was scheduled for (the line's "ts") */
+    uint64_t real_ns;       /* CLOCK_REALTIME when it woke ("ts_actual") */
 };
 
 struct sb_sysmon_source;
@@ -33,9 +52,11 @@ struct sb_sysmon_source_ops {
        or -1 with err. */
     int (*open)(struct sb_sysmon_source *src, const struct sb_sysmon_config *cfg,
                 struct sb_err *err);
-    /* Appends `"name":{...}` (no leading comma) for this tick; returns 0, or -1 when it has
-       nothing valid this tick (the line then lacks it). now_ns is the tick's CLOCK_MONOTONIC. */
-    int (*sample)(struct sb_sysmon_source *src, uint64_t now_ns, struct sb_buf *out);
+    /* Appends `"name":{...}` (no leading comma) for this tick; returns 0, -1 when it has
+       nothing valid this tick (the line then lacks it), or 1 when it adds nothing to the
+       sysmon.jsonl line by design (a source that writes a file of its own, like dynkv.jsonl). */
+    int (*sample)(struct sb_sysmon_source *src, const struct sb_sysmon_tick *tick,
+                  struct sb_buf *out);
     void (*close)(struct sb_sysmon_source *src);
 };
 
@@ -47,7 +68,7 @@ struct sb_sysmon_source {
 };
 
 extern const struct sb_sysmon_source_ops sb_source_cpu, sb_source_mem, sb_source_psi,
-    sb_source_disk;
+    sb_source_disk, sb_source_gpu, sb_source_proc, sb_source_prom, sb_source_trtllm;
 
 /* Reads <root>/<rel> whole into out (reset first). Returns 0 or -1 (errno kept). */
 int sb_sysmon_read_file(const char *root, const char *rel, struct sb_buf *out);

@@ -556,8 +556,9 @@ int sb_opt_parse(const struct sb_opt *opts, size_t n, void *obj, int argc, char 
     if (config && sb_opt_load_yaml(opts, n, obj, config, err) != 0)
         return -1;
 
-    /* Pass 2: every flag, in order; later ones win. */
+    /* Pass 2: every flag, in order; later ones win, except that list flags accumulate. */
     bool only_positional = false;
+    uint64_t list_seen[4] = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (only_positional || a[0] != '-' || a[1] == '\0') {
@@ -606,8 +607,25 @@ int sb_opt_parse(const struct sb_opt *opts, size_t n, void *obj, int argc, char 
                 return sb_err_set(err, "option '--%s' needs a value", name);
             value = argv[++i];
         }
+        char **slot = o->type == SB_OPT_LIST ? FIELD(obj, o, char *) : NULL;
+        size_t idx = (size_t)(o - opts);
+        if (slot && idx < 256 && (list_seen[idx / 64] >> (idx % 64) & 1) && *slot) {
+            /* A repeated list flag adds to the list its first use started. */
+            size_t la = strlen(*slot), lb = strlen(value);
+            char *joined = malloc(la + lb + 2);
+            if (!joined)
+                return sb_err_set(err, "out of memory");
+            memcpy(joined, *slot, la);
+            joined[la] = ',';
+            memcpy(joined + la + 1, value, lb + 1);
+            free(*slot);
+            *slot = joined;
+            continue;
+        }
         if (sb_opt_set(o, obj, value, what, err) != 0)
             return -1;
+        if (slot && idx < 256)
+            list_seen[idx / 64] |= 1ull << (idx % 64);
     }
     return 0;
 }

@@ -14,8 +14,9 @@
 #include "sb/jsonl.h"
 #include "sb/util.h"
 
-static const struct sb_sysmon_source_ops *const all_sources[] = {&sb_source_cpu, &sb_source_mem,
-                                                                 &sb_source_psi, &sb_source_disk};
+static const struct sb_sysmon_source_ops *const all_sources[] = {
+    &sb_source_cpu, &sb_source_mem,  &sb_source_psi,  &sb_source_disk,
+    &sb_source_gpu, &sb_source_proc, &sb_source_prom, &sb_source_trtllm};
 
 uint64_t sb_sysmon_next_grid(uint64_t real_ns, uint64_t interval_ns)
 {
@@ -51,7 +52,7 @@ int sb_sysmon_run(const struct sb_sysmon_config *cfg, volatile bool *stop, struc
         sb_err_clear(&e);
         int rc = src[i].ops->open(&src[i], cfg, &e);
         src[i].enabled = rc == 0;
-        if (rc != 0)
+        if (rc < 0 || (rc > 0 && src[i].note[0])) /* an empty note: not asked for, no notice */
             fprintf(stderr, "sparkbench sysmon: %s: %s (source off)\n", src[i].ops->name,
                     rc > 0 ? src[i].note : e.msg);
     }
@@ -86,12 +87,13 @@ int sb_sysmon_run(const struct sb_sysmon_config *cfg, volatile bool *stop, struc
         add_ts(&line, "ts_actual", now_real);
         sb_buf_addf(&line, ",\"late_ms\":%.3f",
                     now_mono > deadline ? (double)(now_mono - deadline) / 1e6 : 0.0);
+        const struct sb_sysmon_tick tick = {now_mono, sched, now_real};
         for (size_t i = 0; i < nsrc; i++) {
             if (!src[i].enabled)
                 continue;
             size_t mark = line.len;
             sb_buf_adds(&line, ",");
-            if (src[i].ops->sample(&src[i], now_mono, &line) != 0) {
+            if (src[i].ops->sample(&src[i], &tick, &line) != 0) {
                 line.len = mark; /* absent this tick, never zero-filled */
                 line.data[mark] = '\0';
             }

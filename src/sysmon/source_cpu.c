@@ -36,10 +36,11 @@ static int add_pct(struct sb_buf *b, const struct sb_cpu_pct *p)
                        p->guest, p->guest_nice, p->idle);
 }
 
-static int cpu_sample(struct sb_sysmon_source *src, uint64_t now_ns, struct sb_buf *out)
+static int cpu_sample(struct sb_sysmon_source *src, const struct sb_sysmon_tick *tick,
+                      struct sb_buf *out)
 {
     struct cpu_state *st = src->state;
-    (void)now_ns;
+    (void)tick;
     struct sb_proc_stat cur = {0};
     struct sb_err err;
     if (sb_sysmon_read_file(st->cfg->proc_root, "stat", &st->text) != 0 ||

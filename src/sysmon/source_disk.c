@@ -54,7 +54,8 @@ static int disk_open(struct sb_sysmon_source *src, const struct sb_sysmon_config
     return 0;
 }
 
-static int disk_sample(struct sb_sysmon_source *src, uint64_t now_ns, struct sb_buf *out)
+static int disk_sample(struct sb_sysmon_source *src, const struct sb_sysmon_tick *tick,
+                       struct sb_buf *out)
 {
     struct disk_state *st = src->state;
     struct sb_disk_counters *all = NULL;
@@ -65,7 +66,7 @@ static int disk_sample(struct sb_sysmon_source *src, uint64_t now_ns, struct sb_
         free(all);
         return -1;
     }
-    double dt = st->prev_ns ? (double)(now_ns - st->prev_ns) / 1e9 : 0;
+    double dt = st->prev_ns ? (double)(tick->mono_ns - st->prev_ns) / 1e9 : 0;
     int rc = 0, shown = 0;
     for (int d = 0; d < st->ndisks; d++) {
         const struct sb_disk_counters *c = sb_diskstats_find(all, n, st->names[d]);
@@ -97,7 +98,7 @@ static int disk_sample(struct sb_sysmon_source *src, uint64_t now_ns, struct sb_
     }
     if (shown)
         rc |= sb_buf_adds(out, "}");
-    st->prev_ns = now_ns;
+    st->prev_ns = tick->mono_ns;
     free(all);
     return shown && !rc ? 0 : -1;
 }

@@ -23,10 +23,11 @@ static int mem_open(struct sb_sysmon_source *src, const struct sb_sysmon_config 
     return 0;
 }
 
-static int mem_sample(struct sb_sysmon_source *src, uint64_t now_ns, struct sb_buf *out)
+static int mem_sample(struct sb_sysmon_source *src, const struct sb_sysmon_tick *tick,
+                      struct sb_buf *out)
 {
     struct mem_state *st = src->state;
-    (void)now_ns;
+    (void)tick;
     struct sb_meminfo m;
     struct sb_err err;
     if (sb_sysmon_read_file(st->cfg->proc_root, "meminfo", &st->text) != 0 ||

@@ -48,10 +48,11 @@ static int add_line(struct sb_buf *b, const char *which, const struct sb_psi_lin
     return rc;
 }
 
-static int psi_sample(struct sb_sysmon_source *src, uint64_t now_ns, struct sb_buf *out)
+static int psi_sample(struct sb_sysmon_source *src, const struct sb_sysmon_tick *tick,
+                      struct sb_buf *out)
 {
     struct psi_state *st = src->state;
-    (void)now_ns;
+    (void)tick;
     struct sb_psi cur[3];
     struct sb_err err;
     for (int k = 0; k < 3; k++) {

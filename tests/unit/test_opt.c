@@ -370,6 +370,9 @@ static void test_flags(void **state)
         {{"cmd", "--policy", "fifo", NULL}, "dynamo.tier0.policy", "fifo"},
         {{"cmd", "--policy=lfu", NULL}, "dynamo.tier0.policy", "lfu"},
         {{"cmd", "--models", "a,b", NULL}, "run.models", "a,b"},
+        /* a repeated list flag accumulates (the default is replaced, not extended) */
+        {{"cmd", "--models", "a", "--models", "b,c", NULL}, "run.models", "a,b,c"},
+        {{"cmd", "--models=a", "--models", "b", "--models=c", NULL}, "run.models", "a,b,c"},
         {{"cmd", "--name", "x=y", NULL}, "name", "x=y"},
         {{"cmd", "--name=a=b", NULL}, "name", "a=b"},
         {{"cmd", "--name=", NULL}, "name", ""},

@@ -1,0 +1,23 @@
+/* sysmon source "proc": placeholder until it is written (off, silently). */
+#include "sb/sysmon.h"
+
+static int proc_open(struct sb_sysmon_source *src, const struct sb_sysmon_config *cfg,
+                     struct sb_err *err)
+{
+    (void)src;
+    (void)cfg;
+    (void)err;
+    return 1;
+}
+
+static int proc_sample(struct sb_sysmon_source *src, const struct sb_sysmon_tick *tick,
+                       struct sb_buf *out)
+{
+    (void)src;
+    (void)tick;
+    (void)out;
+    return -1;
+}
+
+const struct sb_sysmon_source_ops sb_source_proc = {
+    .name = "proc", .open = proc_open, .sample = proc_sample, .close = NULL};

@@ -1,0 +1,23 @@
+/* sysmon source "trtllm": placeholder until it is written (off, silently). */
+#include "sb/sysmon.h"
+
+static int trtllm_open(struct sb_sysmon_source *src, const struct sb_sysmon_config *cfg,
+                       struct sb_err *err)
+{
+    (void)src;
+    (void)cfg;
+    (void)err;
+    return 1;
+}
+
+static int trtllm_sample(struct sb_sysmon_source *src, const struct sb_sysmon_tick *tick,
+                         struct sb_buf *out)
+{
+    (void)src;
+    (void)tick;
+    (void)out;
+    return -1;
+}
+
+const struct sb_sysmon_source_ops sb_source_trtllm = {
+    .name = "trtllm", .open = trtllm_open, .sample = trtllm_sample, .close = NULL};
