@@ -17,6 +17,7 @@ struct sb_command {
 /* The command table, ending with a NULL name; main() dispatches through it. */
 extern const struct sb_command sb_commands[];
 
+int cmd_analyze(int argc, char **argv);
 int cmd_mock(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_smoke(int argc, char **argv);

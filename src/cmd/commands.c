@@ -9,6 +9,7 @@ const struct sb_command sb_commands[] = {
     {"run", cmd_run, "load generator: drive an OpenAI-compatible endpoint, write metrics.jsonl"},
     {"smoke", cmd_smoke, "bring-up check of an endpoint: health, models, one stream of each API"},
     {"sysmon", cmd_sysmon, "host telemetry on an absolute 200 ms grid into sysmon.jsonl"},
+    {"analyze", cmd_analyze, "percentiles, knees, gates, summary_v3.csv, figures and a report"},
     {"mock", cmd_mock, "simulated OpenAI-compatible LLM server (Stack A/B stand-in, CI replay)"},
     {"version", cmd_version, "print the version and the library versions"},
     {NULL, NULL, NULL},
