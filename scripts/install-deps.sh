@@ -4,8 +4,11 @@
 # Usage: scripts/install-deps.sh [--bench]   (--bench adds the tools bench/ scripts use)
 set -euo pipefail
 
+# sysstat (iostat: the disk-math cross-check), gnuplot-nox (analyze's figures), chromium (the
+# report's rendering test) and zlib (the test decodes the screenshot) are used by `make check`.
 packages=(build-essential cmake pkg-config curl ca-certificates
-          libcurl4-openssl-dev libyaml-dev libcjson-dev libjemalloc-dev libcmocka-dev libevent-dev)
+          libcurl4-openssl-dev libyaml-dev libcjson-dev libjemalloc-dev libcmocka-dev libevent-dev
+          zlib1g-dev sysstat gnuplot-nox chromium fonts-dejavu-core)
 if [[ "${1:-}" == "--bench" ]]; then
     packages+=(wrk util-linux time jq)
 fi
