@@ -92,7 +92,10 @@ struct sb_run_config {
     bool enable_iostat;
     bool collect_gpu;
     bool collect_nvme;
-    bool sysmon; /* sample host telemetry into the run directory during the run */
+    bool sysmon;       /* sample host telemetry into the run directory during the run */
+    char *prom_urls;   /* Prometheus /metrics to scrape (KVBM, Dynamo frontend, vLLM) */
+    char *trtllm_url;  /* TensorRT-LLM's JSON /metrics, drained into trtllm.jsonl */
+    char *server_pids; /* --pid-of names of the server's processes, for I/O attribution */
     /* model / endpoint / runtime facts from the Python harness's config files */
     char *model_precision;
     long long model_max_num_tokens;

@@ -21,6 +21,7 @@ struct sb_sysmon_config {
     long long interval_ms;
     char *disks; /* comma list; NULL: the devices holding out_dir (and tier2 dirs) */
     bool per_cpu;
+    bool no_disk;    /* skip the disk source */
     char *proc_root; /* "/proc" (tests point it at fixtures) */
     char *sys_root;  /* "/sys" */
     /* gpu (source_gpu.c) */

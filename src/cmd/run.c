@@ -332,6 +332,13 @@ static int sysmon_start(struct sysmon_thread *t, const struct sb_run_config *cfg
     t->cfg.disks = t->disks[0] ? t->disks : NULL;
     t->cfg.proc_root = (char *)"/proc";
     t->cfg.sys_root = (char *)"/sys";
+    t->cfg.no_gpu = !cfg->collect_gpu;
+    t->cfg.no_disk = !cfg->enable_iostat || !cfg->collect_nvme;
+    t->cfg.prom_urls = cfg->prom_urls;
+    t->cfg.dynkv = cfg->enable_dynkv;
+    t->cfg.kv_block_size_bytes = cfg->kv_block_size_bytes;
+    t->cfg.trtllm_url = cfg->trtllm_url;
+    t->cfg.pid_of = cfg->server_pids;
     return pthread_create(&t->thread, NULL, sysmon_main, t) == 0 ? 0 : -1;
 }
 

@@ -41,6 +41,7 @@ static const struct sb_opt sysmon_options[] = {
      .offset = O(disks),
      .argname = "DEV[,DEV]",
      .help = "block devices (default: the one holding --out)"},
+    {.flag = "no-disk", .type = SB_OPT_BOOL, .offset = O(no_disk), .help = "skip the disk source"},
     {.flag = "per-cpu", .type = SB_OPT_BOOL, .offset = O(per_cpu), .help = "also each CPU"},
     {.flag = "no-gpu",
      .type = SB_OPT_BOOL,

@@ -26,6 +26,8 @@ struct disk_state {
 static int disk_open(struct sb_sysmon_source *src, const struct sb_sysmon_config *cfg,
                      struct sb_err *err)
 {
+    if (cfg->no_disk)
+        return 1; /* turned off: no notice */
     struct disk_state *st = calloc(1, sizeof(*st));
     if (!st)
         return sb_err_set(err, "out of memory");
