@@ -13,6 +13,13 @@
 #include "sb/err.h"
 #include "sb/opt.h"
 
+/* What GET /metrics on the API port answers. */
+enum sb_mock_metrics_format {
+    SB_MOCK_METRICS_PROMETHEUS, /* Prometheus text (vLLM, Dynamo, KVBM and mock_* series) */
+    SB_MOCK_METRICS_TRTLLM,     /* TensorRT-LLM's JSON list of per-iteration stats, drained by
+                                   every GET (--metrics-port keeps serving Prometheus text) */
+};
+
 /* Every knob of the mock; filled through sb_mock_options (flags and YAML profile). */
 struct sb_mock_config {
     char *profile;
@@ -53,6 +60,7 @@ struct sb_mock_config {
     bool keep_tier2;
     int kv_full_status;     /* index into {"503", "429"}: a request whose KV can never fit */
     long long metrics_port; /* -1: none; 0: a free port, printed as the second stdout line */
+    int metrics_format;     /* enum sb_mock_metrics_format */
     /* LoRA */
     char *lora_modules;
     long long max_loras;

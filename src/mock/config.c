@@ -10,6 +10,7 @@ static const char *const status_choices[] = {"429", "503", NULL};
 static const char *const kvfull_choices[] = {"503", "429", NULL};
 static const char *const policy_choices[] = {"lru", "fifo", "lfu", NULL};
 static const char *const offload_choices[] = {"write_through", "on_evict", NULL};
+static const char *const metrics_format_choices[] = {"prometheus", "trtllm", NULL};
 
 const struct sb_opt sb_mock_options[] = {
     {.key = NULL,
@@ -206,6 +207,15 @@ const struct sb_opt sb_mock_options[] = {
              "stdout line; -1 none",
      .min = -1,
      .max = 65535},
+    {.key = "metrics_format",
+     .flag = "metrics-format",
+     .type = SB_OPT_ENUM,
+     .offset = O(metrics_format),
+     .def = "prometheus",
+     .argname = "F",
+     .help = "what /metrics on the API port serves: Prometheus text, or TensorRT-LLM's JSON list "
+             "of per-iteration stats drained by every GET (--metrics-port stays Prometheus)",
+     .choices = metrics_format_choices},
 
     /* KV cache model */
     {.key = "kv_block_tokens",

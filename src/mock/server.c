@@ -38,6 +38,7 @@
 
 #define MAX_BODY_BYTES    (64u << 20)
 #define SHUTDOWN_GRACE_NS 2000000000ull
+#define TRTLLM_RING       1000 /* iteration stats kept for the next GET /metrics */
 
 struct mock_server;
 
@@ -75,6 +76,24 @@ struct mreq {
     struct sb_mock_kvplan kv; /* KV blocks, cache hits and adapter of this request */
 };
 
+/* One engine iteration as TensorRT-LLM's /metrics reports it (--metrics-format trtllm). */
+struct trtllm_iter {
+    uint64_t iter, real_ns;
+    double latency_ms;
+    size_t active, queued, completed, context;
+    long long ctx_tokens;
+    uint64_t kv_used, reused, missed, alloc_total, alloc_new;
+};
+
+/* Tier-0 block counts in TensorRT-LLM's terms, kept at admission and release (all cumulative
+   but `used`). */
+struct kv_totals {
+    uint64_t used;           /* blocks held by admitted sequences now */
+    uint64_t reused, missed; /* prompt blocks served from a cache / computed */
+    uint64_t alloc_total;    /* blocks every admission needed */
+    uint64_t alloc_new;      /* of which newly computed (missed + generation blocks) */
+};
+
 struct mock_server {
     const struct sb_mock_config *cfg;
     struct event_base *base;
@@ -99,6 +118,12 @@ struct mock_server {
     struct sb_mock_storage *storage;
     struct evhttp *mhttp; /* --metrics-port */
     struct sb_histo in_tokens, out_tokens, cached_tokens;
+    /* --metrics-format trtllm: a ring of the iterations not yet drained by a GET /metrics */
+    struct trtllm_iter *iters;
+    size_t iters_head, iters_len;
+    uint64_t iters_dropped; /* overwritten before any GET drained them */
+    uint64_t iter_start_ns;
+    struct kv_totals kvt;
 };
 
 static void kick_engine(struct mock_server *s);
@@ -145,6 +170,16 @@ static void send_error(struct evhttp_request *req, int status, const char *type,
 }
 
 /* ---- request lifetime ---- */
+
+/* Unpins the request's KV blocks (once; later calls do nothing). */
+static void kv_release(struct mock_server *s, struct mreq *m)
+{
+    if (m->kv.admitted) {
+        uint64_t b = (uint64_t)(m->kv.nblocks + m->kv.extra_blocks);
+        s->kvt.used -= b < s->kvt.used ? b : s->kvt.used;
+    }
+    sb_mock_storage_release(s->storage, m->req_no, &m->kv);
+}
 
 static void log_request(struct mock_server *s, struct mreq *m)
 {
@@ -212,7 +247,7 @@ static void mreq_free(struct mreq *m)
     if (m->pending)
         evbuffer_free(m->pending);
     sb_buf_release(&m->text_acc);
-    sb_mock_storage_release(s->storage, m->req_no, &m->kv);
+    kv_release(s, m);
     sb_mock_kvplan_release(&m->kv);
     free(m->model_esc);
     free(m->prompt);
@@ -234,7 +269,7 @@ static void mreq_put(struct mreq *m)
 static void leave_batch(struct mreq *m)
 {
     m->in_engine = false;
-    sb_mock_storage_release(m->srv->storage, m->req_no, &m->kv);
+    kv_release(m->srv, m);
     mreq_put(m);
 }
 
@@ -503,7 +538,7 @@ static bool on_token(struct sb_mock_seq *seq, uint64_t now, void *arg)
         if (at_fault && m->fault.kind == SB_FAULT_CLOSE) {
             set_outcome(m, SB_OUT_FAULT, 0);
             m->in_engine = false;
-            sb_mock_storage_release(s->storage, m->req_no, &m->kv);
+            kv_release(s, m);
             drop_connection(m);
             mreq_put(m);
             return true;
@@ -535,7 +570,7 @@ static bool on_token(struct sb_mock_seq *seq, uint64_t now, void *arg)
         case SB_FAULT_CLOSE:
             set_outcome(m, SB_OUT_FAULT, 200);
             m->in_engine = false;
-            sb_mock_storage_release(s->storage, m->req_no, &m->kv);
+            kv_release(s, m);
             drop_connection(m);
             mreq_put(m);
             return true;
@@ -600,13 +635,46 @@ static void on_drop(struct sb_mock_seq *seq, void *arg)
     leave_batch(m);
 }
 
+/* Keeps one iteration's stats for TensorRT-LLM's /metrics; the oldest goes when the ring is
+   full. */
+static void record_iteration(struct mock_server *s, const struct trtllm_iter *it)
+{
+    if (s->iters_len < TRTLLM_RING) {
+        s->iters[(s->iters_head + s->iters_len++) % TRTLLM_RING] = *it;
+    } else {
+        s->iters[s->iters_head] = *it;
+        s->iters_head = (s->iters_head + 1) % TRTLLM_RING;
+        s->iters_dropped++;
+    }
+}
+
 static void on_iteration(evutil_socket_t fd, short what, void *arg)
 {
     struct mock_server *s = arg;
     (void)fd;
     (void)what;
     s->iter_pending = false;
-    sb_mock_engine_end(&s->eng, sb_mono_ns(), on_token, on_drop, s);
+    struct trtllm_iter it = {.iter = s->eng.iterations, .active = s->eng.nbatch};
+    for (size_t i = 0; s->iters && i < s->eng.nbatch; i++) {
+        if (s->eng.batch[i]->prefilling) {
+            it.context++;
+            it.ctx_tokens += s->eng.batch[i]->uncached_tokens;
+        }
+    }
+    uint64_t now = sb_mono_ns();
+    sb_mock_engine_end(&s->eng, now, on_token, on_drop, s);
+    if (s->iters) {
+        it.real_ns = sb_real_ns();
+        it.latency_ms = (double)(now - s->iter_start_ns) / 1e6;
+        it.queued = s->eng.nwaiting;
+        it.completed = it.active - s->eng.nbatch;
+        it.kv_used = s->kvt.used;
+        it.reused = s->kvt.reused;
+        it.missed = s->kvt.missed;
+        it.alloc_total = s->kvt.alloc_total;
+        it.alloc_new = s->kvt.alloc_new;
+        record_iteration(s, &it);
+    }
     kick_engine(s);
 }
 
@@ -621,6 +689,15 @@ static int64_t on_admit(struct sb_mock_seq *seq, void *arg)
     if (cost < 0)
         return SB_MOCK_ADMIT_WAIT;
     seq->uncached_tokens = uncached;
+    if (m->kv.admitted) {
+        uint64_t need = (uint64_t)(m->kv.nblocks + m->kv.extra_blocks);
+        uint64_t hits = (uint64_t)(m->kv.hit[0] + m->kv.hit[1] + m->kv.hit[2]);
+        s->kvt.used += need;
+        s->kvt.reused += hits;
+        s->kvt.missed += m->kv.miss;
+        s->kvt.alloc_total += need;
+        s->kvt.alloc_new += (uint64_t)(m->kv.miss + m->kv.extra_blocks);
+    }
     return cost;
 }
 
@@ -629,6 +706,7 @@ static void kick_engine(struct mock_server *s)
     if (s->iter_pending || !sb_mock_engine_has_work(&s->eng))
         return;
     uint64_t t0 = sb_mono_ns();
+    s->iter_start_ns = t0;
     uint64_t d = s->storage ? sb_mock_engine_begin_with(&s->eng, t0, on_admit, s)
                             : sb_mock_engine_begin(&s->eng, t0);
     /* The iteration ends at t0 + d: onboarding I/O done during admission already took its
@@ -1062,11 +1140,77 @@ static void handle_metrics(struct mock_server *s, struct evhttp_request *req)
     sb_mock_metrics_render(&s->metrics, s->eng.nbatch, s->eng.nwaiting, &out);
     render_dynamo(s, &out);
     sb_mock_storage_render(s->storage, &out);
+    sb_buf_addf(&out,
+                "# HELP mock:engine_iterations_total Engine iterations begun.\n"
+                "# TYPE mock:engine_iterations_total counter\n"
+                "mock:engine_iterations_total %llu\n",
+                (unsigned long long)s->eng.iterations);
+    if (s->iters)
+        sb_buf_addf(&out,
+                    "# HELP mock:trtllm_iterations_dropped_total Iteration stats overwritten "
+                    "before a GET /metrics drained them.\n"
+                    "# TYPE mock:trtllm_iterations_dropped_total counter\n"
+                    "mock:trtllm_iterations_dropped_total %llu\n",
+                    (unsigned long long)s->iters_dropped);
     struct evbuffer *b = evbuffer_new();
     evbuffer_add(b, out.data ? out.data : "", out.len);
     sb_buf_release(&out);
     add_header(req, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+/* TensorRT-LLM's /metrics: the iterations since the last GET, oldest first, then forgotten. The
+   KV figures are tier 0's in TensorRT-LLM's terms: used = blocks held by admitted sequences (a
+   prefix shared by two counts twice, capped at the pool), reused/missed = prompt blocks served
+   from a cache or computed, since the start. */
+static void handle_trtllm_metrics(struct mock_server *s, struct evhttp_request *req)
+{
+    const struct sb_mock_config *cfg = s->cfg;
+    struct evbuffer *b = evbuffer_new();
+    bool kv = sb_mock_storage_kv_enabled(s->storage);
+    uint64_t pool = (uint64_t)cfg->tier0_blocks;
+    evbuffer_add(b, "[", 1);
+    for (size_t k = 0; k < s->iters_len; k++) {
+        const struct trtllm_iter *it = &s->iters[(s->iters_head + k) % TRTLLM_RING];
+        char stamp[32];
+        time_t sec = (time_t)(it->real_ns / 1000000000ull);
+        struct tm tm;
+        localtime_r(&sec, &tm);
+        strftime(stamp, sizeof(stamp), "%m-%d-%Y %H:%M:%S", &tm);
+        uint64_t used = it->kv_used < pool ? it->kv_used : pool;
+        evbuffer_add_printf(
+            b,
+            "%s{\"timestamp\":\"%s\",\"iter\":%" PRIu64 ",\"iterLatencyMS\":%.3f,"
+            "\"newActiveRequestsQueueLatencyMS\":0,\"gpuMemUsage\":%" PRIu64 ","
+            "\"cpuMemUsage\":0,\"pinnedMemUsage\":0,\"numActiveRequests\":%zu,"
+            "\"numQueuedRequests\":%zu,\"numCompletedRequests\":%zu,"
+            "\"maxNumActiveRequests\":%lld,\"inflightBatchingStats\":{"
+            "\"numScheduledRequests\":%zu,\"numContextRequests\":%zu,\"numGenRequests\":%zu,"
+            "\"numPausedRequests\":0,\"numCtxTokens\":%lld,\"microBatchId\":0,"
+            "\"avgNumDecodedTokensPerIter\":1},\"kvCacheStats\":",
+            k ? "," : "", stamp, it->iter, it->latency_ms, kv ? used * cfg->kv_block_bytes : 0,
+            it->active, it->queued, it->completed, cfg->max_num_seqs, it->active, it->context,
+            it->active - it->context, it->ctx_tokens);
+        if (kv) {
+            uint64_t looked = it->reused + it->missed;
+            evbuffer_add_printf(b,
+                                "{\"maxNumBlocks\":%" PRIu64 ",\"freeNumBlocks\":%" PRIu64
+                                ",\"usedNumBlocks\":%" PRIu64 ",\"tokensPerBlock\":%lld,"
+                                "\"allocTotalBlocks\":%" PRIu64 ",\"allocNewBlocks\":%" PRIu64
+                                ",\"reusedBlocks\":%" PRIu64 ",\"missedBlocks\":%" PRIu64
+                                ",\"cacheHitRate\":%.6g}}",
+                                pool, pool - used, used, cfg->kv_block_tokens, it->alloc_total,
+                                it->alloc_new, it->reused, it->missed,
+                                looked ? (double)it->reused / (double)looked : 0.0);
+        } else {
+            evbuffer_add_printf(b, "null}");
+        }
+    }
+    evbuffer_add(b, "]", 1);
+    s->iters_len = 0; /* drained */
+    s->iters_head = 0;
+    send_json(req, 200, b);
     evbuffer_free(b);
 }
 
@@ -1126,7 +1270,10 @@ static void on_request(struct evhttp_request *req, void *arg)
         handle_models(s, req);
         return;
     case 2:
-        handle_metrics(s, req);
+        if (s->iters)
+            handle_trtllm_metrics(s, req);
+        else
+            handle_metrics(s, req);
         return;
     case 3: {
         struct evbuffer *b = evbuffer_new();
@@ -1287,6 +1434,7 @@ static void server_release(struct mock_server *s)
     if (s->base)
         event_base_free(s->base);
     sb_mock_engine_release(&s->eng);
+    free(s->iters);
     sb_mock_storage_close(s->storage); /* removes the tier-2 file unless --keep-tier2 */
     for (size_t i = 0; i < s->nmodels; i++)
         free(s->models[i]);
@@ -1325,6 +1473,11 @@ int sb_mock_serve(const struct sb_mock_config *cfg, FILE *announce, struct sb_er
         goto out;
     if (split_models(s, cfg->served_model_names, err) != 0)
         goto out;
+    if (cfg->metrics_format == SB_MOCK_METRICS_TRTLLM &&
+        !(s->iters = calloc(TRTLLM_RING, sizeof(*s->iters)))) {
+        sb_err_set(err, "out of memory");
+        goto out;
+    }
     if ((cfg->tier0_blocks > 0 || (cfg->lora_modules && *cfg->lora_modules)) &&
         sb_mock_storage_open(&s->storage, cfg, err) != 0)
         goto out;

@@ -1,23 +1,309 @@
-/* sysmon source "prom": placeholder until it is written (off, silently). */
+/*
+ * sysmon source "prom": scrapes every --prom URL each tick (all at once, connections kept open,
+ * each GET bounded by min(0.8 x interval, 2 s)), and adds to the sysmon line
+ *   "prom":{"scrapes":[{"url","ok","ms","samples","bad_lines"} or {"url","ok":false,"ms","error"}],
+ *           "series":{...}}
+ * where series holds the well-known serving metrics of one static table: gauges as their current
+ * value, counters as a rate over the time between this URL's last two good scrapes (key suffix
+ * _per_s). A series is taken from the first URL, in --prom order, that carries it (never summed
+ * over URLs, which may be two ports of one server); within that page its label sets are summed,
+ * or averaged for ratios. A series whose URL failed this tick, or a counter with no earlier scrape
+ * or that went down (a reset), is null; a series no URL ever carried is left out.
+ *
+ * It also writes <out>/dynkv.jsonl (sb/dynkv.h), one line per tick on the sysmon grid, from the
+ * first tick on which a scrape carries KV-tier series (KVBM's or the mock's ground truth), or from
+ * the first tick with --dynkv. A failed GET never stops sysmon: it is recorded as failed in that
+ * tick's line, and the first failure of each URL is noticed once on stderr.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sb/dynkv.h"
+#include "sb/jsonl.h"
+#include "sb/prom.h"
+#include "sb/scrape.h"
 #include "sb/sysmon.h"
+#include "sb/util.h"
+
+#define PROM_MAX_PAGE    (64u << 20)
+#define PROM_MAX_TIMEOUT 2000 /* ms */
+
+enum series_kind {
+    GAUGE_SUM,  /* current value, label sets summed */
+    GAUGE_MEAN, /* current value, label sets averaged (ratios and percentages) */
+    COUNTER,    /* rate per second between the last two scrapes, label sets summed */
+};
+
+/* The series written under "series": the JSON key, the names it goes by (first found wins). */
+static const struct prom_series {
+    const char *key;
+    const char *names[2];
+    enum series_kind kind;
+} series_table[] = {
+    /* Dynamo frontend */
+    {"dynamo_frontend_inflight_requests", {"dynamo_frontend_inflight_requests"}, GAUGE_SUM},
+    {"dynamo_frontend_queued_requests", {"dynamo_frontend_queued_requests"}, GAUGE_SUM},
+    {"dynamo_frontend_requests_total", {"dynamo_frontend_requests_total"}, COUNTER},
+    {"dynamo_frontend_output_tokens_total", {"dynamo_frontend_output_tokens_total"}, COUNTER},
+    /* Dynamo worker KV stats */
+    {"dynamo_component_kvstats_active_blocks",
+     {"dynamo_component_kvstats_active_blocks"},
+     GAUGE_SUM},
+    {"dynamo_component_kvstats_total_blocks", {"dynamo_component_kvstats_total_blocks"}, GAUGE_SUM},
+    {"dynamo_component_kvstats_gpu_cache_usage_percent",
+     {"dynamo_component_kvstats_gpu_cache_usage_percent"},
+     GAUGE_MEAN},
+    {"dynamo_component_kvstats_gpu_prefix_cache_hit_rate",
+     {"dynamo_component_kvstats_gpu_prefix_cache_hit_rate"},
+     GAUGE_MEAN},
+    /* vLLM */
+    {"vllm:num_requests_running", {"vllm:num_requests_running"}, GAUGE_SUM},
+    {"vllm:num_requests_waiting", {"vllm:num_requests_waiting"}, GAUGE_SUM},
+    {"vllm:kv_cache_usage_perc", {"vllm:kv_cache_usage_perc"}, GAUGE_MEAN},
+    {"vllm:prefix_cache_queries_total", {"vllm:prefix_cache_queries_total"}, COUNTER},
+    {"vllm:prefix_cache_hits_total", {"vllm:prefix_cache_hits_total"}, COUNTER},
+    /* llama.cpp */
+    {"llamacpp:kv_cache_usage_ratio", {"llamacpp:kv_cache_usage_ratio"}, GAUGE_MEAN},
+    /* KVBM's sliding-window hit rates, under either prefix */
+    {"kvbm_host_cache_hit_rate",
+     {"kvbm_host_cache_hit_rate", "dynamo_kvbm_host_cache_hit_rate"},
+     GAUGE_MEAN},
+    {"kvbm_disk_cache_hit_rate",
+     {"kvbm_disk_cache_hit_rate", "dynamo_kvbm_disk_cache_hit_rate"},
+     GAUGE_MEAN},
+};
+
+/* One URL's snapshots: cur is this tick's (NULL when its GET failed), prev the last good one. */
+struct prom_url {
+    struct sb_prom_snapshot *prev, *cur;
+    uint64_t prev_ns, cur_ns; /* CLOCK_MONOTONIC when each GET finished */
+    bool noticed;             /* its first failure was reported */
+};
+
+struct prom_state {
+    const struct sb_sysmon_config *cfg;
+    struct sb_scraper scraper;
+    struct prom_url *u;
+    struct sb_jsonl_sink dynkv;
+    bool dynkv_open, dynkv_failed;
+    struct sb_buf line; /* one dynkv.jsonl line */
+    struct sb_dynkv_scrape *pairs;
+};
 
 static int prom_open(struct sb_sysmon_source *src, const struct sb_sysmon_config *cfg,
                      struct sb_err *err)
 {
-    (void)src;
-    (void)cfg;
-    (void)err;
-    return 1;
+    if (!cfg->prom_urls || !*cfg->prom_urls) {
+        if (cfg->dynkv)
+            snprintf(src->note, sizeof(src->note), "--dynkv needs at least one --prom URL");
+        return 1; /* not asked for */
+    }
+    struct prom_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return sb_err_set(err, "out of memory");
+    src->state = st;
+    st->cfg = cfg;
+    sb_buf_init(&st->line, 1u << 16);
+    long timeout = (long)((double)cfg->interval_ms * 0.8);
+    if (timeout > PROM_MAX_TIMEOUT)
+        timeout = PROM_MAX_TIMEOUT;
+    if (timeout < 1)
+        timeout = 1;
+    if (sb_scraper_init(&st->scraper, cfg->prom_urls, timeout,
+                        "text/plain;version=0.0.4;q=0.9,*/*;q=0.1", PROM_MAX_PAGE, err) != 0)
+        return -1;
+    st->u = calloc(st->scraper.n, sizeof(*st->u));
+    st->pairs = calloc(st->scraper.n, sizeof(*st->pairs));
+    if (!st->u || !st->pairs)
+        return sb_err_set(err, "out of memory");
+    return 0;
+}
+
+/* Sum (or mean) over the label sets of the first of names found in s. */
+static bool page_value(const struct sb_prom_snapshot *s, const struct prom_series *ps, double *out)
+{
+    for (size_t k = 0; k < SB_ARRAY_SIZE(ps->names) && ps->names[k]; k++) {
+        double sum = 0;
+        size_t n = 0, count = sb_prom_snapshot_count(s);
+        for (size_t i = 0; i < count; i++) {
+            const struct sb_prom_sample *x = sb_prom_snapshot_sample(s, i);
+            if (strcmp(x->name, ps->names[k]) == 0) {
+                sum += x->value;
+                n++;
+            }
+        }
+        if (n) {
+            *out = ps->kind == GAUGE_MEAN ? sum / (double)n : sum;
+            return true;
+        }
+    }
+    return false;
+}
+
+static int add_number(struct sb_buf *b, double v)
+{
+    if (!isfinite(v))
+        return sb_buf_adds(b, "null");
+    if (v == floor(v) && fabs(v) < 1e15)
+        return sb_buf_addf(b, "%.0f", v);
+    return sb_buf_addf(b, "%.6g", v);
+}
+
+/* Appends "key":value (or null) for each series some URL carries. */
+static int add_series(struct prom_state *st, struct sb_buf *out)
+{
+    int rc = sb_buf_adds(out, "\"series\":{");
+    bool first = true;
+    for (size_t t = 0; t < SB_ARRAY_SIZE(series_table); t++) {
+        const struct prom_series *ps = &series_table[t];
+        const struct prom_url *carrier = NULL;
+        double v = NAN;
+        for (size_t i = 0; i < st->scraper.n && !carrier; i++) {
+            const struct prom_url *u = &st->u[i];
+            const struct sb_prom_snapshot *latest = u->cur ? u->cur : u->prev;
+            if (latest && page_value(latest, ps, &v))
+                carrier = u;
+        }
+        if (!carrier)
+            continue;
+        double value = NAN, was;
+        if (carrier->cur && page_value(carrier->cur, ps, &value) && ps->kind == COUNTER) {
+            double dt = (double)(carrier->cur_ns - carrier->prev_ns) / 1e9;
+            if (carrier->prev && page_value(carrier->prev, ps, &was) && value >= was && dt > 0)
+                value = (value - was) / dt;
+            else
+                value = NAN; /* no earlier scrape, or a reset */
+        }
+        rc |= sb_buf_addf(out, "%s\"%s%s\":", first ? "" : ",", ps->key,
+                          ps->kind == COUNTER ? "_per_s" : "");
+        rc |= add_number(out, value);
+        first = false;
+    }
+    return rc | sb_buf_adds(out, "}");
+}
+
+/* Opens dynkv.jsonl once KV series show up (or at once with --dynkv). */
+static void dynkv_maybe_open(struct prom_state *st)
+{
+    if (st->dynkv_open || st->dynkv_failed)
+        return;
+    bool want = st->cfg->dynkv;
+    for (size_t i = 0; i < st->scraper.n && !want; i++)
+        want = sb_dynkv_has_kv_series(st->u[i].cur);
+    if (!want)
+        return;
+    char path[4200];
+    struct sb_err err;
+    snprintf(path, sizeof(path), "%s/dynkv.jsonl", st->cfg->out_dir);
+    if (sb_jsonl_open(&st->dynkv, path, &err) != 0) {
+        st->dynkv_failed = true;
+        fprintf(stderr, "sparkbench sysmon: prom: %s (no dynkv.jsonl)\n", err.msg);
+        return;
+    }
+    st->dynkv_open = true;
+}
+
+static void dynkv_write(struct prom_state *st, const struct sb_sysmon_tick *tick)
+{
+    struct sb_dynkv_line line;
+    struct sb_err err;
+    for (size_t i = 0; i < st->scraper.n; i++) {
+        st->pairs[i].prev = st->u[i].prev;
+        st->pairs[i].cur = st->u[i].cur;
+    }
+    sb_dynkv_compute(st->pairs, st->scraper.n, st->cfg->kv_block_size_bytes, &line);
+    sb_buf_reset(&st->line);
+    if (sb_dynkv_render(&line, tick->sched_real_ns, &st->line) != 0)
+        return;
+    if (sb_jsonl_write_lines(&st->dynkv, st->line.data, st->line.len, &err) != 0) {
+        /* The sink refuses every later write: say it once and stop trying. */
+        fprintf(stderr, "sparkbench sysmon: prom: %s (dynkv.jsonl stops here)\n", err.msg);
+        sb_jsonl_close(&st->dynkv, &err);
+        st->dynkv_open = false;
+        st->dynkv_failed = true;
+    }
 }
 
 static int prom_sample(struct sb_sysmon_source *src, const struct sb_sysmon_tick *tick,
                        struct sb_buf *out)
 {
-    (void)src;
-    (void)tick;
-    (void)out;
-    return -1;
+    struct prom_state *st = src->state;
+    sb_scraper_run(&st->scraper);
+    int rc = sb_buf_adds(out, "\"prom\":{\"scrapes\":[");
+    for (size_t i = 0; i < st->scraper.n; i++) {
+        struct sb_scrape *sc = &st->scraper.v[i];
+        struct prom_url *u = &st->u[i];
+        struct sb_err err;
+        if (sc->ok && sb_prom_snapshot_parse(&u->cur, sc->body.data ? sc->body.data : "",
+                                             sc->body.len, &err) != 0) {
+            sc->ok = false;
+            snprintf(sc->error, sizeof(sc->error), "%.200s", err.msg);
+        }
+        if (sc->ok)
+            u->cur_ns = sc->done_ns;
+        rc |= sb_buf_addf(out, "%s{\"url\":\"", i ? "," : "");
+        rc |= sb_buf_add_json_escaped(out, sc->url, strlen(sc->url));
+        rc |= sb_buf_addf(out, "\",\"ok\":%s,\"ms\":%.3f", sc->ok ? "true" : "false", sc->ms);
+        if (sc->ok) {
+            rc |= sb_buf_addf(out, ",\"samples\":%zu,\"bad_lines\":%zu}",
+                              sb_prom_snapshot_count(u->cur), sb_prom_snapshot_bad_lines(u->cur));
+            continue;
+        }
+        rc |= sb_buf_adds(out, ",\"error\":\"");
+        rc |= sb_buf_add_json_escaped(out, sc->error, strlen(sc->error));
+        rc |= sb_buf_adds(out, "\"}");
+        if (!u->noticed) {
+            u->noticed = true;
+            fprintf(stderr,
+                    "sparkbench sysmon: prom: cannot scrape '%s': %s (recorded as a failed "
+                    "scrape; later failures are not reported)\n",
+                    sc->url, sc->error);
+        }
+    }
+    rc |= sb_buf_adds(out, "],");
+    rc |= add_series(st, out);
+    rc |= sb_buf_adds(out, "}");
+
+    dynkv_maybe_open(st);
+    if (st->dynkv_open)
+        dynkv_write(st, tick);
+
+    /* This tick's good pages become the previous ones; a failed URL keeps its last good page. */
+    for (size_t i = 0; i < st->scraper.n; i++) {
+        struct prom_url *u = &st->u[i];
+        if (!u->cur)
+            continue;
+        sb_prom_snapshot_free(u->prev);
+        u->prev = u->cur;
+        u->prev_ns = u->cur_ns;
+        u->cur = NULL;
+    }
+    return rc ? -1 : 0;
+}
+
+static void prom_close(struct sb_sysmon_source *src)
+{
+    struct prom_state *st = src->state;
+    if (!st)
+        return;
+    for (size_t i = 0; st->u && i < st->scraper.n; i++) {
+        sb_prom_snapshot_free(st->u[i].prev);
+        sb_prom_snapshot_free(st->u[i].cur);
+    }
+    if (st->dynkv_open) {
+        struct sb_err err;
+        if (sb_jsonl_close(&st->dynkv, &err) != 0)
+            fprintf(stderr, "sparkbench sysmon: prom: %s\n", err.msg);
+    }
+    sb_scraper_release(&st->scraper);
+    sb_buf_release(&st->line);
+    free(st->u);
+    free(st->pairs);
+    free(st);
+    src->state = NULL;
 }
 
 const struct sb_sysmon_source_ops sb_source_prom = {
-    .name = "prom", .open = prom_open, .sample = prom_sample, .close = NULL};
+    .name = "prom", .open = prom_open, .sample = prom_sample, .close = prom_close};
