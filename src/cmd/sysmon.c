@@ -107,11 +107,17 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-    fputs("usage: sparkbench sysmon --out DIR [--duration-s S] [--interval-ms 200] [--disk DEV]\n\n"
-          "Samples CPU (/proc/stat), memory (/proc/meminfo), pressure (/proc/pressure) and disks\n"
-          "(/proc/diskstats, iostat -x arithmetic) on an absolute grid aligned to wall-clock\n"
-          "multiples of the interval, one JSON line per tick in DIR/sysmon.jsonl.\n\noptions:\n",
-          f);
+    fputs(
+        "usage: sparkbench sysmon --out DIR [--duration-s S] [--interval-ms 200] [--disk DEV]\n"
+        "                         [--prom URL]... [--trtllm URL] [--pid PID | --pid-of NAME]\n\n"
+        "Samples CPU (/proc/stat), memory (/proc/meminfo), pressure (/proc/pressure), disks\n"
+        "(/proc/diskstats, iostat -x arithmetic), GPUs (NVML, when libnvidia-ml.so.1 loads),\n"
+        "processes (/proc/PID/io and stat) and Prometheus endpoints on an absolute grid aligned\n"
+        "to wall-clock multiples of the interval, one JSON line per tick in DIR/sysmon.jsonl.\n"
+        "KV series (KVBM, the mock's ground truth) also go to DIR/dynkv.jsonl, and TensorRT-LLM's\n"
+        "per-iteration stats to DIR/trtllm.jsonl. Runs until --duration-s or SIGINT/SIGTERM.\n"
+        "\noptions:\n",
+        f);
     sb_opt_print_help(sysmon_options, NOPTS, f);
 }
 
