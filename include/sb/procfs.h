@@ -1,8 +1,9 @@
 /*
  * Parsers and delta math for the Linux /proc telemetry that `sparkbench sysmon` samples every 200
  * ms: /proc/stat (CPU jiffies), /proc/meminfo, /proc/pressure/{cpu,memory,io} (PSI) and
- * /proc/diskstats, plus the iostat -x and mpstat arithmetic over two samples, and block-device
- * resolution through sysfs (which disk holds a path).
+ * /proc/diskstats, plus the iostat -x and mpstat arithmetic over two samples, block-device
+ * resolution through sysfs (which disk holds a path), and the per-process /proc/<pid>/io and
+ * /proc/<pid>/stat that the proc source reads.
  *
  * The parsers do no I/O: the caller reads the file (procfs reports size 0, so read until EOF) and
  * hands over the bytes. The buffer need not be NUL-terminated and is never read past len. Every
@@ -201,5 +202,48 @@ int sb_blockdev_of_devt(const char *sysfs_root, unsigned major, unsigned minor, 
 /* Like sb_blockdev_of_devt() for the device holding path (stat(2)'s st_dev). */
 int sb_blockdev_of_path(const char *sysfs_root, const char *path, char *out, size_t cap,
                         struct sb_err *err);
+
+/* ---- /proc/<pid>/io and /proc/<pid>/stat ----------------------------------------------------- */
+
+/*
+ * A process's I/O counters (/proc/<pid>/io, bytes since it started, all threads together).
+ * rchar/wchar count every read()/write()-like call, page cache hits included; read_bytes and
+ * write_bytes count what the process caused to be fetched from or sent to storage (write_bytes
+ * at the moment a page is dirtied, so a later truncate shows up in cancelled_write_bytes). syscr
+ * and syscw are 0 when the file lacks them.
+ */
+struct sb_pid_io {
+    unsigned long long rchar, wchar, syscr, syscw, read_bytes, write_bytes, cancelled_write_bytes;
+};
+
+/*
+ * Parses /proc/<pid>/io text: lines "key: <number>"; rchar, wchar, read_bytes, write_bytes and
+ * cancelled_write_bytes are required (each at most once), unknown keys are accepted (their number
+ * is still checked). *out is overwritten.
+ */
+int sb_pid_io_parse(const char *text, size_t len, struct sb_pid_io *out, struct sb_err *err);
+
+/*
+ * The fields of /proc/<pid>/stat that sysmon uses (proc(5) numbering in the comments). Times are
+ * clock ticks (sysconf(_SC_CLK_TCK), normally 100 a second).
+ */
+struct sb_pid_stat {
+    unsigned long long pid;          /* (1) */
+    char comm[64];                   /* (2) without its parentheses, cut to 63 bytes */
+    char state;                      /* (3) R, S, D, Z, ... */
+    unsigned long long utime, stime; /* (14), (15): this process's threads, children excluded */
+    unsigned long long num_threads;  /* (20) */
+    unsigned long long starttime;    /* (22) ticks after boot: with pid, names one process */
+    unsigned long long rss_pages;    /* (24) resident pages (sysconf(_SC_PAGESIZE) bytes each) */
+};
+
+/*
+ * Parses /proc/<pid>/stat text: "pid (comm) state f4 f5 ...". comm may hold anything a process
+ * can name itself, blanks, parentheses and newlines included, so it runs from the first '(' to
+ * the LAST ')' of the text. At least the fields up to rss (24) are required; every field after
+ * comm is checked to be an integer (a '-' is allowed: tpgid, priority and nice can be negative),
+ * and the ones kept must not be negative. *out is overwritten.
+ */
+int sb_pid_stat_parse(const char *text, size_t len, struct sb_pid_stat *out, struct sb_err *err);
 
 #endif

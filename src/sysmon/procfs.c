@@ -693,3 +693,138 @@ int sb_blockdev_of_path(const char *sysfs_root, const char *path, char *out, siz
     }
     return 0;
 }
+
+/* ---- /proc/<pid>/io ----------------------------------------------------------------------------
+ */
+
+#define PID_IO_FILE "/proc/[pid]/io"
+
+static const struct {
+    const char *key;
+    size_t off;
+    bool required;
+} pid_io_keys[] = {
+    {"rchar", offsetof(struct sb_pid_io, rchar), true},
+    {"wchar", offsetof(struct sb_pid_io, wchar), true},
+    {"syscr", offsetof(struct sb_pid_io, syscr), false},
+    {"syscw", offsetof(struct sb_pid_io, syscw), false},
+    {"read_bytes", offsetof(struct sb_pid_io, read_bytes), true},
+    {"write_bytes", offsetof(struct sb_pid_io, write_bytes), true},
+    {"cancelled_write_bytes", offsetof(struct sb_pid_io, cancelled_write_bytes), true},
+};
+
+int sb_pid_io_parse(const char *text, size_t len, struct sb_pid_io *out, struct sb_err *err)
+{
+    struct sb_pid_io io = {0};
+    unsigned seen = 0;
+    struct line_iter it;
+    const char *s, *e;
+    line_iter_init(&it, text, len);
+    while (line_next(&it, &s, &e)) {
+        const char *p = s, *key, *num, *extra;
+        size_t nkey = tok_next(&p, e, &key);
+        if (nkey == 0)
+            continue;
+        if (nkey < 2 || key[nkey - 1] != ':')
+            return line_err(err, PID_IO_FILE, it.lineno, "expected 'key: value', got '%.*s'",
+                            show_len((size_t)(e - s)), s);
+        nkey--; /* the ':' */
+        size_t nnum = tok_next(&p, e, &num);
+        unsigned long long v;
+        if (parse_u64(num, nnum, &v) < 0)
+            return line_err(err, PID_IO_FILE, it.lineno, "value of '%.*s' is not a number: '%.*s'",
+                            show_len(nkey), key, show_len(nnum), num);
+        if (tok_next(&p, e, &extra) > 0)
+            return line_err(err, PID_IO_FILE, it.lineno, "unexpected text after '%.*s: %.*s'",
+                            show_len(nkey), key, show_len(nnum), num);
+        for (size_t k = 0; k < sizeof(pid_io_keys) / sizeof(pid_io_keys[0]); k++) {
+            if (!tok_eq(key, nkey, pid_io_keys[k].key))
+                continue;
+            if (seen & (1u << k))
+                return line_err(err, PID_IO_FILE, it.lineno, "'%s' appears twice",
+                                pid_io_keys[k].key);
+            seen |= 1u << k;
+            *(unsigned long long *)((char *)&io + pid_io_keys[k].off) = v;
+            break;
+        }
+    }
+    for (size_t k = 0; k < sizeof(pid_io_keys) / sizeof(pid_io_keys[0]); k++)
+        if (pid_io_keys[k].required && !(seen & (1u << k)))
+            return sb_err_set(err, "cannot parse '%s': no '%s' line", PID_IO_FILE,
+                              pid_io_keys[k].key);
+    *out = io;
+    return 0;
+}
+
+/* ---- /proc/<pid>/stat --------------------------------------------------------------------------
+ */
+
+#define PID_STAT_FILE "/proc/[pid]/stat"
+#define PID_STAT_MIN  24 /* rss, the last field kept */
+
+/* An integer token with an optional '-' (the signed fields print as %d / %ld). */
+static int parse_i64_tok(const char *t, size_t n, bool *neg, unsigned long long *mag)
+{
+    *neg = n > 0 && t[0] == '-';
+    return parse_u64(t + *neg, n - *neg, mag);
+}
+
+int sb_pid_stat_parse(const char *text, size_t len, struct sb_pid_stat *out, struct sb_err *err)
+{
+    struct sb_pid_stat ps = {0};
+    const char *end = text ? text + len : text;
+    while (end > text && (end[-1] == '\n' || is_blank(end[-1])))
+        end--;
+    const char *open = text ? memchr(text, '(', (size_t)(end - text)) : NULL;
+    const char *close = text ? memrchr(text, ')', (size_t)(end - text)) : NULL;
+    if (!open || !close || close < open)
+        return sb_err_set(err, "cannot parse '%s': no '(comm)'", PID_STAT_FILE);
+    const char *p = text, *tok;
+    size_t n = tok_next(&p, open, &tok);
+    if (parse_u64(tok, n, &ps.pid) < 0 || p + 1 != open || !is_blank(*p))
+        return sb_err_set(err, "cannot parse '%s': expected 'pid (comm)', got '%.*s'",
+                          PID_STAT_FILE, show_len((size_t)(open - text)), text);
+    size_t clen = (size_t)(close - open - 1);
+    if (clen >= sizeof(ps.comm))
+        clen = sizeof(ps.comm) - 1;
+    memcpy(ps.comm, open + 1, clen);
+    ps.comm[clen] = '\0';
+
+    p = close + 1;
+    if (p >= end || !is_blank(*p))
+        return sb_err_set(err, "cannot parse '%s': expected fields after '(%s)'", PID_STAT_FILE,
+                          ps.comm);
+    int field = 2; /* the number of the field last read */
+    while ((n = tok_next(&p, end, &tok)) > 0) {
+        field++;
+        if (field == 3) {
+            if (n != 1)
+                return sb_err_set(err, "cannot parse '%s': state is '%.*s', not one letter",
+                                  PID_STAT_FILE, show_len(n), tok);
+            ps.state = tok[0];
+            continue;
+        }
+        bool neg;
+        unsigned long long v;
+        if (parse_i64_tok(tok, n, &neg, &v) < 0)
+            return sb_err_set(err, "cannot parse '%s': field %d is not a number: '%.*s'",
+                              PID_STAT_FILE, field, show_len(n), tok);
+        unsigned long long *dst = field == 14   ? &ps.utime
+                                  : field == 15 ? &ps.stime
+                                  : field == 20 ? &ps.num_threads
+                                  : field == 22 ? &ps.starttime
+                                  : field == 24 ? &ps.rss_pages
+                                                : NULL;
+        if (!dst)
+            continue;
+        if (neg)
+            return sb_err_set(err, "cannot parse '%s': field %d is negative: '%.*s'", PID_STAT_FILE,
+                              field, show_len(n), tok);
+        *dst = v;
+    }
+    if (field < PID_STAT_MIN)
+        return sb_err_set(err, "cannot parse '%s': expected at least %d fields, got %d",
+                          PID_STAT_FILE, PID_STAT_MIN, field);
+    *out = ps;
+    return 0;
+}
