@@ -726,6 +726,54 @@ static void test_run_with_sysmon(void **state)
     run_paths_release(&rp);
 }
 
+/* The config's telemetry: section reaches the sampler: Prometheus scrapes and dynkv.jsonl. */
+static void test_run_sysmon_from_config(void **state)
+{
+    (void)state;
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, fast_mock), 0);
+    struct run_paths rp;
+    run_paths_init(&rp, mock.port, "/v1/completions");
+    char cfg[600], spath[600], dpath[600];
+    snprintf(cfg, sizeof(cfg), "%s/telemetry.yaml", rp.dir);
+    snprintf(spath, sizeof(spath), "%s/sysmon.jsonl", rp.out_dir);
+    snprintf(dpath, sizeof(dpath), "%s/dynkv.jsonl", rp.out_dir);
+    FILE *f = fopen(cfg, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "dynamo:\n  kv_block_size_bytes: 131072\n"
+            "telemetry:\n  sysmon: true\n  cadence_ms: 100\n  enable_dynkv: true\n"
+            "  collect_gpu: false\n  endpoints:\n    - http://127.0.0.1:%d/metrics\n",
+            mock.port);
+    fclose(f);
+    const char *args[] = {"--config",      cfg,        "--endpoint",    rp.url,
+                          "--concurrency", "2",        "--duration-s",  "1",
+                          "--output-dir",  rp.out_dir, "--prompts-dir", rp.prompts,
+                          "--quiet",       NULL};
+    char *out = NULL, *err = NULL;
+    assert_int_equal(run_cmd(args, &out, &err), 0);
+    assert_null(strstr(err, "gpu")); /* collect_gpu: false turns the source off silently */
+    free(out);
+    free(err);
+    struct lines t = read_jsonl(spath), d = read_jsonl(dpath);
+    assert_true(t.n >= 5);
+    int scraped = 0;
+    for (int i = 0; i < t.n; i++) {
+        const cJSON *prom = cJSON_GetObjectItemCaseSensitive(t.v[i], "prom");
+        const cJSON *sc = prom ? cJSON_GetObjectItemCaseSensitive(prom, "scrapes") : NULL;
+        const cJSON *s0 = sc ? cJSON_GetArrayItem(sc, 0) : NULL;
+        if (s0 && is_true(s0, "ok"))
+            scraped++;
+    }
+    assert_int_equal(scraped, t.n); /* every tick scraped the mock */
+    assert_true(d.n >= 5);          /* enable_dynkv: a dynkv line per tick, nulls included */
+    assert_int_equal((int)num(d.v[0], "kv_block_size_bytes"), 131072);
+    free_lines(&t);
+    free_lines(&d);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    run_paths_release(&rp);
+}
+
 static void test_smoke(void **state)
 {
     (void)state;
@@ -775,6 +823,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_threads_and_too_large),
         cmocka_unit_test(test_full_disk),
         cmocka_unit_test(test_run_with_sysmon),
+        cmocka_unit_test(test_run_sysmon_from_config),
         cmocka_unit_test(test_smoke),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
