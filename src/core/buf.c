@@ -31,15 +31,15 @@ void sb_buf_reset(struct sb_buf *b)
 
 static int grow(struct sb_buf *b, size_t extra)
 {
-    if (extra > b->max || b->len > b->max - extra)
-        return -1;
+    if (extra > b->max || b->len > b->max - extra || b->len + extra == SIZE_MAX)
+        return -1; /* over the limit, or no room for the NUL */
     size_t need = b->len + extra + 1;
     if (need <= b->cap)
         return 0;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    if (cap > b->max + 1)
+    if (b->max < SIZE_MAX && cap > b->max + 1) /* max + 1 would wrap to 0 at SIZE_MAX */
         cap = b->max + 1;
     char *p = realloc(b->data, cap);
     if (!p)

@@ -115,6 +115,14 @@ static void test_buf_limit(void **state)
     assert_int_equal(len, 5);
     assert_null(b.data);
     free(p);
+    /* An unbounded buffer (max SIZE_MAX) grows like any other: the cap clamp must not wrap. */
+    sb_buf_init(&b, SIZE_MAX);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(sb_buf_adds(&b, "0123456789"), 0);
+    assert_int_equal(b.len, 1000);
+    assert_true(b.cap > 1000);
+    assert_int_equal(sb_buf_add(&b, "x", SIZE_MAX - b.len), -1); /* no room for the NUL */
+    sb_buf_release(&b);
 }
 
 int main(void)
