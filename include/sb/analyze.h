@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "sb/err.h"
 #include "sb/record.h"
@@ -81,7 +82,8 @@ struct sb_run {
     size_t warmup;   /* phase warmup records (counted, not in percentiles) */
     size_t measured; /* records outside warm-up */
     size_t ok, errors;
-    size_t errors_by_kind[SB_ERRK_COUNT];
+    size_t errors_by_kind[SB_ERRK_COUNT]; /* [SB_ERRK_NONE]: failures without a kind (the old
+                                             harness's rc "error"); a kind-less rc >= 400 is http */
     size_t admitted;  /* measured requests the server accepted (a 2xx response began) */
     size_t completed; /* measured requests that finished ok */
     size_t rejected;  /* measured requests refused with 429/503 */
@@ -105,6 +107,12 @@ struct sb_run {
 
     char **warnings; /* owned, "file line N: ..." notes for the report */
     size_t nwarnings;
+
+    /* ---- added by the loader (load.c) ---- */
+    bool window_from_run_json;          /* t0/t1 came from run.json, not from the records */
+    uint64_t output_tokens;             /* sum over the completed measured records */
+    double cadence_dynkv_s;             /* dynkv ticks' spacing (median), NAN when unknown */
+    size_t sysmon_missed, dynkv_missed; /* {"missed":true} ticks inside the window */
 };
 
 struct sb_analyze_opts {
@@ -148,6 +156,119 @@ void sb_runs_free(char **dirs, size_t n);
 int sb_summary_csv_write(const char *path, const struct sb_run *runs, size_t n, struct sb_err *err);
 /* Writes <run dir>/summary.json for r. */
 int sb_run_summary_json_write(const struct sb_run *r, struct sb_err *err);
+
+/* ---- helpers for both halves (summary.c) ---- */
+
+/*
+ * Formats v as the shortest decimal that reads back as exactly v (%.15g, else %.16g, else %.17g);
+ * "" for NAN and infinities. Returns buf.
+ */
+const char *sb_analyze_fmt_double(char *buf, size_t cap, double v);
+/* Writes s as one CSV cell: as is, or quoted ("" doubling quotes) when it holds , " CR or LF. */
+void sb_csv_put_str(FILE *f, const char *s);
+/* Writes v as one CSV cell (sb_analyze_fmt_double; empty for NAN). */
+void sb_csv_put_double(FILE *f, double v);
+
+/* The summary_v3.csv columns in order, NULL-terminated (old harness's columns first). */
+extern const char *const sb_summary_columns[];
+
+/* ---- loading internals, shared by load.c / metrics.c / telemetry.c and the unit tests ---- */
+
+/* One metrics.jsonl line as analyze needs it. */
+struct sb_mrec {
+    double ts;               /* unix seconds; NAN when absent or not asked for */
+    double lat[SB_LAT_N];    /* lat_ttft_ms, lat_e2e_ms, lat_ttfb_ms, itl_mean_ms, tpot_ms; NAN */
+    long long output_tokens; /* 0 when absent or null (as sb_record_from_json reads it) */
+    int rc;                  /* HTTP status; 200/0 for the old harness's "ok"/"error"; 0 absent */
+    bool ok;                 /* "ok", else rc "ok"/"error", else a 2xx rc without an error kind */
+    bool warmup;             /* "phase": "warmup" */
+    bool has_phase;          /* the line has a phase (ours); the old harness's lines have none */
+    enum sb_error_kind error;
+};
+
+/*
+ * A fast scanner for metrics.jsonl lines: walks one flat JSON object, decodes the fields above
+ * and checks and skips the rest without building anything. It learns the key order of the first
+ * line, so that later keys are matched with a few word compares, and keeps a recent line as a
+ * reference, so that runs of keys whose bytes repeat it are taken without a second parse. It
+ * handles objects whose values are numbers, literals and strings without escapes; anything else
+ * (escapes, nested values, an ISO-8601 ts, broken JSON) is left to sb_record_from_json by
+ * sb_metrics_parse_line, and lines it accepts are exactly the valid JSON objects among those. One
+ * scanner per thread; it holds state from line to line.
+ */
+struct sb_mscan;
+/* need_ts: decode "ts" (otherwise it is only checked, and m->ts is NAN). NULL when out of memory.
+ */
+struct sb_mscan *sb_mscan_new(bool need_ts);
+void sb_mscan_free(struct sb_mscan *s);
+/* line[0..len) with line[len] == '\0'. 0: *m filled; 1: not handled here (see above). */
+int sb_mscan_line(struct sb_mscan *s, const char *line, size_t len, struct sb_mrec *m);
+/*
+ * sb_mscan_line, else sb_record_from_json (the whole JSON grammar, ISO-8601 ts, "16.0" counts).
+ * line[len] must be '\0'. Returns 0, or -1 with err saying why the line is not a record.
+ */
+int sb_metrics_parse_line(struct sb_mscan *s, const char *line, size_t len, struct sb_mrec *m,
+                          struct sb_err *err);
+
+/*
+ * Reads <dir>/metrics.jsonl into r: counts, latency summaries, the labels of the first record
+ * (only into fields still ""/-1), and t0/t1 from the measured records unless
+ * r->window_from_run_json. Splits a large file across threads at line boundaries. Bad, blank and
+ * torn lines go to r->metrics_file and r->warnings. Returns 0, or -1 with err when the file cannot
+ * be read or no line of it parses.
+ */
+int sb_run_read_metrics(struct sb_run *r, const char *path, struct sb_err *err);
+
+/*
+ * How sb_run_read_metrics splits a file: at most max_parts parts (threads) of at least
+ * min_part_bytes each; 0 for either restores the default (one part per CPU, up to 8, parts of at
+ * least 4 MiB). For tests and benchmarks; call it before loading, not while.
+ */
+void sb_analyze_set_split(int max_parts, size_t min_part_bytes);
+
+/*
+ * Reads sysmon.jsonl and dynkv.jsonl (either may be missing: r->*_file.present false) and fills
+ * the telemetry part of r over [r->t0, r->t1]. default_cadence_s (config telemetry.cadence_ms,
+ * else 0.2) is used for a file with fewer than two ticks. Never fails: problems become warnings.
+ */
+void sb_run_read_telemetry(struct sb_run *r, const char *sysmon_path, const char *dynkv_path,
+                           double default_cadence_s);
+
+/* Appends a printf-style warning to r->warnings (dropped silently when out of memory). */
+void sb_run_warn(struct sb_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Parses a unix time given as ISO-8601 text (YYYY-MM-DD[T ]HH:MM:SS[.f][Z|+HH:MM]); 0 or -1. */
+int sb_analyze_parse_iso8601(const char *s, double *out);
+
+/* ---- statistics on arrays (runstats.c) ---- */
+
+/*
+ * What sb_stats_summarize gives for v[0..n) (no NaNs), without sorting all of it: the ranks the
+ * percentiles interpolate between are put in place by selection (quickselect, falling back to
+ * sb_stats_sort), then read with sb_stats_percentile_sorted, so p50..p99.9, min and max are
+ * the full sort's bit for bit (signed zeros aside). The mean is numpy's pairwise sum over v as
+ * given (np.mean's order, not the sorted order). Reorders v. About 2.5x faster than sorting a
+ * million latencies, and needs no scratch memory.
+ */
+void sb_lat_summarize(double *v, size_t n, struct sb_summary *out);
+/* Drops NaNs from v[0..n) (reordering it) and fills out from the rest (sb_stats_summarize). */
+void sb_tstat_of(double *v, size_t n, struct sb_tstat *out);
+/* The median of the positive gaps between consecutive ts[0..n) (ascending); NAN when none. */
+double sb_cadence_of(const double *ts, size_t n);
+/*
+ * The share of [t0, t1) covered by ticks: the window is cut into cadence-long slots
+ * [t0 + k*c, t0 + (k+1)*c) (the last one shorter; edges a millionth of c earlier, so that a tick
+ * on the grid counts for the slot it opens despite rounding), a slot counts as covered when one
+ * of the ascending ticks ts[0..n) lies inside it (the last slot is looked at over a full cadence),
+ * and the result is covered length / (t1 - t0). A missed tick leaves its slot uncovered. NAN when
+ * the window or the cadence is not a positive number.
+ */
+double sb_aligned_share(const double *ts, size_t n, double t0, double t1, double cadence);
+/*
+ * Fills what follows from the loaded parts: achieved_rps, output_tok_s (NAN without a window),
+ * tier hit ratios and tier2_share, kv_working_set_bytes (kv_bytes_per_token from opts).
+ */
+void sb_run_derive(struct sb_run *r, const struct sb_analyze_opts *opts);
 
 /* ---- hypotheses, figures, gates, report (hypo.c, plot.c, gates.c, report.c) ---- */
 

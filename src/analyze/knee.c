@@ -1,0 +1,148 @@
+/*
+ * The numeric rules of the analysis, as pure functions with no I/O so the unit tests can drive
+ * them from tables: the Test Plan §2 knee rule that defines U_work, Pearson's r with its
+ * least-squares line (H7), and the coefficient of variation behind the CoV(p99) gate. Every one
+ * takes NAN as "not available" and leaves such values out rather than letting them poison a
+ * sum.
+ */
+#include <math.h>
+#include <stdint.h>
+
+#include "sb/analyze_out.h"
+
+/* Whether a sorts before b: by x, NAN x last; stable because callers only move on "before". */
+static bool step_before(const struct sb_knee_step *a, const struct sb_knee_step *b)
+{
+    if (isnan(a->x))
+        return false;
+    if (isnan(b->x))
+        return true;
+    return a->x < b->x;
+}
+
+void sb_knee_find(struct sb_knee_step *steps, size_t n, double k, struct sb_knee *out)
+{
+    /* Insertion sort: sweeps have tens of steps, and it is stable. */
+    for (size_t i = 1; i < n; i++) {
+        struct sb_knee_step s = steps[i];
+        size_t j = i;
+        while (j > 0 && step_before(&s, &steps[j - 1])) {
+            steps[j] = steps[j - 1];
+            j--;
+        }
+        steps[j] = s;
+    }
+    out->status = SB_KNEE_NO_STEPS;
+    out->knee = out->uwork = NAN;
+    out->knee_idx = out->uwork_idx = SIZE_MAX;
+
+    size_t prev = SIZE_MAX;      /* the last step that took part */
+    size_t prev_prev = SIZE_MAX; /* the one before it */
+    size_t valid = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct sb_knee_step *s = &steps[i];
+        s->ratio = s->p50 > 0 && !isnan(s->p99) ? s->p99 / s->p50 : NAN;
+        if (isnan(s->x) || isnan(s->p50) || isnan(s->p99)) {
+            s->over = -1;
+            continue;
+        }
+        s->over = s->p99 > k * s->p50 ? 1 : 0;
+        valid++;
+        if (out->knee_idx == SIZE_MAX && prev != SIZE_MAX && s->over && steps[prev].over) {
+            out->knee_idx = prev;
+            out->uwork_idx = prev_prev;
+        }
+        prev_prev = prev;
+        prev = i;
+    }
+    if (valid == 0)
+        return;
+    if (out->knee_idx == SIZE_MAX) {
+        out->status = SB_KNEE_NONE;
+        out->uwork_idx = prev;
+        out->uwork = steps[prev].x;
+        return;
+    }
+    out->knee = steps[out->knee_idx].x;
+    if (out->uwork_idx == SIZE_MAX) {
+        out->status = SB_KNEE_AT_FIRST;
+        return;
+    }
+    out->status = SB_KNEE_FOUND;
+    out->uwork = steps[out->uwork_idx].x;
+}
+
+const char *sb_knee_status_name(enum sb_knee_status s)
+{
+    switch (s) {
+    case SB_KNEE_FOUND:
+        return "knee";
+    case SB_KNEE_AT_FIRST:
+        return "knee_at_first_step";
+    case SB_KNEE_NONE:
+        return "no_knee";
+    case SB_KNEE_NO_STEPS:
+        break;
+    }
+    return "no_steps";
+}
+
+double sb_mean_finite(const double *v, size_t n)
+{
+    double sum = 0;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isnan(v[i])) {
+            sum += v[i];
+            m++;
+        }
+    return m ? sum / (double)m : NAN;
+}
+
+double sb_cov(const double *v, size_t n)
+{
+    double mean = sb_mean_finite(v, n);
+    size_t m = 0;
+    double ss = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isnan(v[i])) {
+            ss += (v[i] - mean) * (v[i] - mean);
+            m++;
+        }
+    if (m < 2 || mean == 0)
+        return NAN;
+    return sqrt(ss / (double)(m - 1)) / fabs(mean);
+}
+
+void sb_fit_linear(const double *x, const double *y, size_t n, struct sb_fit *out)
+{
+    out->n = 0;
+    out->r = out->a = out->b = NAN;
+    /* Two passes (means, then centred sums) keep large offsets from cancelling digits away. */
+    double sx = 0, sy = 0;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isnan(x[i]) && !isnan(y[i])) {
+            sx += x[i];
+            sy += y[i];
+            m++;
+        }
+    out->n = m;
+    if (m < 2)
+        return;
+    double mx = sx / (double)m, my = sy / (double)m;
+    double sxx = 0, syy = 0, sxy = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isnan(x[i]) && !isnan(y[i])) {
+            double dx = x[i] - mx, dy = y[i] - my;
+            sxx += dx * dx;
+            syy += dy * dy;
+            sxy += dx * dy;
+        }
+    if (sxx == 0)
+        return;
+    out->b = sxy / sxx;
+    out->a = my - out->b * mx;
+    if (syy > 0)
+        out->r = sxy / sqrt(sxx * syy);
+}
