@@ -772,17 +772,29 @@ static bool same_double(double a, double b)
 static const char *chunk_diff(const struct sb_chunk *a, const struct sb_chunk *b)
 {
 #define SAME(f)                                                                                    \
-    if (a->f != b->f)                                                                              \
-        return #f;
-    SAME(is_error)
-    SAME(error_code)
-    SAME(role_only)
-    SAME(content_len)
-    SAME(reasoning_len) SAME(has_choices) SAME(has_usage) SAME(prompt_tokens)
-        SAME(completion_tokens) SAME(cached_tokens) SAME(server_recv_ns) SAME(server_first_token_ns)
-            SAME(has_timings) SAME(timings_prompt_n) SAME(timings_cache_n) SAME(timings_predicted_n)
+    do {                                                                                           \
+        if (a->f != b->f)                                                                          \
+            return #f;                                                                             \
+    } while (0)
+    SAME(is_error);
+    SAME(error_code);
+    SAME(role_only);
+    SAME(content_len);
+    SAME(reasoning_len);
+    SAME(has_choices);
+    SAME(has_usage);
+    SAME(prompt_tokens);
+    SAME(completion_tokens);
+    SAME(cached_tokens);
+    SAME(server_recv_ns);
+    SAME(server_first_token_ns);
+    SAME(has_timings);
+    SAME(timings_prompt_n);
+    SAME(timings_cache_n);
+    SAME(timings_predicted_n);
 #undef SAME
-                if (strcmp(a->error_msg, b->error_msg) != 0) return "error_msg";
+    if (strcmp(a->error_msg, b->error_msg) != 0)
+        return "error_msg";
     if (strcmp(a->error_type, b->error_type) != 0)
         return "error_type";
     if (strcmp(a->finish_reason, b->finish_reason) != 0)
