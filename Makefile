@@ -43,6 +43,7 @@ bench: build
 	@bench/mock.sh $(BUILD)/sparkbench
 	@bench/engine.sh $(BUILD)/sparkbench
 	@bench/sysmon.sh $(BUILD)/sparkbench
+	@bench/analyze.sh $(BUILD)/sparkbench
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
