@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The demo: a real (short) H0 experiment against the built-in mock. Starts `sparkbench mock` with
 # the Stack A profile (batch slots cut to 8 so the queue knee shows quickly), checks it with
-# `sparkbench smoke`, then sweeps closed-loop concurrency 1..32 with runs/run_H0_queue_knee.sh and
-# prints each step's summary. Results land in results/ like any other run.
+# `sparkbench smoke`, then sweeps closed-loop concurrency 1..32 with runs/run_H0_queue_knee.sh
+# (telemetry sampled alongside each step), prints each step's summary, and ends with
+# `sparkbench analyze`: U_work, the summary table, the H0 figure and the HTML report. Results land
+# in results/ and analysis/ like any other run's.
 set -euo pipefail
 bin=$(readlink -f "${1:-build/sparkbench}")
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,4 +32,7 @@ echo "== H0 sweep: concurrency 1,2,4,8,16,32 x ${secs}s, 256-token prompts, 32 o
 cd "$root"
 SPARKBENCH="$bin" runs/run_H0_queue_knee.sh "$endpoint" --stack A \
     --model meta-llama/Llama-3.1-8B-Instruct --concurrency 1,2,4,8,16,32 --duration_s "$secs" \
-    -- --max-tokens 32 --warmup-s 0.5
+    -- --max-tokens 32 --warmup-s 0.5 --sysmon
+echo
+echo "== sparkbench analyze results --out analysis"
+"$bin" analyze results --out analysis

@@ -740,6 +740,27 @@ static void print_uwork(const struct sb_analysis *an, const char *txt_path)
         }
         sb_uwork_note(w, text, sizeof(text));
         printf("  %s\n", text);
+        /* Beside the rule, where throughput stopped growing: a closed loop past saturation
+           queues every user alike, so p50 climbs with p99 and the ratio rule can stay silent. */
+        double best = NAN, best_x = NAN;
+        for (size_t k = 0; k < w->series->npts; k++) {
+            const struct sb_point *pt = &w->series->pts[k];
+            double sum = 0;
+            size_t cnt = 0;
+            for (size_t r = 0; r < pt->nruns; r++)
+                if (isfinite(an->runs[pt->runs[r]].achieved_rps)) {
+                    sum += an->runs[pt->runs[r]].achieved_rps;
+                    cnt++;
+                }
+            if (cnt && (isnan(best) || sum / (double)cnt > best * 1.05)) {
+                best = sum / (double)cnt;
+                best_x = pt->x;
+            }
+        }
+        if (isfinite(best) && isfinite(best_x))
+            printf("  throughput peaks at concurrency %.0f (%.2f req/s; later steps within 5%% or "
+                   "lower)\n",
+                   best_x, best);
     }
     if (an->uwork_pick != SIZE_MAX && txt_path) {
         const struct sb_uwork *w = &an->uwork[an->uwork_pick];

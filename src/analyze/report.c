@@ -891,6 +891,56 @@ out:
     return rc;
 }
 
+/* Table order: by run id up to its sweep step (the runner's stamp groups a sweep), then by the
+   sweep variables, so a sweep reads top to bottom. */
+static int run_row_cmp(const void *pa, const void *pb)
+{
+    const struct sb_run *a = *(const struct sb_run *const *)pa,
+                        *b = *(const struct sb_run *const *)pb;
+    int c = strncmp(a->run_id ? a->run_id : "", b->run_id ? b->run_id : "", 15);
+    if (c)
+        return c;
+    c = strcmp(a->hypothesis ? a->hypothesis : "", b->hypothesis ? b->hypothesis : "");
+    if (c)
+        return c;
+    c = strcmp(a->stack ? a->stack : "", b->stack ? b->stack : "");
+    if (c)
+        return c;
+    if (a->context_tokens != b->context_tokens)
+        return a->context_tokens < b->context_tokens ? -1 : 1;
+    if (a->concurrency != b->concurrency)
+        return a->concurrency < b->concurrency ? -1 : 1;
+    return strcmp(a->run_id ? a->run_id : "", b->run_id ? b->run_id : "");
+}
+
+/* The per-run summary table on stdout (the CSV has every column; this is what a person scans). */
+static void print_runs_table(const struct sb_run *runs, size_t n)
+{
+    enum { MAX_ROWS = 60 };
+    const struct sb_run **rows = malloc(n * sizeof(*rows));
+    if (!rows)
+        return;
+    for (size_t i = 0; i < n; i++)
+        rows[i] = &runs[i];
+    qsort(rows, n, sizeof(*rows), run_row_cmp);
+    printf("%-16s %-4s %-10s %-5s %5s %6s %5s %4s %9s %9s %9s %9s %9s %6s\n", "run (stamp)", "hyp",
+           "phase", "stack", "conc", "ctx", "n", "err", "ttft_p50", "ttft_p95", "ttft_p99",
+           "e2e_p50", "e2e_p99", "req/s");
+    for (size_t i = 0; i < n && i < MAX_ROWS; i++) {
+        const struct sb_run *r = rows[i];
+        const struct sb_summary *t = &r->lat[SB_LAT_TTFT], *e = &r->lat[SB_LAT_E2E];
+        printf("%-16.15s %-4s %-10.10s %-5s %5lld %6lld %5zu %4zu %9.1f %9.1f %9.1f %9.1f %9.1f "
+               "%6.2f\n",
+               r->run_id ? r->run_id : "", r->hypothesis ? r->hypothesis : "",
+               r->phase ? r->phase : "", r->stack ? r->stack : "", r->concurrency,
+               r->context_tokens, t->n, r->errors, t->p50, t->p95, t->p99, e->p50, e->p99,
+               r->achieved_rps);
+    }
+    if (n > MAX_ROWS)
+        printf("... %zu more runs (every run is in summary_v3.csv)\n", n - MAX_ROWS);
+    free(rows);
+}
+
 int sb_analyze_outputs(struct sb_run *runs, size_t n, const struct sb_analyze_opts *opts,
                        struct sb_err *err)
 {
@@ -899,6 +949,8 @@ int sb_analyze_outputs(struct sb_run *runs, size_t n, const struct sb_analyze_op
     int rc = -1;
     if (sb_analysis_build(&an, runs, n, opts, err) != 0)
         goto out;
+    if (!opts->quiet && n > 0)
+        print_runs_table(runs, n);
     if (sb_uwork_write(&an, err) != 0)
         goto out;
     if (sb_figures_write(&an, err) != 0)
@@ -918,6 +970,9 @@ int sb_analyze_outputs(struct sb_run *runs, size_t n, const struct sb_analyze_op
         }
         printf("%zu CSV files, %zu figures (%zu rendered) in %s\n", an.nfigs, plots, rendered,
                an.fig_dir);
+        for (size_t f = 0; f < an.nfigs; f++)
+            if (an.figs[f].svg && an.figs[f].png)
+                printf("figure: %s/%s.svg (.png)\n", an.fig_dir, an.figs[f].stem);
         for (size_t i = 0; i < SB_GATE_N; i++) {
             char v[32];
             fmt_val(v, sizeof(v), an.gates[i].value);
