@@ -23,6 +23,10 @@ void sb_stats_sort(double *v, size_t n);
  */
 double sb_stats_percentile_sorted(const double *sorted, size_t n, double p);
 
+/* Sum of a[0..n) in numpy's order (pairwise: 8 accumulators in blocks of up to 128, halves
+   above that), so a mean matches np.mean bit for bit. */
+double sb_stats_pairwise_sum(const double *a, size_t n);
+
 struct sb_summary {
     size_t n;
     double mean; /* pairwise summation, as numpy's mean does */

@@ -12,33 +12,6 @@
 #define DEFAULT_KV_BYTES_PER_TOKEN 131072.0
 #define MAX_SLOTS                  100000000.0 /* a window of 230 days at 200 ms */
 
-/* numpy's pairwise summation (what np.mean does): 8 accumulators in blocks of up to 128. */
-static double pairwise_sum(const double *a, size_t n)
-{
-    if (n < 8) {
-        double res = 0.0;
-        for (size_t i = 0; i < n; i++)
-            res += a[i];
-        return res;
-    }
-    if (n <= 128) {
-        double r[8];
-        for (int j = 0; j < 8; j++)
-            r[j] = a[j];
-        size_t i;
-        for (i = 8; i < n - n % 8; i += 8)
-            for (int j = 0; j < 8; j++)
-                r[j] += a[i + (size_t)j];
-        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for (; i < n; i++)
-            res += a[i];
-        return res;
-    }
-    size_t n2 = n / 2;
-    n2 -= n2 % 8;
-    return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
-}
-
 static void insertion_sort(double *v, size_t n)
 {
     for (size_t i = 1; i < n; i++) {
@@ -117,7 +90,7 @@ void sb_lat_summarize(double *v, size_t n, struct sb_summary *out)
             NAN;
         return;
     }
-    out->mean = pairwise_sum(v, n) / (double)n;
+    out->mean = sb_stats_pairwise_sum(v, n) / (double)n;
     double mn = v[0], mx = v[0];
     for (size_t i = 1; i < n; i++) {
         mn = v[i] < mn ? v[i] : mn;

@@ -152,7 +152,7 @@ double sb_stats_percentile_sorted(const double *sorted, size_t n, double p)
 }
 
 /* numpy's pairwise summation: 8 accumulators in blocks of up to 128, halves above that. */
-static double pairwise_sum(const double *a, size_t n)
+double sb_stats_pairwise_sum(const double *a, size_t n)
 {
     if (n < 8) {
         double res = 0.0;
@@ -175,7 +175,7 @@ static double pairwise_sum(const double *a, size_t n)
     }
     size_t n2 = n / 2;
     n2 -= n2 % 8;
-    return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
+    return sb_stats_pairwise_sum(a, n2) + sb_stats_pairwise_sum(a + n2, n - n2);
 }
 
 void sb_stats_summarize(double *v, size_t n, struct sb_summary *out)
@@ -187,7 +187,7 @@ void sb_stats_summarize(double *v, size_t n, struct sb_summary *out)
         return;
     }
     sb_stats_sort(v, n);
-    out->mean = pairwise_sum(v, n) / (double)n;
+    out->mean = sb_stats_pairwise_sum(v, n) / (double)n;
     out->min = v[0];
     out->max = v[n - 1];
     out->p50 = sb_stats_percentile_sorted(v, n, 50);
