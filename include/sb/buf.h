@@ -31,5 +31,8 @@ int sb_buf_add_json_escaped(struct sb_buf *b, const char *s, size_t len);
 void sb_buf_consume(struct sb_buf *b, size_t n);
 /* Hands the storage to the caller (free() it); the buffer is left empty. */
 char *sb_buf_detach(struct sb_buf *b, size_t *len);
+/* Appends the whole file at path to b. Returns 0, or -1 (cannot open or read it, errno kept, or
+   over b's limit); what was read before a failure stays appended. */
+int sb_buf_add_file(struct sb_buf *b, const char *path);
 
 #endif

@@ -406,26 +406,6 @@ static void base64(struct sb_buf *o, const unsigned char *p, size_t n)
     }
 }
 
-/* Reads a whole file into b (bounded). 0 or -1. */
-static int slurp(const char *path, struct sb_buf *b)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    char chunk[65536];
-    size_t got;
-    int rc = 0;
-    while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        if (sb_buf_add(b, chunk, got) != 0) {
-            rc = -1;
-            break;
-        }
-    if (ferror(f))
-        rc = -1;
-    fclose(f);
-    return rc;
-}
-
 static void html_figure(struct sb_buf *o, const struct sb_figure *f, const char *fig_dir)
 {
     const char *ext = f->svg ? "svg" : f->png ? "png" : NULL;
@@ -434,7 +414,7 @@ static void html_figure(struct sb_buf *o, const struct sb_figure *f, const char 
     char path[4400];
     if (ext) {
         snprintf(path, sizeof(path), "%s/%s.%s", fig_dir, f->stem, ext);
-        if (slurp(path, &img) != 0 || img.len == 0)
+        if (sb_buf_add_file(&img, path) != 0 || img.len == 0)
             ext = NULL;
     }
     if (ext) {

@@ -115,3 +115,22 @@ char *sb_buf_detach(struct sb_buf *b, size_t *len)
     b->len = b->cap = 0;
     return p;
 }
+
+int sb_buf_add_file(struct sb_buf *b, const char *path)
+{
+    FILE *f = fopen(path, "rbe");
+    if (!f)
+        return -1;
+    char chunk[65536];
+    size_t got;
+    int rc = 0;
+    while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        if (sb_buf_add(b, chunk, got) != 0) {
+            rc = -1;
+            break;
+        }
+    if (ferror(f))
+        rc = -1;
+    fclose(f);
+    return rc;
+}

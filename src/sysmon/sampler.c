@@ -121,20 +121,6 @@ int sb_sysmon_read_file(const char *root, const char *rel, struct sb_buf *out)
 {
     char path[4200];
     snprintf(path, sizeof(path), "%s/%s", root, rel);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return -1;
     sb_buf_reset(out);
-    char tmp[8192];
-    size_t r;
-    int rc = 0;
-    while ((r = fread(tmp, 1, sizeof(tmp), f)) > 0)
-        if (sb_buf_add(out, tmp, r) != 0) {
-            rc = -1;
-            break;
-        }
-    if (ferror(f))
-        rc = -1;
-    fclose(f);
-    return rc;
+    return sb_buf_add_file(out, path);
 }

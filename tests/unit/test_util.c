@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -123,6 +124,20 @@ static void test_buf_limit(void **state)
     assert_true(b.cap > 1000);
     assert_int_equal(sb_buf_add(&b, "x", SIZE_MAX - b.len), -1); /* no room for the NUL */
     sb_buf_release(&b);
+    /* Whole files: appended; a missing one fails; the limit holds. */
+    char path[] = "/tmp/sb_test_util_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "abcdef", 6), 6);
+    close(fd);
+    sb_buf_init(&b, 8);
+    assert_int_equal(sb_buf_adds(&b, ">"), 0);
+    assert_int_equal(sb_buf_add_file(&b, path), 0);
+    assert_string_equal(b.data, ">abcdef");
+    assert_int_equal(sb_buf_add_file(&b, path), -1); /* 13 bytes would pass the limit of 8 */
+    assert_int_equal(sb_buf_add_file(&b, "/nonexistent-dir/x"), -1);
+    sb_buf_release(&b);
+    unlink(path);
 }
 
 int main(void)
