@@ -443,7 +443,7 @@ static void test_report_renders(void **state)
     struct fixture *f = *state;
     const char *tmp = f->tmp;
     if (access("/usr/bin/gnuplot", X_OK) != 0 || access(CHROMIUM, X_OK) != 0)
-        skip();
+        fail_msg("gnuplot or chromium missing: scripts/install-deps.sh installs them");
     char out[256], uwork[256], figdir[300], home[256];
     snprintf(out, sizeof(out), "%s/analysis", tmp);
     snprintf(uwork, sizeof(uwork), "%s/results/H0/uwork.txt", tmp);

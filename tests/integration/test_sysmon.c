@@ -367,9 +367,10 @@ static void test_iostat_cross_check(void **state)
     (void)state;
     char dev[64];
     struct sb_err e;
-    if (access("/usr/bin/iostat", X_OK) != 0 ||
-        sb_blockdev_of_path("/sys", "/var/tmp", dev, sizeof(dev), &e) != 0) {
-        print_message("skipped: no iostat, or no block device under /var/tmp\n");
+    if (access("/usr/bin/iostat", X_OK) != 0)
+        fail_msg("iostat missing: scripts/install-deps.sh installs sysstat");
+    if (sb_blockdev_of_path("/sys", "/var/tmp", dev, sizeof(dev), &e) != 0) {
+        print_message("skipped: no block device under /var/tmp (%s)\n", e.msg);
         skip();
     }
     char dir[] = "/var/tmp/sbtest-iostat-XXXXXX";
