@@ -380,6 +380,10 @@ const struct sb_opt sb_run_options[] = {
      .key_aliases = ALIASES("runtime.dynamo.kv_block_size_bytes"),
      .type = SB_OPT_SIZE,
      .offset = O(kv_block_size_bytes),
+     .flag = "kv-block-size-bytes",
+     .argname = "B",
+     .help = "bytes of one KV block on the server (dynkv bytes = blocks x B; KVBM exports no "
+             "bytes)",
      .def = "65536"},
     {.key = "dynamo.eviction_policy",
      .key_aliases = ALIASES("runtime.dynamo.eviction_policy"),
