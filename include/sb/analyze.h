@@ -237,9 +237,6 @@ void sb_run_read_telemetry(struct sb_run *r, const char *sysmon_path, const char
 /* Appends a printf-style warning to r->warnings (dropped silently when out of memory). */
 void sb_run_warn(struct sb_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Parses a unix time given as ISO-8601 text (YYYY-MM-DD[T ]HH:MM:SS[.f][Z|+HH:MM]); 0 or -1. */
-int sb_analyze_parse_iso8601(const char *s, double *out);
-
 /* ---- statistics on arrays (runstats.c) ---- */
 
 /*

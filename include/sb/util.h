@@ -51,4 +51,12 @@ size_t sb_json_escape(char *dst, size_t cap, const char *s, size_t len);
  * limit. */
 long sb_raise_nofile(void);
 
+/*
+ * Unix seconds from ISO-8601 as the Python harness wrote it:
+ * YYYY-MM-DD[T ]HH:MM:SS[.fff...][Z|+HH:MM|-HH:MM|+HHMM]; no zone means UTC. The fraction is
+ * appended as text to the integer seconds and read with strtod, so "...41.412Z" gives the same
+ * double as the literal 1763202101.412. Returns 0, or -1 when s is anything else.
+ */
+int sb_parse_iso8601(const char *s, double *out);
+
 #endif

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -237,4 +238,65 @@ long sb_raise_nofile(void)
             return -1;
     }
     return (long)rl.rlim_cur;
+}
+
+static int two_digits(const char *p, int *out)
+{
+    if (p[0] < '0' || p[0] > '9' || p[1] < '0' || p[1] > '9')
+        return -1;
+    *out = (p[0] - '0') * 10 + (p[1] - '0');
+    return 0;
+}
+
+int sb_parse_iso8601(const char *s, double *out)
+{
+    int y1, y2, mo, d, h, mi, sec;
+    if (strlen(s) < 19 || two_digits(s, &y1) || two_digits(s + 2, &y2) || s[4] != '-' ||
+        two_digits(s + 5, &mo) || s[7] != '-' || two_digits(s + 8, &d) ||
+        (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || two_digits(s + 11, &h) || s[13] != ':' ||
+        two_digits(s + 14, &mi) || s[16] != ':' || two_digits(s + 17, &sec))
+        return -1;
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+        return -1;
+    struct tm tm = {0};
+    tm.tm_year = y1 * 100 + y2 - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    const char *p = s + 19;
+    const char *frac = "";
+    int frac_len = 0;
+    if (*p == '.' || *p == ',') {
+        frac = ++p;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        frac_len = (int)(p - frac);
+        if (frac_len == 0 || frac_len > 30)
+            return -1;
+    }
+    long offset = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om, sign = *p == '+' ? 1 : -1;
+        if (two_digits(p + 1, &oh))
+            return -1;
+        p += 3;
+        if (*p == ':')
+            p++;
+        if (two_digits(p, &om) || oh > 23 || om > 59)
+            return -1;
+        p += 2;
+        offset = sign * (oh * 3600L + om * 60L);
+    }
+    if (*p)
+        return -1;
+    /* Whole seconds and the fraction's digits as one decimal, read once: the same double as
+       the number written out (as metrics.jsonl's reader does it). */
+    char text[80];
+    snprintf(text, sizeof(text), "%lld.%.*s", (long long)timegm(&tm) - offset, frac_len, frac);
+    *out = strtod(text, NULL);
+    return 0;
 }

@@ -779,79 +779,6 @@ static double parse_double_text(const char *tok, size_t n)
     return strtod(tmp, NULL);
 }
 
-static int two_digits(const char *p, int *out)
-{
-    if (p[0] < '0' || p[0] > '9' || p[1] < '0' || p[1] > '9')
-        return -1;
-    *out = (p[0] - '0') * 10 + (p[1] - '0');
-    return 0;
-}
-
-/*
- * ISO-8601 as the Python harness wrote it: YYYY-MM-DD[T ]HH:MM:SS[.fff...][Z|+HH:MM|-HH:MM|+HHMM].
- * No zone means UTC. The fraction is appended as text to the integer seconds and read with strtod,
- * so "…41.412Z" gives the same double as the literal 1763202101.412.
- */
-static int parse_iso8601(const char *s, double *out)
-{
-    struct tm tm = {0};
-    int y1, y2, mo, d, h, mi, sec;
-    size_t n = strlen(s);
-    if (n < 19 || two_digits(s, &y1) || two_digits(s + 2, &y2) || s[4] != '-' ||
-        two_digits(s + 5, &mo) || s[7] != '-' || two_digits(s + 8, &d) ||
-        (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || two_digits(s + 11, &h) || s[13] != ':' ||
-        two_digits(s + 14, &mi) || s[16] != ':' || two_digits(s + 17, &sec))
-        return -1;
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
-        return -1;
-    tm.tm_year = y1 * 100 + y2 - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = sec;
-    const char *p = s + 19;
-    const char *frac = NULL;
-    size_t frac_len = 0;
-    if (*p == '.' || *p == ',') {
-        frac = ++p;
-        while (*p >= '0' && *p <= '9')
-            p++;
-        frac_len = (size_t)(p - frac);
-        if (frac_len == 0)
-            return -1;
-    }
-    long offset = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int oh, om;
-        int sign = *p == '+' ? 1 : -1;
-        if (two_digits(p + 1, &oh))
-            return -1;
-        p += 3;
-        if (*p == ':')
-            p++;
-        if (two_digits(p, &om))
-            return -1;
-        p += 2;
-        if (oh > 23 || om > 59)
-            return -1;
-        offset = sign * (oh * 3600L + om * 60L);
-    }
-    if (*p)
-        return -1;
-    time_t t = timegm(&tm);
-    long long secs = (long long)t - offset;
-    char text[96];
-    int tn = snprintf(text, sizeof(text), "%lld.%.*s", secs, (int)(frac_len > 60 ? 60 : frac_len),
-                      frac ? frac : "");
-    if (tn <= 0 || (size_t)tn >= sizeof(text))
-        return -1;
-    *out = strtod(text, NULL);
-    return 0;
-}
-
 static const struct field *find_field(const char *key, size_t len)
 {
     for (size_t i = 0; i < SB_ARRAY_SIZE(fields); i++)
@@ -914,7 +841,7 @@ static int store(struct sb_record *r, const struct field *f, const struct value 
             return 0;
         }
         if (v->kind == V_STR && f->off == offsetof(struct sb_record, ts)) {
-            if (parse_iso8601(sbuf, &r->ts) != 0)
+            if (sb_parse_iso8601(sbuf, &r->ts) != 0)
                 return sb_err_set(err, "field 'ts' is not a number or an ISO-8601 time: '%s'",
                                   sbuf);
             return 0;

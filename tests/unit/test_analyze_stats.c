@@ -239,7 +239,7 @@ static void test_iso8601(void **state)
     };
     for (size_t i = 0; i < SB_ARRAY_SIZE(cases); i++) {
         double t = 0;
-        int rc = sb_analyze_parse_iso8601(cases[i].s, &t);
+        int rc = sb_parse_iso8601(cases[i].s, &t);
         if (rc != cases[i].rc)
             fail_msg("case %zu '%s': rc %d, want %d", i, cases[i].s, rc, cases[i].rc);
         if (rc == 0 && t != cases[i].want)
