@@ -93,4 +93,14 @@ void sb_opt_release(const struct sb_opt *opts, size_t n, void *obj);
 const struct sb_opt *sb_opt_find_key(const struct sb_opt *opts, size_t n, const char *key);
 const struct sb_opt *sb_opt_find_flag(const struct sb_opt *opts, size_t n, const char *flag);
 
+struct yaml_document_s; /* libyaml's yaml_document_t */
+
+/*
+ * Parses the YAML file at path into *doc (free it with yaml_document_delete). Returns 0; 1 when
+ * missing_ok and the file does not exist (doc untouched); or -1 with err: "cannot open <what>'path'
+ * ..." (what is e.g. "config " or "") or "cannot parse 'path' line N: problem".
+ */
+int sb_yaml_load_file(const char *path, const char *what, bool missing_ok,
+                      struct yaml_document_s *doc, struct sb_err *err);
+
 #endif

@@ -22,6 +22,7 @@
 #include <yaml.h>
 
 #include "sb/analyze.h"
+#include "sb/opt.h"
 #include "sb/util.h"
 
 #define FIND_DEPTH      3
@@ -337,31 +338,14 @@ static int cfg_walk(struct cfgmap *m, yaml_document_t *doc, yaml_node_t *map, co
 /* Reads path into m; a missing file leaves m empty. Returns 0, or -1 with err. */
 static int cfg_load(const char *path, struct cfgmap *m, struct sb_err *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return errno == ENOENT ? 0 : sb_err_errno(err, errno, "cannot open '%s'", path);
-    yaml_parser_t parser;
     yaml_document_t doc;
-    int rc = -1;
-    if (!yaml_parser_initialize(&parser)) {
-        fclose(f);
-        return sb_err_set(err, "out of memory");
-    }
-    yaml_parser_set_input_file(&parser, f);
-    if (!yaml_parser_load(&parser, &doc)) {
-        sb_err_set(err, "cannot parse '%s' line %lu: %s", path,
-                   (unsigned long)parser.problem_mark.line + 1,
-                   parser.problem ? parser.problem : "malformed YAML");
-        goto out_parser;
-    }
+    int rc = sb_yaml_load_file(path, "", true, &doc, err);
+    if (rc != 0)
+        return rc > 0 ? 0 : -1;
     yaml_node_t *root = yaml_document_get_root_node(&doc);
-    rc = 0;
     if (root && root->type == YAML_MAPPING_NODE && cfg_walk(m, &doc, root, "") != 0)
         rc = sb_err_set(err, "out of memory");
     yaml_document_delete(&doc);
-out_parser:
-    yaml_parser_delete(&parser);
-    fclose(f);
     return rc;
 }
 

@@ -473,26 +473,40 @@ static int walk_mapping(struct yaml_ctx *c, yaml_node_t *map, const char *prefix
     return 0;
 }
 
-int sb_opt_load_yaml(const struct sb_opt *opts, size_t n, void *obj, const char *path,
-                     struct sb_err *err)
+int sb_yaml_load_file(const char *path, const char *what, bool missing_ok,
+                      struct yaml_document_s *doc, struct sb_err *err)
 {
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return sb_err_errno(err, errno, "cannot open config '%s'", path);
+    if (!f) {
+        if (missing_ok && errno == ENOENT)
+            return 1;
+        return sb_err_errno(err, errno, "cannot open %s'%s'", what, path);
+    }
     yaml_parser_t parser;
-    yaml_document_t doc;
     int rc = -1;
     if (!yaml_parser_initialize(&parser)) {
         fclose(f);
         return sb_err_set(err, "out of memory");
     }
     yaml_parser_set_input_file(&parser, f);
-    if (!yaml_parser_load(&parser, &doc)) {
+    if (!yaml_parser_load(&parser, doc))
         sb_err_set(err, "cannot parse '%s' line %lu: %s", path,
                    (unsigned long)parser.problem_mark.line + 1,
                    parser.problem ? parser.problem : "malformed YAML");
-        goto out_parser;
-    }
+    else
+        rc = 0;
+    yaml_parser_delete(&parser);
+    fclose(f);
+    return rc;
+}
+
+int sb_opt_load_yaml(const struct sb_opt *opts, size_t n, void *obj, const char *path,
+                     struct sb_err *err)
+{
+    yaml_document_t doc;
+    if (sb_yaml_load_file(path, "config ", false, &doc, err) != 0)
+        return -1;
+    int rc = -1;
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     if (!root) {
         rc = 0; /* an empty file sets nothing */
@@ -506,9 +520,6 @@ int sb_opt_load_yaml(const struct sb_opt *opts, size_t n, void *obj, const char 
     rc = walk_mapping(&c, root, "");
 out_doc:
     yaml_document_delete(&doc);
-out_parser:
-    yaml_parser_delete(&parser);
-    fclose(f);
     return rc;
 }
 
