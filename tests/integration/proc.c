@@ -1,6 +1,16 @@
 /* Process and HTTP helpers for integration tests (see proc.h). */
 #include "proc.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
 #include <curl/curl.h>
 #include <errno.h>
 #include <poll.h>
@@ -298,4 +308,73 @@ void sb_streams_run(struct sb_stream *s, int n, bool (*tick)(struct sb_stream *s
     for (int i = 0; i < n; i++)
         curl_multi_remove_handle(m, s[i].easy);
     curl_multi_cleanup(m);
+}
+
+cJSON **sb_test_read_jsonl(const char *path, int *n)
+{
+    char *text = sb_test_read_file(path);
+    if (!text)
+        fail_msg("cannot read %s", path);
+    int cap = 64;
+    cJSON **v = malloc(sizeof(cJSON *) * (size_t)cap);
+    assert_non_null(v);
+    *n = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        cJSON *j = cJSON_Parse(line);
+        if (!j)
+            fail_msg("unparseable line in %s: %.200s", path, line);
+        if (*n == cap) {
+            cap *= 2;
+            v = realloc(v, sizeof(cJSON *) * (size_t)cap);
+            assert_non_null(v);
+        }
+        v[(*n)++] = j;
+    }
+    free(text);
+    return v;
+}
+
+void sb_test_free_jsonl(cJSON **v, int n)
+{
+    for (int i = 0; i < n; i++)
+        cJSON_Delete(v[i]);
+    free(v);
+}
+
+char *sb_test_tmpdir(const char *parent, const char *tag)
+{
+    char tmpl[512];
+    snprintf(tmpl, sizeof(tmpl), "%s/sbtest-%s-XXXXXX", parent, tag);
+    char *d = mkdtemp(tmpl);
+    if (!d)
+        fail_msg("cannot create %s: %s", tmpl, strerror(errno));
+    return strdup(d);
+}
+
+void sb_test_rm_rf(const char *dir)
+{
+    const char *argv[] = {"/bin/rm", "-rf", dir, NULL};
+    sb_proc_run(argv, NULL, NULL);
+}
+
+void sb_test_disk_of(const char *path, char *out, size_t cap)
+{
+    out[0] = '\0';
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return;
+    char sys[128], real[512];
+    snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u", major(st.st_dev), minor(st.st_dev));
+    if (!realpath(sys, real))
+        return;
+    char part[600];
+    snprintf(part, sizeof(part), "%s/partition", real);
+    if (access(part, F_OK) == 0) {
+        char *slash = strrchr(real, '/');
+        if (slash)
+            *slash = '\0';
+    }
+    const char *name = strrchr(real, '/');
+    snprintf(out, cap, "%.63s", name ? name + 1 : real);
 }

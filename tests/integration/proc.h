@@ -54,6 +54,23 @@ char *sb_test_read_file(const char *path);
 /* Counts occurrences of needle in hay. */
 int sb_test_count(const char *hay, const char *needle);
 
+struct cJSON;
+
+/* Parses every line of the JSONL file at path; fails the running test when the file cannot be
+   read or a line is not JSON. Free with sb_test_free_jsonl. */
+struct cJSON **sb_test_read_jsonl(const char *path, int *n);
+void sb_test_free_jsonl(struct cJSON **v, int n);
+
+/* A new directory "<parent>/sbtest-<tag>-XXXXXX" (fails the test when it cannot be made); free
+   the returned path. */
+char *sb_test_tmpdir(const char *parent, const char *tag);
+/* rm -rf dir. */
+void sb_test_rm_rf(const char *dir);
+
+/* The whole disk holding path (a partition resolved to its parent) by its own reading of
+   /sys/dev/block, independent of the library's sb_blockdev_of_path; "" when none. */
+void sb_test_disk_of(const char *path, char *out, size_t cap);
+
 #include <stdbool.h>
 
 #include "sb/buf.h"

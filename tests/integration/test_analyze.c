@@ -36,20 +36,6 @@ static const char *const fast_mock[] = {"--prefill-base-ms",
                                         "0",
                                         NULL};
 
-static char *make_tmpdir(void)
-{
-    char tmpl[] = "/tmp/sbtest-analyze-XXXXXX";
-    char *d = mkdtemp(tmpl);
-    assert_non_null(d);
-    return strdup(d);
-}
-
-static void rm_rf(const char *dir)
-{
-    const char *argv[] = {"/bin/rm", "-rf", dir, NULL};
-    sb_proc_run(argv, NULL, NULL);
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -214,7 +200,7 @@ static void test_sweep_analyzed(void **state)
     (void)state;
     struct sb_proc mock;
     assert_int_equal(sb_proc_start_mock(&mock, bin, fast_mock), 0);
-    char *dir = make_tmpdir();
+    char *dir = sb_test_tmpdir("/tmp", "analyze");
     char results[600], out_dir[600], uwork[600], csv[700];
     snprintf(results, sizeof(results), "%s/results", dir);
     snprintf(out_dir, sizeof(out_dir), "%s/analysis", dir);
@@ -295,7 +281,7 @@ static void test_sweep_analyzed(void **state)
     row_of(&t, ids[1]);
     table_free(&t);
 
-    rm_rf(dir);
+    sb_test_rm_rf(dir);
     free(dir);
 }
 

@@ -26,21 +26,6 @@
 static const char *bin;
 static const char *srcdir;
 
-static char *make_dir(const char *parent)
-{
-    char tmpl[256];
-    snprintf(tmpl, sizeof(tmpl), "%s/sbtest-kv-XXXXXX", parent);
-    char *d = mkdtemp(tmpl);
-    assert_non_null(d);
-    return strdup(d);
-}
-
-static void rm_rf(const char *dir)
-{
-    const char *argv[] = {"/bin/rm", "-rf", dir, NULL};
-    sb_proc_run(argv, NULL, NULL);
-}
-
 static int count_entries(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -50,28 +35,6 @@ static int count_entries(const char *dir)
     if (d)
         closedir(d);
     return n;
-}
-
-/* The whole disk holding path (partitions resolved to their parent), or "" when none. */
-static void disk_of(const char *path, char *out, size_t cap)
-{
-    out[0] = '\0';
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return;
-    char sys[128], real[512];
-    snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u", major(st.st_dev), minor(st.st_dev));
-    if (!realpath(sys, real))
-        return;
-    char part[600];
-    snprintf(part, sizeof(part), "%s/partition", real);
-    if (access(part, F_OK) == 0) {
-        char *slash = strrchr(real, '/');
-        if (slash)
-            *slash = '\0';
-    }
-    const char *name = strrchr(real, '/');
-    snprintf(out, cap, "%.63s", name ? name + 1 : real);
 }
 
 /* Sectors read so far by a disk (field 3 after the name in /proc/diskstats). */
@@ -201,7 +164,7 @@ static int read_log(const char *path, struct logline *out, int cap)
 static void test_stack_b_second_pass_from_disk(void **state)
 {
     (void)state;
-    char *kvdir = make_dir("/var/tmp");
+    char *kvdir = sb_test_tmpdir("/var/tmp", "kv");
     char logpath[] = "/tmp/sbtest-kvlog-XXXXXX";
     close(mkstemp(logpath));
     char profile[512];
@@ -212,7 +175,7 @@ static void test_stack_b_second_pass_from_disk(void **state)
     assert_int_equal(sb_proc_start_mock(&p, bin, args), 0);
     assert_int_equal(count_entries(kvdir), 1); /* the preallocated tier-2 file */
     char disk[64];
-    disk_of(kvdir, disk, sizeof(disk));
+    sb_test_disk_of(kvdir, disk, sizeof(disk));
     enum { N = 12 };
     char *prompts[N];
     for (int i = 0; i < N; i++)
@@ -275,7 +238,7 @@ static void test_stack_b_second_pass_from_disk(void **state)
         free(prompts[i]);
     assert_int_equal(sb_proc_stop(&p, SIGTERM), 0);
     assert_int_equal(count_entries(kvdir), 0); /* removed on clean exit */
-    rm_rf(kvdir);
+    sb_test_rm_rf(kvdir);
     free(kvdir);
     unlink(logpath);
 }
@@ -283,7 +246,7 @@ static void test_stack_b_second_pass_from_disk(void **state)
 static void test_stack_a_rejects_and_never_writes(void **state)
 {
     (void)state;
-    char *kvdir = make_dir("/var/tmp");
+    char *kvdir = sb_test_tmpdir("/var/tmp", "kv");
     char profile[512];
     snprintf(profile, sizeof(profile), "%s/configs/mock/stackA.yaml", srcdir);
     /* 64 blocks of 32 tokens: 2,048 tokens of prompt + output at most. */
@@ -323,7 +286,7 @@ static void test_stack_a_rejects_and_never_writes(void **state)
     free(small);
     free(big);
     assert_int_equal(sb_proc_stop(&p, SIGTERM), 0);
-    rm_rf(kvdir);
+    sb_test_rm_rf(kvdir);
     free(kvdir);
 }
 
@@ -352,7 +315,7 @@ static void ttft_ms(int port, const char *body, double *client, double *server)
 static void test_lora_cold_warm(void **state)
 {
     (void)state;
-    char *dir = make_dir("/tmp");
+    char *dir = sb_test_tmpdir("/tmp", "kv");
     char mods[700];
     snprintf(mods, sizeof(mods), "finance=%s/finance.bin,legal=%s/legal.bin", dir, dir);
     const char *args[] = {"--lora-modules",
@@ -403,7 +366,7 @@ static void test_lora_cold_warm(void **state)
     free(m);
     assert_int_equal(status_of(p.port, "nope", "q", 2, NULL), 404);
     assert_int_equal(sb_proc_stop(&p, SIGTERM), 0);
-    rm_rf(dir);
+    sb_test_rm_rf(dir);
     free(dir);
 }
 
@@ -437,7 +400,7 @@ static void test_metrics_port(void **state)
 static void test_stack_b_profile_starts(void **state)
 {
     (void)state;
-    char *kvdir = make_dir("/var/tmp");
+    char *kvdir = sb_test_tmpdir("/var/tmp", "kv");
     char profile[512];
     snprintf(profile, sizeof(profile), "%s/configs/mock/stackB.yaml", srcdir);
     /* The shipped profile, with a smaller disk tier than its 1 GiB. */
@@ -451,7 +414,7 @@ static void test_stack_b_profile_starts(void **state)
     free(m);
     assert_int_equal(sb_proc_stop(&p, SIGINT), 0);
     assert_int_equal(count_entries(kvdir), 0);
-    rm_rf(kvdir);
+    sb_test_rm_rf(kvdir);
     free(kvdir);
 }
 

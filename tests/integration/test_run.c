@@ -37,20 +37,6 @@ static const char *const fast_mock[] = {"--prefill-base-ms",
                                         "0",
                                         NULL};
 
-static char *make_tmpdir(void)
-{
-    char tmpl[] = "/tmp/sbtest-run-XXXXXX";
-    char *d = mkdtemp(tmpl);
-    assert_non_null(d);
-    return strdup(d);
-}
-
-static void rm_rf(const char *dir)
-{
-    const char *argv[] = {"/bin/rm", "-rf", dir, NULL};
-    sb_proc_run(argv, NULL, NULL);
-}
-
 /* The paths every run test uses: a fresh directory, the run directory inside it, its
    metrics.jsonl, the endpoint URL of the mock on `port`, and the shipped prompts. */
 struct run_paths {
@@ -60,7 +46,7 @@ struct run_paths {
 
 static void run_paths_init(struct run_paths *rp, int port, const char *api_path)
 {
-    rp->dir = make_tmpdir();
+    rp->dir = sb_test_tmpdir("/tmp", "run");
     snprintf(rp->out_dir, sizeof(rp->out_dir), "%s/run", rp->dir);
     snprintf(rp->mpath, sizeof(rp->mpath), "%s/metrics.jsonl", rp->out_dir);
     snprintf(rp->url, sizeof(rp->url), "http://127.0.0.1:%d%s", port, api_path);
@@ -69,7 +55,7 @@ static void run_paths_init(struct run_paths *rp, int port, const char *api_path)
 
 static void run_paths_release(struct run_paths *rp)
 {
-    rm_rf(rp->dir);
+    sb_test_rm_rf(rp->dir);
     free(rp->dir);
 }
 
@@ -93,31 +79,14 @@ struct lines {
 
 static struct lines read_jsonl(const char *path)
 {
-    struct lines l = {NULL, 0};
-    char *text = sb_test_read_file(path);
-    assert_non_null(text);
-    int cap = 16;
-    l.v = malloc(sizeof(cJSON *) * (size_t)cap);
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        cJSON *j = cJSON_Parse(line);
-        if (!j)
-            fail_msg("unparseable line in %s: %.200s", path, line);
-        if (l.n == cap) {
-            cap *= 2;
-            l.v = realloc(l.v, sizeof(cJSON *) * (size_t)cap);
-        }
-        l.v[l.n++] = j;
-    }
-    free(text);
+    struct lines l;
+    l.v = sb_test_read_jsonl(path, &l.n);
     return l;
 }
 
 static void free_lines(struct lines *l)
 {
-    for (int i = 0; i < l->n; i++)
-        cJSON_Delete(l->v[i]);
-    free(l->v);
+    sb_test_free_jsonl(l->v, l->n);
 }
 
 static double num(const cJSON *j, const char *k)
@@ -150,7 +119,7 @@ static void basic_case(const char *path, bool stream)
     margs[n] = NULL;
     struct sb_proc mock;
     assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
-    char *dir = make_tmpdir();
+    char *dir = sb_test_tmpdir("/tmp", "run");
     char out_dir[512], url[128], prompts[512];
     snprintf(out_dir, sizeof(out_dir), "%s/run", dir);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", mock.port, path);
@@ -228,7 +197,7 @@ static void basic_case(const char *path, bool stream)
     free(out);
     free(err);
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
-    rm_rf(dir);
+    sb_test_rm_rf(dir);
     free(dir);
     unlink(logpath);
 }
@@ -289,7 +258,7 @@ static void test_faults_recorded(void **state)
                            NULL};
     struct sb_proc mock;
     assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
-    char *dir = make_tmpdir();
+    char *dir = sb_test_tmpdir("/tmp", "run");
     char out_dir[512], url[128], prompts[512];
     snprintf(out_dir, sizeof(out_dir), "%s/run", dir);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/chat/completions", mock.port);
@@ -349,7 +318,7 @@ static void test_faults_recorded(void **state)
     free_lines(&server);
     free(out);
     free(err);
-    rm_rf(dir);
+    sb_test_rm_rf(dir);
     free(dir);
     unlink(logpath);
 }
@@ -448,7 +417,7 @@ static void test_open_loop_rate(void **state)
 static void test_config_errors_and_old_flags(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = sb_test_tmpdir("/tmp", "run");
     char cfgpath[600];
     snprintf(cfgpath, sizeof(cfgpath), "%s/bad.yaml", dir);
     FILE *f = fopen(cfgpath, "w");
@@ -524,7 +493,7 @@ static void test_config_errors_and_old_flags(void **state)
     free(out);
     free(err);
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
-    rm_rf(dir);
+    sb_test_rm_rf(dir);
     free(dir);
 }
 
@@ -532,7 +501,7 @@ static void test_refused_connection(void **state)
 {
     (void)state;
     /* Nobody listens on port 1: every request is a 'connect' error record, the run completes. */
-    char *dir = make_tmpdir();
+    char *dir = sb_test_tmpdir("/tmp", "run");
     char out_dir[512], prompts[512], mpath[600];
     snprintf(out_dir, sizeof(out_dir), "%s/run", dir);
     snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", out_dir);
@@ -553,7 +522,7 @@ static void test_refused_connection(void **state)
     free_lines(&l);
     free(out);
     free(err);
-    rm_rf(dir);
+    sb_test_rm_rf(dir);
     free(dir);
 }
 
@@ -565,7 +534,7 @@ static void test_shipped_configs(void **state)
                            "meta-llama/Llama-3.1-8B-Instruct,nvidia/Llama-3.3-70B-Instruct-FP4",
                            NULL};
     assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
-    char *dir = make_tmpdir();
+    char *dir = sb_test_tmpdir("/tmp", "run");
     static const char *const configs[] = {"stackB_h2b.yaml", "stackA_baseline.yaml"};
     for (size_t i = 0; i < 2; i++) {
         char cfg[512], url[128], out_dir[600], prompts[512], mpath[700];
@@ -591,7 +560,7 @@ static void test_shipped_configs(void **state)
         free_lines(&l);
     }
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
-    rm_rf(dir);
+    sb_test_rm_rf(dir);
     free(dir);
 }
 
@@ -600,7 +569,7 @@ static void test_threads_and_too_large(void **state)
     (void)state;
     struct sb_proc mock;
     assert_int_equal(sb_proc_start_mock(&mock, bin, fast_mock), 0);
-    char *dir = make_tmpdir();
+    char *dir = sb_test_tmpdir("/tmp", "run");
     char out_dir[512], url[128], prompts[512], mpath[600];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/chat/completions", mock.port);
     snprintf(prompts, sizeof(prompts), "%s/inputs/prompts", srcdir);
@@ -641,7 +610,7 @@ static void test_threads_and_too_large(void **state)
         assert_string_equal(str(l.v[i], "error"), "too_large");
     free_lines(&l);
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
-    rm_rf(dir);
+    sb_test_rm_rf(dir);
     free(dir);
 }
 

@@ -27,35 +27,6 @@
 
 static const char *bin;
 
-static cJSON **read_lines(const char *path, int *n)
-{
-    char *text = sb_test_read_file(path);
-    assert_non_null(text);
-    int cap = 64;
-    cJSON **v = malloc(sizeof(cJSON *) * (size_t)cap);
-    *n = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        cJSON *j = cJSON_Parse(line);
-        if (!j)
-            fail_msg("unparseable line: %.200s", line);
-        if (*n == cap) {
-            cap *= 2;
-            v = realloc(v, sizeof(cJSON *) * (size_t)cap);
-        }
-        v[(*n)++] = j;
-    }
-    free(text);
-    return v;
-}
-
-static void free_lines(cJSON **v, int n)
-{
-    for (int i = 0; i < n; i++)
-        cJSON_Delete(v[i]);
-    free(v);
-}
-
 static void test_grid_and_sources(void **state)
 {
     (void)state;
@@ -82,7 +53,7 @@ static void test_grid_and_sources(void **state)
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
     int n;
-    cJSON **v = read_lines(path, &n);
+    cJSON **v = sb_test_read_jsonl(path, &n);
     assert_true(n >= 13 && n <= 17); /* 1.5 s of 100 ms ticks */
     double prev = 0, wmbs_max = 0;
     for (int i = 0; i < n; i++) {
@@ -117,7 +88,7 @@ static void test_grid_and_sources(void **state)
     }
     print_message("%d ticks, max write rate seen %.1f MB/s\n", n, wmbs_max);
     assert_true(wmbs_max > 1.0); /* dd's direct writes showed up */
-    free_lines(v, n);
+    sb_test_free_jsonl(v, n);
     unlink(ddfile);
     unlink(path);
     rmdir(out);
@@ -143,9 +114,9 @@ static void test_sigint(void **state)
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
     int n;
-    cJSON **v = read_lines(path, &n);
+    cJSON **v = sb_test_read_jsonl(path, &n);
     assert_true(n >= 3);
-    free_lines(v, n);
+    sb_test_free_jsonl(v, n);
     unlink(path);
     rmdir(dir);
 }
@@ -207,7 +178,7 @@ static void test_gpu_fake_nvml(void **state)
     unsetenv("FAKE_NVML_UNSUPPORTED");
     assert_string_equal(err, ""); /* the gpu source came up without a notice */
     int n;
-    cJSON **v = read_lines(path, &n);
+    cJSON **v = sb_test_read_jsonl(path, &n);
     int seen = 0;
     for (int i = 0; i < n; i++) {
         if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v[i], "missed")))
@@ -221,7 +192,7 @@ static void test_gpu_fake_nvml(void **state)
         seen++;
     }
     assert_true(seen >= 3);
-    free_lines(v, n);
+    sb_test_free_jsonl(v, n);
     free(out);
     free(err);
     unlink(path);
@@ -298,7 +269,7 @@ static void test_proc_write_bytes(void **state)
     close(done[0]);
 
     int n;
-    cJSON **v = read_lines(path, &n);
+    cJSON **v = sb_test_read_jsonl(path, &n);
     double first = -1, last = -1, max_bps = 0;
     int readings = 0;
     for (int i = 0; i < n; i++) {
@@ -323,7 +294,7 @@ static void test_proc_write_bytes(void **state)
     assert_true(readings >= 4);
     assert_true(last - first >= PROC_WRITE_BYTES);
     assert_true(max_bps > 0);
-    free_lines(v, n);
+    sb_test_free_jsonl(v, n);
     unlink(file);
     unlink(path);
     rmdir(dir);
@@ -434,7 +405,7 @@ static void test_iostat_cross_check(void **state)
     }
     /* sysmon: the device's object in the ticks s0+1 .. s0+4 (each covers the second before) */
     int n;
-    cJSON **v = read_lines(path, &n);
+    cJSON **v = sb_test_read_jsonl(path, &n);
     double sm_wps = 0, sm_wmbs = 0, first_ts = 0;
     int sm_n = 0;
     for (int i = 0; i < n; i++) {
@@ -448,7 +419,7 @@ static void test_iostat_cross_check(void **state)
         sm_wmbs += get(d, "wMBs")->valuedouble;
         sm_n++;
     }
-    free_lines(v, n);
+    sb_test_free_jsonl(v, n);
     print_message("%s: iostat %d s from %.3f: w/s total %.1f, wMB/s total %.2f\n", dev, io_n,
                   (double)(s0 + 5000000ull) / 1e9, io_wps, io_wmbs);
     print_message("%s: sysmon %d ticks from %.3f: w/s total %.1f, wMB/s total %.2f\n", dev, sm_n,

@@ -36,34 +36,6 @@
 static const char *bin;
 static const char *srcdir;
 
-static void rm_rf(const char *dir)
-{
-    const char *argv[] = {"/bin/rm", "-rf", dir, NULL};
-    sb_proc_run(argv, NULL, NULL);
-}
-
-/* The whole disk holding path (partitions resolved to their parent), or "" when none. */
-static void disk_of(const char *path, char *out, size_t cap)
-{
-    out[0] = '\0';
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return;
-    char sys[128], real[512];
-    snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u", major(st.st_dev), minor(st.st_dev));
-    if (!realpath(sys, real))
-        return;
-    char part[600];
-    snprintf(part, sizeof(part), "%s/partition", real);
-    if (access(part, F_OK) == 0) {
-        char *slash = strrchr(real, '/');
-        if (slash)
-            *slash = '\0';
-    }
-    const char *name = strrchr(real, '/');
-    snprintf(out, cap, "%.63s", name ? name + 1 : real);
-}
-
 /* The value of one sample line ("name{labels} value") of a Prometheus page; -1 when absent. */
 static double metric(const char *text, const char *sample)
 {
@@ -141,35 +113,6 @@ static void wait_lines(const char *path, int n)
     assert_true(count_lines(path) >= n);
 }
 
-static cJSON **read_lines(const char *path, int *n)
-{
-    char *text = sb_test_read_file(path);
-    assert_non_null(text);
-    int cap = 64;
-    cJSON **v = malloc(sizeof(cJSON *) * (size_t)cap);
-    *n = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        cJSON *j = cJSON_Parse(line);
-        if (!j)
-            fail_msg("unparseable line in %s: %.200s", path, line);
-        if (*n == cap) {
-            cap *= 2;
-            v = realloc(v, sizeof(cJSON *) * (size_t)cap);
-        }
-        v[(*n)++] = j;
-    }
-    free(text);
-    return v;
-}
-
-static void free_lines(cJSON **v, int n)
-{
-    for (int i = 0; i < n; i++)
-        cJSON_Delete(v[i]);
-    free(v);
-}
-
 static const cJSON *at(const cJSON *o, const char *key)
 {
     return cJSON_GetObjectItemCaseSensitive(o, key);
@@ -223,7 +166,7 @@ static void test_dynkv_matches_mock_truth(void **state)
     assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
     int mport = read_metrics_port(&mock);
     char disk[64];
-    disk_of(kvdir, disk, sizeof(disk));
+    sb_test_disk_of(kvdir, disk, sizeof(disk));
 
     char *m = get(mock.port, "/metrics");
     double hits_before = metric(m, "mock_kv_tier_hits_total{tier=\"2\"}");
@@ -272,8 +215,8 @@ static void test_dynkv_matches_mock_truth(void **state)
     free(m);
 
     int nd, ns;
-    cJSON **d = read_lines(dynkv_path, &nd);
-    cJSON **s = read_lines(sysmon_path, &ns);
+    cJSON **d = sb_test_read_jsonl(dynkv_path, &nd);
+    cJSON **s = sb_test_read_jsonl(sysmon_path, &ns);
     double sum_hits = 0, sum_bytes_out = 0, p95_max = -1;
     int p95_lines = 0, null_lines = 0, failed_scrapes = 0;
     for (int i = 0; i < nd; i++) {
@@ -341,12 +284,12 @@ static void test_dynkv_matches_mock_truth(void **state)
         assert_true(rps_max > 0); /* the O_DIRECT reads of tier 2 reached the device */
     else
         print_message("no block device under %s: disk check skipped\n", kvdir);
-    free_lines(d, nd);
-    free_lines(s, ns);
+    sb_test_free_jsonl(d, nd);
+    sb_test_free_jsonl(s, ns);
 
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
-    rm_rf(kvdir);
-    rm_rf(out);
+    sb_test_rm_rf(kvdir);
+    sb_test_rm_rf(out);
 }
 
 static void test_trtllm_every_iteration_once(void **state)
@@ -416,8 +359,8 @@ static void test_trtllm_every_iteration_once(void **state)
     assert_true(dropped == 0);
 
     int nt, ns;
-    cJSON **t = read_lines(trt_path, &nt);
-    cJSON **s = read_lines(sysmon_path, &ns);
+    cJSON **t = sb_test_read_jsonl(trt_path, &nt);
+    cJSON **s = sb_test_read_jsonl(sysmon_path, &ns);
     int total = nt + cJSON_GetArraySize(tail);
     char *seen = calloc((size_t)iterations + 1, 1);
     int active_max = 0;
@@ -456,10 +399,10 @@ static void test_trtllm_every_iteration_once(void **state)
     assert_true(active_max > 1);
     free(seen);
     cJSON_Delete(tail);
-    free_lines(t, nt);
-    free_lines(s, ns);
+    sb_test_free_jsonl(t, nt);
+    sb_test_free_jsonl(s, ns);
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
-    rm_rf(out);
+    sb_test_rm_rf(out);
 }
 
 static void test_trtllm_not_json(void **state)
@@ -483,15 +426,15 @@ static void test_trtllm_not_json(void **state)
     assert_int_equal(count_lines(path), 0);
     snprintf(path, sizeof(path), "%s/sysmon.jsonl", out);
     int ns;
-    cJSON **s = read_lines(path, &ns);
+    cJSON **s = sb_test_read_jsonl(path, &ns);
     assert_true(ns >= 3);
     for (int k = 0; k < ns; k++)
         assert_null(at(s[k], "trtllm")); /* absent, never zero-filled */
-    free_lines(s, ns);
+    sb_test_free_jsonl(s, ns);
     free(o);
     free(e);
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
-    rm_rf(out);
+    sb_test_rm_rf(out);
 }
 
 int main(int argc, char **argv)
