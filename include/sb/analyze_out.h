@@ -309,4 +309,8 @@ int sb_verdicts_write(const struct sb_analysis *an, const char *path, struct sb_
 /* Writes <out_dir>/report.md and <out_dir>/report.html. 0 or -1 with err. */
 int sb_report_write(const struct sb_analysis *an, struct sb_err *err);
 
+struct cJSON;
+/* A cJSON number, or JSON null for NAN/Inf (the outputs' "not available"). */
+struct cJSON *sb_json_num_or_null(double v);
+
 #endif

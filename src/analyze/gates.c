@@ -373,18 +373,13 @@ void sb_gates_release(struct sb_gate *gates, size_t n)
     }
 }
 
-static cJSON *num_or_null(double v)
-{
-    return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
-}
-
 int sb_verdicts_write(const struct sb_analysis *an, const char *path, struct sb_err *err)
 {
     cJSON *root = cJSON_CreateObject();
     if (!root)
         return sb_err_set(err, "out of memory writing '%s'", path);
     cJSON_AddStringToObject(root, "metric", an->metric == SB_LAT_E2E ? "e2e" : "ttft");
-    cJSON_AddItemToObject(root, "knee_ratio", num_or_null(an->ratio));
+    cJSON_AddItemToObject(root, "knee_ratio", sb_json_num_or_null(an->ratio));
     cJSON *gates = cJSON_AddArrayToObject(root, "gates");
     for (size_t i = 0; i < SB_GATE_N; i++) {
         const struct sb_gate *g = &an->gates[i];
@@ -393,8 +388,8 @@ int sb_verdicts_write(const struct sb_analysis *an, const char *path, struct sb_
         cJSON_AddStringToObject(o, "gate", g->name ? g->name : "");
         cJSON_AddStringToObject(o, "verdict", sb_verdict_name(g->verdict));
         cJSON_AddStringToObject(o, "reason", g->reason ? g->reason : "no_runs");
-        cJSON_AddItemToObject(o, "value", num_or_null(g->value));
-        cJSON_AddItemToObject(o, "threshold", num_or_null(g->threshold));
+        cJSON_AddItemToObject(o, "value", sb_json_num_or_null(g->value));
+        cJSON_AddItemToObject(o, "threshold", sb_json_num_or_null(g->threshold));
         cJSON_AddStringToObject(o, "rule", g->rule ? g->rule : "");
         size_t count[3] = {0};
         for (size_t k = 0; k < g->nchecks; k++)
@@ -411,7 +406,7 @@ int sb_verdicts_write(const struct sb_analysis *an, const char *path, struct sb_
             cJSON_AddStringToObject(co, "subject", c->subject);
             cJSON_AddStringToObject(co, "verdict", sb_verdict_name(c->verdict));
             cJSON_AddStringToObject(co, "reason", c->reason);
-            cJSON_AddItemToObject(co, "value", num_or_null(c->value));
+            cJSON_AddItemToObject(co, "value", sb_json_num_or_null(c->value));
             cJSON_AddStringToObject(co, "detail", c->detail);
         }
     }

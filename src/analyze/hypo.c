@@ -652,11 +652,6 @@ void sb_uwork_rule(const struct sb_analysis *an, char *buf, size_t cap)
              metric_name(an->metric), an->ratio);
 }
 
-static cJSON *num_or_null(double v)
-{
-    return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
-}
-
 static cJSON *uwork_json(const struct sb_analysis *an)
 {
     cJSON *root = cJSON_CreateObject();
@@ -664,9 +659,9 @@ static cJSON *uwork_json(const struct sb_analysis *an)
     sb_uwork_rule(an, text, sizeof(text));
     cJSON_AddStringToObject(root, "rule", text);
     cJSON_AddStringToObject(root, "metric", metric_name(an->metric));
-    cJSON_AddItemToObject(root, "ratio", num_or_null(an->ratio));
+    cJSON_AddItemToObject(root, "ratio", sb_json_num_or_null(an->ratio));
     const struct sb_uwork *pick = an->uwork_pick != SIZE_MAX ? &an->uwork[an->uwork_pick] : NULL;
-    cJSON_AddItemToObject(root, "uwork", num_or_null(pick ? pick->knee.uwork : NAN));
+    cJSON_AddItemToObject(root, "uwork", sb_json_num_or_null(pick ? pick->knee.uwork : NAN));
     cJSON_AddStringToObject(root, "series", pick ? pick->series->label : "");
     cJSON_AddStringToObject(root, "pick",
                             "uwork.txt holds the U_work of the series whose newest run ended last");
@@ -682,12 +677,12 @@ static cJSON *uwork_json(const struct sb_analysis *an)
         cJSON_AddStringToObject(g, "workload", str_or(r->workload, ""));
         cJSON_AddItemToObject(
             g, "context_tokens",
-            num_or_null(r->context_tokens >= 0 ? (double)r->context_tokens : NAN));
-        cJSON_AddItemToObject(g, "newest_t1", num_or_null(w->series->t1));
+            sb_json_num_or_null(r->context_tokens >= 0 ? (double)r->context_tokens : NAN));
+        cJSON_AddItemToObject(g, "newest_t1", sb_json_num_or_null(w->series->t1));
         cJSON_AddBoolToObject(g, "picked", u == an->uwork_pick);
         cJSON_AddStringToObject(g, "status", sb_knee_status_name(w->knee.status));
-        cJSON_AddItemToObject(g, "knee", num_or_null(w->knee.knee));
-        cJSON_AddItemToObject(g, "uwork", num_or_null(w->knee.uwork));
+        cJSON_AddItemToObject(g, "knee", sb_json_num_or_null(w->knee.knee));
+        cJSON_AddItemToObject(g, "uwork", sb_json_num_or_null(w->knee.uwork));
         sb_uwork_note(w, text, sizeof(text));
         cJSON_AddStringToObject(g, "note", text);
         cJSON *steps = cJSON_AddArrayToObject(g, "steps");
@@ -695,10 +690,10 @@ static cJSON *uwork_json(const struct sb_analysis *an)
             const struct sb_knee_step *s = &w->steps[k];
             cJSON *o = cJSON_CreateObject();
             cJSON_AddItemToArray(steps, o);
-            cJSON_AddItemToObject(o, "concurrency", num_or_null(s->x));
-            cJSON_AddItemToObject(o, "p50_ms", num_or_null(s->p50));
-            cJSON_AddItemToObject(o, "p99_ms", num_or_null(s->p99));
-            cJSON_AddItemToObject(o, "ratio", num_or_null(s->ratio));
+            cJSON_AddItemToObject(o, "concurrency", sb_json_num_or_null(s->x));
+            cJSON_AddItemToObject(o, "p50_ms", sb_json_num_or_null(s->p50));
+            cJSON_AddItemToObject(o, "p99_ms", sb_json_num_or_null(s->p99));
+            cJSON_AddItemToObject(o, "ratio", sb_json_num_or_null(s->ratio));
             cJSON_AddItemToObject(o, "over",
                                   s->over < 0 ? cJSON_CreateNull() : cJSON_CreateBool(s->over));
         }

@@ -17,6 +17,8 @@
 
 #include "sb/analyze_out.h"
 
+#include <cjson/cJSON.h>
+
 int sb_table_init(struct sb_table *t, const char *const *header, size_t ncols)
 {
     memset(t, 0, sizeof(*t));
@@ -207,4 +209,9 @@ int sb_mkdir_p(const char *path, struct sb_err *err)
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
         return sb_err_set(err, "cannot create directory '%s': not a directory", path);
     return 0;
+}
+
+cJSON *sb_json_num_or_null(double v)
+{
+    return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
 }
