@@ -24,6 +24,7 @@
 #include "sb/analyze.h"
 #include "sb/buf.h"
 #include "sb/err.h"
+#include "sb/util.h"
 
 /* ---- rules (knee.c) ---- */
 
@@ -122,8 +123,6 @@ int sb_table_csv(const struct sb_table *t, struct sb_buf *b);
 
 /* Writes data[0..len) to path through a temporary file renamed over it. 0 or -1 with err. */
 int sb_write_file_atomic(const char *path, const char *data, size_t len, struct sb_err *err);
-/* mkdir -p. 0 or -1 with err. */
-int sb_mkdir_p(const char *path, struct sb_err *err);
 
 /* ---- grouping (hypo.c) ---- */
 

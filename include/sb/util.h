@@ -59,4 +59,9 @@ long sb_raise_nofile(void);
  */
 int sb_parse_iso8601(const char *s, double *out);
 
+struct sb_err;
+/* mkdir -p: creates path and its missing parents (0755). Returns 0 when path is a directory
+   afterwards, or -1 with err naming the component that could not be made. */
+int sb_mkdir_p(const char *path, struct sb_err *err);
+
 #endif

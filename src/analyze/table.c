@@ -187,30 +187,6 @@ out:
     return rc;
 }
 
-int sb_mkdir_p(const char *path, struct sb_err *err)
-{
-    char buf[4096];
-    if (!path[0])
-        return sb_err_set(err, "cannot create directory '': empty path");
-    if ((size_t)snprintf(buf, sizeof(buf), "%s", path) >= sizeof(buf))
-        return sb_err_set(err, "path too long: '%s'", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char saved = *p;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return sb_err_errno(err, errno, "cannot create directory '%s'", buf);
-        *p = saved;
-        if (!saved)
-            break;
-    }
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return sb_err_set(err, "cannot create directory '%s': not a directory", path);
-    return 0;
-}
-
 cJSON *sb_json_num_or_null(double v)
 {
     return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();

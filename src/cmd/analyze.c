@@ -15,6 +15,7 @@
 
 #include "sb/analyze.h"
 #include "sb/cmd.h"
+#include "sb/util.h"
 #include "sb/opt.h"
 
 static const char *const knee_metrics[] = {"ttft", "e2e", NULL};
@@ -90,29 +91,6 @@ static void usage(FILE *f)
     sb_opt_print_help(analyze_options, NOPTS, f);
 }
 
-/* mkdir -p for path (a directory). 0 or -1 with err. */
-static int make_dirs(const char *path, struct sb_err *err)
-{
-    char p[4096];
-    if (snprintf(p, sizeof(p), "%s", path) >= (int)sizeof(p))
-        return sb_err_set(err, "cannot create '%s': path too long", path);
-    for (char *s = p + 1;; s++) {
-        if (*s != '/' && *s != '\0')
-            continue;
-        char c = *s;
-        *s = '\0';
-        if (mkdir(p, 0755) != 0 && errno != EEXIST)
-            return sb_err_errno(err, errno, "cannot create '%s'", p);
-        *s = c;
-        if (!c)
-            break;
-    }
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return sb_err_set(err, "cannot create '%s': not a directory", path);
-    return 0;
-}
-
 int cmd_analyze(int argc, char **argv)
 {
     struct sb_analyze_opts opts = {0};
@@ -179,7 +157,7 @@ int cmd_analyze(int argc, char **argv)
     char figures[4096], csv[4200];
     snprintf(figures, sizeof(figures), "%s/figures", opts.out_dir);
     snprintf(csv, sizeof(csv), "%s/summary_v3.csv", figures);
-    if (make_dirs(figures, &err) != 0 || sb_summary_csv_write(csv, runs, nruns, &err) != 0) {
+    if (sb_mkdir_p(figures, &err) != 0 || sb_summary_csv_write(csv, runs, nruns, &err) != 0) {
         fprintf(stderr, "sparkbench analyze: %s\n", err.msg);
         write_failed = true;
     } else if (!opts.quiet) {

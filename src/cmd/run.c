@@ -42,24 +42,6 @@ static void usage(FILE *f)
     sb_opt_print_help(sb_run_options, sb_run_noptions, f);
 }
 
-/* mkdir -p */
-static int make_dirs(const char *path, struct sb_err *err)
-{
-    char buf[4096];
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return sb_err_errno(err, errno, "cannot create directory '%s'", buf);
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return sb_err_errno(err, errno, "cannot create directory '%s'", buf);
-    return 0;
-}
-
 /* Keeps letters, digits, '.', '_' and '-': a run id is a directory name. */
 static void sanitize(char *s)
 {
@@ -399,7 +381,7 @@ int cmd_run(int argc, char **argv)
         rc = 1;
         goto out;
     }
-    if (make_dirs(dir, &err) != 0) {
+    if (sb_mkdir_p(dir, &err) != 0) {
         fprintf(stderr, "sparkbench run: %s\n", err.msg);
         goto out;
     }

@@ -1,6 +1,8 @@
 /* Clocks, a seeded generator, checked number parsing, hashing and JSON escaping used everywhere. */
 #include "sb/util.h"
 
+#include "sb/err.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -8,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 
 uint64_t sb_mono_ns(void)
@@ -298,5 +301,29 @@ int sb_parse_iso8601(const char *s, double *out)
     char text[80];
     snprintf(text, sizeof(text), "%lld.%.*s", (long long)timegm(&tm) - offset, frac_len, frac);
     *out = strtod(text, NULL);
+    return 0;
+}
+
+int sb_mkdir_p(const char *path, struct sb_err *err)
+{
+    char buf[4096];
+    if (!path[0])
+        return sb_err_set(err, "cannot create directory '': empty path");
+    if ((size_t)snprintf(buf, sizeof(buf), "%s", path) >= sizeof(buf))
+        return sb_err_set(err, "path too long: '%s'", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return sb_err_errno(err, errno, "cannot create directory '%s'", buf);
+        *p = saved;
+        if (!saved)
+            break;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return sb_err_set(err, "cannot create directory '%s': not a directory", path);
     return 0;
 }
