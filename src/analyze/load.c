@@ -513,39 +513,6 @@ static int labels_from_config(struct sb_run *r, const struct cfgmap *c, double *
 
 /* ---- run.json ---- */
 
-static char *read_whole(const char *path, size_t max, size_t *len, int *eno)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        *eno = errno;
-        return NULL;
-    }
-    struct sb_buf b;
-    sb_buf_init(&b, max);
-    char chunk[16384];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        if (sb_buf_add(&b, chunk, n) != 0) {
-            *eno = EFBIG;
-            goto fail;
-        }
-    if (ferror(f)) {
-        *eno = EIO;
-        goto fail;
-    }
-    fclose(f);
-    if (!b.data && sb_buf_add(&b, "", 0) != 0) {
-        *eno = ENOMEM;
-        sb_buf_release(&b);
-        return NULL;
-    }
-    return sb_buf_detach(&b, len);
-fail:
-    fclose(f);
-    sb_buf_release(&b);
-    return NULL;
-}
-
 static double json_num(const cJSON *o, const char *key)
 {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -555,16 +522,18 @@ static double json_num(const cJSON *o, const char *key)
 /* run.json: the run id and the measurement window. A missing file is the old harness's case. */
 static int read_run_json(struct sb_run *r, const char *path)
 {
-    size_t len;
-    int eno = 0;
-    char *text = read_whole(path, RUN_JSON_MAX, &len, &eno);
-    if (!text) {
+    struct sb_buf text;
+    sb_buf_init(&text, RUN_JSON_MAX);
+    errno = 0;
+    if (sb_buf_add_file(&text, path) != 0) {
+        int eno = errno ? errno : EFBIG; /* no errno: over RUN_JSON_MAX */
         if (eno != ENOENT)
             sb_run_warn(r, "cannot read '%s': %s", path, strerror(eno));
+        sb_buf_release(&text);
         return 0;
     }
-    cJSON *j = cJSON_ParseWithLength(text, len);
-    free(text);
+    cJSON *j = cJSON_ParseWithLength(text.data ? text.data : "", text.len);
+    sb_buf_release(&text);
     if (!cJSON_IsObject(j)) {
         sb_run_warn(r, "cannot parse '%s': not a JSON object; the window comes from the records",
                     path);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "sb/analyze.h"
+#include "sb/analyze_out.h"
 
 enum ctype {
     C_STR,       /* char *, "" for unknown */
@@ -234,28 +235,6 @@ static const char *cell(const struct sb_run *r, const struct column *c, char *bu
     return buf;
 }
 
-/* Writes text to path through path.tmp and a rename, so a reader never sees half a file. */
-static int write_file(const char *path, const char *text, size_t len, struct sb_err *err)
-{
-    char tmp[4096 + 8];
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
-        return sb_err_set(err, "cannot write '%s': path too long", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return sb_err_errno(err, errno, "cannot write '%s'", path);
-    size_t w = fwrite(text, 1, len, f);
-    int werr = w == len ? 0 : (errno ? errno : EIO);
-    if (fclose(f) != 0 && werr == 0)
-        werr = errno ? errno : EIO;
-    if (werr == 0 && rename(tmp, path) != 0)
-        werr = errno;
-    if (werr != 0) {
-        remove(tmp);
-        return sb_err_errno(err, werr, "cannot write '%s'", path);
-    }
-    return 0;
-}
-
 /* ---- summary_v3.csv ---- */
 
 int sb_summary_csv_write(const char *path, const struct sb_run *runs, size_t n, struct sb_err *err)
@@ -283,7 +262,7 @@ int sb_summary_csv_write(const char *path, const struct sb_run *runs, size_t n, 
         free(text);
         return sb_err_set(err, "cannot write '%s': out of memory", path);
     }
-    int rc = write_file(path, text, len, err);
+    int rc = sb_write_file_atomic(path, text, len, err);
     free(text);
     return rc;
 }
@@ -380,7 +359,7 @@ int sb_run_summary_json_write(const struct sb_run *r, struct sb_err *err)
         free(text);
         return sb_err_set(err, "cannot write '%s': out of memory", path);
     }
-    int rc = write_file(path, text, len, err);
+    int rc = sb_write_file_atomic(path, text, len, err);
     free(text);
     return rc;
 }

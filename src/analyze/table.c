@@ -166,7 +166,7 @@ int sb_write_file_atomic(const char *path, const char *data, size_t len, struct 
         return sb_err_set(err, "path too long: '%s'", path);
     FILE *f = fopen(tmp, "w");
     if (!f)
-        return sb_err_errno(err, errno, "cannot create '%s'", tmp);
+        return sb_err_errno(err, errno, "cannot write '%s'", path);
     if (len && fwrite(data, 1, len, f) != len) {
         sb_err_errno(err, errno, "cannot write '%s'", path);
         fclose(f);
