@@ -15,6 +15,9 @@
 
 #include "sb/util.h"
 
+/* Entries one option table may hold (sb_opt_parse tracks repeated list flags in a bitmap). */
+#define SB_OPT_MAX 256
+
 #define FIELD(obj, o, T)  ((T *)((char *)(obj) + (o)->offset))
 #define CFIELD(obj, o, T) ((const T *)((const char *)(obj) + (o)->offset))
 
@@ -569,7 +572,10 @@ int sb_opt_parse(const struct sb_opt *opts, size_t n, void *obj, int argc, char 
 
     /* Pass 2: every flag, in order; later ones win, except that list flags accumulate. */
     bool only_positional = false;
-    uint64_t list_seen[4] = {0};
+    uint64_t list_seen[SB_OPT_MAX / 64] = {0}; /* list options already given a flag */
+    if (n > SB_OPT_MAX)
+        return sb_err_set(err, "internal error: an option table of %zu entries (at most %d)", n,
+                          SB_OPT_MAX);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (only_positional || a[0] != '-' || a[1] == '\0') {
@@ -620,7 +626,7 @@ int sb_opt_parse(const struct sb_opt *opts, size_t n, void *obj, int argc, char 
         }
         char **slot = o->type == SB_OPT_LIST ? FIELD(obj, o, char *) : NULL;
         size_t idx = (size_t)(o - opts);
-        if (slot && idx < 256 && (list_seen[idx / 64] >> (idx % 64) & 1) && *slot) {
+        if (slot && (list_seen[idx / 64] >> (idx % 64) & 1) && *slot) {
             /* A repeated list flag adds to the list its first use started. */
             size_t la = strlen(*slot), lb = strlen(value);
             char *joined = malloc(la + lb + 2);
@@ -635,7 +641,7 @@ int sb_opt_parse(const struct sb_opt *opts, size_t n, void *obj, int argc, char 
         }
         if (sb_opt_set(o, obj, value, what, err) != 0)
             return -1;
-        if (slot && idx < 256)
+        if (slot)
             list_seen[idx / 64] |= 1ull << (idx % 64);
     }
     return 0;
