@@ -2,12 +2,16 @@
 #   make demo   install what is missing, build, run a short experiment against the built-in mock
 #   make check  install what is missing, build, run every test (unit + integration, via ctest)
 #   make asan   the same tests built with AddressSanitizer + UndefinedBehaviorSanitizer
+#   make release-check  the same tests in a Release (-O3) build, where other warnings show
+# Warnings are errors here (SB_WERROR=ON); a plain `cmake` build, a user's or a packager's, keeps them
+# warnings.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+REL_BUILD  ?= build-release
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build check demo asan format format-check clean bench
+.PHONY: all deps configure build check demo asan release-check format format-check clean bench
 
 all: build
 
@@ -15,7 +19,7 @@ deps:
 	@scripts/install-deps.sh
 
 configure:
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSB_WERROR=ON $(CMAKE_ARGS) >/dev/null
 
 build: deps configure
 	@cmake --build $(BUILD) -j $(JOBS)
@@ -27,10 +31,15 @@ demo: build
 	@scripts/demo.sh $(BUILD)/sparkbench
 
 asan: deps
-	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSB_SANITIZE=ON $(CMAKE_ARGS) >/dev/null
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSB_SANITIZE=ON -DSB_WERROR=ON $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS)
+
+release-check: deps
+	@cmake -S . -B $(REL_BUILD) -DCMAKE_BUILD_TYPE=Release -DSB_WERROR=ON $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(REL_BUILD) -j $(JOBS)
+	@ctest --test-dir $(REL_BUILD) --output-on-failure -j $(JOBS)
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
@@ -46,4 +55,4 @@ bench: build
 	@bench/analyze.sh $(BUILD)/sparkbench
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(REL_BUILD)

@@ -170,8 +170,10 @@ static void basic_case(const char *path, bool stream)
         assert_non_null(str(j, "nonce"));
         assert_int_equal(strlen(str(j, "prompt_hash")), 16);
         /* The request id joins the record to the server's own log line. */
+        const char *rid = str(j, "request_id");
+        assert_non_null(rid);
         char needle[200];
-        snprintf(needle, sizeof(needle), "\"x_request_id\":\"%s\"", str(j, "request_id"));
+        snprintf(needle, sizeof(needle), "\"x_request_id\":\"%s\"", rid ? rid : "");
         assert_int_equal(sb_test_count(log, needle), 1);
     }
     free(log);
