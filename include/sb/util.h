@@ -42,10 +42,26 @@ int sb_parse_size(const char *s, uint64_t *out);
 
 /*
  * Appends s[0..len) to dst as the body of a JSON string (no surrounding quotes), escaping quotes,
- * backslashes and control characters. Returns bytes written, or the bytes needed when dst is NULL
- * or too small (like snprintf); dst is always NUL-terminated when cap > 0.
+ * backslashes and control characters. Bytes that are not UTF-8 (invalid, overlong, surrogate or
+ * truncated sequences, as a server may send) become U+FFFD, one per maximal invalid subpart, so
+ * the output is always valid UTF-8 JSON. Returns bytes written, or the bytes needed when dst is
+ * NULL or too small (like snprintf); dst is always NUL-terminated when cap > 0.
  */
 size_t sb_json_escape(char *dst, size_t cap, const char *s, size_t len);
+
+/*
+ * The length to keep of s[0..len) so that it is at most max bytes and does not end inside a
+ * UTF-8 character: len when it fits, else max backed up to the start of the character that the
+ * cut would split (bytes that are not UTF-8 are cut anywhere; the JSON writers replace them).
+ */
+size_t sb_utf8_truncate(const char *s, size_t len, size_t max);
+
+/*
+ * Copies src[0..len) (no NUL needed) into dst[cap] cut by sb_utf8_truncate to cap - 1 bytes, and
+ * NUL-terminates. Every copy of outside text (a server's message, a config's label) into a
+ * fixed-size field goes through here. Returns the bytes copied.
+ */
+size_t sb_utf8_copy(char *dst, size_t cap, const char *src, size_t len);
 
 /* Raises the soft RLIMIT_NOFILE to the hard limit (thousands of sockets). Returns the new soft
  * limit. */

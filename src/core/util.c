@@ -1,4 +1,5 @@
-/* Clocks, a seeded generator, checked number parsing, hashing and JSON escaping used everywhere. */
+/* Clocks, a seeded generator, checked number parsing, hashing, JSON escaping (always valid UTF-8
+ * out) and character-boundary string copies used everywhere. */
 #include "sb/util.h"
 
 #include "sb/err.h"
@@ -178,6 +179,45 @@ int sb_parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
+/*
+ * The length of the well-formed UTF-8 character at s[0..len) (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), or 0 when there is none; then *bad is the length of the
+ * maximal subpart to replace with one U+FFFD (at least 1), as Unicode's "substitution of maximal
+ * subparts" and the WHATWG decoder do.
+ */
+static size_t utf8_char_len(const unsigned char *s, size_t len, size_t *bad)
+{
+    unsigned char c = s[0];
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xBF; /* the second byte's range */
+    *bad = 1;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        need = 3;
+        lo = c == 0xE0 ? 0xA0 : 0x80;
+        hi = c == 0xED ? 0x9F : 0xBF;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 4;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF;
+    } else {
+        return 0;
+    }
+    size_t i = 1;
+    for (; i < need && i < len; i++) {
+        unsigned char b = s[i];
+        if (b < (i == 1 ? lo : 0x80) || b > (i == 1 ? hi : 0xBF))
+            break;
+    }
+    if (i == need)
+        return need;
+    *bad = i;
+    return 0;
+}
+
 size_t sb_json_escape(char *dst, size_t cap, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -190,6 +230,20 @@ size_t sb_json_escape(char *dst, size_t cap, const char *s, size_t len)
     } while (0)
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80) {
+            size_t bad, k = utf8_char_len((const unsigned char *)s + i, len - i, &bad);
+            if (k == 0) { /* not UTF-8: U+FFFD keeps the JSON text valid (RFC 8259 section 8.1) */
+                PUT('\xef');
+                PUT('\xbf');
+                PUT('\xbd');
+                k = bad;
+            } else {
+                for (size_t j = 0; j < k; j++)
+                    PUT(s[i + j]);
+            }
+            i += k - 1;
+            continue;
+        }
         switch (c) {
         case '"':
             PUT('\\');
@@ -227,6 +281,33 @@ size_t sb_json_escape(char *dst, size_t cap, const char *s, size_t len)
 #undef PUT
     if (dst && cap > 0)
         dst[n < cap ? n : cap - 1] = '\0';
+    return n;
+}
+
+static bool is_utf8_continuation(char c)
+{
+    return ((unsigned char)c & 0xC0) == 0x80;
+}
+
+size_t sb_utf8_truncate(const char *s, size_t len, size_t max)
+{
+    if (len <= max)
+        return len;
+    /* A cut at max splits a character when the byte after it continues one: back up to that
+       character's first byte (at most 3 back). Stray continuation bytes are no character. */
+    size_t i = max;
+    while (i > 0 && max - i < 3 && is_utf8_continuation(s[i]))
+        i--;
+    return is_utf8_continuation(s[i]) ? max : i;
+}
+
+size_t sb_utf8_copy(char *dst, size_t cap, const char *src, size_t len)
+{
+    if (cap == 0)
+        return 0;
+    size_t n = sb_utf8_truncate(src, len, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
     return n;
 }
 
