@@ -80,4 +80,13 @@ struct sb_err;
    afterwards, or -1 with err naming the component that could not be made. */
 int sb_mkdir_p(const char *path, struct sb_err *err);
 
+/*
+ * Replaces path with data[0..len) atomically: writes "<path>.tmp.<pid>", fsyncs it, renames it
+ * over path and fsyncs the directory. A reader sees the old content (or no file) or the new one,
+ * never an empty or half-written file, even when the disk fills or the machine stops; on failure
+ * the temporary file is removed and err names path ("cannot write '<path>': <strerror>").
+ * Returns 0 or -1.
+ */
+int sb_write_file_atomic(const char *path, const char *data, size_t len, struct sb_err *err);
+
 #endif

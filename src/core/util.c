@@ -1,10 +1,11 @@
 /* Clocks, a seeded generator, checked number parsing, hashing, JSON escaping (always valid UTF-8
- * out) and character-boundary string copies used everywhere. */
+ * out), character-boundary string copies, mkdir -p and atomic file writes used everywhere. */
 #include "sb/util.h"
 
 #include "sb/err.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 uint64_t sb_mono_ns(void)
 {
@@ -407,4 +409,70 @@ int sb_mkdir_p(const char *path, struct sb_err *err)
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
         return sb_err_set(err, "cannot create directory '%s': not a directory", path);
     return 0;
+}
+
+/* fsyncs the directory holding path so that a rename into it is on disk; best effort. */
+static void sync_parent_dir(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == path)
+        snprintf(dir, sizeof(dir), "/");
+    else if ((size_t)(slash - path) < sizeof(dir))
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    else
+        return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
+int sb_write_file_atomic(const char *path, const char *data, size_t len, struct sb_err *err)
+{
+    char tmp[4200];
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp))
+        return sb_err_set(err, "path too long: '%s'", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return sb_err_errno(err, errno, "cannot write '%s'", path);
+    int rc = -1;
+    for (size_t done = 0; done < len;) {
+        ssize_t w = write(fd, data + done, len - done);
+        if (w > 0) {
+            done += (size_t)w;
+        } else if (w < 0 && errno == EINTR) {
+            continue;
+        } else {
+            sb_err_errno(err, w < 0 ? errno : EIO, "cannot write '%s'", path);
+            goto out;
+        }
+    }
+    /* The data must be on disk before the rename makes it the file; EINVAL/EROFS: a file
+       system that cannot sync. */
+    if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) {
+        sb_err_errno(err, errno, "cannot write '%s'", path);
+        goto out;
+    }
+    int cfd = fd;
+    fd = -1;
+    if (close(cfd) != 0) {
+        sb_err_errno(err, errno, "cannot write '%s'", path);
+        goto out;
+    }
+    if (rename(tmp, path) != 0) {
+        sb_err_errno(err, errno, "cannot rename '%s' to '%s'", tmp, path);
+        goto out;
+    }
+    sync_parent_dir(path);
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (rc)
+        unlink(tmp);
+    return rc;
 }

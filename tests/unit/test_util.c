@@ -1,4 +1,5 @@
-/* Unit tests for sb/util.h and sb/buf.h: parsing, escaping, the generator, bounded buffers. */
+/* Unit tests for sb/util.h and sb/buf.h: parsing, escaping, UTF-8 cuts, atomic writes, the
+ * generator, bounded buffers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,7 +9,13 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/resource.h>
+
 #include "sb/buf.h"
+#include "sb/err.h"
 #include "sb/util.h"
 
 static void test_parse_size(void **state)
@@ -150,6 +157,63 @@ static void test_json_escape_invalid_utf8(void **state)
     }
 }
 
+static void test_write_file_atomic(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/sbtest-atomic-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof(path), "%s/run.json", dir);
+    struct sb_err err = {0};
+    assert_int_equal(sb_write_file_atomic(path, "old\n", 4, &err), 0);
+    struct sb_buf b;
+    sb_buf_init(&b, 1 << 20);
+    assert_int_equal(sb_buf_add_file(&b, path), 0);
+    assert_string_equal(b.data, "old\n");
+
+    /* The disk "fills" (RLIMIT_FSIZE: writes past 16 bytes fail with EFBIG): the old content
+       stays whole, no temporary file is left, the error names the file. */
+    char big[4096];
+    memset(big, 'n', sizeof(big));
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    lim = old;
+    lim.rlim_cur = 16;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    int rc = sb_write_file_atomic(path, big, sizeof(big), &err);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, old_handler);
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(err.msg, path));
+    assert_non_null(strstr(err.msg, "File too large"));
+    sb_buf_reset(&b);
+    assert_int_equal(sb_buf_add_file(&b, path), 0);
+    assert_string_equal(b.data, "old\n");
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int entries = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        entries += e->d_name[0] != '.';
+    closedir(d);
+    assert_int_equal(entries, 1);
+
+    /* A directory that does not exist: an error naming the file, nothing created. */
+    char nodir[96];
+    snprintf(nodir, sizeof(nodir), "%s/missing/run.json", dir);
+    assert_int_equal(sb_write_file_atomic(nodir, "x", 1, &err), -1);
+    assert_non_null(strstr(err.msg, nodir));
+
+    /* And the new content replaces the old when it fits. */
+    assert_int_equal(sb_write_file_atomic(path, big, sizeof(big), &err), 0);
+    sb_buf_reset(&b);
+    assert_int_equal(sb_buf_add_file(&b, path), 0);
+    assert_int_equal(b.len, sizeof(big));
+    sb_buf_release(&b);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void test_rng_deterministic(void **state)
 {
     (void)state;
@@ -225,6 +289,7 @@ int main(void)
         cmocka_unit_test(test_json_escape),
         cmocka_unit_test(test_utf8_truncate),
         cmocka_unit_test(test_json_escape_invalid_utf8),
+        cmocka_unit_test(test_write_file_atomic),
         cmocka_unit_test(test_rng_deterministic),
         cmocka_unit_test(test_buf_limit),
     };
