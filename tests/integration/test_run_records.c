@@ -14,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -321,6 +322,117 @@ static void test_server_strings_valid_utf8(void **state)
     free(dir);
 }
 
+static const char *const fast_mock[] = {"--prefill-base-ms",
+                                        "0",
+                                        "--prefill-per-token-us",
+                                        "0",
+                                        "--decode-base-ms",
+                                        "1",
+                                        "--decode-per-seq-us",
+                                        "0",
+                                        NULL};
+
+/* "N sent, OK ok, E errors" and "lost L records" from a run's summary. */
+static void summary_counts(const char *text, long long *sent, long long *ok, long long *errors,
+                           long long *lost)
+{
+    const char *p = strstr(text, " sent, ");
+    assert_non_null(p);
+    while (p > text && p[-1] >= '0' && p[-1] <= '9')
+        p--;
+    assert_int_equal(sscanf(p, "%lld sent, %lld ok, %lld errors", sent, ok, errors), 3);
+    *lost = 0;
+    p = strstr(text, "lost ");
+    if (p)
+        assert_int_equal(sscanf(p, "lost %lld records", lost), 1);
+}
+
+static void test_full_tmpfs(void **state)
+{
+    (void)state;
+    /* A private mount namespace: the tmpfs vanishes with this process whatever happens. */
+    if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+        print_message("cannot make a private mount namespace (%s): skipped\n", strerror(errno));
+        skip();
+    }
+    char *dir = sb_test_tmpdir("/tmp", "fullfs");
+    if (mount("tmpfs", dir, "tmpfs", 0, "size=64k") != 0) {
+        print_message("cannot mount a tmpfs (%s): skipped\n", strerror(errno));
+        sb_test_rm_rf(dir);
+        free(dir);
+        skip();
+    }
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, fast_mock), 0);
+    char out_dir[512], mpath[600], jpath[600], cpath[600], url[160], prompts[512];
+    snprintf(out_dir, sizeof(out_dir), "%s/run", dir);
+    snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", out_dir);
+    snprintf(jpath, sizeof(jpath), "%s/run.json", out_dir);
+    snprintf(cpath, sizeof(cpath), "%s/config.yaml", out_dir);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/completions", mock.port);
+    snprintf(prompts, sizeof(prompts), "%s/inputs/prompts", srcdir);
+    const char *argv[] = {bin,          "run",  "--endpoint",   url,     "--concurrency", "4",
+                          "--requests", "5000", "--output-dir", out_dir, "--prompts-dir", prompts,
+                          NULL};
+    char *out = NULL, *err = NULL;
+    int rc = sb_proc_run(argv, &out, &err);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err, "metrics.jsonl"));
+    assert_non_null(strstr(err, "No space left on device"));
+
+    /* Whole, valid lines only; the summary counts exactly those and says what was lost. */
+    int lines = 0;
+    char *text = sb_test_read_file(mpath);
+    assert_non_null(text);
+    for (char *p = text; *p; p++)
+        lines += *p == '\n';
+    assert_true(lines > 0 && lines < 5000);
+    assert_int_equal(text[strlen(text) - 1], '\n');
+    free(text);
+    long long sent, ok, errors, lost;
+    summary_counts(out, &sent, &ok, &errors, &lost);
+    if (ok + errors != lines)
+        fail_msg("summary counts %lld ok + %lld errors, metrics.jsonl holds %d lines", ok, errors,
+                 lines);
+    assert_int_equal(lost, sent - lines);
+    assert_true(lost > 0);
+
+    /* run.json: written whole, or (the disk being full) absent and named in the error; never
+       empty or half-written, and no temporary file left behind. */
+    struct stat st;
+    if (stat(jpath, &st) == 0) {
+        assert_true(st.st_size > 0);
+        char *j = sb_test_read_file(jpath);
+        cJSON *o = cJSON_Parse(j);
+        assert_non_null(o);
+        cJSON_Delete(o);
+        free(j);
+    } else {
+        assert_int_equal(errno, ENOENT);
+        assert_non_null(strstr(err, "run.json"));
+    }
+    struct sb_buf names;
+    sb_buf_init(&names, 1 << 16);
+    DIR *d = opendir(out_dir);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.')
+            sb_buf_addf(&names, "%s ", e->d_name);
+    closedir(d);
+    if (strstr(names.data, ".tmp"))
+        fail_msg("a temporary file was left behind: %s", names.data);
+    sb_buf_release(&names);
+    /* config.yaml was written before the disk filled and stays whole. */
+    assert_int_equal(stat(cpath, &st), 0);
+    assert_true(st.st_size > 0);
+    free(out);
+    free(err);
+    umount2(dir, MNT_DETACH);
+    sb_test_rm_rf(dir);
+    free(dir);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -332,6 +444,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_server_strings_valid_utf8),
+        cmocka_unit_test(test_full_tmpfs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
