@@ -121,9 +121,6 @@ size_t sb_table_col(const struct sb_table *t, const char *name);
 /* Appends t as RFC 4180 CSV (cells with a comma, quote or line break quoted) to b. */
 int sb_table_csv(const struct sb_table *t, struct sb_buf *b);
 
-/* Writes data[0..len) to path through a temporary file renamed over it. 0 or -1 with err. */
-int sb_write_file_atomic(const char *path, const char *data, size_t len, struct sb_err *err);
-
 /* ---- grouping (hypo.c) ---- */
 
 /* What a hypothesis sweeps: the x of its points. */

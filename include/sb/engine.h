@@ -65,4 +65,14 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
                   struct sb_err *err);
 void sb_engine_result_release(struct sb_engine_result *res);
 
+/*
+ * Recounts res from the records in metrics_path, the file the run wrote: ok, warmup, errors by
+ * kind, output tokens and the measured-phase TTFT/E2E samples are replaced by those of the lines
+ * that are there (sent, client lag, clock stamps and exit reason are kept). For a run that lost
+ * records (a full disk), so its summary is over exactly what was written. *records (may be NULL)
+ * gets the number of records read. Returns 0, or -1 with err (res unchanged).
+ */
+int sb_engine_result_recount(struct sb_engine_result *res, const char *metrics_path,
+                             long long *records, struct sb_err *err);
+
 #endif

@@ -42,10 +42,26 @@ int sb_parse_size(const char *s, uint64_t *out);
 
 /*
  * Appends s[0..len) to dst as the body of a JSON string (no surrounding quotes), escaping quotes,
- * backslashes and control characters. Returns bytes written, or the bytes needed when dst is NULL
- * or too small (like snprintf); dst is always NUL-terminated when cap > 0.
+ * backslashes and control characters. Bytes that are not UTF-8 (invalid, overlong, surrogate or
+ * truncated sequences, as a server may send) become U+FFFD, one per maximal invalid subpart, so
+ * the output is always valid UTF-8 JSON. Returns bytes written, or the bytes needed when dst is
+ * NULL or too small (like snprintf); dst is always NUL-terminated when cap > 0.
  */
 size_t sb_json_escape(char *dst, size_t cap, const char *s, size_t len);
+
+/*
+ * The length to keep of s[0..len) so that it is at most max bytes and does not end inside a
+ * UTF-8 character: len when it fits, else max backed up to the start of the character that the
+ * cut would split (bytes that are not UTF-8 are cut anywhere; the JSON writers replace them).
+ */
+size_t sb_utf8_truncate(const char *s, size_t len, size_t max);
+
+/*
+ * Copies src[0..len) (no NUL needed) into dst[cap] cut by sb_utf8_truncate to cap - 1 bytes, and
+ * NUL-terminates. Every copy of outside text (a server's message, a config's label) into a
+ * fixed-size field goes through here. Returns the bytes copied.
+ */
+size_t sb_utf8_copy(char *dst, size_t cap, const char *src, size_t len);
 
 /* Raises the soft RLIMIT_NOFILE to the hard limit (thousands of sockets). Returns the new soft
  * limit. */
@@ -63,5 +79,14 @@ struct sb_err;
 /* mkdir -p: creates path and its missing parents (0755). Returns 0 when path is a directory
    afterwards, or -1 with err naming the component that could not be made. */
 int sb_mkdir_p(const char *path, struct sb_err *err);
+
+/*
+ * Replaces path with data[0..len) atomically: writes "<path>.tmp.<pid>", fsyncs it, renames it
+ * over path and fsyncs the directory. A reader sees the old content (or no file) or the new one,
+ * never an empty or half-written file, even when the disk fills or the machine stops; on failure
+ * the temporary file is removed and err names path ("cannot write '<path>': <strerror>").
+ * Returns 0 or -1.
+ */
+int sb_write_file_atomic(const char *path, const char *data, size_t len, struct sb_err *err);
 
 #endif

@@ -1,9 +1,9 @@
 /*
  * String tables for analyze's outputs. Each per-hypothesis CSV and the report's table of the same
  * data are one struct sb_table, so the file and the report cannot disagree; numbers are turned
- * into text once, here ("%.10g", NAN as an empty cell). Also the two file helpers every output
- * uses: mkdir -p, and writes through a temporary file so that a reader (a runner doing
- * `$(cat uwork.txt)`) never sees half a file.
+ * into text once, here ("%.10g", NAN as an empty cell). The outputs are written with
+ * sb_write_file_atomic (sb/util.h), so that a reader (a runner doing `$(cat uwork.txt)`) never
+ * sees half a file.
  */
 #include <errno.h>
 #include <math.h>
@@ -156,35 +156,6 @@ int sb_table_csv(const struct sb_table *t, struct sb_buf *b)
         rc |= sb_buf_adds(b, "\n");
     }
     return rc ? -1 : 0;
-}
-
-int sb_write_file_atomic(const char *path, const char *data, size_t len, struct sb_err *err)
-{
-    char tmp[4200];
-    int rc = -1;
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp))
-        return sb_err_set(err, "path too long: '%s'", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return sb_err_errno(err, errno, "cannot write '%s'", path);
-    if (len && fwrite(data, 1, len, f) != len) {
-        sb_err_errno(err, errno, "cannot write '%s'", path);
-        fclose(f);
-        goto out;
-    }
-    if (fclose(f) != 0) {
-        sb_err_errno(err, errno, "cannot write '%s'", path);
-        goto out;
-    }
-    if (rename(tmp, path) != 0) {
-        sb_err_errno(err, errno, "cannot rename '%s' to '%s'", tmp, path);
-        goto out;
-    }
-    rc = 0;
-out:
-    if (rc)
-        unlink(tmp);
-    return rc;
 }
 
 cJSON *sb_json_num_or_null(double v)

@@ -1,7 +1,8 @@
 /*
  * `sparkbench run`: resolve the options, prepare the run directory (config.yaml), drive the engine
  * into metrics.jsonl, then write run.json and print the summary. Picks the exit code: 0 done,
- * 1 a fatal error (nothing measured is lost), 2 bad usage, 130/143 stopped by SIGINT/SIGTERM.
+ * 1 a fatal error (what was written stays; records a full disk refused are counted as lost and
+ * left out of the summary) or no run.json, 2 bad usage, 130/143 stopped by SIGINT/SIGTERM.
  */
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -9,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,19 +88,25 @@ static int resolve_endpoint(const struct sb_run_config *cfg, char *url, size_t c
     return 0;
 }
 
+/* config.yaml, rendered in memory and written atomically (never left empty or half-written). */
 static int write_config(const struct sb_run_config *cfg, const char *dir, struct sb_err *err)
 {
     char path[4200];
     snprintf(path, sizeof(path), "%s/config.yaml", dir);
-    FILE *f = fopen(path, "w");
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
     if (!f)
         return sb_err_errno(err, errno, "cannot write '%s'", path);
     fprintf(f, "# Resolved configuration of this run (sparkbench %s); secrets are never written.\n",
             SB_VERSION);
     int rc = sb_opt_write_yaml(sb_run_options, sb_run_noptions, cfg, f);
     if (fclose(f) != 0 || rc != 0)
-        return sb_err_errno(err, errno, "cannot write '%s'", path);
-    return 0;
+        rc = sb_err_errno(err, errno ? errno : ENOMEM, "cannot write '%s'", path);
+    else
+        rc = sb_write_file_atomic(path, text, len, err);
+    free(text);
+    return rc;
 }
 
 static void iso_time(uint64_t real_ns, char *buf, size_t cap)
@@ -135,9 +143,16 @@ static void add_summary(cJSON *o, const char *name, double *v, size_t n)
     }
 }
 
+/* What reached metrics.jsonl: the records written, and those lost (a full disk) and why. */
+struct record_loss {
+    long long written, lost;
+    char why[4400]; /* names metrics.jsonl, whose path may be long */
+};
+
 static int write_run_json(const char *dir, const char *run_id, const char *url, int argc,
                           char **argv, const struct sb_engine_result *res, uint64_t wall_start,
-                          uint64_t wall_end, const struct sb_workload *w, struct sb_err *err)
+                          uint64_t wall_end, const struct sb_workload *w,
+                          const struct record_loss *loss, struct sb_err *err)
 {
     cJSON *o = cJSON_CreateObject();
     char t[64];
@@ -184,6 +199,8 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
     cJSON_AddNumberToObject(c, "errors", (double)errors);
     cJSON_AddNumberToObject(c, "warmup", (double)res->warmup);
     cJSON_AddNumberToObject(c, "not_sent", (double)res->not_sent);
+    cJSON_AddNumberToObject(c, "records_written", (double)loss->written);
+    cJSON_AddNumberToObject(c, "records_lost", (double)loss->lost);
     cJSON *ek = cJSON_AddObjectToObject(c, "errors_by_kind");
     for (int k = 1; k < SB_ERRK_COUNT; k++)
         cJSON_AddNumberToObject(ek, sb_error_kind_name((enum sb_error_kind)k),
@@ -204,16 +221,21 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
     cJSON_AddStringToObject(o, "exit_reason", sb_exit_reason_name(res->reason));
     if (res->fatal_msg[0])
         cJSON_AddStringToObject(o, "fatal_error", res->fatal_msg);
+    if (loss->lost > 0)
+        cJSON_AddStringToObject(o, "records_lost_reason", loss->why);
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
     char path[4200];
     snprintf(path, sizeof(path), "%s/run.json", dir);
-    FILE *f = fopen(path, "w");
-    int rc = 0;
-    if (!f || !text || fputs(text, f) < 0 || fputc('\n', f) == EOF)
-        rc = sb_err_errno(err, errno ? errno : EIO, "cannot write '%s'", path);
-    if (f && fclose(f) != 0 && rc == 0)
-        rc = sb_err_errno(err, errno, "cannot write '%s'", path);
+    /* Atomically: a full disk leaves the previous run.json (or none), never an empty one. */
+    struct sb_buf b;
+    sb_buf_init(&b, SIZE_MAX);
+    int rc;
+    if (!text || sb_buf_adds(&b, text) != 0 || sb_buf_adds(&b, "\n") != 0)
+        rc = sb_err_set(err, "cannot write '%s': out of memory", path);
+    else
+        rc = sb_write_file_atomic(path, b.data, b.len, err);
+    sb_buf_release(&b);
     free(text);
     return rc;
 }
@@ -436,14 +458,43 @@ int cmd_run(int argc, char **argv)
         er.reason = SB_EXIT_FATAL;
         snprintf(er.fatal_msg, sizeof(er.fatal_msg), "%s", cerr.msg);
     }
-    if (write_run_json(dir, run_id, url, argc, argv, &er, wall_start, wall_end, &wl, &err) != 0)
+    /* Every finished request made one record; those not in metrics.jsonl were lost (a full
+       disk). Then the counts and percentiles are taken from the file: exactly what was written. */
+    struct record_loss loss = {.written = (long long)sink.lines_written};
+    long long records = er.ok;
+    for (int k = 1; k < SB_ERRK_COUNT; k++)
+        records += er.errors[k];
+    if (records > loss.written) {
+        if (sb_engine_result_recount(&er, mpath, &loss.written, &err) != 0)
+            fprintf(stderr, "sparkbench run: cannot recount the records written: %s\n", err.msg);
+        loss.lost = records - loss.written;
+        if (sink.failed)
+            snprintf(loss.why, sizeof(loss.why), "cannot write '%s': %s", mpath,
+                     strerror(sink.failed_errno));
+        else
+            snprintf(loss.why, sizeof(loss.why), "%s", er.fatal_msg);
+    }
+    bool json_failed = write_run_json(dir, run_id, url, argc, argv, &er, wall_start, wall_end, &wl,
+                                      &loss, &err) != 0;
+    if (json_failed)
         fprintf(stderr, "sparkbench run: %s\n", err.msg);
     if (!cfg.quiet)
         print_summary(run_id, dir, &er, &cfg);
+    if (!cfg.quiet && loss.lost > 0)
+        printf("  lost %lld records: %s (the counts and percentiles above are over the %lld "
+               "records in metrics.jsonl)\n",
+               loss.lost, loss.why, loss.written);
     switch (er.reason) {
     case SB_EXIT_FATAL:
-        fprintf(stderr, "sparkbench run: stopped: %s (records written so far are kept in '%s')\n",
-                er.fatal_msg, mpath);
+        if (loss.lost > 0)
+            fprintf(stderr,
+                    "sparkbench run: stopped: %s (%lld records lost; the %lld written before are "
+                    "kept in '%s')\n",
+                    er.fatal_msg, loss.lost, loss.written, mpath);
+        else
+            fprintf(stderr,
+                    "sparkbench run: stopped: %s (records written so far are kept in '%s')\n",
+                    er.fatal_msg, mpath);
         rc = 1;
         break;
     case SB_EXIT_SIGINT:
@@ -455,6 +506,8 @@ int cmd_run(int argc, char **argv)
     default:
         rc = 0;
     }
+    if (json_failed && rc == 0)
+        rc = 1; /* the run's record is incomplete without run.json */
 out:
     if (sink_open)
         sb_jsonl_close(&sink, &err);

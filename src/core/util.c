@@ -1,9 +1,11 @@
-/* Clocks, a seeded generator, checked number parsing, hashing and JSON escaping used everywhere. */
+/* Clocks, a seeded generator, checked number parsing, hashing, JSON escaping (always valid UTF-8
+ * out), character-boundary string copies, mkdir -p and atomic file writes used everywhere. */
 #include "sb/util.h"
 
 #include "sb/err.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 uint64_t sb_mono_ns(void)
 {
@@ -178,6 +181,45 @@ int sb_parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
+/*
+ * The length of the well-formed UTF-8 character at s[0..len) (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), or 0 when there is none; then *bad is the length of the
+ * maximal subpart to replace with one U+FFFD (at least 1), as Unicode's "substitution of maximal
+ * subparts" and the WHATWG decoder do.
+ */
+static size_t utf8_char_len(const unsigned char *s, size_t len, size_t *bad)
+{
+    unsigned char c = s[0];
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xBF; /* the second byte's range */
+    *bad = 1;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        need = 3;
+        lo = c == 0xE0 ? 0xA0 : 0x80;
+        hi = c == 0xED ? 0x9F : 0xBF;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 4;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF;
+    } else {
+        return 0;
+    }
+    size_t i = 1;
+    for (; i < need && i < len; i++) {
+        unsigned char b = s[i];
+        if (b < (i == 1 ? lo : 0x80) || b > (i == 1 ? hi : 0xBF))
+            break;
+    }
+    if (i == need)
+        return need;
+    *bad = i;
+    return 0;
+}
+
 size_t sb_json_escape(char *dst, size_t cap, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -190,6 +232,20 @@ size_t sb_json_escape(char *dst, size_t cap, const char *s, size_t len)
     } while (0)
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80) {
+            size_t bad, k = utf8_char_len((const unsigned char *)s + i, len - i, &bad);
+            if (k == 0) { /* not UTF-8: U+FFFD keeps the JSON text valid (RFC 8259 section 8.1) */
+                PUT('\xef');
+                PUT('\xbf');
+                PUT('\xbd');
+                k = bad;
+            } else {
+                for (size_t j = 0; j < k; j++)
+                    PUT(s[i + j]);
+            }
+            i += k - 1;
+            continue;
+        }
         switch (c) {
         case '"':
             PUT('\\');
@@ -227,6 +283,33 @@ size_t sb_json_escape(char *dst, size_t cap, const char *s, size_t len)
 #undef PUT
     if (dst && cap > 0)
         dst[n < cap ? n : cap - 1] = '\0';
+    return n;
+}
+
+static bool is_utf8_continuation(char c)
+{
+    return ((unsigned char)c & 0xC0) == 0x80;
+}
+
+size_t sb_utf8_truncate(const char *s, size_t len, size_t max)
+{
+    if (len <= max)
+        return len;
+    /* A cut at max splits a character when the byte after it continues one: back up to that
+       character's first byte (at most 3 back). Stray continuation bytes are no character. */
+    size_t i = max;
+    while (i > 0 && max - i < 3 && is_utf8_continuation(s[i]))
+        i--;
+    return is_utf8_continuation(s[i]) ? max : i;
+}
+
+size_t sb_utf8_copy(char *dst, size_t cap, const char *src, size_t len)
+{
+    if (cap == 0)
+        return 0;
+    size_t n = sb_utf8_truncate(src, len, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
     return n;
 }
 
@@ -326,4 +409,70 @@ int sb_mkdir_p(const char *path, struct sb_err *err)
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
         return sb_err_set(err, "cannot create directory '%s': not a directory", path);
     return 0;
+}
+
+/* fsyncs the directory holding path so that a rename into it is on disk; best effort. */
+static void sync_parent_dir(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == path)
+        snprintf(dir, sizeof(dir), "/");
+    else if ((size_t)(slash - path) < sizeof(dir))
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    else
+        return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
+int sb_write_file_atomic(const char *path, const char *data, size_t len, struct sb_err *err)
+{
+    char tmp[4200];
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp))
+        return sb_err_set(err, "path too long: '%s'", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return sb_err_errno(err, errno, "cannot write '%s'", path);
+    int rc = -1;
+    for (size_t done = 0; done < len;) {
+        ssize_t w = write(fd, data + done, len - done);
+        if (w > 0) {
+            done += (size_t)w;
+        } else if (w < 0 && errno == EINTR) {
+            continue;
+        } else {
+            sb_err_errno(err, w < 0 ? errno : EIO, "cannot write '%s'", path);
+            goto out;
+        }
+    }
+    /* The data must be on disk before the rename makes it the file; EINVAL/EROFS: a file
+       system that cannot sync. */
+    if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) {
+        sb_err_errno(err, errno, "cannot write '%s'", path);
+        goto out;
+    }
+    int cfd = fd;
+    fd = -1;
+    if (close(cfd) != 0) {
+        sb_err_errno(err, errno, "cannot write '%s'", path);
+        goto out;
+    }
+    if (rename(tmp, path) != 0) {
+        sb_err_errno(err, errno, "cannot rename '%s' to '%s'", tmp, path);
+        goto out;
+    }
+    sync_parent_dir(path);
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (rc)
+        unlink(tmp);
+    return rc;
 }

@@ -334,11 +334,8 @@ static size_t on_header(char *buf, size_t size, size_t n, void *arg)
 
 static void note_error(struct req *r, const char *msg, size_t len)
 {
-    if (r->err_msg[0])
-        return;
-    size_t n = len < sizeof(r->err_msg) - 1 ? len : sizeof(r->err_msg) - 1;
-    memcpy(r->err_msg, msg, n);
-    r->err_msg[n] = '\0';
+    if (!r->err_msg[0]) /* the server's bytes, cut on a character boundary */
+        sb_utf8_copy(r->err_msg, sizeof(r->err_msg), msg, len);
 }
 
 static int on_event(const struct sb_sse_event *ev, void *arg)
@@ -508,13 +505,15 @@ static void req_free(struct req *r)
 static void fill_labels(struct loop *l, struct sb_record *rec)
 {
     const struct sb_run_config *cfg = l->p->cfg;
-    snprintf(rec->run_id, sizeof(rec->run_id), "%s", l->p->run_id);
-    snprintf(rec->stack, sizeof(rec->stack), "%s", cfg->stack ? cfg->stack : "");
-    snprintf(rec->model, sizeof(rec->model), "%s", cfg->model ? cfg->model : "");
-    snprintf(rec->workload, sizeof(rec->workload), "%s", cfg->workload);
-    snprintf(rec->hypothesis, sizeof(rec->hypothesis), "%s",
-             cfg->hypothesis ? cfg->hypothesis : "");
-    snprintf(rec->phase_label, sizeof(rec->phase_label), "%s", cfg->phase ? cfg->phase : "");
+    /* Labels longer than their fields are cut on a character boundary. */
+#define COPY_LABEL(field, s) sb_utf8_copy(rec->field, sizeof(rec->field), (s), strlen(s))
+    COPY_LABEL(run_id, l->p->run_id);
+    COPY_LABEL(stack, cfg->stack ? cfg->stack : "");
+    COPY_LABEL(model, cfg->model ? cfg->model : "");
+    COPY_LABEL(workload, cfg->workload);
+    COPY_LABEL(hypothesis, cfg->hypothesis ? cfg->hypothesis : "");
+    COPY_LABEL(phase_label, cfg->phase ? cfg->phase : "");
+#undef COPY_LABEL
     rec->repetition = cfg->repetition;
     rec->context_tokens = cfg->context_tokens;
     rec->concurrency = l->open_loop ? cfg->max_inflight : cfg->concurrency;

@@ -296,12 +296,14 @@ static void put_exact(struct out *o, double v)
     put(o, p, (size_t)(end - p));
 }
 
-/* Plain text (the usual case) is copied; anything needing an escape goes through sb_json_escape. */
+/* Plain ASCII text (the usual case) is copied; anything needing an escape, and any non-ASCII
+   byte (which sb_json_escape checks is UTF-8, replacing what is not), goes through
+   sb_json_escape. */
 static bool needs_escape(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == '"' || c == '\\')
+        if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
             return true;
     }
     return false;

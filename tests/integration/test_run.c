@@ -616,6 +616,39 @@ static void test_threads_and_too_large(void **state)
     free(dir);
 }
 
+/* The figures of a run's summary on stdout: "N sent, OK ok, E errors", "(n=K)", "lost L records".
+ */
+struct summary_figures {
+    long long sent, ok, errors, n, lost;
+};
+
+static void parse_summary(const char *text, struct summary_figures *f)
+{
+    memset(f, 0, sizeof(*f));
+    const char *p = strstr(text, " sent, ");
+    assert_non_null(p);
+    while (p > text && p[-1] >= '0' && p[-1] <= '9')
+        p--;
+    assert_int_equal(sscanf(p, "%lld sent, %lld ok, %lld errors", &f->sent, &f->ok, &f->errors), 3);
+    p = strstr(text, "(n=");
+    assert_non_null(p);
+    assert_int_equal(sscanf(p, "(n=%lld)", &f->n), 1);
+    p = strstr(text, "lost ");
+    if (p)
+        assert_int_equal(sscanf(p, "lost %lld records", &f->lost), 1);
+}
+
+/* Lines of metrics.jsonl that are ok, measured and have an E2E: what the summary's n counts. */
+static int count_measured_ok(const struct lines *l)
+{
+    int n = 0;
+    for (int i = 0; i < l->n; i++)
+        if (is_true(l->v[i], "ok") && strcmp(str(l->v[i], "phase"), "measure") == 0 &&
+            !isnan(num(l->v[i], "lat_e2e_ms")))
+            n++;
+    return n;
+}
+
 static void test_full_disk(void **state)
 {
     (void)state;
@@ -624,8 +657,10 @@ static void test_full_disk(void **state)
     assert_int_equal(sb_proc_start_mock(&mock, bin, fast_mock), 0);
     struct run_paths rp;
     run_paths_init(&rp, mock.port, "/v1/completions");
-    char errpath[600];
+    char errpath[600], outpath[600], jpath[600];
     snprintf(errpath, sizeof(errpath), "%s/stderr", rp.dir);
+    snprintf(outpath, sizeof(outpath), "%s/stdout", rp.dir);
+    snprintf(jpath, sizeof(jpath), "%s/run.json", rp.out_dir);
     pid_t pid = fork();
     if (pid == 0) {
         struct rlimit rl = {100000, 100000};
@@ -633,8 +668,8 @@ static void test_full_disk(void **state)
         signal(SIGXFSZ, SIG_IGN); /* the write fails with EFBIG instead of killing us */
         int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 2);
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 1);
+        int ofd = open(outpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(ofd, 1);
         execl(bin, bin, "run", "--endpoint", rp.url, "--concurrency", "4", "--requests", "5000",
               "--output-dir", rp.out_dir, "--prompts-dir", rp.prompts, (char *)NULL);
         _exit(127);
@@ -649,6 +684,35 @@ static void test_full_disk(void **state)
     free(errtext);
     struct lines l = read_jsonl(rp.mpath); /* whatever was written is whole lines */
     assert_true(l.n > 0 && l.n < 5000);
+
+    /* The summary counts exactly the records in the file and says how many were lost and why. */
+    char *outtext = sb_test_read_file(outpath);
+    struct summary_figures f;
+    parse_summary(outtext, &f);
+    if (f.ok + f.errors != l.n || f.n != count_measured_ok(&l))
+        fail_msg("summary counts %lld ok + %lld errors (n=%lld) but metrics.jsonl holds %d lines "
+                 "(%d measured ok)",
+                 f.ok, f.errors, f.n, l.n, count_measured_ok(&l));
+    assert_true(f.lost > 0);
+    assert_int_equal(f.lost, f.sent - l.n);
+    assert_non_null(strstr(outtext, "metrics.jsonl': File too large"));
+    free(outtext);
+
+    /* run.json (small enough to fit under the limit) says the same. */
+    struct stat st;
+    assert_int_equal(stat(jpath, &st), 0);
+    assert_true(st.st_size > 0);
+    char *jtext = sb_test_read_file(jpath);
+    cJSON *j = cJSON_Parse(jtext);
+    assert_non_null(j);
+    const cJSON *counts = cJSON_GetObjectItemCaseSensitive(j, "counts");
+    assert_int_equal((long long)num(counts, "records_written"), l.n);
+    assert_int_equal((long long)num(counts, "records_lost"), f.lost);
+    assert_int_equal((long long)num(counts, "ok") + (long long)num(counts, "errors"), l.n);
+    assert_int_equal((long long)num(cJSON_GetObjectItemCaseSensitive(j, "e2e_ms"), "n"),
+                     count_measured_ok(&l));
+    cJSON_Delete(j);
+    free(jtext);
     free_lines(&l);
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
     run_paths_release(&rp);

@@ -19,6 +19,8 @@
 #include "sb/record.h"
 #include "sb/util.h"
 
+#include "../common/utf8_strict.h"
+
 static void fill_full(struct sb_record *r)
 {
     sb_record_init(r);
@@ -342,6 +344,91 @@ static void test_truncated_strings(void **state)
     }
 }
 
+/* Writes r and checks the line: strict UTF-8, one JSON object cJSON parses, and readable back. */
+static cJSON *written_line_parses(const struct sb_record *r)
+{
+    struct sb_buf line;
+    sb_buf_init(&line, 1 << 20);
+    assert_int_equal(sb_record_to_json(r, &line), 0);
+    size_t bad = 0;
+    if (!sb_test_utf8_valid(line.data, line.len, &bad))
+        fail_msg("the line is not valid UTF-8 at byte %zu of %zu", bad, line.len);
+    cJSON *j = cJSON_ParseWithLength(line.data, line.len);
+    assert_non_null(j);
+    struct sb_record back;
+    struct sb_err err = {0};
+    if (sb_record_from_json(line.data, line.len, &back, &err) != 0)
+        fail_msg("cannot read the line back: %s", err.msg);
+    sb_buf_release(&line);
+    return j;
+}
+
+static const char *jstr(const cJSON *j, const char *k)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);
+    assert_true(cJSON_IsString(x));
+    return x->valuestring;
+}
+
+static void test_strings_valid_utf8(void **state)
+{
+    (void)state;
+    /* A 300-byte message of 2-byte characters cut by a byte copy at 255 (mid-character, as the
+       engine's copy did): the line stays valid UTF-8, the stray lead byte becomes U+FFFD. */
+    struct sb_record r;
+    sb_record_init(&r);
+    char msg[301];
+    for (int i = 0; i < 300; i += 2)
+        memcpy(msg + i, "\xc3\xa9", 2);
+    msg[300] = '\0';
+    memcpy(r.error_msg, msg, sizeof(r.error_msg) - 1);
+    r.error_msg[sizeof(r.error_msg) - 1] = '\0';
+    r.error = SB_ERRK_STREAM_ERROR;
+    cJSON *j = written_line_parses(&r);
+    char want[300];
+    memcpy(want, msg, 254);
+    memcpy(want + 254, "\xef\xbf\xbd", 4); /* U+FFFD and the NUL */
+    assert_string_equal(jstr(j, "error_msg"), want);
+    cJSON_Delete(j);
+
+    /* The same message copied with sb_utf8_copy: cut on the boundary, 127 whole characters. */
+    sb_utf8_copy(r.error_msg, sizeof(r.error_msg), msg, 300);
+    assert_int_equal(strlen(r.error_msg), 254);
+    j = written_line_parses(&r);
+    assert_int_equal(strlen(jstr(j, "error_msg")), 254);
+    assert_memory_equal(jstr(j, "error_msg"), msg, 254);
+    cJSON_Delete(j);
+
+    /* Raw bytes a server may send in any field it controls (error_msg, finish_reason) or a
+       config may hold (model, labels): invalid bytes, truncated and overlong sequences, CESU
+       surrogates, control characters. Each maximal invalid subpart becomes one U+FFFD. */
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"bad \xff\xfe end", "bad \xef\xbf\xbd\xef\xbf\xbd end"},
+        {"cut \xe2\x82", "cut \xef\xbf\xbd"},
+        {"overlong \xc0\xaf", "overlong \xef\xbf\xbd\xef\xbf\xbd"},
+        {"surrogate \xed\xa0\x80!", "surrogate \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd!"},
+        {"big \xf4\x90\x80\x80", "big \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+        {"ctl \x01\x1f\x7f tab\t", "ctl \x01\x1f\x7f tab\t"},
+        {"ok \xe2\x82\xac \xf0\x9f\x98\x80", "ok \xe2\x82\xac \xf0\x9f\x98\x80"},
+    };
+    for (size_t i = 0; i < SB_ARRAY_SIZE(cases); i++) {
+        sb_record_init(&r);
+        r.error = SB_ERRK_HTTP;
+        snprintf(r.error_msg, sizeof(r.error_msg), "%s", cases[i].in);
+        snprintf(r.finish_reason, sizeof(r.finish_reason), "%s", cases[i].in);
+        snprintf(r.model, sizeof(r.model), "%s", cases[i].in);
+        snprintf(r.stack, sizeof(r.stack), "%s", cases[i].in);
+        j = written_line_parses(&r);
+        assert_string_equal(jstr(j, "error_msg"), cases[i].want);
+        assert_string_equal(jstr(j, "finish_reason"), cases[i].want);
+        assert_string_equal(jstr(j, "model"), cases[i].want);
+        assert_string_equal(jstr(j, "stack"), cases[i].want);
+        cJSON_Delete(j);
+    }
+}
+
 static void test_old_harness(void **state)
 {
     (void)state;
@@ -530,11 +617,17 @@ static void test_error_kinds(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_json_text),
-        cmocka_unit_test(test_random_doubles), cmocka_unit_test(test_json_limit),
-        cmocka_unit_test(test_escaped_input),  cmocka_unit_test(test_truncated_strings),
-        cmocka_unit_test(test_old_harness),    cmocka_unit_test(test_missing_and_foreign_fields),
-        cmocka_unit_test(test_invalid),        cmocka_unit_test(test_error_kinds),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_json_text),
+        cmocka_unit_test(test_random_doubles),
+        cmocka_unit_test(test_json_limit),
+        cmocka_unit_test(test_escaped_input),
+        cmocka_unit_test(test_truncated_strings),
+        cmocka_unit_test(test_old_harness),
+        cmocka_unit_test(test_missing_and_foreign_fields),
+        cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_error_kinds),
+        cmocka_unit_test(test_strings_valid_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
