@@ -75,7 +75,11 @@ struct sb_run {
     double kv_working_set_bytes; /* H5: concurrency x context_tokens x KV bytes per token */
 
     /* ---- measurement window, unix seconds ---- */
-    double t0, t1; /* run.json measure_start_ts..end_ts, else first..last measured send */
+    double t0, t1;       /* run.json measure_start_ts..measure_end_ts (the sending period after
+                            ramp-up and warm-up, without the drain), else first..last measured send */
+    struct sb_tput tput; /* throughput (sb/stats.h): ok completions in the window, counted on
+                            run.json's CLOCK_MONOTONIC window when it gives one, else on [t0, t1)
+                            with ts + lat_e2e_ms as the completion */
 
     /* ---- metrics.jsonl ---- */
     struct sb_file_report metrics_file;
@@ -87,7 +91,7 @@ struct sb_run {
     size_t admitted;  /* measured requests the server accepted (a 2xx response began) */
     size_t completed; /* measured requests that finished ok */
     size_t rejected;  /* measured requests refused with 429/503 */
-    double achieved_rps, output_tok_s; /* over the window */
+    double achieved_rps, output_tok_s; /* sb_tput_req_s / sb_tput_tok_s of tput */
     struct sb_summary lat[SB_LAT_N];   /* ok measured records only; ITL from itl_mean_ms */
 
     /* ---- telemetry over [t0, t1] ---- */
@@ -110,6 +114,7 @@ struct sb_run {
 
     /* ---- added by the loader (load.c) ---- */
     bool window_from_run_json;          /* t0/t1 came from run.json, not from the records */
+    double win_mono0_ns, win_mono1_ns;  /* run.json's throughput window, NAN when absent */
     uint64_t output_tokens;             /* sum over the completed measured records */
     double cadence_dynkv_s;             /* dynkv ticks' spacing (median), NAN when unknown */
     size_t sysmon_missed, dynkv_missed; /* {"missed":true} ticks inside the window */
@@ -179,6 +184,7 @@ struct sb_mrec {
     double ts;               /* unix seconds; NAN when absent or not asked for */
     double lat[SB_LAT_N];    /* lat_ttft_ms, lat_e2e_ms, lat_ttfb_ms, itl_mean_ms, tpot_ms; NAN */
     long long output_tokens; /* 0 when absent or null (as sb_record_from_json reads it) */
+    double t_done_ns;        /* t_last_byte_ns (CLOCK_MONOTONIC); NAN when absent or null */
     int rc;                  /* HTTP status; 200/0 for the old harness's "ok"/"error"; 0 absent */
     bool ok;                 /* "ok", else rc "ok"/"error", else a 2xx rc without an error kind */
     bool warmup;             /* "phase": "warmup" */

@@ -16,6 +16,7 @@
 #include "sb/openai.h"
 #include "sb/record.h"
 #include "sb/run.h"
+#include "sb/stats.h"
 #include "sb/workload.h"
 
 struct sb_engine_params {
@@ -45,7 +46,11 @@ struct sb_engine_result {
     char fatal_msg[SB_ERR_MSG_MAX];
     uint64_t anchor_mono_ns, anchor_real_ns; /* one instant read on both clocks */
     uint64_t t_start_ns, t_end_ns;           /* first intended send, last completion */
-    uint64_t t_measure_start_ns;             /* end of warm-up */
+    uint64_t t_measure_start_ns;             /* end of ramp-up and warm-up */
+    uint64_t t_measure_end_ns; /* when sending stopped: the duration's end, the signal or fatal
+                                  error, or the last send of --requests; the drain comes after */
+    struct sb_tput tput;       /* throughput over [t_measure_start, t_measure_end), in seconds of
+                                  CLOCK_MONOTONIC (see sb/stats.h) */
     long long sent, ok, warmup, not_sent;
     long long errors[SB_ERRK_COUNT];
     long long output_tokens; /* measured phase, ok requests */

@@ -54,7 +54,8 @@ struct sb_record {
 
     /* identity */
     double ts;   /* unix seconds of the intended send */
-    bool warmup; /* written as "phase": "warmup" | "measure" */
+    bool warmup; /* left out of the measurement: "phase": "warmup" (or "ramp") | "measure" */
+    bool ramp;   /* sent during --ramp-up-s: "phase": "ramp" (warmup is true as well) */
     long long user;
     long long req_idx;    /* index of this request within its user */
     long long seq;        /* global request number */

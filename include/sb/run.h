@@ -42,6 +42,7 @@ struct sb_run_config {
     double duration_s;
     long long requests;
     double warmup_s;
+    double ramp_up_s;
     long long seed;
     double think_ms;
     double rate;

@@ -36,4 +36,26 @@ struct sb_summary {
 /* Sorts v in place and fills out (all doubles NAN when n == 0). */
 void sb_stats_summarize(double *v, size_t n, struct sb_summary *out);
 
+/*
+ * Throughput, defined once: the requests that completed successfully inside the measured window
+ * [from, to) -- the sending period after ramp-up and warm-up, without the drain after sending
+ * stopped -- and their output tokens, divided by the window's length. A request counts by the
+ * time its last byte arrived, whenever it was sent. `run` (summary and run.json) and `analyze`
+ * both count with these functions, on the same clock (CLOCK_MONOTONIC seconds from the records'
+ * t_last_byte_ns when run.json gives the window in that clock), so the two cannot disagree.
+ */
+struct sb_tput {
+    double from_s, to_s;
+    long long completed, output_tokens;
+};
+
+void sb_tput_init(struct sb_tput *t, double from_s, double to_s);
+/* One successful request whose last byte came at done_s; tokens < 0 (not reported) adds none. */
+void sb_tput_add(struct sb_tput *t, double done_s, long long output_tokens);
+/* to - from; 0 for an empty or inverted window. */
+double sb_tput_window_s(const struct sb_tput *t);
+/* completed / window and output_tokens / window; NAN when the window is empty. */
+double sb_tput_req_s(const struct sb_tput *t);
+double sb_tput_tok_s(const struct sb_tput *t);
+
 #endif

@@ -544,14 +544,22 @@ static int read_run_json(struct sb_run *r, const char *path)
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "run_id");
     if (cJSON_IsString(id) && fill_str(&r->run_id, id->valuestring) != 0)
         rc = -1;
+    /* The window ends when sending stopped (measure_end_ts). An older run.json has only the
+       last completion (end_ts), drain included: its window then comes from the records. */
     double t0 = json_num(j, "measure_start_ts");
     if (isnan(t0))
         t0 = json_num(j, "start_ts");
-    double t1 = json_num(j, "end_ts");
-    if (t1 > t0) {
+    double t1 = json_num(j, "measure_end_ts");
+    if (t1 >= t0) {
         r->t0 = t0;
         r->t1 = t1;
         r->window_from_run_json = true;
+        const cJSON *tp = cJSON_GetObjectItemCaseSensitive(j, "throughput");
+        double m0 = json_num(tp, "window_start_mono_ns"), m1 = json_num(tp, "window_end_mono_ns");
+        if (m1 >= m0) {
+            r->win_mono0_ns = m0;
+            r->win_mono1_ns = m1;
+        }
     }
     cJSON_Delete(j);
     return rc;
@@ -573,6 +581,7 @@ static int run_init(struct sb_run *r, const char *dir)
     r->rate = NAN;
     r->kv_working_set_bytes = NAN;
     r->t0 = r->t1 = NAN;
+    r->win_mono0_ns = r->win_mono1_ns = NAN;
     r->achieved_rps = r->output_tok_s = NAN;
     r->sysmon_aligned = r->dynkv_aligned = NAN;
     r->cadence_s = r->cadence_dynkv_s = NAN;

@@ -65,6 +65,13 @@ static inline int dvec_push(struct dvec *d, double x)
     return 0;
 }
 
+/* An ok record's completion on both clocks, for the throughput window (known only after the
+   join when it comes from the records). */
+struct done {
+    double mono_s, real_s;
+    long long tokens;
+};
+
 struct bad_line {
     long lineno; /* within the part until the parts are joined */
     char msg[BAD_MSG];
@@ -88,6 +95,8 @@ struct part {
     uint64_t output_tokens;
     double ts_min, end_max;
     struct dvec lat[SB_LAT_N];
+    struct done *done;
+    size_t n_done, cap_done;
     char *first_line; /* keep_first: a copy of the first record, for the labels */
     size_t first_len;
     bool oom;
@@ -113,22 +122,42 @@ static void keep_bad(struct part *pt, long lineno, const char *msg)
     }
 }
 
+static void push_done(struct part *pt, const struct sb_mrec *m)
+{
+    if (pt->n_done == pt->cap_done) {
+        size_t nc = pt->cap_done ? pt->cap_done * 2 : 1024;
+        struct done *nd = realloc(pt->done, nc * sizeof(*nd));
+        if (!nd) {
+            pt->oom = true;
+            return;
+        }
+        pt->done = nd;
+        pt->cap_done = nc;
+    }
+    double e2e = m->lat[SB_LAT_E2E];
+    pt->done[pt->n_done++] = (struct done){
+        .mono_s = m->t_done_ns / 1e9,
+        .real_s = isnan(m->ts) ? NAN : m->ts + (isnan(e2e) ? 0 : e2e / 1000.0),
+        .tokens = m->output_tokens,
+    };
+}
+
 static void add_record(struct part *pt, const struct sb_mrec *m)
 {
     if (m->has_phase)
         pt->with_phase++;
+    if (m->ok) /* a warm-up request that completes inside the window counts there too */
+        push_done(pt, m);
     if (m->warmup) {
         pt->warmup++;
         return;
     }
     pt->measured++;
-    if (!isnan(m->ts)) {
-        double e2e = m->lat[SB_LAT_E2E];
-        double end = isnan(e2e) ? m->ts : m->ts + e2e / 1000.0;
+    if (!isnan(m->ts)) { /* the records' window: first to last measured intended send */
         if (!(m->ts >= pt->ts_min))
             pt->ts_min = m->ts;
-        if (!(end <= pt->end_max))
-            pt->end_max = end;
+        if (!(m->ts <= pt->end_max))
+            pt->end_max = m->ts;
     }
     if (m->rc >= 200 && m->rc <= 299)
         pt->admitted++;
@@ -407,7 +436,7 @@ int sb_run_read_metrics(struct sb_run *r, const char *path, struct sb_err *err)
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 #endif
     off_t start = 0;
-    bool need_ts = !r->window_from_run_json;
+    bool need_ts = !r->window_from_run_json || isnan(r->win_mono0_ns);
     for (int i = 0; i < want && start < size; i++) {
         off_t end = i == want - 1 ? size : line_start_after(fd, size / want * (i + 1), size);
         if (end <= start)
@@ -506,10 +535,22 @@ int sb_run_read_metrics(struct sb_run *r, const char *path, struct sb_err *err)
         rc = sb_err_set(err, "cannot read '%s': out of memory", path);
         goto out;
     }
-    if (need_ts) {
+    if (!r->window_from_run_json) {
         r->t0 = ts_min;
         r->t1 = end_max;
     }
+    /* Throughput, as run counts it (sb/stats.h): on run.json's monotonic window when there is
+       one (the records' t_last_byte_ns, the very numbers run counted), else on [t0, t1). */
+    bool mono = !isnan(r->win_mono0_ns);
+    if (mono)
+        sb_tput_init(&r->tput, r->win_mono0_ns / 1e9, r->win_mono1_ns / 1e9);
+    else
+        sb_tput_init(&r->tput, r->t0, r->t1);
+    for (int i = 0; i < nparts; i++)
+        for (size_t k = 0; k < parts[i].n_done; k++) {
+            const struct done *d = &parts[i].done[k];
+            sb_tput_add(&r->tput, mono ? d->mono_s : d->real_s, d->tokens);
+        }
     struct sum_jobs jobs = {.nthreads = nparts > 1 ? nparts : 1};
     for (int i = 0; i < SB_LAT_N; i++) {
         if (join_lat(parts, nparts, i, &jobs.v[i]) != 0) {
@@ -528,6 +569,7 @@ out:
     for (int i = 0; i < nparts; i++) {
         for (int k = 0; k < SB_LAT_N; k++)
             free(parts[i].lat[k].v);
+        free(parts[i].done);
         free(parts[i].first_line);
     }
     close(fd);

@@ -33,6 +33,7 @@ enum mfield {
     MF_PHASE,
     MF_ERROR,
     MF_OUTPUT_TOKENS,
+    MF_DONE, /* t_last_byte_ns */
 };
 
 #define TMPL_KEYS    96
@@ -461,6 +462,10 @@ static int8_t field_of(const char *k, size_t n)
         if (memcmp(k, "output_tokens", 13) == 0)
             return MF_OUTPUT_TOKENS;
         break;
+    case 14:
+        if (memcmp(k, "t_last_byte_ns", 14) == 0)
+            return MF_DONE;
+        break;
     default:
         break;
     }
@@ -583,6 +588,19 @@ static __attribute__((noinline)) int decode_field(const struct sb_mscan *s, int 
             return -1; /* an ISO-8601 string, or not a time at all */
         }
         break;
+    case MF_DONE: {
+        v->d = NAN;
+        long long ns;
+        if (*p == 'n') {
+            if (scan_literal(&p) != 2)
+                return -1;
+        } else if (scan_count(&p, &ns) != 0 || ns < 0) {
+            return -1;
+        } else {
+            v->d = (double)ns;
+        }
+        break;
+    }
     case MF_OK: {
         int b = scan_literal(&p);
         if (b < 0)
@@ -616,7 +634,7 @@ static __attribute__((noinline)) int decode_field(const struct sb_mscan *s, int 
             if (scan_plain_string(&p, end, &w, &wn) != 0)
                 return -1;
             v->set = true;
-            v->a = word_is(w, wn, "warmup", 6);
+            v->a = word_is(w, wn, "warmup", 6) || word_is(w, wn, "ramp", 4);
         } else if (scan_literal(&p) != 2) {
             return -1;
         }
@@ -697,6 +715,9 @@ static void apply_field(int field, const struct segval *v, struct sb_mrec *m, st
         if (v->set)
             m->output_tokens = v->ll;
         break;
+    case MF_DONE:
+        m->t_done_ns = v->d;
+        break;
     default:
         break;
     }
@@ -755,6 +776,7 @@ int sb_mscan_line(struct sb_mscan *s, const char *line, size_t len, struct sb_mr
     const char *p = line, *end = line + len;
     struct outcome o = {false, false, false, false};
     m->ts = NAN;
+    m->t_done_ns = NAN;
     for (int i = 0; i < SB_LAT_N; i++)
         m->lat[i] = NAN;
     m->output_tokens = 0;
@@ -915,6 +937,7 @@ int sb_metrics_parse_line(struct sb_mscan *s, const char *line, size_t len, stru
     m->lat[SB_LAT_ITL] = r.itl_mean_ms;
     m->lat[SB_LAT_TPOT] = r.tpot_ms;
     m->output_tokens = r.output_tokens;
+    m->t_done_ns = r.t_last_byte_ns ? (double)r.t_last_byte_ns : NAN;
     m->rc = r.rc;
     m->warmup = r.warmup;
     /* sb_record_from_json does not say whether the line had a phase or an ok field: a line that

@@ -180,13 +180,8 @@ double sb_aligned_share(const double *ts, size_t n, double t0, double t1, double
 
 void sb_run_derive(struct sb_run *r, const struct sb_analyze_opts *opts)
 {
-    double window = r->t1 - r->t0;
-    if (window > 0) {
-        r->achieved_rps = (double)r->completed / window;
-        r->output_tok_s = (double)r->output_tokens / window;
-    } else {
-        r->achieved_rps = r->output_tok_s = NAN;
-    }
+    r->achieved_rps = sb_tput_req_s(&r->tput);
+    r->output_tok_s = sb_tput_tok_s(&r->tput);
     double all_hits = 0;
     bool any = false;
     for (int k = 0; k < 3; k++) {

@@ -196,3 +196,37 @@ void sb_stats_summarize(double *v, size_t n, struct sb_summary *out)
     out->p99 = sb_stats_percentile_sorted(v, n, 99);
     out->p999 = sb_stats_percentile_sorted(v, n, 99.9);
 }
+
+void sb_tput_init(struct sb_tput *t, double from_s, double to_s)
+{
+    t->from_s = from_s;
+    t->to_s = to_s;
+    t->completed = t->output_tokens = 0;
+}
+
+void sb_tput_add(struct sb_tput *t, double done_s, long long output_tokens)
+{
+    if (!(done_s >= t->from_s && done_s < t->to_s))
+        return;
+    t->completed++;
+    if (output_tokens > 0)
+        t->output_tokens += output_tokens;
+}
+
+double sb_tput_window_s(const struct sb_tput *t)
+{
+    double w = t->to_s - t->from_s;
+    return w > 0 ? w : 0;
+}
+
+double sb_tput_req_s(const struct sb_tput *t)
+{
+    double w = sb_tput_window_s(t);
+    return w > 0 ? (double)t->completed / w : NAN;
+}
+
+double sb_tput_tok_s(const struct sb_tput *t)
+{
+    double w = sb_tput_window_s(t);
+    return w > 0 ? (double)t->output_tokens / w : NAN;
+}

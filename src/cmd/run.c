@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sb/analyze_out.h"
 #include "sb/build_info.h"
 #include "sb/cmd.h"
 #include "sb/engine.h"
@@ -164,7 +165,19 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
     cJSON_AddStringToObject(o, "end_time", t);
     cJSON_AddNumberToObject(o, "start_ts", real_of(res, res->t_start_ns));
     cJSON_AddNumberToObject(o, "measure_start_ts", real_of(res, res->t_measure_start_ns));
+    cJSON_AddNumberToObject(o, "measure_end_ts", real_of(res, res->t_measure_end_ns));
     cJSON_AddNumberToObject(o, "end_ts", real_of(res, res->t_end_ns));
+    cJSON *tp = cJSON_AddObjectToObject(o, "throughput");
+    cJSON_AddStringToObject(tp, "definition",
+                            "ok requests whose last byte arrived in [window_start, window_end): "
+                            "the sending period after ramp-up and warm-up, without the drain");
+    cJSON_AddNumberToObject(tp, "window_start_mono_ns", (double)res->t_measure_start_ns);
+    cJSON_AddNumberToObject(tp, "window_end_mono_ns", (double)res->t_measure_end_ns);
+    cJSON_AddNumberToObject(tp, "window_s", sb_tput_window_s(&res->tput));
+    cJSON_AddNumberToObject(tp, "completed", (double)res->tput.completed);
+    cJSON_AddNumberToObject(tp, "output_tokens", (double)res->tput.output_tokens);
+    cJSON_AddItemToObject(tp, "req_s", sb_json_num_or_null(sb_tput_req_s(&res->tput)));
+    cJSON_AddItemToObject(tp, "tok_s", sb_json_num_or_null(sb_tput_tok_s(&res->tput)));
     cJSON *anchor = cJSON_AddObjectToObject(o, "clock_anchor");
     cJSON_AddNumberToObject(anchor, "monotonic_ns", (double)res->anchor_mono_ns);
     cJSON_AddNumberToObject(anchor, "realtime_ns", (double)res->anchor_real_ns);
@@ -260,15 +273,15 @@ static void print_summary(const char *run_id, const char *dir, const struct sb_e
         printf(")");
     }
     printf("\n");
-    uint64_t from =
-        res->t_measure_start_ns > res->t_start_ns ? res->t_measure_start_ns : res->t_start_ns;
-    double window = res->t_end_ns > from ? (double)(res->t_end_ns - from) / 1e9 : 0;
-    double measured_ok = (double)res->n_e2e;
-    printf("  measured %.2f s: %.1f req/s achieved, %.1f output tok/s%s", window,
-           window > 0 ? measured_ok / window : 0.0,
-           window > 0 ? (double)res->output_tokens / window : 0.0, res->warmup ? "" : "\n");
+    /* Throughput: completions inside the sending window, drain left out (sb/stats.h). */
+    double window = sb_tput_window_s(&res->tput);
+    double rps = sb_tput_req_s(&res->tput), tps = sb_tput_tok_s(&res->tput);
+    printf("  measured %.2f s: %.1f req/s achieved, %.1f output tok/s (%lld completed in the "
+           "window)%s",
+           window, isnan(rps) ? 0.0 : rps, isnan(tps) ? 0.0 : tps, res->tput.completed,
+           res->warmup ? "" : "\n");
     if (res->warmup)
-        printf(" (%lld warm-up requests excluded)\n", res->warmup);
+        printf(" (%lld warm-up/ramp requests excluded from the percentiles)\n", res->warmup);
     double *tt = malloc((res->n_ttft ? res->n_ttft : 1) * sizeof(double));
     double *ee = malloc((res->n_e2e ? res->n_e2e : 1) * sizeof(double));
     if (tt && ee) {

@@ -4,6 +4,11 @@
  * main thread uses to say "stop". Latency is measured from the intended send time (wrk2's lesson):
  * an open-loop request that has to wait for a free slot, or a closed-loop user whose loop is late,
  * carries that wait in its latency and in lat_sched_delay_ms.
+ *
+ * Open loop, the loops share one arrival schedule and one in-flight limit: every loop draws the
+ * same sequence from the seed and sends the arrivals whose index falls to it (k mod threads), so
+ * the schedule does not depend on the thread count; a due arrival takes a slot from the shared
+ * count or waits in the shared backlog, which whichever loop frees a slot serves, oldest first.
  */
 #include "sb/engine.h"
 
@@ -19,7 +24,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -83,13 +90,12 @@ struct loop {
     struct pending *heap;
     size_t nheap, capheap;
 
-    /* open loop */
+    /* open loop: this loop's share of the one schedule */
     bool open_loop;
-    struct sb_arrival arrival;
-    uint64_t next_arrival_ns; /* 0: no more arrivals */
-    uint64_t *backlog;        /* intended times waiting for a free slot (ring) */
-    size_t backlog_cap, backlog_head, backlog_len;
-    long long max_inflight;
+    struct sb_arrival arrival; /* the whole schedule's process, drawn in full by every loop */
+    uint64_t op_ns;            /* operational time of the next arrival drawn (before the ramp) */
+    long long arrival_idx;     /* index of the next arrival drawn */
+    uint64_t next_arrival_ns;  /* this loop's next arrival; 0: no more */
 
     struct req *inflight;
     long long ninflight;
@@ -103,6 +109,9 @@ struct loop {
 
     /* results, merged after join */
     long long sent, ok, warmup, not_sent, late_sends, output_tokens;
+    uint64_t last_sched_ns; /* latest intended send */
+    struct ok_done *done;   /* every ok request's completion, for the throughput window */
+    size_t n_done, cap_done;
     long long errors[SB_ERRK_COUNT];
     double max_sched_delay_ms;
     uint64_t last_done_ns;
@@ -112,11 +121,27 @@ struct loop {
     /* progress, read by the main thread */
     _Atomic long long a_done, a_errors, a_inflight;
     _Atomic uint32_t a_ttft_hist[PROGRESS_BUCKETS];
+    _Atomic bool a_finished; /* loop_main has returned: join it */
+};
+
+/* An ok request's last byte and output tokens: throughput is counted after the window is known. */
+struct ok_done {
+    uint64_t t_ns;
+    long long tokens;
 };
 
 struct shared {
     const struct sb_engine_params *p;
+    int nloops;
     uint64_t t0_ns, t_warm_end_ns, t_end_ns; /* t_end 0: no duration limit */
+    uint64_t ramp_ns;                        /* --ramp-up-s */
+    _Atomic uint64_t t_stop_ns;              /* when a signal or fatal error stopped sending */
+    _Atomic bool abort_drain;                /* a second signal: cancel what is in flight now */
+    /* open loop: one in-flight limit and one backlog of arrivals waiting for a slot */
+    pthread_mutex_t ol_lock;
+    long long ol_inflight, ol_max;
+    uint64_t *backlog; /* intended times, a ring */
+    size_t backlog_cap, backlog_head, backlog_len;
     uint64_t anchor_mono_ns, anchor_real_ns; /* one instant on both clocks, for "ts" */
     _Atomic long long issued;                /* requests started, all loops */
     _Atomic bool stop;
@@ -127,6 +152,7 @@ struct shared {
     size_t shared_body_len;
     char shared_hash[20];
     char auth_header[1024];
+    int main_wake_fd; /* eventfd: a loop has finished */
 };
 
 static const char *const exit_names[] = {"completed", "duration", "sigint", "sigterm", "fatal"};
@@ -155,6 +181,19 @@ static void drain_fd(int fd)
     (void)r;
 }
 
+static void push_done(struct loop *l, uint64_t t_ns, long long tokens)
+{
+    if (l->n_done == l->cap_done) {
+        size_t nc = l->cap_done ? l->cap_done * 2 : 1024;
+        struct ok_done *nd = realloc(l->done, nc * sizeof(*nd));
+        if (!nd)
+            return;
+        l->done = nd;
+        l->cap_done = nc;
+    }
+    l->done[l->n_done++] = (struct ok_done){t_ns, tokens};
+}
+
 static int push_double(double **v, size_t *n, size_t *cap, double x)
 {
     if (*n == *cap) {
@@ -178,6 +217,8 @@ static void set_fatal(struct loop *l, const char *msg)
         atomic_store(&sh->fatal, 1);
     }
     pthread_mutex_unlock(&sh->fatal_lock);
+    uint64_t zero = 0;
+    atomic_compare_exchange_strong(&sh->t_stop_ns, &zero, sb_mono_ns());
     atomic_store(&sh->stop, true);
     l->fatal = true;
 }
@@ -307,20 +348,24 @@ static void service_curl_timer(struct loop *l)
     }
 }
 
+/*
+ * Header lines, one per call, status lines included. TTFB is stamped at the status line of the
+ * final response: an interim 1xx (103 Early Hints, 100 Continue) and its header lines are not the
+ * answer, and the final status line is its first byte.
+ */
 static size_t on_header(char *buf, size_t size, size_t n, void *arg)
 {
     struct req *r = arg;
     size_t len = size * n;
-    if (!r->rec.t_first_byte_ns)
-        r->rec.t_first_byte_ns = sb_mono_ns();
     if (len > 5 && memcmp(buf, "HTTP/", 5) == 0) {
         const char *sp = memchr(buf, ' ', len);
-        if (sp && (size_t)(sp - buf) + 4 <= len) {
-            long code = strtol(sp + 1, NULL, 10);
-            if (code >= 100 && code < 200)
-                r->rec.t_first_byte_ns = 0; /* an interim response is not the answer */
+        long code = 0;
+        if (sp && (size_t)(sp - buf) + 4 <= len)
+            code = strtol(sp + 1, NULL, 10);
+        if (code > 0)
             r->status = code;
-        }
+        if (!(code >= 100 && code < 200) && !r->rec.t_first_byte_ns)
+            r->rec.t_first_byte_ns = sb_mono_ns();
         r->is_sse = false;
     } else if (len > 13 && strncasecmp(buf, "content-type:", 13) == 0) {
         const char *v = buf + 13;
@@ -444,6 +489,20 @@ static size_t on_write(char *buf, size_t size, size_t n, void *arg)
     return len;
 }
 
+/*
+ * libcurl calls this once the connection is made (or taken from the pool) and right before it
+ * writes the request: the moment the request leaves, which is what t_send_ns stamps. Connecting,
+ * a full accept queue on the server or a busy loop all show in lat_sched_delay_ms.
+ */
+static int on_prereq(void *arg, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                     int conn_local_port)
+{
+    struct req *r = arg;
+    (void)conn_primary_ip, (void)conn_local_ip, (void)conn_primary_port, (void)conn_local_port;
+    r->rec.t_send_ns = sb_mono_ns();
+    return CURL_PREREQFUNC_OK;
+}
+
 /* ---- requests ---- */
 
 static struct req *req_new(struct loop *l)
@@ -483,6 +542,8 @@ static struct req *req_new(struct loop *l)
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, r);
     if (cfg->new_connection) {
         curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
         curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
@@ -612,10 +673,12 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
     curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
 
-    uint64_t now = sb_mono_ns();
     r->rec.t_sched_ns = t_sched;
-    r->rec.t_send_ns = now;
+    r->rec.t_send_ns = 0; /* on_prereq stamps it when the request leaves */
+    r->rec.ramp = sh->ramp_ns && t_sched < sh->t0_ns + sh->ramp_ns;
     r->rec.warmup = t_sched < sh->t_warm_end_ns;
+    if (t_sched > l->last_sched_ns)
+        l->last_sched_ns = t_sched;
     r->prev = NULL;
     r->next = l->inflight;
     if (l->inflight)
@@ -781,6 +844,7 @@ static void finish_request(struct loop *l, struct req *r, CURLcode rc, bool canc
         l->warmup++;
     if (rec->ok) {
         l->ok++;
+        push_done(l, rec->t_last_byte_ns, rec->output_tokens);
         if (!rec->warmup) {
             if (!isnan(rec->lat_ttft_ms))
                 push_double(&l->ttft, &l->n_ttft, &l->cap_ttft, rec->lat_ttft_ms);
@@ -819,22 +883,104 @@ static void finish_request(struct loop *l, struct req *r, CURLcode rc, bool canc
     l->free_reqs = r;
 }
 
-static void start_backlog_or_idle(struct loop *l)
+/* Appends an intended time to the shared backlog (ol_lock held). -1 when out of memory. */
+static int backlog_push(struct shared *sh, uint64_t t)
 {
-    while (l->backlog_len > 0 && l->ninflight < l->max_inflight) {
-        uint64_t t = l->backlog[l->backlog_head];
-        l->backlog_head = (l->backlog_head + 1) % l->backlog_cap;
-        l->backlog_len--;
-        if (start_request(l, NULL, -1, t) != 0)
-            return;
+    if (sh->backlog_len == sh->backlog_cap) {
+        size_t nc = sh->backlog_cap ? sh->backlog_cap * 2 : 1024;
+        uint64_t *nb = malloc(nc * sizeof(uint64_t));
+        if (!nb)
+            return -1;
+        for (size_t i = 0; i < sh->backlog_len; i++)
+            nb[i] = sh->backlog[(sh->backlog_head + i) % sh->backlog_cap];
+        free(sh->backlog);
+        sh->backlog = nb;
+        sh->backlog_cap = nc;
+        sh->backlog_head = 0;
+    }
+    sh->backlog[(sh->backlog_head + sh->backlog_len) % sh->backlog_cap] = t;
+    sh->backlog_len++;
+    return 0;
+}
+
+/* Starts an open-loop request that holds a slot of the shared limit; gives the slot back when
+   it does not start. */
+static void start_open(struct loop *l, uint64_t t)
+{
+    if (start_request(l, NULL, -1, t) == 0)
+        return;
+    pthread_mutex_lock(&l->sh->ol_lock);
+    l->sh->ol_inflight--;
+    pthread_mutex_unlock(&l->sh->ol_lock);
+}
+
+/* An open-loop request ended: its slot goes to the oldest waiting arrival, if any. */
+static void release_open_slot(struct loop *l)
+{
+    struct shared *sh = l->sh;
+    bool sending = !l->stopping && !atomic_load(&sh->stop);
+    pthread_mutex_lock(&sh->ol_lock);
+    sh->ol_inflight--;
+    uint64_t t = 0;
+    if (sending && sh->backlog_len > 0 && sh->ol_inflight < sh->ol_max) {
+        t = sh->backlog[sh->backlog_head];
+        sh->backlog_head = (sh->backlog_head + 1) % sh->backlog_cap;
+        sh->backlog_len--;
+        sh->ol_inflight++;
+    }
+    pthread_mutex_unlock(&sh->ol_lock);
+    if (t)
+        start_open(l, t);
+}
+
+/* A due arrival: a free slot of the shared limit, or a place in the shared backlog. */
+static void arrive_open(struct loop *l, uint64_t t)
+{
+    struct shared *sh = l->sh;
+    pthread_mutex_lock(&sh->ol_lock);
+    bool now = sh->backlog_len == 0 && sh->ol_inflight < sh->ol_max;
+    int rc = 0;
+    if (now)
+        sh->ol_inflight++;
+    else /* no free slot: the arrival waits, and its wait counts in its latency */
+        rc = backlog_push(sh, t);
+    pthread_mutex_unlock(&sh->ol_lock);
+    if (rc != 0)
+        set_fatal(l, "out of memory queueing late arrivals");
+    else if (now)
+        start_open(l, t);
+}
+
+/* Operational time u (ns after t0 at the full rate) to real time after t0: the rate climbs
+   linearly over the ramp T, so the expected arrivals by t are R t^2 / 2T until T, and t - T/2
+   after; u = t^2 / 2T inverted is t = sqrt(2 T u). */
+static uint64_t ramp_warp(uint64_t u, uint64_t ramp)
+{
+    if (!ramp)
+        return u;
+    if (u >= ramp / 2)
+        return u + ramp / 2;
+    return (uint64_t)llround(sqrt(2.0 * (double)ramp * (double)u));
+}
+
+/* This loop's next arrival of the one schedule: every loop draws every gap, and keeps the
+   arrivals with index = its own mod the loop count. */
+static uint64_t next_own_arrival(struct loop *l)
+{
+    struct shared *sh = l->sh;
+    for (;;) {
+        uint64_t u = l->op_ns;
+        long long k = l->arrival_idx++;
+        l->op_ns += sb_arrival_next_gap_ns(&l->arrival);
+        if (k % sh->nloops == l->index)
+            return sh->t0_ns + ramp_warp(u, sh->ramp_ns);
     }
 }
 
 static void schedule_next(struct loop *l, struct req *r, uint64_t now)
 {
     if (l->open_loop) {
-        if (!l->stopping && !atomic_load(&l->sh->stop))
-            start_backlog_or_idle(l);
+        release_open_slot(l);
         return;
     }
     struct user *u = r->user;
@@ -885,29 +1031,10 @@ static void on_sched(struct loop *l)
             l->next_arrival_ns = 0;
             break;
         }
-        l->next_arrival_ns = t + sb_arrival_next_gap_ns(&l->arrival);
-        if (l->ninflight < l->max_inflight && l->backlog_len == 0) {
-            if (start_request(l, NULL, -1, t) != 0)
-                l->next_arrival_ns = 0;
-            continue;
-        }
-        /* No free slot: the arrival waits, and its wait counts in its latency. */
-        if (l->backlog_len == l->backlog_cap) {
-            size_t nc = l->backlog_cap ? l->backlog_cap * 2 : 1024;
-            uint64_t *nb = malloc(nc * sizeof(uint64_t));
-            if (!nb) {
-                set_fatal(l, "out of memory queueing late arrivals");
-                break;
-            }
-            for (size_t i = 0; i < l->backlog_len; i++)
-                nb[i] = l->backlog[(l->backlog_head + i) % (l->backlog_cap ? l->backlog_cap : 1)];
-            free(l->backlog);
-            l->backlog = nb;
-            l->backlog_cap = nc;
-            l->backlog_head = 0;
-        }
-        l->backlog[(l->backlog_head + l->backlog_len) % l->backlog_cap] = t;
-        l->backlog_len++;
+        l->next_arrival_ns = next_own_arrival(l);
+        arrive_open(l, t);
+        if (l->fatal)
+            break;
     }
     arm_sched(l);
 }
@@ -917,8 +1044,12 @@ static void begin_stop(struct loop *l)
     if (l->stopping)
         return;
     l->stopping = true;
-    l->not_sent += (long long)l->backlog_len;
-    l->backlog_len = 0;
+    if (l->open_loop) { /* the waiting arrivals are never sent: counted once, by this loop */
+        pthread_mutex_lock(&l->sh->ol_lock);
+        l->not_sent += (long long)l->sh->backlog_len;
+        l->sh->backlog_len = 0;
+        pthread_mutex_unlock(&l->sh->ol_lock);
+    }
     l->nheap = 0;
     l->next_arrival_ns = 0;
     arm_sched(l);
@@ -933,7 +1064,9 @@ static void cancel_inflight(struct loop *l)
 
 static bool loop_finished(struct loop *l)
 {
-    if (l->ninflight > 0 || l->backlog_len > 0)
+    /* An open loop may end with arrivals still in the shared backlog: they wait for a slot that
+       only a loop with requests in flight can free, and that loop serves them. */
+    if (l->ninflight > 0)
         return false;
     if (l->stopping || l->fatal)
         return true;
@@ -954,15 +1087,20 @@ static void *loop_main(void *arg)
     const struct sb_run_config *cfg = l->p->cfg;
     /* First sends, all intended at t0. */
     if (l->open_loop) {
-        l->next_arrival_ns = sh->t0_ns + (uint64_t)l->index * (uint64_t)(1e9 / cfg->rate);
+        l->next_arrival_ns = next_own_arrival(l);
         arm_sched(l);
     } else {
+        /* With --ramp-up-s, user i of N starts at i x ramp / N. */
         for (long long i = 0; i < l->nusers; i++) {
-            if (!may_start(l, sh->t0_ns)) {
+            uint64_t t = sh->t0_ns;
+            if (sh->ramp_ns)
+                t += (uint64_t)((unsigned __int128)sh->ramp_ns * (uint64_t)l->users[i].id /
+                                (uint64_t)cfg->concurrency);
+            if (!may_start(l, t)) {
                 l->users[i].done = true;
                 continue;
             }
-            heap_push(l, sh->t0_ns, &l->users[i]);
+            heap_push(l, t, &l->users[i]);
         }
         arm_sched(l);
     }
@@ -1000,7 +1138,8 @@ static void *loop_main(void *arg)
         }
         if (atomic_load_explicit(&sh->stop, memory_order_relaxed))
             begin_stop(l);
-        if (l->stopping && l->ninflight > 0 && sb_mono_ns() >= l->drain_deadline_ns)
+        if (l->stopping && l->ninflight > 0 &&
+            (atomic_load(&sh->abort_drain) || sb_mono_ns() >= l->drain_deadline_ns))
             cancel_inflight(l);
         if (l->stopping && l->ninflight > 0) {
             /* Wake up for the drain deadline even when the network is quiet. */
@@ -1013,6 +1152,10 @@ static void *loop_main(void *arg)
     struct sb_err err;
     if (!l->fatal && sb_jsonl_batch_flush(&l->batch, sb_mono_ns(), &err) != 0)
         set_fatal(l, err.msg);
+    atomic_store(&l->a_finished, true);
+    uint64_t one = 1;
+    ssize_t w = write(sh->main_wake_fd, &one, sizeof(one)); /* the main thread joins it now */
+    (void)w;
     return NULL;
 }
 
@@ -1054,11 +1197,9 @@ static int loop_init(struct loop *l, struct shared *sh, int index, long long fir
             sb_arrival_find(cfg->arrival == SB_ARRIVAL_POISSON
                                 ? "poisson"
                                 : (cfg->arrival == SB_ARRIVAL_CONSTANT ? "constant" : "gamma"));
-        sb_arrival_init(&l->arrival, ops, cfg->rate / (double)cfg->threads, cfg->burstiness,
-                        (uint64_t)cfg->seed ^ sb_mix64((uint64_t)index + 77));
-        l->max_inflight = cfg->max_inflight / cfg->threads;
-        if (l->max_inflight < 1)
-            l->max_inflight = 1;
+        /* Every loop draws the same schedule (same process, same seed) and keeps its share. */
+        sb_arrival_init(&l->arrival, ops, cfg->rate, cfg->burstiness,
+                        (uint64_t)cfg->seed ^ sb_mix64(77));
     } else {
         l->nusers = nusers;
         l->users = calloc((size_t)(nusers > 0 ? nusers : 1), sizeof(*l->users));
@@ -1087,7 +1228,7 @@ static void loop_release(struct loop *l)
     sb_jsonl_batch_release(&l->batch);
     free(l->users);
     free(l->heap);
-    free(l->backlog);
+    free(l->done);
     free(l->ttft);
     free(l->e2e);
 }
@@ -1128,6 +1269,26 @@ static void print_progress(struct loop *loops, int n, const struct shared *sh, b
         final ? "\n" : "");
 }
 
+/*
+ * The end of the measured window: when sending stopped. That is the duration's end, or earlier
+ * the signal or fatal error that stopped the run, or the last intended send when --requests ran
+ * out (or, with no limit at all, the last send); what completes after it is the drain.
+ */
+static uint64_t measure_end(struct shared *sh, uint64_t last_sched)
+{
+    const struct sb_run_config *cfg = sh->p->cfg;
+    uint64_t end = sh->t_end_ns ? sh->t_end_ns : UINT64_MAX;
+    uint64_t stop = atomic_load(&sh->t_stop_ns);
+    if (stop && stop < end)
+        end = stop;
+    bool used_up = cfg->requests > 0 && atomic_load(&sh->issued) >= cfg->requests;
+    if ((used_up || end == UINT64_MAX) && last_sched && last_sched < end)
+        end = last_sched;
+    if (end == UINT64_MAX || end < sh->t_warm_end_ns)
+        end = sh->t_warm_end_ns;
+    return end;
+}
+
 int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res,
                   struct sb_err *err)
 {
@@ -1147,7 +1308,12 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
         goto out;
     }
     sh->p = p;
+    sh->nloops = nthreads;
+    sh->main_wake_fd = -1;
     pthread_mutex_init(&sh->fatal_lock, NULL);
+    pthread_mutex_init(&sh->ol_lock, NULL);
+    sh->ol_max = cfg->max_inflight > 0 ? cfg->max_inflight : 1;
+    sh->ramp_ns = (uint64_t)(cfg->ramp_up_s * 1e9);
     if (p->api_key && p->api_key[0])
         snprintf(sh->auth_header, sizeof(sh->auth_header), "Authorization: Bearer %s", p->api_key);
     /* Without a per-request nonce, and with the same prompt for everybody, one body serves all. */
@@ -1175,19 +1341,29 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
         first += nu;
     }
 
-    /* Signals are handled here, never in a loop thread. */
+    /* Signals are handled here, never in a loop thread: blocked everywhere and read from a
+       signalfd, beside the eventfd on which finished loops say so. */
     sigset_t set, old;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, &old);
+    int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    sh->main_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (sfd < 0 || sh->main_wake_fd < 0) {
+        sb_err_errno(err, errno, "cannot create the event loop");
+        if (sfd >= 0)
+            close(sfd);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        goto out_loops;
+    }
 
     sh->anchor_mono_ns = sb_mono_ns();
     sh->anchor_real_ns = sb_real_ns();
     res->anchor_mono_ns = sh->anchor_mono_ns;
     res->anchor_real_ns = sh->anchor_real_ns;
     sh->t0_ns = sb_mono_ns() + 1000000; /* a millisecond to get every loop running */
-    sh->t_warm_end_ns = sh->t0_ns + (uint64_t)(cfg->warmup_s * 1e9);
+    sh->t_warm_end_ns = sh->t0_ns + sh->ramp_ns + (uint64_t)(cfg->warmup_s * 1e9);
     sh->t_end_ns = cfg->duration_s > 0 ? sh->t0_ns + (uint64_t)(cfg->duration_s * 1e9) : 0;
     res->t_start_ns = sh->t0_ns;
     res->t_measure_start_ns = sh->t_warm_end_ns;
@@ -1200,17 +1376,19 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
     }
     enum sb_exit_reason reason = SB_EXIT_COMPLETED;
     int running = started;
+    uint64_t next_progress = sb_mono_ns();
     while (running > 0) {
-        struct timespec ts = {0, 250000000};
-        siginfo_t si;
-        int sig = sigtimedwait(&set, &si, &ts);
-        if (sig == SIGINT || sig == SIGTERM) {
-            if (reason == SB_EXIT_SIGINT || reason == SB_EXIT_SIGTERM) {
-                /* A second signal: stop waiting for the drain. */
-                for (int i = 0; i < started; i++)
-                    loops[i].drain_deadline_ns = 0;
-            }
+        struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN},
+                               {.fd = sh->main_wake_fd, .events = POLLIN}};
+        int pn = poll(pf, 2, 250);
+        struct signalfd_siginfo si;
+        while (pn > 0 && read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+            int sig = (int)si.ssi_signo;
+            if (reason == SB_EXIT_SIGINT || reason == SB_EXIT_SIGTERM)
+                atomic_store(&sh->abort_drain, true); /* a second signal: stop waiting */
             reason = sig == SIGINT ? SB_EXIT_SIGINT : SB_EXIT_SIGTERM;
+            uint64_t zero = 0;
+            atomic_compare_exchange_strong(&sh->t_stop_ns, &zero, sb_mono_ns());
             atomic_store(&sh->stop, true);
             for (int i = 0; i < started; i++) {
                 uint64_t one = 1;
@@ -1218,16 +1396,20 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
                 (void)w;
             }
         }
-        if (p->progress)
+        if (pn > 0 && (pf[1].revents & POLLIN))
+            drain_fd(sh->main_wake_fd);
+        if (p->progress && sb_mono_ns() >= next_progress) {
             print_progress(loops, started, sh, false);
+            next_progress = sb_mono_ns() + 250000000ull;
+        }
         running = 0;
         for (int i = 0; i < started; i++)
-            running += pthread_tryjoin_np(loops[i].thread, NULL) == EBUSY;
-        if (running == 0)
-            break;
+            running += !atomic_load(&loops[i].a_finished);
     }
+    /* Each loop thread is joined exactly once, after it has said it is finished. */
     for (int i = 0; i < started; i++)
         pthread_join(loops[i].thread, NULL);
+    close(sfd);
     if (p->progress)
         print_progress(loops, started, sh, true);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -1241,6 +1423,15 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
     }
     res->reason = reason;
     res->t_end_ns = sh->t0_ns;
+    uint64_t last_sched = 0;
+    for (int i = 0; i < started; i++)
+        if (loops[i].last_sched_ns > last_sched)
+            last_sched = loops[i].last_sched_ns;
+    res->t_measure_end_ns = measure_end(sh, last_sched);
+    sb_tput_init(&res->tput, (double)sh->t_warm_end_ns / 1e9, (double)res->t_measure_end_ns / 1e9);
+    for (int i = 0; i < started; i++)
+        for (size_t k = 0; k < loops[i].n_done; k++)
+            sb_tput_add(&res->tput, (double)loops[i].done[k].t_ns / 1e9, loops[i].done[k].tokens);
     for (int i = 0; i < started; i++) {
         struct loop *l = &loops[i];
         res->sent += l->sent;
@@ -1278,8 +1469,13 @@ out_loops:
         loop_release(&loops[i]);
 out:
     sb_buf_release(&shared_body);
-    if (sh)
+    if (sh) {
         pthread_mutex_destroy(&sh->fatal_lock);
+        pthread_mutex_destroy(&sh->ol_lock);
+        if (sh->main_wake_fd >= 0)
+            close(sh->main_wake_fd);
+        free(sh->backlog);
+    }
     free(sh);
     free(loops);
     return rc;

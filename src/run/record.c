@@ -70,7 +70,7 @@ enum field_type {
     F_EXACT,    /* double, shortest text that reads back bit-exact: null when NAN */
     F_INT,      /* int (rc) */
     F_BOOL,     /* bool (ok) */
-    F_PHASE,    /* bool warmup: "warmup" | "measure" */
+    F_PHASE,    /* bool warmup (+ bool ramp): "ramp" | "warmup" | "measure" */
     F_TOKSRC,   /* bool tokens_from_usage: "usage" | "counted" */
     F_ERRKIND,  /* enum sb_error_kind: null for NONE */
 };
@@ -400,7 +400,9 @@ int sb_record_to_json(const struct sb_record *r, struct sb_buf *out)
                 put(&o, "false", 5);
             break;
         case F_PHASE:
-            if (*CAT(r, f, bool))
+            if (r->ramp)
+                put(&o, "\"ramp\"", 6);
+            else if (*CAT(r, f, bool))
                 put(&o, "\"warmup\"", 8);
             else
                 put(&o, "\"measure\"", 9);
@@ -887,7 +889,8 @@ static int store(struct sb_record *r, const struct field *f, const struct value 
             return 0;
         if (v->kind != V_STR)
             break;
-        *AT(r, f, bool) = strcmp(sbuf, "warmup") == 0;
+        r->ramp = strcmp(sbuf, "ramp") == 0;
+        *AT(r, f, bool) = r->ramp || strcmp(sbuf, "warmup") == 0;
         return 0;
     case F_TOKSRC:
         if (is_null)

@@ -53,6 +53,7 @@ static int on_line(char *line, size_t len, long lineno, void *arg)
         return 0;
     }
     res->ok++;
+    sb_tput_add(&res->tput, (double)r.t_last_byte_ns / 1e9, r.output_tokens);
     if (r.warmup)
         return 0;
     if ((!isnan(r.lat_ttft_ms) &&
@@ -74,6 +75,7 @@ int sb_engine_result_recount(struct sb_engine_result *res, const char *metrics_p
     memset(fresh.errors, 0, sizeof(fresh.errors));
     fresh.ttft_ms = fresh.e2e_ms = NULL;
     fresh.n_ttft = fresh.n_e2e = 0;
+    sb_tput_init(&fresh.tput, res->tput.from_s, res->tput.to_s);
     struct recount rc = {.res = &fresh, .err = err};
     sb_err_clear(err);
     struct sb_jsonl_stats st;

@@ -15,11 +15,13 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sb/buf.h"
@@ -118,6 +120,11 @@ static char *slurp(int fd)
 
 int sb_proc_run(const char *const *argv, char **out, char **err)
 {
+    return sb_proc_run_limit(argv, out, err, 0);
+}
+
+int sb_proc_run_limit(const char *const *argv, char **out, char **err, double limit_s)
+{
     char outpath[] = "/tmp/sbtest-out-XXXXXX", errpath[] = "/tmp/sbtest-err-XXXXXX";
     int ofd = mkstemp(outpath), efd = mkstemp(errpath);
     if (ofd < 0 || efd < 0)
@@ -133,7 +140,24 @@ int sb_proc_run(const char *const *argv, char **out, char **err)
         _exit(127);
     }
     int status = 0;
-    waitpid(pid, &status, 0);
+    bool killed = false;
+    if (limit_s > 0) {
+        struct timespec t0, now;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        while (waitpid(pid, &status, WNOHANG) == 0) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if ((double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9 >
+                limit_s) {
+                kill(pid, SIGKILL);
+                waitpid(pid, &status, 0);
+                killed = true;
+                break;
+            }
+            usleep(10000);
+        }
+    } else {
+        waitpid(pid, &status, 0);
+    }
     lseek(ofd, 0, SEEK_SET);
     lseek(efd, 0, SEEK_SET);
     if (out)
@@ -142,6 +166,8 @@ int sb_proc_run(const char *const *argv, char **out, char **err)
         *err = slurp(efd);
     close(ofd);
     close(efd);
+    if (killed)
+        return -2;
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
     return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -1;

@@ -23,6 +23,9 @@ int sb_proc_stop(struct sb_proc *p, int sig);
 
 /* Runs a command to completion; returns its exit code (128+sig if killed), -1 on error. */
 int sb_proc_run(const char *const *argv, char **out, char **err);
+/* sb_proc_run with a limit: a command still running after limit_s seconds is killed (SIGKILL)
+   and -2 is returned, so a hang fails its test instead of stalling the suite. */
+int sb_proc_run_limit(const char *const *argv, char **out, char **err, double limit_s);
 
 struct sb_http_resp {
     long status;

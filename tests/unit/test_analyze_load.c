@@ -634,8 +634,12 @@ static void test_ours(void **state)
     assert_int_equal(r.rejected, 2); /* the 429 and the 503 */
     assert_int_equal(r.admitted, 9); /* 8 ok and the stream error inside a 200 */
     assert_int_equal(r.output_tokens, 128);
-    assert_near(r.achieved_rps, 8 / 2.0, "achieved_rps");
-    assert_near(r.output_tok_s, 128 / 2.0, "output_tok_s");
+    /* Throughput counts ok completions inside [measure_start_ts, measure_end_ts) (sb/stats.h):
+       7 measured requests end by 1002 (the one sent at 1001.75 ends at 1002.55, in the drain)
+       and so do both warm-up requests (1000.9 and 1001.45): 9 of 16 tokens each in 2 s. */
+    assert_int_equal(r.tput.completed, 9);
+    assert_near(r.achieved_rps, 9 / 2.0, "achieved_rps");
+    assert_near(r.output_tok_s, 9 * 16 / 2.0, "output_tok_s");
     /* percentiles of the ok measured records only (warm-up records are 900+ ms) */
     check_summary(&r.lat[SB_LAT_TTFT], fx_ttft, 7, "ttft");
     check_summary(&r.lat[SB_LAT_E2E], fx_e2e, 8, "e2e");
@@ -725,21 +729,23 @@ static void test_old_harness(void **state)
     check_summary(&r.lat[SB_LAT_E2E], e2e, 7, "old e2e");
     assert_int_equal(r.lat[SB_LAT_TTFB].n, 0);
     assert_true(isnan(r.lat[SB_LAT_TTFB].p50));
-    /* no run.json: the first measured send .. the latest send + e2e (record 8: ts +4 s, 1950 ms;
-       record 5 at +2.5 s with 2400.75 ms ends earlier) */
+    /* no run.json: the first to the last measured intended send, and the ok requests that end
+       inside it: +0 s (1890.2 ms), +0.5 s (1850.5), +1 s (2000) and +2 s (1875); +2.5 s, +3 s and
+       +4 s end after +4 s */
     assert_false(r.window_from_run_json);
     assert_near(r.t0, 1763200000.0, "old t0");
-    double t1 = 1763200004.0 + 1950.0 / 1000.0; /* as doubles add up at this magnitude */
-    assert_near(r.t1, t1, "old t1");
-    assert_near(r.achieved_rps, 7 / (t1 - 1763200000.0), "old rps");
-    /* sysmon with ISO-8601 times every 0.5 s from 09:46:40 = 1763200000 */
-    assert_int_equal(r.sysmon_samples, 12);
+    assert_near(r.t1, 1763200004.0, "old t1");
+    assert_int_equal(r.tput.completed, 4);
+    assert_near(r.achieved_rps, 4 / 4.0, "old rps");
+    /* sysmon with ISO-8601 times every 0.5 s from 09:46:40 = 1763200000: 9 inside the window
+       (+0 .. +4 s) */
+    assert_int_equal(r.sysmon_samples, 9);
     assert_near(r.cadence_s, 0.5, "old cadence");
-    double io[12];
-    for (int k = 0; k < 12; k++)
+    double io[9];
+    for (int k = 0; k < 9; k++)
         io[k] = 1.0 + k;
-    check_tstat(&r.cpu_iowait, io, 12, "old iowait");
-    assert_int_equal(r.nvme_rps.n, 12);
+    check_tstat(&r.cpu_iowait, io, 9, "old iowait");
+    assert_int_equal(r.nvme_rps.n, 9);
     assert_int_equal(r.psi_io_some.n, 0);
     assert_true(isnan(r.psi_io_some.mean));
     sb_run_release(&r);
@@ -1017,7 +1023,7 @@ static void test_summary_csv(void **state)
         if (strcmp(name, "sysmon_aligned") == 0)
             assert_true(strtod(cells[i], NULL) == runs[0].sysmon_aligned);
         if (strcmp(name, "achieved_rps") == 0)
-            assert_string_equal(cells[i], "4");
+            assert_string_equal(cells[i], "4.5");
         if (strcmp(name, "tier0_hits") == 0 || strcmp(name, "dynkv_aligned") == 0)
             assert_string_equal(cells[i], ""); /* no dynkv.jsonl: empty, not 0 */
         if (strcmp(name, "bad_lines") == 0)

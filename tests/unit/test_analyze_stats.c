@@ -182,8 +182,10 @@ static void test_derive(void **state)
     o.kv_bytes_per_token = 1000;
     r.t0 = 100;
     r.t1 = 110;
-    r.completed = 25;
-    r.output_tokens = 400;
+    sb_tput_init(&r.tput, 100, 110); /* 25 completions, 400 tokens in 10 s */
+    for (int i = 0; i < 25; i++)
+        sb_tput_add(&r.tput, 100 + 0.4 * i, 16);
+    sb_tput_add(&r.tput, 110, 16); /* the window's end is open: drain, not counted */
     r.concurrency = 8;
     r.context_tokens = 2048;
     r.tier_hits[0] = 90;
@@ -202,6 +204,7 @@ static void test_derive(void **state)
     assert_near(r.kv_working_set_bytes, 8.0 * 2048 * 1000, "working set", 0);
     /* no window, no tiers, unknown sizes: not available, never 0 */
     r.t0 = r.t1 = NAN;
+    sb_tput_init(&r.tput, NAN, NAN);
     for (int k = 0; k < 3; k++)
         r.tier_hits[k] = r.tier_misses[k] = NAN;
     r.concurrency = -1;

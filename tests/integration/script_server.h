@@ -1,0 +1,43 @@
+/*
+ * A scripted HTTP server for integration tests of behaviours that real servers show and our mock
+ * does not (an interim 103 before the answer, a listener whose accept queue is full, a socket
+ * closed right after a response): it runs on a thread of the test process, listens on 127.0.0.1
+ * on an ephemeral port, reads each request (headers and Content-Length body) and writes the
+ * scripted steps, each after its delay.
+ */
+#ifndef SB_TEST_SCRIPT_SERVER_H
+#define SB_TEST_SCRIPT_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct sb_script_step {
+    int delay_ms;      /* wait before writing bytes */
+    const char *bytes; /* NUL-terminated; NULL ends the script */
+};
+
+struct sb_script_server {
+    /* set before sb_script_server_start */
+    const struct sb_script_step *steps; /* written for every request, in order */
+    int backlog;                        /* listen() backlog */
+    int accept_delay_ms;                /* before the first accept() */
+    bool close_after_response;          /* close the socket after the last step */
+
+    /* filled by the server */
+    int port;
+    int listen_fd;
+    uint64_t first_accept_ns; /* CLOCK_MONOTONIC of the first accept() call */
+    _Atomic int requests;     /* requests read (a connection that sent nothing is not one) */
+    _Atomic bool stop;
+    pthread_t thread;
+};
+
+/* Binds, listens and starts the thread. 0, or -1 with errno. */
+int sb_script_server_start(struct sb_script_server *s);
+
+/* Stops the thread and closes every socket. */
+void sb_script_server_stop(struct sb_script_server *s);
+
+#endif
