@@ -81,3 +81,20 @@ stop_mock
 ok3=$(jq '.counts.ok' "$work/r3/run.json")
 awk -v kb="$(cat "$work/rss")" -v ok="$ok3" 'BEGIN {
     printf "peak RSS with 10,000 concurrent streams: %.1f MiB (%d ok; target <= 64 MiB)\n", kb / 1024, ok }'
+
+echo "== 4. 10,000 users started at once vs ramped over 5 s (--ramp-up-s)"
+# Started at once, the connection storm overflows the server's listen backlog and the first
+# requests' TTFT includes SYN retransmits; a ramp spreads the connects. First request of each user.
+for ramp in 0 5; do
+    start_mock --prefill-base-ms 0 --prefill-per-token-us 0 --decode-base-ms 50 \
+        --decode-per-seq-us 0 --max-num-seqs 10000
+    taskset -c "$cli_cpu" "$bin" run --endpoint "http://127.0.0.1:$port/v1/chat/completions" \
+        --concurrency 10000 --duration-s 8 --ramp-up-s "$ramp" --max-tokens 40 \
+        --model sparkbench-mock --output-dir "$work/r4_$ramp" --prompts-dir "$root/inputs/prompts" \
+        --context-tokens 128 --quiet --connect-timeout-s 60
+    stop_mock
+    jq -r 'select(.ok and .req_idx == 0) | .lat_ttft_ms' "$work/r4_$ramp/metrics.jsonl" | sort -n |
+        awk -v r="$ramp" '{ v[NR] = $1 } END { if (!NR) { print "no samples"; exit }
+            printf "ramp %s s: first-request TTFT p50 %.1f ms, p99 %.1f ms (%d users)\n", r,
+                   v[int(0.5 * (NR - 1)) + 1], v[int(0.99 * (NR - 1)) + 1], NR }'
+done

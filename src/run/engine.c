@@ -532,7 +532,7 @@ static struct req *req_new(struct loop *l)
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     /* Small receive buffers: SSE chunks are a few hundred bytes, and 10,000 streams add up. */
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 1024L); /* libcurl's minimum */
     /* No proxy: libcurl would otherwise read the *_proxy variables on every transfer. */
     curl_easy_setopt(e, CURLOPT_PROXY, "");
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(cfg->timeout_s * 1000));
