@@ -19,6 +19,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -134,6 +136,20 @@ static bool startup_pending(const struct mock_server *s)
 {
     return s->cfg->startup_ms > 0 &&
            sb_mono_ns() - s->start_ns < (uint64_t)s->cfg->startup_ms * 1000000ull;
+}
+
+/* Turns Nagle off on the request's connection. A stream writes small chunks with pauses between
+   them; with Nagle on, a chunk written while the previous one is unacknowledged waits for the
+   client's delayed ACK (40 ms on Linux), so every first token would arrive late by that much. The
+   real servers' stacks (uvicorn, hyper) set TCP_NODELAY on every connection too. */
+static void set_nodelay(struct evhttp_request *req)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    int one = 1;
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
 static void add_header(struct evhttp_request *req, const char *k, const char *v)
@@ -1219,6 +1235,7 @@ static void on_metrics_request(struct evhttp_request *req, void *arg)
     const char *uri = evhttp_request_get_uri(req);
     if (!uri)
         return;
+    set_nodelay(req);
     if (strncmp(uri, "/metrics", 8) == 0 && (uri[8] == '\0' || uri[8] == '?'))
         handle_metrics(arg, req);
     else
@@ -1231,6 +1248,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     const char *uri = evhttp_request_get_uri(req);
     if (!uri)
         return; /* libevent's error path re-invokes us without a URI: nothing to answer */
+    set_nodelay(req);
     char path[256];
     size_t plen = strcspn(uri, "?#");
     if (plen >= sizeof(path))
