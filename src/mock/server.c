@@ -581,6 +581,11 @@ static bool on_token(struct sb_mock_seq *seq, uint64_t now, void *arg)
         return true;
     }
 
+    /* vLLM and TensorRT-LLM send the role-only chunk with the first token (their first engine
+       output), not at admission: sent earlier it would hide queueing and prefill from a client
+       that times the first chunk. */
+    if (first && m->chat)
+        send_role_chunk(m);
     if (at_fault) {
         switch (m->fault.kind) {
         case SB_FAULT_CLOSE:
@@ -961,8 +966,6 @@ static void admit(struct mreq *m)
         evhttp_add_header(h, "Cache-Control", "no-cache");
         evhttp_send_reply_start(m->req, 200, "OK");
         m->headers_sent = true;
-        if (m->chat)
-            send_role_chunk(m);
     }
     kick_engine(s);
 }

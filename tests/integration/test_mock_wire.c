@@ -258,6 +258,56 @@ static void test_first_token_not_delayed(void **state)
     assert_true(worst_ms < 10.0);
 }
 
+/*
+ * vLLM and TensorRT-LLM send the chat role-only chunk with the first generated token, after the
+ * prefill, not at admission: a client timing "the first chunk" must see the prefill in it.
+ */
+static void test_role_chunk_with_first_token(void **state)
+{
+    (void)state;
+    /* 2,000 prompt bytes = 500 tokens at 400 us each: a 200 ms prefill. */
+    const char *args[] = {"--prefill-base-ms",
+                          "0",
+                          "--prefill-per-token-us",
+                          "400",
+                          "--decode-base-ms",
+                          "1",
+                          "--decode-per-seq-us",
+                          "0",
+                          NULL};
+    struct sb_proc p;
+    start(&p, args);
+    char body[2300];
+    int n = snprintf(body, sizeof(body), "{\"messages\":[{\"role\":\"user\",\"content\":\"");
+    for (int i = 0; i < 1999; i++)
+        body[n++] = 'a' + (char)(i % 26);
+    snprintf(body + n, sizeof(body) - (size_t)n, "\"}],\"max_tokens\":2,\"stream\":true}");
+    int fd = wire_connect(p.port);
+    static const char *const marks[] = {"\"role\":\"assistant\"", "\"x_mock\"", NULL};
+    uint64_t t_send = mono_ns();
+    wire_post(fd, "/v1/chat/completions", body);
+    struct wire_resp r;
+    wire_read(fd, &r, marks);
+    close(fd);
+    stop(&p);
+    assert_int_equal(r.status, 200);
+    /* The role chunk still comes first in the stream... */
+    const char *role = strstr(r.body, "\"role\":\"assistant\"");
+    const char *first = strstr(r.body, "\"x_mock\"");
+    assert_non_null(role);
+    assert_non_null(first);
+    assert_true(role < first);
+    /* ...but leaves the server only once the first token exists (same clock, same host). */
+    uint64_t first_token_ns = stamp_first_token(r.body);
+    print_message("role chunk at +%.1f ms, first token made at +%.1f ms, received at +%.1f ms\n",
+                  (double)(r.mark_ns[0] - t_send) / 1e6, (double)(first_token_ns - t_send) / 1e6,
+                  (double)(r.mark_ns[1] - t_send) / 1e6);
+    assert_true(r.mark_ns[0] >= first_token_ns);
+    /* The prefill of 500 tokens lasts 200 ms: a physical lower bound for both. */
+    assert_true(r.mark_ns[0] - t_send >= 200000000ull);
+    wire_resp_release(&r);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -268,6 +318,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_first_token_not_delayed),
+        cmocka_unit_test(test_role_chunk_with_first_token),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
