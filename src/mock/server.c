@@ -905,6 +905,17 @@ static int parse_body(struct mock_server *s, struct mreq *m, const cJSON *root, 
         m->include_usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
     }
     m->ignore_eos = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "ignore_eos"));
+    /* The context limit first, as vLLM checks it when it builds the request: a prompt too long
+       for the model is a client error (400, not retried) whatever the KV cache could hold. */
+    if (m->prompt_tokens + m->max_tokens > cfg->max_model_len) {
+        snprintf(msg, msgcap,
+                 "This model's maximum context length is %lld tokens. However, you requested %lld "
+                 "tokens (%lld in the prompt, %lld in the completion). Please reduce the length "
+                 "of the prompt or completion.",
+                 cfg->max_model_len, m->prompt_tokens + m->max_tokens, m->prompt_tokens,
+                 m->max_tokens);
+        return 400;
+    }
     if (s->storage) {
         struct sb_err err;
         int lora = m->kv.lora;
@@ -922,15 +933,6 @@ static int parse_body(struct mock_server *s, struct mreq *m, const cJSON *root, 
                      m->max_tokens);
             return s->cfg->kv_full_status == 0 ? 503 : 429;
         }
-    }
-    if (m->prompt_tokens + m->max_tokens > cfg->max_model_len) {
-        snprintf(msg, msgcap,
-                 "This model's maximum context length is %lld tokens. However, you requested %lld "
-                 "tokens (%lld in the prompt, %lld in the completion). Please reduce the length "
-                 "of the prompt or completion.",
-                 cfg->max_model_len, m->prompt_tokens + m->max_tokens, m->prompt_tokens,
-                 m->max_tokens);
-        return 400;
     }
     return 0;
 }

@@ -308,6 +308,62 @@ static void test_role_chunk_with_first_token(void **state)
     wire_resp_release(&r);
 }
 
+/* The error object of a JSON error body; fails the test when the body is not one. */
+static cJSON *error_of(const char *body, cJSON **root)
+{
+    *root = cJSON_Parse(body);
+    assert_non_null(*root);
+    cJSON *e = cJSON_GetObjectItemCaseSensitive(*root, "error");
+    assert_true(cJSON_IsObject(e));
+    assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "message")));
+    assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "type")));
+    assert_non_null(cJSON_GetObjectItemCaseSensitive(e, "param"));
+    assert_true(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(e, "code")));
+    return e;
+}
+
+/*
+ * A request over the model's context is a client error (400, not retried), whatever the KV cache
+ * could hold: vLLM checks the length when it builds the request, before any scheduling.
+ */
+static void test_context_limit_before_kv(void **state)
+{
+    (void)state;
+    /* 4 blocks of 32 tokens = 128 tokens of KV; a context of 256 tokens. */
+    const char *args[] = {
+        "--tier0-blocks", "4", "--kv-block-tokens", "32", "--max-model-len", "256", NULL};
+    struct sb_proc p;
+    start(&p, args);
+    char url[128];
+    sb_url(url, sizeof(url), p.port, "/v1/completions");
+    static const struct {
+        int prompt_bytes;
+        long status;
+        const char *msg_part;
+    } cases[] = {
+        {2000, 400, "maximum context length"}, /* 500 + 16 tokens: over both limits */
+        {800, 503, "KV cache"},                /* 200 + 16: within the context, over the KV */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char body[2200];
+        int n = snprintf(body, sizeof(body), "{\"prompt\":\"");
+        for (int k = 0; k < cases[i].prompt_bytes; k++)
+            body[n++] = 'a' + (char)(k % 26);
+        snprintf(body + n, sizeof(body) - (size_t)n, "\",\"max_tokens\":16}");
+        struct sb_http_resp r;
+        sb_http("POST", url, body, &r);
+        if (r.status != cases[i].status)
+            fail_msg("case %zu: status %ld, want %ld: %s", i, r.status, cases[i].status, r.body);
+        cJSON *root;
+        cJSON *e = error_of(r.body, &root);
+        assert_non_null(
+            strstr(cJSON_GetObjectItemCaseSensitive(e, "message")->valuestring, cases[i].msg_part));
+        cJSON_Delete(root);
+        sb_http_resp_release(&r);
+    }
+    stop(&p);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -319,6 +375,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_first_token_not_delayed),
         cmocka_unit_test(test_role_chunk_with_first_token),
+        cmocka_unit_test(test_context_limit_before_kv),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
