@@ -14,6 +14,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 #include <fcntl.h>
@@ -150,6 +151,13 @@ static void set_nodelay(struct evhttp_request *req)
     int one = 1;
     if (fd >= 0)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* An HTTP/1.0 request (libevent 2.1 has no getter for the version; the struct is its public
+   compatibility layout). */
+static bool http10(const struct evhttp_request *req)
+{
+    return req->major == 1 && req->minor == 0;
 }
 
 static void add_header(struct evhttp_request *req, const char *k, const char *v)
@@ -966,6 +974,12 @@ static void admit(struct mreq *m)
         struct evkeyvalq *h = evhttp_request_get_output_headers(m->req);
         evhttp_add_header(h, "Content-Type", "text/event-stream");
         evhttp_add_header(h, "Cache-Control", "no-cache");
+        if (http10(m->req)) {
+            /* HTTP/1.0 has no chunked encoding: the close ends the stream. Without this,
+               libevent answers a keep-alive 1.0 request "Content-Length: 0" and streams anyway. */
+            evhttp_remove_header(evhttp_request_get_input_headers(m->req), "Connection");
+            evhttp_add_header(h, "Connection", "close");
+        }
         evhttp_send_reply_start(m->req, 200, "OK");
         m->headers_sent = true;
     }

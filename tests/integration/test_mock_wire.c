@@ -364,6 +364,64 @@ static void test_context_limit_before_kv(void **state)
     stop(&p);
 }
 
+static void wire_post10(int fd, const char *body)
+{
+    char head[512];
+    int n = snprintf(head, sizeof(head),
+                     "POST /v1/completions HTTP/1.0\r\nConnection: keep-alive\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                     strlen(body));
+    wire_send(fd, head, (size_t)n);
+    wire_send(fd, body, strlen(body));
+}
+
+/*
+ * HTTP/1.0 has no chunked encoding: a stream's length is unknown, so the body must end with the
+ * connection (Connection: close, no Content-Length). A keep-alive HTTP/1.0 request that is not
+ * streamed keeps its connection and gets an exact Content-Length.
+ */
+static void test_http10_stream_closes(void **state)
+{
+    (void)state;
+    const char *args[] = {"--prefill-base-ms",
+                          "0",
+                          "--prefill-per-token-us",
+                          "0",
+                          "--decode-base-ms",
+                          "0",
+                          "--decode-per-seq-us",
+                          "0",
+                          NULL};
+    struct sb_proc p;
+    start(&p, args);
+    int fd = wire_connect(p.port);
+    struct wire_resp r;
+    wire_post10(fd, "{\"prompt\":\"hi\",\"max_tokens\":3}");
+    wire_read(fd, &r, NULL);
+    assert_int_equal(r.status, 200);
+    assert_false(r.chunked);
+    assert_true(r.content_length > 0);
+    assert_int_equal((long long)r.body_len, r.content_length);
+    assert_false(r.eof);
+    wire_resp_release(&r);
+
+    /* The same connection, now a stream. */
+    wire_post10(fd, "{\"prompt\":\"hi\",\"max_tokens\":3,\"stream\":true}");
+    wire_read(fd, &r, NULL);
+    print_message("HTTP/1.0 stream: Content-Length %lld, close %d, %zu body bytes, eof %d\n",
+                  r.content_length, r.conn_close, r.body_len, r.eof);
+    assert_int_equal(r.status, 200);
+    assert_false(r.chunked);
+    assert_int_equal(r.content_length, -1);
+    assert_true(r.conn_close);
+    assert_true(r.eof);
+    assert_non_null(strstr(r.body, "data: [DONE]"));
+    assert_int_equal(sb_test_count(r.body, "data: "), 4); /* 3 tokens + [DONE] */
+    wire_resp_release(&r);
+    close(fd);
+    stop(&p);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -376,6 +434,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_first_token_not_delayed),
         cmocka_unit_test(test_role_chunk_with_first_token),
         cmocka_unit_test(test_context_limit_before_kv),
+        cmocka_unit_test(test_http10_stream_closes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
