@@ -37,9 +37,10 @@
 #include "sb/mock_server.h"
 #include "sb/mock_storage.h"
 #include "sb/mock_text.h"
+#include "sb/mock_wire.h"
 #include "sb/util.h"
 
-#define MAX_BODY_BYTES    (64u << 20)
+#define MAX_BODY_BYTES    SB_MOCK_MAX_BODY_BYTES
 #define SHUTDOWN_GRACE_NS 2000000000ull
 #define TRTLLM_RING       1000 /* iteration stats kept for the next GET /metrics */
 #define SB_MOCK_MAX_STOPS 4    /* OpenAI allows up to 4 stop sequences */
@@ -1752,6 +1753,7 @@ int sb_mock_serve(const struct sb_mock_config *cfg, FILE *announce, struct sb_er
                                             EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(s->http, on_request, s);
+    evhttp_set_bevcb(s->http, sb_mock_wire_bev, NULL); /* JSON for evhttp's own errors */
 
     int port = 0;
     int fd = bind_listener(cfg->host, cfg->port, &port, err);
@@ -1776,6 +1778,7 @@ int sb_mock_serve(const struct sb_mock_config *cfg, FILE *announce, struct sb_er
             goto out;
         }
         evhttp_set_gencb(s->mhttp, on_metrics_request, s);
+        evhttp_set_bevcb(s->mhttp, sb_mock_wire_bev, NULL);
     }
     if (announce) {
         fprintf(announce, "%d\n", port);

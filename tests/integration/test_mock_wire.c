@@ -422,6 +422,131 @@ static void test_http10_stream_closes(void **state)
     stop(&p);
 }
 
+/* Asserts a response is the mock's JSON error shape with the given status: application/json,
+   {"error":{"message","type","param","code"}}, no HTML anywhere. */
+static void assert_json_error(const struct wire_resp *r, int status)
+{
+    if (r->status != status)
+        fail_msg("status %d, want %d: %s", r->status, status, r->raw);
+    if (strstr(r->raw, "<HTML") || strstr(r->raw, "text/html"))
+        fail_msg("an HTML error page: %s", r->raw);
+    assert_true(header_is(r->raw, r->head_len, "Content-Type", "application/json"));
+    cJSON *root;
+    cJSON *e = error_of(r->body, &root);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(e, "code")->valueint, status);
+    cJSON_Delete(root);
+}
+
+static const char *const fast_args[] = {"--prefill-base-ms",
+                                        "0",
+                                        "--prefill-per-token-us",
+                                        "0",
+                                        "--decode-base-ms",
+                                        "0",
+                                        "--decode-per-seq-us",
+                                        "0",
+                                        NULL};
+
+/* Sends a raw request (head and body as given) on fd. */
+static void wire_raw(int fd, const char *req)
+{
+    wire_send(fd, req, strlen(req));
+}
+
+/*
+ * A body over the mock's limit (64 MiB) gets a JSON 413, announced by Content-Length or by a
+ * chunk size; libevent answers both before the mock sees the request.
+ */
+static void test_body_over_limit_json(void **state)
+{
+    (void)state;
+    struct sb_proc p;
+    start(&p, fast_args);
+    static const char *const reqs[] = {
+        "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Content-Length: 100000000\r\n\r\n",
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5000000\r\n{\"pro",
+    };
+    for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+        int fd = wire_connect(p.port);
+        wire_raw(fd, reqs[i]);
+        struct wire_resp r;
+        wire_read(fd, &r, NULL);
+        print_message("case %zu: %d, close %d\n", i, r.status, r.conn_close);
+        assert_json_error(&r, 413);
+        wire_resp_release(&r);
+        close(fd);
+    }
+    stop(&p);
+}
+
+/*
+ * Requests libevent's parser refuses before dispatching them (a malformed request line or header,
+ * an unknown method, an Expect it cannot meet) get the JSON error shape too. The connection closes
+ * afterwards, as libevent decides: the parser's position in the stream is lost.
+ */
+static void test_malformed_request_json(void **state)
+{
+    (void)state;
+    struct sb_proc p;
+    start(&p, fast_args);
+    static const struct {
+        const char *req;
+        int status;
+    } cases[] = {
+        {"GARBAGE\r\n\r\n", 400},
+        {"GET /health HTTP/9.9\r\n\r\n", 400},
+        {"GET /health HTTP/1.1\r\nNoColonHere\r\n\r\n", 400},
+        {"POST /v1/completions HTTP/1.1\r\nContent-Length: 12x\r\n\r\n", 400},
+        {"BREW /v1/completions HTTP/1.1\r\nHost: x\r\n\r\n", 501},
+        {"POST /v1/completions HTTP/1.1\r\nExpect: 200-ok\r\nContent-Length: 2\r\n\r\n{}", 417},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int fd = wire_connect(p.port);
+        wire_raw(fd, cases[i].req);
+        struct wire_resp r;
+        wire_read(fd, &r, NULL);
+        print_message("case %zu: %d\n", i, r.status);
+        assert_json_error(&r, cases[i].status);
+        wire_resp_release(&r);
+        close(fd);
+    }
+    stop(&p);
+}
+
+/* The mock's own JSON errors keep an HTTP/1.1 connection open for the next request. */
+static void test_keepalive_after_json_error(void **state)
+{
+    (void)state;
+    struct sb_proc p;
+    start(&p, fast_args);
+    int fd = wire_connect(p.port);
+    static const struct {
+        const char *path, *body;
+        int status;
+    } seq[] = {
+        {"/v1/completions", "{\"prompt\":", 400},
+        {"/v1/nope", "{}", 404},
+        {"/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":2}", 200},
+    };
+    for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+        wire_post(fd, seq[i].path, seq[i].body);
+        struct wire_resp r;
+        wire_read(fd, &r, NULL);
+        if (seq[i].status != 200)
+            assert_json_error(&r, seq[i].status);
+        else
+            assert_int_equal(r.status, 200);
+        assert_false(r.conn_close);
+        assert_false(r.eof);
+        wire_resp_release(&r);
+    }
+    close(fd);
+    stop(&p);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -435,6 +560,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_role_chunk_with_first_token),
         cmocka_unit_test(test_context_limit_before_kv),
         cmocka_unit_test(test_http10_stream_closes),
+        cmocka_unit_test(test_body_over_limit_json),
+        cmocka_unit_test(test_malformed_request_json),
+        cmocka_unit_test(test_keepalive_after_json_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
