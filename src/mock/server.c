@@ -1649,6 +1649,7 @@ static void server_release(struct mock_server *s)
         evhttp_free(s->mhttp);
     if (s->http)
         evhttp_free(s->http); /* closes the remaining connections (their close callbacks run) */
+    sb_mock_wire_release();
     while (s->live) {
         /* Requests whose connection outlived the grace period. */
         struct mreq *m = s->live;

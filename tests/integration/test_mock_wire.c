@@ -454,6 +454,53 @@ static void wire_raw(int fd, const char *req)
 }
 
 /*
+ * RFC 9112 section 7.1.1: a recipient must ignore chunk extensions it does not recognise
+ * (`5;foo=bar`). h11/uvicorn and hyper accept them; libevent 2.1's parser rejects the size line.
+ * The request must be served, and the connection must stay usable.
+ */
+static void test_chunk_extension_accepted(void **state)
+{
+    (void)state;
+    struct sb_proc p;
+    start(&p, fast_args);
+    int fd = wire_connect(p.port);
+    static const char body[] = "{\"prompt\":\"hello\",\"max_tokens\":3}";
+    /* The body in three chunks: an extension with a value, BWS and a tab before the ';', a
+       quoted value; the last chunk carries one too, and a trailer follows. */
+    char req[1024];
+    int n = snprintf(req, sizeof(req),
+                     "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "a;foo=bar\r\n%.10s\r\n"
+                     "A \t;name=\"v;1\"\r\n%.10s\r\n"
+                     "%zx\t;x\r\n%s\r\n"
+                     "0;last=1\r\nX-Trailer: t\r\n\r\n",
+                     body, body + 10, strlen(body) - 20, body + 20);
+    assert_true(n > 0 && (size_t)n < sizeof(req));
+    for (int round = 0; round < 2; round++) {
+        wire_raw(fd, req);
+        struct wire_resp r;
+        wire_read(fd, &r, NULL);
+        if (r.status != 200 || strstr(r.raw, "<HTML"))
+            fail_msg("round %d: status %d: %s", round, r.status, r.raw);
+        cJSON *root = cJSON_Parse(r.body);
+        assert_non_null(root);
+        assert_true(cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(root, "choices")));
+        cJSON_Delete(root);
+        assert_false(r.conn_close);
+        wire_resp_release(&r);
+    }
+    /* A plain request on the same connection afterwards. */
+    wire_post(fd, "/v1/completions", body);
+    struct wire_resp r;
+    wire_read(fd, &r, NULL);
+    assert_int_equal(r.status, 200);
+    wire_resp_release(&r);
+    close(fd);
+    stop(&p);
+}
+
+/*
  * A body over the mock's limit (64 MiB) gets a JSON 413, announced by Content-Length or by a
  * chunk size; libevent answers both before the mock sees the request.
  */
@@ -560,6 +607,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_role_chunk_with_first_token),
         cmocka_unit_test(test_context_limit_before_kv),
         cmocka_unit_test(test_http10_stream_closes),
+        cmocka_unit_test(test_chunk_extension_accepted),
         cmocka_unit_test(test_body_over_limit_json),
         cmocka_unit_test(test_malformed_request_json),
         cmocka_unit_test(test_keepalive_after_json_error),
