@@ -14,11 +14,14 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -34,11 +37,13 @@
 #include "sb/mock_server.h"
 #include "sb/mock_storage.h"
 #include "sb/mock_text.h"
+#include "sb/mock_wire.h"
 #include "sb/util.h"
 
-#define MAX_BODY_BYTES    (64u << 20)
+#define MAX_BODY_BYTES    SB_MOCK_MAX_BODY_BYTES
 #define SHUTDOWN_GRACE_NS 2000000000ull
 #define TRTLLM_RING       1000 /* iteration stats kept for the next GET /metrics */
+#define SB_MOCK_MAX_STOPS 4    /* OpenAI allows up to 4 stop sequences */
 
 struct mock_server;
 
@@ -69,7 +74,11 @@ struct mreq {
     bool headers_sent, reply_ended, stalled, end_after_stall;
     struct evbuffer *pending; /* bytes held back while stalled */
     struct event *timer;
-    struct sb_buf text_acc; /* non-stream: the whole output */
+    struct sb_buf text_acc; /* the raw output text: non-stream, or a stream with stop strings */
+    size_t text_sent;       /* bytes of text_acc already streamed */
+    char *stops[SB_MOCK_MAX_STOPS]; /* the request's `stop` strings; owned */
+    size_t nstops, stop_hold;       /* stop_hold: bytes held back (longest stop - 1) */
+    const char *stop_hit;           /* the stop string that ended the sequence */
     const char *finish_reason;
     enum sb_mock_outcome outcome;
     int status;
@@ -106,6 +115,7 @@ struct mock_server {
     struct sb_fault_plan faults;
     uint64_t start_ns;
     uint64_t next_req_no;
+    uint64_t id_salt; /* differs per process: response ids never repeat across restarts */
     bool iter_pending;
     bool draining;
     uint64_t drain_start_ns;
@@ -136,37 +146,74 @@ static bool startup_pending(const struct mock_server *s)
            sb_mono_ns() - s->start_ns < (uint64_t)s->cfg->startup_ms * 1000000ull;
 }
 
+/* Turns Nagle off on the request's connection. A stream writes small chunks with pauses between
+   them; with Nagle on, a chunk written while the previous one is unacknowledged waits for the
+   client's delayed ACK (40 ms on Linux), so every first token would arrive late by that much. The
+   real servers' stacks (uvicorn, hyper) set TCP_NODELAY on every connection too. */
+static void set_nodelay(struct evhttp_request *req)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    int one = 1;
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* An HTTP/1.0 request (libevent 2.1 has no getter for the version; the struct is its public
+   compatibility layout). */
+static bool http10(const struct evhttp_request *req)
+{
+    return req->major == 1 && req->minor == 0;
+}
+
 static void add_header(struct evhttp_request *req, const char *k, const char *v)
 {
     evhttp_add_header(evhttp_request_get_output_headers(req), k, v);
 }
 
-/* Sends an error reply with an OpenAI-style body (nested) or TensorRT-LLM's flat one. */
-static void send_error(struct evhttp_request *req, int status, const char *type, const char *msg,
-                       bool flat)
+/* Sends an error reply with an OpenAI-style body (nested) or TensorRT-LLM's flat one; param names
+   the offending request field (NULL: null). */
+static void send_error_param(struct evhttp_request *req, int status, const char *type,
+                             const char *msg, const char *param, bool flat)
 {
     struct evbuffer *b = evbuffer_new();
-    char esc[1024];
+    char esc[1024], pesc[128] = "null";
     sb_json_escape(esc, sizeof(esc), msg, strlen(msg));
+    if (param) {
+        pesc[0] = '"';
+        size_t n = sb_json_escape(pesc + 1, sizeof(pesc) - 2, param, strlen(param));
+        if (n > sizeof(pesc) - 3)
+            n = sizeof(pesc) - 3;
+        pesc[n + 1] = '"';
+        pesc[n + 2] = '\0';
+    }
     if (flat)
         evbuffer_add_printf(b,
                             "{\"object\":\"error\",\"message\":\"%s\",\"type\":\"%s\","
-                            "\"param\":null,\"code\":%d}",
-                            esc, type, status);
+                            "\"param\":%s,\"code\":%d}",
+                            esc, type, pesc, status);
     else
         evbuffer_add_printf(b,
-                            "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"param\":null,"
+                            "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"param\":%s,"
                             "\"code\":%d}}",
-                            esc, type, status);
+                            esc, type, pesc, status);
     add_header(req, "Content-Type", "application/json");
     const char *reason = status == 400   ? "Bad Request"
                          : status == 404 ? "Not Found"
                          : status == 405 ? "Method Not Allowed"
+                         : status == 413 ? "Payload Too Large"
                          : status == 429 ? "Too Many Requests"
                          : status == 503 ? "Service Unavailable"
                                          : "Internal Server Error";
     evhttp_send_reply(req, status, reason, b);
     evbuffer_free(b);
+}
+
+static void send_error(struct evhttp_request *req, int status, const char *type, const char *msg,
+                       bool flat)
+{
+    send_error_param(req, status, type, msg, NULL, flat);
 }
 
 /* ---- request lifetime ---- */
@@ -247,6 +294,8 @@ static void mreq_free(struct mreq *m)
     if (m->pending)
         evbuffer_free(m->pending);
     sb_buf_release(&m->text_acc);
+    for (size_t i = 0; i < m->nstops; i++)
+        free(m->stops[i]);
     kv_release(s, m);
     sb_mock_kvplan_release(&m->kv);
     free(m->model_esc);
@@ -400,27 +449,51 @@ static void on_first_token_sent(struct evhttp_connection *conn, void *arg)
     m->first_token_sent_ns = sb_mono_ns();
 }
 
-static void send_token_chunk(struct mreq *m, const char *tok, size_t len, bool first)
+/* Appends s[0..len) to b as the body of a JSON string. */
+static void add_json_text(struct evbuffer *b, const char *s, size_t len)
+{
+    char small[512];
+    size_t need = sb_json_escape(NULL, 0, s, len);
+    char *esc = need < sizeof(small) ? small : malloc(need + 1);
+    if (!esc)
+        return;
+    sb_json_escape(esc, need + 1, s, len);
+    evbuffer_add(b, esc, need);
+    if (esc != small)
+        free(esc);
+}
+
+/* vLLM's stop_reason: the stop string that ended the sequence, else null. */
+static void add_stop_reason(struct evbuffer *b, const struct mreq *m)
+{
+    if (!m->stop_hit) {
+        evbuffer_add_printf(b, "\"stop_reason\":null");
+        return;
+    }
+    evbuffer_add_printf(b, "\"stop_reason\":\"");
+    add_json_text(b, m->stop_hit, strlen(m->stop_hit));
+    evbuffer_add(b, "\"", 1);
+}
+
+static void send_token_chunk(struct mreq *m, const char *text, size_t len, bool first)
 {
     struct evbuffer *b = m->srv->scratch;
-    char esc[256];
-    sb_json_escape(esc, sizeof(esc), tok, len);
     char fin[32];
     if (m->finish_reason)
         snprintf(fin, sizeof(fin), "\"%s\"", m->finish_reason);
     else
         snprintf(fin, sizeof(fin), "null");
     add_chunk_head(b, m);
-    if (m->chat)
-        evbuffer_add_printf(b,
-                            "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"%s\"},"
-                            "\"logprobs\":null,\"finish_reason\":%s}]",
-                            esc, fin);
-    else
-        evbuffer_add_printf(b,
-                            "\"choices\":[{\"index\":0,\"text\":\"%s\",\"logprobs\":null,"
-                            "\"finish_reason\":%s,\"stop_reason\":null}],\"usage\":null",
-                            esc, fin);
+    evbuffer_add_printf(b, m->chat ? "\"choices\":[{\"index\":0,\"delta\":{\"content\":\""
+                                   : "\"choices\":[{\"index\":0,\"text\":\"");
+    add_json_text(b, text, len);
+    if (m->chat) {
+        evbuffer_add_printf(b, "\"},\"logprobs\":null,\"finish_reason\":%s}]", fin);
+    } else {
+        evbuffer_add_printf(b, "\",\"logprobs\":null,\"finish_reason\":%s,", fin);
+        add_stop_reason(b, m);
+        evbuffer_add_printf(b, "}],\"usage\":null");
+    }
     if (first)
         add_stamp(b, m);
     evbuffer_add(b, "}\n\n", 3);
@@ -453,20 +526,21 @@ static void send_full_response(struct mreq *m)
     if (!m->req || m->reply_ended)
         return;
     struct evbuffer *b = evbuffer_new();
-    const char *text = m->text_acc.data ? m->text_acc.data : "";
     evbuffer_add_printf(b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":\"%s\",",
                         m->id, m->chat ? "chat.completion" : "text_completion", m->created,
                         m->model_esc);
-    if (m->chat)
-        evbuffer_add_printf(b,
-                            "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
-                            "\"content\":\"%s\"},\"logprobs\":null,\"finish_reason\":\"%s\"}],",
-                            text, m->finish_reason);
-    else
-        evbuffer_add_printf(b,
-                            "\"choices\":[{\"index\":0,\"text\":\"%s\",\"logprobs\":null,"
-                            "\"finish_reason\":\"%s\",\"stop_reason\":null}],",
-                            text, m->finish_reason);
+    evbuffer_add_printf(b, m->chat ? "\"choices\":[{\"index\":0,\"message\":{\"role\":"
+                                     "\"assistant\",\"content\":\""
+                                   : "\"choices\":[{\"index\":0,\"text\":\"");
+    add_json_text(b, m->text_acc.data ? m->text_acc.data : "", m->text_acc.len);
+    if (m->chat) {
+        evbuffer_add_printf(b, "\"},\"logprobs\":null,\"finish_reason\":\"%s\"}],",
+                            m->finish_reason);
+    } else {
+        evbuffer_add_printf(b, "\",\"logprobs\":null,\"finish_reason\":\"%s\",", m->finish_reason);
+        add_stop_reason(b, m);
+        evbuffer_add_printf(b, "}],");
+    }
     add_usage(b, m);
     add_stamp(b, m);
     evbuffer_add(b, "}", 1);
@@ -499,6 +573,47 @@ static void start_timer(struct mreq *m, long long ms, event_callback_fn cb)
     evtimer_add(m->timer, &tv);
 }
 
+/*
+ * Adds a token's text to the output and applies the request's stop strings as vLLM does: the
+ * output ends before the first stop string (which is not included), and a stream holds back the
+ * last (longest stop - 1) bytes until they cannot begin one. Stop strings count only after
+ * min_tokens. Returns the text this token's chunk may carry (*out_len bytes).
+ */
+static const char *take_text(struct mreq *m, const char *tok, size_t len, size_t *out_len)
+{
+    struct sb_buf *acc = &m->text_acc;
+    size_t before = acc->len;
+    if (sb_buf_add(acc, tok, len) != 0) {
+        *out_len = 0;
+        return "";
+    }
+    if (m->nstops && m->emitted >= m->min_tokens) {
+        size_t from = before > m->stop_hold ? before - m->stop_hold : 0;
+        size_t hit = acc->len;
+        for (size_t i = 0; i < m->nstops; i++) {
+            const char *p =
+                memmem(acc->data + from, acc->len - from, m->stops[i], strlen(m->stops[i]));
+            if (p && (size_t)(p - acc->data) < hit) {
+                hit = (size_t)(p - acc->data);
+                m->stop_hit = m->stops[i];
+            }
+        }
+        if (m->stop_hit) {
+            acc->len = hit;
+            m->finish_reason = "stop";
+        }
+    }
+    size_t end = m->stop_hit                              ? acc->len
+                 : acc->len > m->stop_hold + m->text_sent ? acc->len - m->stop_hold
+                                                          : m->text_sent;
+    if (end < m->text_sent)
+        end = m->text_sent;
+    const char *text = acc->data + m->text_sent;
+    *out_len = end - m->text_sent;
+    m->text_sent = end;
+    return text;
+}
+
 /* One token for one sequence at the end of an iteration. Returns true when it is finished. */
 static bool on_token(struct sb_mock_seq *seq, uint64_t now, void *arg)
 {
@@ -523,18 +638,29 @@ static bool on_token(struct sb_mock_seq *seq, uint64_t now, void *arg)
     m->emitted++;
     s->metrics.generation_tokens++;
 
-    if (m->emitted >= m->max_tokens)
-        m->finish_reason = "length";
-    else if (!m->ignore_eos && cfg->eos_prob > 0 && m->emitted >= m->min_tokens &&
-             sb_rng_uniform(&m->rng) < cfg->eos_prob)
-        m->finish_reason = "stop";
-
     char tok[64];
     size_t len = sb_mock_textgen_next(&m->text, tok, sizeof(tok));
+    const char *text = tok; /* what this token's chunk carries */
+    if (m->nstops || !m->stream) {
+        text = take_text(m, tok, len, &len);
+    }
+    if (m->finish_reason) {
+        /* a stop string ended it */
+    } else if (m->emitted >= m->max_tokens) {
+        m->finish_reason = "length";
+    } else if (!m->ignore_eos && cfg->eos_prob > 0 && m->emitted >= m->min_tokens &&
+               sb_rng_uniform(&m->rng) < cfg->eos_prob) {
+        m->finish_reason = "stop";
+    }
+    if (m->finish_reason && m->stream && m->nstops) {
+        /* The end releases what was held back for a possible stop string. */
+        text = m->text_acc.data + m->text_sent - len;
+        len = m->text_acc.len - (m->text_sent - len);
+        m->text_sent = m->text_acc.len;
+    }
     bool at_fault = m->fault.kind != SB_FAULT_NONE && m->emitted == m->fault.at_token + 1;
 
     if (!m->stream) {
-        sb_buf_add_json_escaped(&m->text_acc, tok, len);
         if (at_fault && m->fault.kind == SB_FAULT_CLOSE) {
             set_outcome(m, SB_OUT_FAULT, 0);
             m->in_engine = false;
@@ -565,6 +691,11 @@ static bool on_token(struct sb_mock_seq *seq, uint64_t now, void *arg)
         return true;
     }
 
+    /* vLLM and TensorRT-LLM send the role-only chunk with the first token (their first engine
+       output), not at admission: sent earlier it would hide queueing and prefill from a client
+       that times the first chunk. */
+    if (first && m->chat)
+        send_role_chunk(m);
     if (at_fault) {
         switch (m->fault.kind) {
         case SB_FAULT_CLOSE:
@@ -602,7 +733,7 @@ static bool on_token(struct sb_mock_seq *seq, uint64_t now, void *arg)
         }
     }
     if (!(at_fault && m->fault.kind == SB_FAULT_MALFORMED))
-        send_token_chunk(m, tok, len, first);
+        send_token_chunk(m, text, len, first);
     if (!m->finish_reason)
         return false;
     set_outcome(m, SB_OUT_OK, 200);
@@ -766,9 +897,87 @@ static int add_content(struct sb_buf *b, const cJSON *content)
     return cJSON_IsNull(content) ? 0 : -1;
 }
 
-/* Fills m from the JSON body; on a client error writes a message and returns the HTTP status. */
+/* True when a request field asks for something: present and not null, false, 0 or `dflt`. */
+static bool field_asks(const cJSON *v, double dflt)
+{
+    if (!v || cJSON_IsNull(v) || cJSON_IsFalse(v))
+        return false;
+    return !(cJSON_IsNumber(v) && (v->valuedouble == 0 || v->valuedouble == dflt));
+}
+
+/* Reads `stop` (a string or a list of up to 4) into m->stops. 0, or 400 with a message. */
+static int parse_stop(struct mreq *m, const cJSON *stop, char *msg, size_t msgcap)
+{
+    if (!stop || cJSON_IsNull(stop))
+        return 0;
+    if (!cJSON_IsString(stop) &&
+        !(cJSON_IsArray(stop) && cJSON_GetArraySize(stop) <= SB_MOCK_MAX_STOPS)) {
+        snprintf(msg, msgcap, "'stop' must be a string or a list of at most %d strings",
+                 SB_MOCK_MAX_STOPS);
+        return 400;
+    }
+    const cJSON *one = stop;
+    for (int i = 0; cJSON_IsString(stop) ? i < 1 : i < cJSON_GetArraySize(stop); i++) {
+        if (cJSON_IsArray(stop))
+            one = cJSON_GetArrayItem(stop, i);
+        if (!cJSON_IsString(one)) {
+            snprintf(msg, msgcap, "'stop' must be a string or a list of at most %d strings",
+                     SB_MOCK_MAX_STOPS);
+            return 400;
+        }
+        size_t len = strlen(one->valuestring);
+        if (len == 0)
+            continue; /* an empty stop string stops nothing */
+        if (!(m->stops[m->nstops] = strdup(one->valuestring))) {
+            snprintf(msg, msgcap, "out of memory");
+            return 500;
+        }
+        m->nstops++;
+        if (len - 1 > m->stop_hold)
+            m->stop_hold = len - 1;
+    }
+    return 0;
+}
+
+/* Refuses, naming the field, what the mock does not implement: a client that asked for several
+   choices, log probabilities or an echo must not get a plain answer it takes for one. */
+static int refuse_unsupported(const cJSON *root, char *msg, size_t msgcap, const char **param)
+{
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(root, "n");
+    if (n && !cJSON_IsNull(n) &&
+        (!cJSON_IsNumber(n) || n->valuedouble < 1 ||
+         n->valuedouble != (double)(long long)n->valuedouble)) {
+        *param = "n";
+        snprintf(msg, msgcap, "'n' must be an integer >= 1");
+        return 400;
+    }
+    if (cJSON_IsNumber(n) && n->valuedouble > 1) {
+        *param = "n";
+        snprintf(msg, msgcap, "'n' > 1 is not supported by the sparkbench mock");
+        return 400;
+    }
+    static const struct {
+        const char *field;
+        double dflt; /* a number that asks for nothing (besides 0) */
+    } unsupported[] = {
+        {"logprobs", 0}, {"top_logprobs", 0}, {"echo", 0}, {"best_of", 1}, {"suffix", 0},
+    };
+    for (size_t i = 0; i < SB_ARRAY_SIZE(unsupported); i++) {
+        if (field_asks(cJSON_GetObjectItemCaseSensitive(root, unsupported[i].field),
+                       unsupported[i].dflt)) {
+            *param = unsupported[i].field;
+            snprintf(msg, msgcap, "'%s' is not supported by the sparkbench mock",
+                     unsupported[i].field);
+            return 400;
+        }
+    }
+    return 0;
+}
+
+/* Fills m from the JSON body; on a client error writes a message (and the field at fault in
+ *param) and returns the HTTP status. */
 static int parse_body(struct mock_server *s, struct mreq *m, const cJSON *root, char *msg,
-                      size_t msgcap)
+                      size_t msgcap, const char **param)
 {
     const struct sb_mock_config *cfg = s->cfg;
     if (!cJSON_IsObject(root)) {
@@ -884,6 +1093,24 @@ static int parse_body(struct mock_server *s, struct mreq *m, const cJSON *root, 
         m->include_usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
     }
     m->ignore_eos = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "ignore_eos"));
+    int st_status = refuse_unsupported(root, msg, msgcap, param);
+    if (st_status)
+        return st_status;
+    if ((st_status = parse_stop(m, cJSON_GetObjectItemCaseSensitive(root, "stop"), msg, msgcap))) {
+        *param = "stop";
+        return st_status;
+    }
+    /* The context limit first, as vLLM checks it when it builds the request: a prompt too long
+       for the model is a client error (400, not retried) whatever the KV cache could hold. */
+    if (m->prompt_tokens + m->max_tokens > cfg->max_model_len) {
+        snprintf(msg, msgcap,
+                 "This model's maximum context length is %lld tokens. However, you requested %lld "
+                 "tokens (%lld in the prompt, %lld in the completion). Please reduce the length "
+                 "of the prompt or completion.",
+                 cfg->max_model_len, m->prompt_tokens + m->max_tokens, m->prompt_tokens,
+                 m->max_tokens);
+        return 400;
+    }
     if (s->storage) {
         struct sb_err err;
         int lora = m->kv.lora;
@@ -901,15 +1128,6 @@ static int parse_body(struct mock_server *s, struct mreq *m, const cJSON *root, 
                      m->max_tokens);
             return s->cfg->kv_full_status == 0 ? 503 : 429;
         }
-    }
-    if (m->prompt_tokens + m->max_tokens > cfg->max_model_len) {
-        snprintf(msg, msgcap,
-                 "This model's maximum context length is %lld tokens. However, you requested %lld "
-                 "tokens (%lld in the prompt, %lld in the completion). Please reduce the length "
-                 "of the prompt or completion.",
-                 cfg->max_model_len, m->prompt_tokens + m->max_tokens, m->prompt_tokens,
-                 m->max_tokens);
-        return 400;
     }
     return 0;
 }
@@ -943,10 +1161,14 @@ static void admit(struct mreq *m)
         struct evkeyvalq *h = evhttp_request_get_output_headers(m->req);
         evhttp_add_header(h, "Content-Type", "text/event-stream");
         evhttp_add_header(h, "Cache-Control", "no-cache");
+        if (http10(m->req)) {
+            /* HTTP/1.0 has no chunked encoding: the close ends the stream. Without this,
+               libevent answers a keep-alive 1.0 request "Content-Length: 0" and streams anyway. */
+            evhttp_remove_header(evhttp_request_get_input_headers(m->req), "Connection");
+            evhttp_add_header(h, "Connection", "close");
+        }
         evhttp_send_reply_start(m->req, 200, "OK");
         m->headers_sent = true;
-        if (m->chat)
-            send_role_chunk(m);
     }
     kick_engine(s);
 }
@@ -979,7 +1201,7 @@ static void handle_inference(struct mock_server *s, struct evhttp_request *req, 
     m->chat = chat;
     m->path = path;
     snprintf(m->id, sizeof(m->id), "%s-%016" PRIx64, chat ? "chatcmpl" : "cmpl",
-             sb_mix64((uint64_t)s->cfg->seed ^ m->req_no));
+             sb_mix64(s->id_salt ^ m->req_no));
     sb_buf_init(&m->text_acc, MAX_BODY_BYTES);
     m->next = s->live;
     if (s->live)
@@ -1010,21 +1232,26 @@ static void handle_inference(struct mock_server *s, struct evhttp_request *req, 
     const char *body = (const char *)evbuffer_pullup(in, -1);
     cJSON *root = body ? cJSON_ParseWithLength(body, blen) : NULL;
     char msg[512];
+    const char *param = NULL;
     int status;
     if (!root) {
         status = 400;
         snprintf(msg, sizeof(msg), "malformed JSON in request body");
     } else {
-        status = parse_body(s, m, root, msg, sizeof(msg));
+        status = parse_body(s, m, root, msg, sizeof(msg), &param);
         cJSON_Delete(root);
     }
     if (status) {
         set_outcome(m, status == 503 || status == 429 ? SB_OUT_REJECTED : SB_OUT_INVALID, status);
         m->reply_ended = true;
-        send_error(req, status,
-                   status == 404 ? "NotFoundError"
-                                 : (status == 400 ? "BadRequestError" : "internal_error"),
-                   msg, false);
+        send_error_param(req, status,
+                         param           ? "invalid_request_error"
+                         : status == 404 ? "NotFoundError"
+                         : status == 400 ? "BadRequestError"
+                         : status == 503 ? "service_unavailable"
+                         : status == 429 ? "rate_limit_exceeded"
+                                         : "internal_error",
+                         msg, param, false);
         return;
     }
     sb_mock_textgen_init(&m->text, (enum sb_mock_mode)s->cfg->mode, (uint64_t)s->cfg->seed,
@@ -1219,6 +1446,7 @@ static void on_metrics_request(struct evhttp_request *req, void *arg)
     const char *uri = evhttp_request_get_uri(req);
     if (!uri)
         return;
+    set_nodelay(req);
     if (strncmp(uri, "/metrics", 8) == 0 && (uri[8] == '\0' || uri[8] == '?'))
         handle_metrics(arg, req);
     else
@@ -1231,6 +1459,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     const char *uri = evhttp_request_get_uri(req);
     if (!uri)
         return; /* libevent's error path re-invokes us without a URI: nothing to answer */
+    set_nodelay(req);
     char path[256];
     size_t plen = strcspn(uri, "?#");
     if (plen >= sizeof(path))
@@ -1261,11 +1490,17 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
     switch (r) {
-    case 0: {
-        bool down = startup_pending(s) || s->draining;
-        evhttp_send_reply(req, down ? 503 : 200, down ? "Service Unavailable" : "OK", NULL);
+    case 0:
+        if (startup_pending(s) || s->draining) {
+            send_error(req, 503, "service_unavailable",
+                       s->draining ? "server is shutting down" : "model is still loading", false);
+        } else {
+            /* Empty like trtllm-serve's and vLLM's, with a type rather than libevent's text/html.
+             */
+            add_header(req, "Content-Type", "text/plain; charset=utf-8");
+            evhttp_send_reply(req, 200, "OK", NULL);
+        }
         return;
-    }
     case 1:
         handle_models(s, req);
         return;
@@ -1414,6 +1649,7 @@ static void server_release(struct mock_server *s)
         evhttp_free(s->mhttp);
     if (s->http)
         evhttp_free(s->http); /* closes the remaining connections (their close callbacks run) */
+    sb_mock_wire_release();
     while (s->live) {
         /* Requests whose connection outlived the grace period. */
         struct mreq *m = s->live;
@@ -1452,6 +1688,9 @@ int sb_mock_serve(const struct sb_mock_config *cfg, FILE *announce, struct sb_er
     s->cfg = cfg;
     s->log_fd = -1;
     s->start_ns = sb_mono_ns();
+    /* Ids from the clock and the pid, not --seed: two runs must not hand out the same ids (faults
+       and text stay fixed by --seed). */
+    s->id_salt = sb_mix64(sb_real_ns() ^ ((uint64_t)getpid() << 40) ^ s->start_ns);
     sb_buf_init(&s->scratch_buf, 1u << 20);
     sb_mock_metrics_init(&s->metrics);
     static const double token_bounds[] = {16,   32,   64,   128,   256,   512,   1024,
@@ -1515,6 +1754,7 @@ int sb_mock_serve(const struct sb_mock_config *cfg, FILE *announce, struct sb_er
                                             EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(s->http, on_request, s);
+    evhttp_set_bevcb(s->http, sb_mock_wire_bev, NULL); /* JSON for evhttp's own errors */
 
     int port = 0;
     int fd = bind_listener(cfg->host, cfg->port, &port, err);
@@ -1539,6 +1779,7 @@ int sb_mock_serve(const struct sb_mock_config *cfg, FILE *announce, struct sb_er
             goto out;
         }
         evhttp_set_gencb(s->mhttp, on_metrics_request, s);
+        evhttp_set_bevcb(s->mhttp, sb_mock_wire_bev, NULL);
     }
     if (announce) {
         fprintf(announce, "%d\n", port);
