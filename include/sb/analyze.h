@@ -113,6 +113,8 @@ struct sb_run {
     uint64_t output_tokens;             /* sum over the completed measured records */
     double cadence_dynkv_s;             /* dynkv ticks' spacing (median), NAN when unknown */
     size_t sysmon_missed, dynkv_missed; /* {"missed":true} ticks inside the window */
+    size_t sysmon_late; /* live ticks inside the window read more than half a cadence after their
+                           grid time (late_ms, or ts_actual - ts when larger): not aligned */
 };
 
 struct sb_analyze_opts {

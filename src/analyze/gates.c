@@ -86,10 +86,16 @@ static int eval_aligned(const struct sb_analysis *an, struct sb_gate *g)
         char s1[32], s2[32];
         fmt_num(s1, sizeof(s1), r->sysmon_aligned);
         fmt_num(s2, sizeof(s2), r->dynkv_aligned);
+        /* Late and missed ticks are what kept the share down: say how many. */
+        char ticks[96] = "";
+        if (r->sysmon_late || r->sysmon_missed)
+            snprintf(ticks, sizeof(ticks), " (%zu late, %zu missed ticks)", r->sysmon_late,
+                     r->sysmon_missed);
         if (b)
-            snprintf(c->detail, sizeof(c->detail), "sysmon %s, dynkv %s (stack B)", s1, s2);
+            snprintf(c->detail, sizeof(c->detail), "sysmon %s%s, dynkv %s (stack B)", s1, ticks,
+                     s2);
         else
-            snprintf(c->detail, sizeof(c->detail), "sysmon %s", s1);
+            snprintf(c->detail, sizeof(c->detail), "sysmon %s%s", s1, ticks);
         if (isnan(v))
             continue; /* N-A, no_telemetry */
         c->value = v;
@@ -282,7 +288,9 @@ static int eval_tier2(const struct sb_analysis *an, struct sb_gate *g)
 static const struct gate_kind gate_kinds[SB_GATE_N] = {
     [SB_GATE_ALIGNED] = {.name = "aligned",
                          .rule = ">= 95 % of each run's window within one cadence of a telemetry "
-                                 "tick (sysmon; and dynkv for Stack B); N-A without telemetry",
+                                 "tick on time (sysmon; and dynkv for Stack B): missed ticks and "
+                                 "ticks read over half a cadence late count as not aligned; N-A "
+                                 "without telemetry",
                          .threshold = ALIGNED_MIN,
                          .eval = eval_aligned},
     [SB_GATE_COV_P99] = {.name = "cov_p99",

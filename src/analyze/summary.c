@@ -118,6 +118,7 @@ struct column {
     LAT_NEW(X, SB_LAT_ITL, "itl")                                                                  \
     LAT_NEW(X, SB_LAT_TPOT, "tpot")                                                                \
     X("sysmon_missed", C_SIZE, sysmon_missed)                                                      \
+    X("sysmon_late", C_SIZE, sysmon_late)                                                          \
     X("sysmon_aligned", C_DBL, sysmon_aligned)                                                     \
     X("cadence_s", C_DBL, cadence_s)                                                               \
     TSTAT(X, "cpu_iowait", cpu_iowait)                                                             \

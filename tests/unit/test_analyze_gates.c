@@ -175,6 +175,20 @@ static void test_aligned(void **state)
     assert_true(fabs(c->value - 0.50) < 1e-12);
     assert_non_null(strstr(c->detail, "dynkv 0.500"));
     sb_analysis_release(&an);
+
+    /* Late and missed ticks are not aligned; the check says how many there were. */
+    runs[3].stack = (char *)"A";
+    runs[1].sysmon_aligned = 0.80;
+    runs[1].sysmon_late = 3;
+    runs[1].sysmon_missed = 1;
+    eval(&an, runs, 4, &o);
+    c = check_of(&an.gates[SB_GATE_ALIGNED], "run1");
+    print_message("run1: %s\n", c->detail);
+    assert_int_equal(c->verdict, SB_VERDICT_FAIL);
+    assert_non_null(strstr(c->detail, "3 late"));
+    assert_non_null(strstr(c->detail, "1 missed"));
+    assert_null(strstr(check_of(&an.gates[SB_GATE_ALIGNED], "run0")->detail, "late"));
+    sb_analysis_release(&an);
 }
 
 static void test_repetitions(void **state)

@@ -745,6 +745,55 @@ static void test_old_harness(void **state)
     sb_run_release(&r);
 }
 
+/*
+ * Late ticks: 100 ms ticks at 100.0 + k/10, k = 0..29, window [100.5, 102.5] (20 slots). k = 10,
+ * 11, 12 woke 90 ms late (late_ms 90); k = 16 comes from a sampler that hid its lateness (late_ms
+ * 0.1, ts_actual 150 ms behind ts); k = 14 is missed; k = 25 (ts 102.5, on the window's edge) was
+ * read at 102.59, after the window. A late tick is not aligned: it covers no slot, and is counted.
+ */
+static void test_late_ticks(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    char path[600];
+    snprintf(path, sizeof(path), "%s/sysmon.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int k = 0; k < 30; k++) {
+        double ts = 100.0 + k / 10.0, late = 0.0002, late_ms = 0.2;
+        if (k == 14) {
+            fprintf(f, "{\"ts\":%.6f,\"missed\":true}\n", ts);
+            continue;
+        }
+        if ((k >= 10 && k <= 12) || k == 25)
+            late = 0.09, late_ms = 90;
+        if (k == 16)
+            late = 0.15, late_ms = 0.1;
+        fprintf(f, "{\"ts\":%.6f,\"ts_actual\":%.6f,\"late_ms\":%.3f,\"cpu\":{\"iowait\":%d}}\n",
+                ts, ts + late, late_ms, k);
+    }
+    assert_int_equal(fclose(f), 0);
+    struct sb_run r;
+    memset(&r, 0, sizeof(r));
+    r.t0 = 100.5;
+    r.t1 = 102.5;
+    r.sysmon_aligned = r.dynkv_aligned = r.cadence_s = r.cadence_dynkv_s = NAN;
+    sb_run_read_telemetry(&r, path, "/nonexistent/dynkv.jsonl", 0.2);
+    print_message("samples %zu, late %zu, missed %zu, aligned %.3f\n", r.sysmon_samples,
+                  r.sysmon_late, r.sysmon_missed, r.sysmon_aligned);
+    /* k = 5..24 read inside the window, but the missed k = 14 */
+    assert_int_equal(r.sysmon_samples, 19);
+    assert_int_equal(r.sysmon_missed, 1);
+    assert_int_equal(r.sysmon_late, 4);
+    /* on time: 20 slots less k = 10, 11, 12, 14, 16 */
+    assert_near(r.sysmon_aligned, 15 / 20.0, "sysmon_aligned");
+    /* the mean of the 19 readings in the window: (5 + ... + 24 - 14) / 19 */
+    assert_near(r.cpu_iowait.mean, 276.0 / 19, "iowait mean");
+    sb_run_release(&r);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_partial_telemetry(void **state)
 {
     (void)state;
@@ -934,7 +983,7 @@ static const char *const csv_header =
     "max_itl_ms,"
     "n_tpot,p50_tpot_ms,p90_tpot_ms,p95_tpot_ms,p99_tpot_ms,p999_tpot_ms,mean_tpot_ms,"
     "min_tpot_ms,max_tpot_ms,"
-    "sysmon_missed,sysmon_aligned,cadence_s,cpu_iowait_mean,cpu_iowait_p95,nvme_rps_mean,"
+    "sysmon_missed,sysmon_late,sysmon_aligned,cadence_s,cpu_iowait_mean,cpu_iowait_p95,nvme_rps_mean,"
     "nvme_rps_p95,nvme_rmbs_mean,nvme_rmbs_p95,nvme_r_await_ms_mean,nvme_r_await_ms_p95,"
     "nvme_util_pct_mean,nvme_util_pct_p95,nvme_aqu_sz_mean,nvme_aqu_sz_p95,"
     "psi_io_some_avg10_mean,psi_io_some_avg10_p95,mem_available_min,mem_available_mean,"
@@ -1093,6 +1142,7 @@ int main(void)
         cmocka_unit_test(test_ours),
         cmocka_unit_test(test_old_harness),
         cmocka_unit_test(test_partial_telemetry),
+        cmocka_unit_test(test_late_ticks),
         cmocka_unit_test(test_not_jsonl),
         cmocka_unit_test(test_split_same_answers),
         cmocka_unit_test(test_find_runs),
