@@ -120,11 +120,13 @@ struct sb_run {
 struct sb_analyze_opts {
     char **paths; /* run directories or folders holding them; NULL/0: results/ and runs/ */
     size_t npaths;
-    char *out_dir;             /* analysis/ (figures go to <out_dir>/figures) */
-    char *uwork_path;          /* results/H0/uwork.txt */
-    int knee_metric;           /* SB_LAT_TTFT or SB_LAT_E2E */
-    double knee_ratio;         /* 2.0 */
-    double kv_bytes_per_token; /* for H5's working set; 131072 (Llama-3.1-8B, fp16) */
+    char *out_dir;              /* analysis/ (figures go to <out_dir>/figures) */
+    char *uwork_path;           /* results/H0/uwork.txt */
+    int knee_metric;            /* SB_LAT_TTFT or SB_LAT_E2E */
+    double knee_ratio;          /* 2.0 */
+    double knee_max_error_rate; /* a step failing more of its requests is past the knee; 0.01
+                                   (0 or NAN: the default) */
+    double kv_bytes_per_token;  /* for H5's working set; 131072 (Llama-3.1-8B, fp16) */
     char *gnuplot;   /* "gnuplot"; a missing one is a warning, CSV and .gp still written */
     bool no_figures; /* write CSV and .gp, skip rendering */
     char **argv;     /* the command line, for the report */

@@ -255,7 +255,8 @@ static int eval_tier2(const struct sb_analysis *an, struct sb_gate *g)
         struct sb_knee_step *steps;
         size_t nsteps;
         struct sb_knee knee;
-        if (sb_series_knee(se, an->metric, an->ratio, &steps, &nsteps, &knee) != 0)
+        if (sb_series_knee(se, an->metric, an->ratio, an->max_error_rate, &steps, &nsteps, &knee) !=
+            0)
             return -1;
         free(steps);
         /* Points are sorted by x like the steps, so the indices agree. */
