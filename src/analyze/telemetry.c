@@ -405,6 +405,8 @@ void sb_run_read_telemetry(struct sb_run *r, const char *sysmon_path, const char
     bool have_s = read_ticks(r, sysmon_path, &s, &r->sysmon_file);
     bool have_d = read_ticks(r, dynkv_path, &d, &r->dynkv_file);
     bool window = r->t1 > r->t0;
+    for (size_t i = 0; i < s.n; i++)
+        r->sysmon_ticks += !s.s[i].missed; /* the old column: every tick, window or not */
     if (have_s && window)
         join_sysmon(r, &s, default_cadence_s);
     if (have_d && window)
