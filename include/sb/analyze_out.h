@@ -203,7 +203,8 @@ struct sb_gate_check {
 
 /* A quality gate: the verdict over its checks (FAIL if any fails, else PASS if any passes). */
 struct sb_gate {
-    const char *name; /* "aligned", "cov_p99", "reproducible", "h2a_nvme_flat", "h2b_tier2_hits" */
+    const char *name; /* "aligned", "cov_p99", "reproducible", "h2a_nvme_flat", "h2b_tier2_hits",
+                         "run_clean" */
     const char *rule; /* the rule in words */
     double threshold;
     enum sb_verdict verdict;
@@ -219,6 +220,7 @@ enum {
     SB_GATE_REPRODUCIBLE,
     SB_GATE_H2A_NVME_FLAT,
     SB_GATE_H2B_TIER2_HITS,
+    SB_GATE_RUN_CLEAN, /* each run ended as planned without client lag (run.json) */
     SB_GATE_N
 };
 

@@ -386,6 +386,7 @@ static void test_uwork_errors(void **state)
         if (f->runs[i].concurrency >= 4)
             f->runs[i].errors = 60; /* of 100 measured */
     }
+    f->runs[5].exit_reason = (char *)"sigint"; /* flagged in the report's run table */
     char *errtext;
     assert_int_equal(outputs_capture(f, NRUNS, &errtext), 0);
     free(errtext);
@@ -416,6 +417,11 @@ static void test_uwork_errors(void **state)
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(s2, "errors_over")));
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(s2, "over")));
     cJSON_Delete(root);
+    char *html = read_at(f, "report.html");
+    assert_non_null(html);
+    assert_non_null(strstr(html, "<td>sigint</td>"));
+    assert_non_null(strstr(html, "run_clean"));
+    free(html);
 }
 
 static void test_escaping(void **state)
