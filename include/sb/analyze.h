@@ -162,7 +162,8 @@ void sb_run_release(struct sb_run *r);
 /*
  * Why r's figures need a second look, from run.json, into buf: "" when it ended as planned
  * (completed or its duration) without client lag, or is unknown; else e.g. "sigint",
- * "fatal; client lag (3 late sends, max 12.5 ms)". Returns buf.
+ * "fatal; client lag (3 late sends; max 12.5 ms)" (no comma, for naive CSV
+ * splitters). Returns buf.
  */
 const char *sb_run_flags(const struct sb_run *r, char *buf, size_t cap);
 void sb_runs_free(char **dirs, size_t n);

@@ -670,7 +670,7 @@ const char *sb_run_flags(const struct sb_run *r, char *buf, size_t cap)
     bool lag = r->late_sends > 0;
     char lagtext[96] = "";
     if (lag)
-        snprintf(lagtext, sizeof(lagtext), "client lag (%lld late sends, max %.1f ms)",
+        snprintf(lagtext, sizeof(lagtext), "client lag (%lld late sends; max %.1f ms)",
                  r->late_sends, r->max_sched_delay_ms);
     snprintf(buf, cap, "%s%s%s", ended_badly ? why : "", ended_badly && lag ? "; " : "", lagtext);
     return buf;

@@ -622,7 +622,7 @@ static void test_exit_reason_and_client_lag(void **state)
     assert_string_equal(r.exit_reason, "sigint");
     assert_int_equal(r.late_sends, 3);
     assert_near(r.max_sched_delay_ms, 12.5, "max_sched_delay_ms");
-    assert_string_equal(flags, "sigint; client lag (3 late sends, max 12.5 ms)");
+    assert_string_equal(flags, "sigint; client lag (3 late sends; max 12.5 ms)");
     sb_run_release(&r);
     /* The fixture's own run.json says neither: unknown, no flag. */
     load_ok(OURS, &r);
