@@ -97,6 +97,8 @@ struct sb_run {
     /* ---- telemetry over [t0, t1] ---- */
     struct sb_file_report sysmon_file, dynkv_file;
     size_t sysmon_samples, dynkv_samples; /* ticks inside the window */
+    size_t sysmon_ticks; /* every sysmon tick taken (not missed), in the window or not: the old
+                            harness's sysmon_samples */
     double sysmon_aligned, dynkv_aligned; /* share of the window within one cadence of a
                                              tick, 0..1; NAN when the file is absent */
     double cadence_s;                     /* ticks' spacing (median), NAN when unknown */
@@ -118,16 +120,24 @@ struct sb_run {
     uint64_t output_tokens;             /* sum over the completed measured records */
     double cadence_dynkv_s;             /* dynkv ticks' spacing (median), NAN when unknown */
     size_t sysmon_missed, dynkv_missed; /* {"missed":true} ticks inside the window */
+    /* run.json: how the run ended (absent in the old harness's runs) */
+    char *exit_reason;    /* "completed", "duration", "sigint", "sigterm", "fatal"; "" unknown */
+    long long late_sends; /* client_lag.late_sends (sent > 1 ms after intended); -1 unknown */
+    double max_sched_delay_ms; /* client_lag.max_sched_delay_ms; NAN unknown */
+    size_t sysmon_late; /* live ticks inside the window read more than half a cadence after their
+                           grid time (late_ms, or ts_actual - ts when larger): not aligned */
 };
 
 struct sb_analyze_opts {
     char **paths; /* run directories or folders holding them; NULL/0: results/ and runs/ */
     size_t npaths;
-    char *out_dir;             /* analysis/ (figures go to <out_dir>/figures) */
-    char *uwork_path;          /* results/H0/uwork.txt */
-    int knee_metric;           /* SB_LAT_TTFT or SB_LAT_E2E */
-    double knee_ratio;         /* 2.0 */
-    double kv_bytes_per_token; /* for H5's working set; 131072 (Llama-3.1-8B, fp16) */
+    char *out_dir;              /* analysis/ (figures go to <out_dir>/figures) */
+    char *uwork_path;           /* results/H0/uwork.txt */
+    int knee_metric;            /* SB_LAT_TTFT or SB_LAT_E2E */
+    double knee_ratio;          /* 2.0 */
+    double knee_max_error_rate; /* a step failing more of its requests is past the knee; 0.01
+                                   (0 or NAN: the default) */
+    double kv_bytes_per_token;  /* for H5's working set; 131072 (Llama-3.1-8B, fp16) */
     char *gnuplot;   /* "gnuplot"; a missing one is a warning, CSV and .gp still written */
     bool no_figures; /* write CSV and .gp, skip rendering */
     char **argv;     /* the command line, for the report */
@@ -153,6 +163,14 @@ int sb_runs_find(char *const *paths, size_t npaths, char ***out, size_t *n, stru
 int sb_run_load(const char *dir, const struct sb_analyze_opts *opts, struct sb_run *r,
                 struct sb_err *err);
 void sb_run_release(struct sb_run *r);
+
+/*
+ * Why r's figures need a second look, from run.json, into buf: "" when it ended as planned
+ * (completed or its duration) without client lag, or is unknown; else e.g. "sigint",
+ * "fatal; client lag (3 late sends; max 12.5 ms)" (no comma, for naive CSV
+ * splitters). Returns buf.
+ */
+const char *sb_run_flags(const struct sb_run *r, char *buf, size_t cap);
 void sb_runs_free(char **dirs, size_t n);
 
 /* ---- per-run outputs (summary.c) ---- */

@@ -33,9 +33,12 @@ struct sb_knee_step {
     double x;   /* the sweep value (concurrency); NAN when unknown */
     double p50; /* of the knee metric, ms; NAN when not measured */
     double p99;
+    double error_rate; /* failed / measured requests, 0..1; NAN when unknown */
     /* filled by sb_knee_find(): */
-    double ratio; /* p99 / p50; NAN when either is NAN or p50 <= 0 */
-    int over;     /* 1: p99 > k x p50, 0: not, -1: skipped (x, p50 or p99 is NAN) */
+    double ratio;     /* p99 / p50; NAN when either is NAN or p50 <= 0 */
+    bool errors_over; /* error_rate > the rule's maximum: over the knee by itself */
+    int over;         /* 1: p99 > k x p50 or errors_over, 0: not, -1: skipped (x unknown, or
+                         p50 or p99 NAN without errors_over) */
 };
 
 enum sb_knee_status {
@@ -54,12 +57,16 @@ struct sb_knee {
 };
 
 /*
- * The Test Plan §2 rule. Sorts steps[0..n) by x (stable; NAN x last), marks each step's ratio and
- * over, and finds the knee: the first step where p99 > k x p50 holds for it and for the next
- * step. Steps skipped for a NAN x, p50 or p99 are left out of the sequence (two over steps around
- * a skipped one are consecutive). U_work is the step before the knee; with no knee, the largest x.
+ * The Test Plan §2 rule, with failed requests. Sorts steps[0..n) by x (stable; NAN x last), marks
+ * each step's ratio and over, and finds the knee: the first step where p99 > k x p50 holds for it
+ * and for the next step, or, if that comes first, the first step whose error rate exceeds
+ * max_error_rate (a step where requests fail, e.g. with 429, is past the knee however fast the
+ * rest were; NAN max_error_rate: errors are not looked at). Steps skipped for a NAN x, or for a
+ * NAN p50 or p99 without too many errors, are left out of the sequence (two over steps around a
+ * skipped one are consecutive). U_work is the step before the knee; with no knee, the largest x.
  */
-void sb_knee_find(struct sb_knee_step *steps, size_t n, double k, struct sb_knee *out);
+void sb_knee_find(struct sb_knee_step *steps, size_t n, double k, double max_error_rate,
+                  struct sb_knee *out);
 
 /* "no_steps", "knee", "knee_at_first_step", "no_knee". */
 const char *sb_knee_status_name(enum sb_knee_status s);
@@ -193,7 +200,8 @@ struct sb_gate_check {
 
 /* A quality gate: the verdict over its checks (FAIL if any fails, else PASS if any passes). */
 struct sb_gate {
-    const char *name; /* "aligned", "cov_p99", "reproducible", "h2a_nvme_flat", "h2b_tier2_hits" */
+    const char *name; /* "aligned", "cov_p99", "reproducible", "h2a_nvme_flat", "h2b_tier2_hits",
+                         "run_clean" */
     const char *rule; /* the rule in words */
     double threshold;
     enum sb_verdict verdict;
@@ -209,6 +217,7 @@ enum {
     SB_GATE_REPRODUCIBLE,
     SB_GATE_H2A_NVME_FLAT,
     SB_GATE_H2B_TIER2_HITS,
+    SB_GATE_RUN_CLEAN, /* each run ended as planned without client lag (run.json) */
     SB_GATE_N
 };
 
@@ -217,8 +226,9 @@ struct sb_analysis {
     const struct sb_run *runs;
     size_t nruns;
     const struct sb_analyze_opts *opts;
-    int metric;   /* the knee metric, SB_LAT_TTFT or SB_LAT_E2E */
-    double ratio; /* the knee ratio (2.0 when opts leave it 0 or NAN) */
+    int metric;            /* the knee metric, SB_LAT_TTFT or SB_LAT_E2E */
+    double ratio;          /* the knee ratio (2.0 when opts leave it 0 or NAN) */
+    double max_error_rate; /* the knee rule's maximum error rate (0.01 when opts leave it 0/NAN) */
     struct sb_series *series;
     size_t nseries;
     struct sb_uwork *uwork; /* one per H0 series */
@@ -253,11 +263,14 @@ const char *sb_run_hypothesis(const struct sb_run *r, char *buf, size_t cap);
 bool sb_run_stack_is(const struct sb_run *r, char s);
 
 /*
- * The knee rule over a series' points on metric, steps allocated into *steps (free()). 0 or -1
- * (out of memory).
+ * The knee rule over a series' points on metric (each point's error rate: errors / measured of its
+ * runs), steps allocated into *steps (free()). 0 or -1 (out of memory).
  */
-int sb_series_knee(const struct sb_series *s, int metric, double k, struct sb_knee_step **steps,
-                   size_t *nsteps, struct sb_knee *out);
+int sb_series_knee(const struct sb_series *s, int metric, double k, double max_error_rate,
+                   struct sb_knee_step **steps, size_t *nsteps, struct sb_knee *out);
+
+/* A point's failed / measured requests over its runs; NAN when none was measured. */
+double sb_point_error_rate(const struct sb_point *p);
 
 /* The rule in words, with the metric and ratio used. */
 void sb_uwork_rule(const struct sb_analysis *an, char *buf, size_t cap);

@@ -4,6 +4,9 @@
  * with clock_nanosleep(TIMER_ABSTIME), asks every source for its fields, and writes one JSON line
  * per tick with the scheduled and the actual time. A missed tick is written as missed, never
  * merged into the next; a source that failed a tick is absent from that line, never zero-filled.
+ * Remote sources (HTTP scrapes) run concurrently on one shared libcurl multi handle and are
+ * bounded by the tick's deadline on the grid, so a slow endpoint neither delays the other sources
+ * nor moves the grid; one that misses the deadline is named in the line's "late_sources".
  */
 #ifndef SB_SYSMON_H
 #define SB_SYSMON_H
@@ -46,6 +49,7 @@ struct sb_sysmon_tick {
 };
 
 struct sb_sysmon_source;
+struct sb_scrape_pool;
 
 struct sb_sysmon_source_ops {
     const char *name; /* the JSON key of its object, e.g. "cpu" */
@@ -59,13 +63,19 @@ struct sb_sysmon_source_ops {
     int (*sample)(struct sb_sysmon_source *src, const struct sb_sysmon_tick *tick,
                   struct sb_buf *out);
     void (*close)(struct sb_sysmon_source *src);
+    /* Remote sources only (NULL for local ones): starts this tick's GETs on src->pool. The
+       sampler then reads the local sources, runs the pool until every GET is done or the tick's
+       scrape deadline passes, and calls sample(), which sets src->late when a GET missed it. */
+    void (*start)(struct sb_sysmon_source *src, const struct sb_sysmon_tick *tick);
 };
 
 struct sb_sysmon_source {
     const struct sb_sysmon_source_ops *ops;
     void *state; /* the source's own */
     bool enabled;
-    char note[256]; /* why it is off, for the one notice */
+    char note[256];              /* why it is off, for the one notice */
+    struct sb_scrape_pool *pool; /* the sampler's, for remote sources (borrowed) */
+    bool late;                   /* set by sample(): a GET missed this tick's deadline */
 };
 
 extern const struct sb_sysmon_source_ops sb_source_cpu, sb_source_mem, sb_source_psi,
@@ -77,9 +87,16 @@ int sb_sysmon_read_file(const char *root, const char *rel, struct sb_buf *out);
 /* The first wall-clock multiple of interval_ns strictly after real_ns. */
 uint64_t sb_sysmon_next_grid(uint64_t real_ns, uint64_t interval_ns);
 
+/* How long after its grid time a tick's remote GETs may run: 0.8 x the interval, at most 2 s. */
+uint64_t sb_sysmon_scrape_budget_ns(uint64_t interval_ns);
+
 /*
  * Runs the sampler until duration_s or *stop becomes true (checked each tick), writing
- * <out_dir>/sysmon.jsonl. Returns 0, or -1 with err (cannot create the file, ...).
+ * <out_dir>/sysmon.jsonl. Tick k is due at first + k x interval (first: the grid time after the
+ * start) whatever the earlier ticks took: a tick that wakes late says by how much ("late_ms",
+ * with "ts_actual" the wall time it woke), the ticks it skipped entirely are written as
+ * {"ts":..,"missed":true}, and no tick is due past start + duration_s. Returns 0, or -1 with err
+ * (cannot create the file, ...).
  */
 int sb_sysmon_run(const struct sb_sysmon_config *cfg, volatile bool *stop, struct sb_err *err);
 

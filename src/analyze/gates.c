@@ -86,10 +86,16 @@ static int eval_aligned(const struct sb_analysis *an, struct sb_gate *g)
         char s1[32], s2[32];
         fmt_num(s1, sizeof(s1), r->sysmon_aligned);
         fmt_num(s2, sizeof(s2), r->dynkv_aligned);
+        /* Late and missed ticks are what kept the share down: say how many. */
+        char ticks[96] = "";
+        if (r->sysmon_late || r->sysmon_missed)
+            snprintf(ticks, sizeof(ticks), " (%zu late, %zu missed ticks)", r->sysmon_late,
+                     r->sysmon_missed);
         if (b)
-            snprintf(c->detail, sizeof(c->detail), "sysmon %s, dynkv %s (stack B)", s1, s2);
+            snprintf(c->detail, sizeof(c->detail), "sysmon %s%s, dynkv %s (stack B)", s1, ticks,
+                     s2);
         else
-            snprintf(c->detail, sizeof(c->detail), "sysmon %s", s1);
+            snprintf(c->detail, sizeof(c->detail), "sysmon %s%s", s1, ticks);
         if (isnan(v))
             continue; /* N-A, no_telemetry */
         c->value = v;
@@ -249,7 +255,8 @@ static int eval_tier2(const struct sb_analysis *an, struct sb_gate *g)
         struct sb_knee_step *steps;
         size_t nsteps;
         struct sb_knee knee;
-        if (sb_series_knee(se, an->metric, an->ratio, &steps, &nsteps, &knee) != 0)
+        if (sb_series_knee(se, an->metric, an->ratio, an->max_error_rate, &steps, &nsteps, &knee) !=
+            0)
             return -1;
         free(steps);
         /* Points are sorted by x like the steps, so the indices agree. */
@@ -279,10 +286,39 @@ static int eval_tier2(const struct sb_analysis *an, struct sb_gate *g)
     return 0;
 }
 
+static int eval_run_clean(const struct sb_analysis *an, struct sb_gate *g)
+{
+    for (size_t i = 0; i < an->nruns; i++) {
+        const struct sb_run *r = &an->runs[i];
+        struct sb_gate_check *c = add_check(g, str_or(r->run_id, r->dir));
+        if (!c)
+            return -1;
+        c->reason = "no_run_json";
+        const char *why = r->exit_reason ? r->exit_reason : "";
+        if (!why[0] && r->late_sends < 0)
+            continue; /* N-A: the old harness wrote no run.json */
+        bool ended = !why[0] || strcmp(why, "completed") == 0 || strcmp(why, "duration") == 0;
+        bool lag = r->late_sends > 0;
+        char flags[160];
+        sb_run_flags(r, flags, sizeof(flags));
+        snprintf(c->detail, sizeof(c->detail), "exit_reason %s, %lld late sends%s%s",
+                 why[0] ? why : "unknown", r->late_sends > 0 ? r->late_sends : 0,
+                 flags[0] ? ": " : "", flags);
+        c->value = r->late_sends > 0 ? (double)r->late_sends : 0;
+        c->verdict = ended && !lag ? SB_VERDICT_PASS : SB_VERDICT_FAIL;
+        c->reason = !ended ? (strcmp(why, "fatal") == 0 ? "fatal" : "interrupted")
+                    : lag  ? "client_lag"
+                           : "ok";
+    }
+    return 0;
+}
+
 static const struct gate_kind gate_kinds[SB_GATE_N] = {
     [SB_GATE_ALIGNED] = {.name = "aligned",
                          .rule = ">= 95 % of each run's window within one cadence of a telemetry "
-                                 "tick (sysmon; and dynkv for Stack B); N-A without telemetry",
+                                 "tick on time (sysmon; and dynkv for Stack B): missed ticks and "
+                                 "ticks read over half a cadence late count as not aligned; N-A "
+                                 "without telemetry",
                          .threshold = ALIGNED_MIN,
                          .eval = eval_aligned},
     [SB_GATE_COV_P99] = {.name = "cov_p99",
@@ -310,6 +346,15 @@ static const struct gate_kind gate_kinds[SB_GATE_N] = {
                                         "else at the largest context",
                                 .threshold = TIER2_SHARE_MIN,
                                 .eval = eval_tier2},
+    [SB_GATE_RUN_CLEAN] = {.name = "run_clean",
+                           .rule = "each run ended as planned (run.json exit_reason completed or "
+                                   "duration, not sigint, sigterm or fatal) with no send more "
+                                   "than 1 ms after its intended time (client_lag.late_sends "
+                                   "0): an interrupted run's figures are partial, and a lagging "
+                                   "client measures itself; N-A without run.json",
+                           .threshold = 0,
+                           .worst_is_max = true,
+                           .eval = eval_run_clean},
 };
 
 const char *sb_verdict_name(enum sb_verdict v)

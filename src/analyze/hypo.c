@@ -415,18 +415,25 @@ static int place_run(struct sb_analysis *an, size_t i, size_t *series_cap)
     return 0;
 }
 
-int sb_series_knee(const struct sb_series *s, int metric, double k, struct sb_knee_step **steps,
-                   size_t *nsteps, struct sb_knee *out)
+double sb_point_error_rate(const struct sb_point *p)
+{
+    return p->measured ? (double)p->errors / (double)p->measured : NAN;
+}
+
+int sb_series_knee(const struct sb_series *s, int metric, double k, double max_error_rate,
+                   struct sb_knee_step **steps, size_t *nsteps, struct sb_knee *out)
 {
     *steps = calloc(s->npts ? s->npts : 1, sizeof(**steps));
     *nsteps = 0;
     if (!*steps)
         return -1;
     for (size_t i = 0; i < s->npts; i++)
-        (*steps)[i] = (struct sb_knee_step){
-            .x = s->pts[i].x, .p50 = s->pts[i].p50[metric], .p99 = s->pts[i].p99[metric]};
+        (*steps)[i] = (struct sb_knee_step){.x = s->pts[i].x,
+                                            .p50 = s->pts[i].p50[metric],
+                                            .p99 = s->pts[i].p99[metric],
+                                            .error_rate = sb_point_error_rate(&s->pts[i])};
     *nsteps = s->npts;
-    sb_knee_find(*steps, *nsteps, k, out);
+    sb_knee_find(*steps, *nsteps, k, max_error_rate, out);
     return 0;
 }
 
@@ -487,6 +494,7 @@ int sb_analysis_build(struct sb_analysis *an, const struct sb_run *runs, size_t 
     an->opts = opts;
     an->metric = opts->knee_metric == SB_LAT_E2E ? SB_LAT_E2E : SB_LAT_TTFT;
     an->ratio = opts->knee_ratio > 0 ? opts->knee_ratio : 2.0;
+    an->max_error_rate = opts->knee_max_error_rate > 0 ? opts->knee_max_error_rate : 0.01;
     an->uwork_pick = SIZE_MAX;
     an->h7_fit = an->h7_fetch_fit = (struct sb_fit){0, NAN, NAN, NAN};
     size_t series_cap = 0;
@@ -544,7 +552,8 @@ int sb_analysis_build(struct sb_analysis *an, const struct sb_run *runs, size_t 
             continue;
         struct sb_uwork *w = &an->uwork[u];
         w->series = se;
-        if (sb_series_knee(se, an->metric, an->ratio, &w->steps, &w->nsteps, &w->knee) != 0)
+        if (sb_series_knee(se, an->metric, an->ratio, an->max_error_rate, &w->steps, &w->nsteps,
+                           &w->knee) != 0)
             return sb_err_set(err, "out of memory finding the knee");
         /* The newest series wins; on a tie, or without window ends, the first one stays. */
         double best = an->uwork_pick == SIZE_MAX ? NAN : an->uwork[an->uwork_pick].series->t1;
@@ -623,15 +632,21 @@ static const char *metric_name(int m)
 
 void sb_uwork_note(const struct sb_uwork *u, char *buf, size_t cap)
 {
+    /* A knee set by failed requests says so: its latency may look fine. */
+    char why[96] = "";
+    if (u->knee.knee_idx != SIZE_MAX && u->steps[u->knee.knee_idx].errors_over)
+        snprintf(why, sizeof(why), " (%.1f %% of its requests failed)",
+                 100 * u->steps[u->knee.knee_idx].error_rate);
     switch (u->knee.status) {
     case SB_KNEE_FOUND:
-        snprintf(buf, cap, "knee at concurrency %.0f: U_work = %.0f", u->knee.knee, u->knee.uwork);
+        snprintf(buf, cap, "knee at concurrency %.0f%s: U_work = %.0f", u->knee.knee, why,
+                 u->knee.uwork);
         break;
     case SB_KNEE_AT_FIRST:
         snprintf(buf, cap,
-                 "knee at the first step (concurrency %.0f): U_work is undefined; extend the "
+                 "knee at the first step (concurrency %.0f)%s: U_work is undefined; extend the "
                  "sweep below it",
-                 u->knee.knee);
+                 u->knee.knee, why);
         break;
     case SB_KNEE_NONE:
         snprintf(buf, cap,
@@ -648,8 +663,9 @@ void sb_uwork_rule(const struct sb_analysis *an, char *buf, size_t cap)
 {
     snprintf(buf, cap,
              "knee: the first concurrency where %s p99 > %g x p50 for two consecutive steps "
-             "(steps sorted by concurrency); U_work: the step before the knee",
-             metric_name(an->metric), an->ratio);
+             "(steps sorted by concurrency), or an earlier step where over %g %% of the measured "
+             "requests failed; U_work: the step before the knee",
+             metric_name(an->metric), an->ratio, 100 * an->max_error_rate);
 }
 
 static cJSON *uwork_json(const struct sb_analysis *an)
@@ -660,6 +676,7 @@ static cJSON *uwork_json(const struct sb_analysis *an)
     cJSON_AddStringToObject(root, "rule", text);
     cJSON_AddStringToObject(root, "metric", metric_name(an->metric));
     cJSON_AddItemToObject(root, "ratio", sb_json_num_or_null(an->ratio));
+    cJSON_AddItemToObject(root, "max_error_rate", sb_json_num_or_null(an->max_error_rate));
     const struct sb_uwork *pick = an->uwork_pick != SIZE_MAX ? &an->uwork[an->uwork_pick] : NULL;
     cJSON_AddItemToObject(root, "uwork", sb_json_num_or_null(pick ? pick->knee.uwork : NAN));
     cJSON_AddStringToObject(root, "series", pick ? pick->series->label : "");
@@ -694,6 +711,8 @@ static cJSON *uwork_json(const struct sb_analysis *an)
             cJSON_AddItemToObject(o, "p50_ms", sb_json_num_or_null(s->p50));
             cJSON_AddItemToObject(o, "p99_ms", sb_json_num_or_null(s->p99));
             cJSON_AddItemToObject(o, "ratio", sb_json_num_or_null(s->ratio));
+            cJSON_AddItemToObject(o, "error_rate", sb_json_num_or_null(s->error_rate));
+            cJSON_AddBoolToObject(o, "errors_over", s->errors_over);
             cJSON_AddItemToObject(o, "over",
                                   s->over < 0 ? cJSON_CreateNull() : cJSON_CreateBool(s->over));
         }
@@ -713,24 +732,27 @@ static const char *fmt2(char *buf, size_t cap, double v)
 
 static void print_uwork(const struct sb_analysis *an, const char *txt_path)
 {
-    char text[512], a[32], b[32], c[32], d[32];
+    char text[512], a[32], b[32], c[32], d[32], e[32];
     sb_uwork_rule(an, text, sizeof(text));
     printf("U_work rule: %s\n", text);
     for (size_t u = 0; u < an->nuwork; u++) {
         const struct sb_uwork *w = &an->uwork[u];
         printf("%s%s\n", w->series->label, u == an->uwork_pick ? "  [uwork.txt]" : "");
-        printf("  %11s %10s %10s %8s  %s\n", "concurrency", "p50_ms", "p99_ms", "p99/p50", "over");
+        printf("  %11s %10s %10s %8s %8s  %s\n", "concurrency", "p50_ms", "p99_ms", "p99/p50",
+               "errors%", "over");
         for (size_t k = 0; k < w->nsteps; k++) {
             const struct sb_knee_step *s = &w->steps[k];
             if (isfinite(s->x))
                 snprintf(a, sizeof(a), "%.0f", s->x);
             else
                 snprintf(a, sizeof(a), "n/a");
-            printf("  %11s %10s %10s %8s  %s%s\n", a, fmt2(b, sizeof(b), s->p50),
+            printf("  %11s %10s %10s %8s %8s  %s%s\n", a, fmt2(b, sizeof(b), s->p50),
                    fmt2(c, sizeof(c), s->p99), fmt2(d, sizeof(d), s->ratio),
-                   s->over < 0 ? "n/a"
-                   : s->over   ? "yes"
-                               : "no",
+                   fmt2(e, sizeof(e), 100 * s->error_rate),
+                   s->over < 0      ? "n/a"
+                   : s->errors_over ? "yes (errors)"
+                   : s->over        ? "yes"
+                                    : "no",
                    k == w->knee.knee_idx ? "  <- knee" : "");
         }
         sb_uwork_note(w, text, sizeof(text));

@@ -1,9 +1,10 @@
 /*
  * The numeric rules of the analysis, as pure functions with no I/O so the unit tests can drive
- * them from tables: the Test Plan §2 knee rule that defines U_work, Pearson's r with its
- * least-squares line (H7), and the coefficient of variation behind the CoV(p99) gate. Every one
- * takes NAN as "not available" and leaves such values out rather than letting them poison a
- * sum.
+ * them from tables: the Test Plan §2 knee rule that defines U_work (with a step whose requests
+ * fail too often counted as past the knee: a server that answers 429 fast is not keeping up),
+ * Pearson's r with its least-squares line (H7), and the coefficient of variation behind the
+ * CoV(p99) gate. Every one takes NAN as "not available" and leaves such values out rather than
+ * letting them poison a sum.
  */
 #include <math.h>
 #include <stdint.h>
@@ -20,7 +21,8 @@ static bool step_before(const struct sb_knee_step *a, const struct sb_knee_step 
     return a->x < b->x;
 }
 
-void sb_knee_find(struct sb_knee_step *steps, size_t n, double k, struct sb_knee *out)
+void sb_knee_find(struct sb_knee_step *steps, size_t n, double k, double max_error_rate,
+                  struct sb_knee *out)
 {
     /* Insertion sort: sweeps have tens of steps, and it is stable. */
     for (size_t i = 1; i < n; i++) {
@@ -42,15 +44,21 @@ void sb_knee_find(struct sb_knee_step *steps, size_t n, double k, struct sb_knee
     for (size_t i = 0; i < n; i++) {
         struct sb_knee_step *s = &steps[i];
         s->ratio = s->p50 > 0 && !isnan(s->p99) ? s->p99 / s->p50 : NAN;
-        if (isnan(s->x) || isnan(s->p50) || isnan(s->p99)) {
+        /* NAN compares false: an unknown rate, or no maximum, never makes a step over. */
+        s->errors_over = !isnan(s->x) && s->error_rate > max_error_rate;
+        bool latency = !isnan(s->p50) && !isnan(s->p99);
+        if (isnan(s->x) || (!latency && !s->errors_over)) {
             s->over = -1;
             continue;
         }
-        s->over = s->p99 > k * s->p50 ? 1 : 0;
+        s->over = s->errors_over || (latency && s->p99 > k * s->p50) ? 1 : 0;
         valid++;
         if (out->knee_idx == SIZE_MAX && prev != SIZE_MAX && s->over && steps[prev].over) {
-            out->knee_idx = prev;
+            out->knee_idx = prev; /* two over in a row: the knee is the first of them */
             out->uwork_idx = prev_prev;
+        } else if (out->knee_idx == SIZE_MAX && s->errors_over) {
+            out->knee_idx = i; /* too many failures: past the knee by itself */
+            out->uwork_idx = prev;
         }
         prev_prev = prev;
         prev = i;

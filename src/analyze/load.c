@@ -561,6 +561,15 @@ static int read_run_json(struct sb_run *r, const char *path)
             r->win_mono1_ns = m1;
         }
     }
+    /* How the run ended, and whether the client kept its schedule (src/cmd/run.c writes both). */
+    const cJSON *why = cJSON_GetObjectItemCaseSensitive(j, "exit_reason");
+    if (cJSON_IsString(why) && fill_str(&r->exit_reason, why->valuestring) != 0)
+        rc = -1;
+    const cJSON *lag = cJSON_GetObjectItemCaseSensitive(j, "client_lag");
+    double late = json_num(lag, "late_sends");
+    if (late >= 0 && late < 9e18)
+        r->late_sends = (long long)late;
+    r->max_sched_delay_ms = json_num(lag, "max_sched_delay_ms");
     cJSON_Delete(j);
     return rc;
 }
@@ -570,11 +579,14 @@ static int read_run_json(struct sb_run *r, const char *path)
 static int run_init(struct sb_run *r, const char *dir)
 {
     memset(r, 0, sizeof(*r));
-    char **strs[] = {&r->run_id,     &r->stack, &r->model,       &r->workload,
-                     &r->hypothesis, &r->phase, &r->fio_profile, &r->eviction_policy};
+    char **strs[] = {&r->run_id,      &r->stack,           &r->model,
+                     &r->workload,    &r->hypothesis,      &r->phase,
+                     &r->fio_profile, &r->eviction_policy, &r->exit_reason};
     for (size_t i = 0; i < SB_ARRAY_SIZE(strs); i++)
         if (!(*strs[i] = strdup("")))
             return -1;
+    r->late_sends = -1;
+    r->max_sched_delay_ms = NAN;
     if (!(r->dir = strdup(dir)))
         return -1;
     r->context_tokens = r->concurrency = r->repetition = -1;
@@ -657,10 +669,26 @@ out:
     return rc;
 }
 
+const char *sb_run_flags(const struct sb_run *r, char *buf, size_t cap)
+{
+    if (cap == 0)
+        return buf;
+    buf[0] = '\0';
+    const char *why = r->exit_reason ? r->exit_reason : "";
+    bool ended_badly = why[0] && strcmp(why, "completed") != 0 && strcmp(why, "duration") != 0;
+    bool lag = r->late_sends > 0;
+    char lagtext[96] = "";
+    if (lag)
+        snprintf(lagtext, sizeof(lagtext), "client lag (%lld late sends; max %.1f ms)",
+                 r->late_sends, r->max_sched_delay_ms);
+    snprintf(buf, cap, "%s%s%s", ended_badly ? why : "", ended_badly && lag ? "; " : "", lagtext);
+    return buf;
+}
+
 void sb_run_release(struct sb_run *r)
 {
-    char *strs[] = {r->dir,        r->run_id, r->stack,       r->model,          r->workload,
-                    r->hypothesis, r->phase,  r->fio_profile, r->eviction_policy};
+    char *strs[] = {r->dir,        r->run_id, r->stack,       r->model,           r->workload,
+                    r->hypothesis, r->phase,  r->fio_profile, r->eviction_policy, r->exit_reason};
     for (size_t i = 0; i < SB_ARRAY_SIZE(strs); i++)
         free(strs[i]);
     for (size_t i = 0; i < r->nwarnings; i++)

@@ -655,8 +655,10 @@ static int h6_cell(const struct sb_analysis *an, const struct sb_series *se, siz
     for (size_t k = from; k < to; k++) {
         const struct sb_run *r = &an->runs[se->pts[k].runs[0]];
         double x = ll_or_nan(conc_varies ? r->concurrency : r->context_tokens);
-        steps[k - from] = (struct sb_knee_step){
-            .x = x, .p50 = se->pts[k].p50[an->metric], .p99 = se->pts[k].p99[an->metric]};
+        steps[k - from] = (struct sb_knee_step){.x = x,
+                                                .p50 = se->pts[k].p50[an->metric],
+                                                .p99 = se->pts[k].p99[an->metric],
+                                                .error_rate = sb_point_error_rate(&se->pts[k])};
         if (!isnan(x) && x > top_x) {
             top_x = x;
             top = k;
@@ -664,7 +666,7 @@ static int h6_cell(const struct sb_analysis *an, const struct sb_series *se, siz
     }
     struct sb_knee knee = {.status = SB_KNEE_NO_STEPS, .knee = NAN, .uwork = NAN};
     if (n >= 2)
-        sb_knee_find(steps, n, an->ratio, &knee);
+        sb_knee_find(steps, n, an->ratio, an->max_error_rate, &knee);
     free(steps);
     const struct sb_point *p = &se->pts[top];
     sb_table_row(t);

@@ -535,7 +535,8 @@ static void add_runs(struct doc *d, const struct sb_analysis *an)
 {
     static const char *const header[] = {"run_id",      "hypothesis", "stack",       "phase",
                                          "samples",     "errors",     "ttft_p50_ms", "ttft_p95_ms",
-                                         "ttft_p99_ms", "e2e_p50_ms", "e2e_p95_ms",  "e2e_p99_ms"};
+                                         "ttft_p99_ms", "e2e_p50_ms", "e2e_p95_ms",  "e2e_p99_ms",
+                                         "flags"};
     struct sb_table *t = new_table(header, SB_ARRAY_SIZE(header));
     if (!t) {
         d->failed = true;
@@ -556,6 +557,8 @@ static void add_runs(struct doc *d, const struct sb_analysis *an)
             sb_table_fixed(t, r->lat[m].p95, 2);
             sb_table_fixed(t, r->lat[m].p99, 2);
         }
+        char flags[160];
+        sb_table_str(t, sb_run_flags(r, flags, sizeof(flags))); /* "sigint", client lag, ... */
     }
     doc_addf(d, BLK_H2, "Runs");
     doc_addf(d, BLK_PARA,

@@ -3,10 +3,14 @@
  * each run's summary.json (the old backfill_summary.py's job). One column table lists every
  * figure once, with its name and where it lives in struct sb_run, and both writers walk it, so the
  * CSV and the JSON always say the same thing. The old process_results.py's fourteen columns come
- * first, in its order, so scripts that read them by position keep working. Numbers are written
+ * first, in its order and with its meanings, so scripts that read them by position and joins
+ * across old and new CSVs keep working: "stack" is the stack's name ("stackA"; the bare letter
+ * is "stack_letter") and "sysmon_samples" counts every tick taken (the window's are
+ * "sysmon_window_samples"). Numbers are written
  * as the shortest text that reads back as the same double; "not available" is an empty cell and
  * a JSON null, never 0.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
@@ -26,6 +30,8 @@ enum ctype {
     C_DBL,       /* double, NAN for unknown */
     C_BOOL,      /* bool */
     C_WINDOW,    /* t1 - t0 */
+    C_STACK_OLD, /* the stack as the old harness named it: "stackA" for the letter "A" */
+    C_FLAGS,     /* sb_run_flags() */
 };
 
 struct column {
@@ -65,7 +71,7 @@ struct column {
 /* Every column, in order. The first fourteen are process_results.py's. */
 #define COLUMNS(X)                                                                                 \
     X("run_id", C_STR, run_id)                                                                     \
-    X("stack", C_STR, stack)                                                                       \
+    X("stack", C_STACK_OLD, stack)                                                                 \
     X("model", C_STR, model)                                                                       \
     X("workload", C_STR, workload)                                                                 \
     X("context_tokens", C_LL, context_tokens)                                                      \
@@ -77,7 +83,8 @@ struct column {
     X("p95_e2e_ms", C_DBL, lat[SB_LAT_E2E].p95)                                                    \
     X("p99_e2e_ms", C_DBL, lat[SB_LAT_E2E].p99)                                                    \
     X("samples", C_SIZE, ok)                                                                       \
-    X("sysmon_samples", C_SIZE, sysmon_samples)                                                    \
+    X("sysmon_samples", C_SIZE, sysmon_ticks)                                                      \
+    X("stack_letter", C_STR, stack)                                                                \
     X("hypothesis", C_STR, hypothesis)                                                             \
     X("phase", C_STR, phase)                                                                       \
     X("repetition", C_LL, repetition)                                                              \
@@ -89,6 +96,10 @@ struct column {
     X("t1", C_DBL, t1)                                                                             \
     X("window_s", C_WINDOW, t0)                                                                    \
     X("window_from_run_json", C_BOOL, window_from_run_json)                                        \
+    X("exit_reason", C_STR, exit_reason)                                                           \
+    X("late_sends", C_LL, late_sends)                                                              \
+    X("max_sched_delay_ms", C_DBL, max_sched_delay_ms)                                             \
+    X("flags", C_FLAGS, exit_reason)                                                               \
     X("lines", C_SIZE, metrics_file.lines)                                                         \
     X("bad_lines", C_SIZE, metrics_file.bad_lines)                                                 \
     X("blank_lines", C_SIZE, metrics_file.blank_lines)                                             \
@@ -117,7 +128,9 @@ struct column {
     LAT_NEW(X, SB_LAT_TTFB, "ttfb")                                                                \
     LAT_NEW(X, SB_LAT_ITL, "itl")                                                                  \
     LAT_NEW(X, SB_LAT_TPOT, "tpot")                                                                \
+    X("sysmon_window_samples", C_SIZE, sysmon_samples)                                             \
     X("sysmon_missed", C_SIZE, sysmon_missed)                                                      \
+    X("sysmon_late", C_SIZE, sysmon_late)                                                          \
     X("sysmon_aligned", C_DBL, sysmon_aligned)                                                     \
     X("cadence_s", C_DBL, cadence_s)                                                               \
     TSTAT(X, "cpu_iowait", cpu_iowait)                                                             \
@@ -231,6 +244,19 @@ static const char *cell(const struct sb_run *r, const struct column *c, char *bu
         return buf;
     case C_WINDOW:
         return sb_analyze_fmt_double(buf, cap, r->t1 > r->t0 ? r->t1 - r->t0 : NAN);
+    case C_STACK_OLD: {
+        /* The loader reads "stackA" as "A"; the old column said "stackA", and joins on it. */
+        const char *v = FIELD(r, c, char *) ? FIELD(r, c, char *) : "";
+        *is_str = true;
+        if (isalpha((unsigned char)v[0]) && v[1] == '\0')
+            snprintf(buf, cap, "stack%s", v);
+        else
+            snprintf(buf, cap, "%s", v);
+        return buf;
+    }
+    case C_FLAGS:
+        *is_str = true;
+        return sb_run_flags(r, buf, cap);
     }
     return buf;
 }
@@ -249,7 +275,7 @@ int sb_summary_csv_write(const char *path, const struct sb_run *runs, size_t n, 
     fputc('\n', f);
     for (size_t k = 0; k < n; k++) {
         for (size_t i = 0; i < NCOLUMNS; i++) {
-            char buf[64];
+            char buf[256];
             bool is_str;
             const char *v = cell(&runs[k], &columns[i], buf, sizeof(buf), &is_str);
             if (i)
@@ -315,7 +341,7 @@ int sb_run_summary_json_write(const struct sb_run *r, struct sb_err *err)
         return sb_err_set(err, "cannot write '%s': out of memory", path);
     fputs("{\n", f);
     for (size_t i = 0; i < NCOLUMNS; i++) {
-        char buf[64];
+        char buf[256];
         bool is_str;
         const char *v = cell(r, &columns[i], buf, sizeof(buf), &is_str);
         fprintf(f, "  \"%s\": ", columns[i].name);

@@ -3,8 +3,14 @@
  * read into tick arrays and joined with the run's measurement window. These files hold one line
  * per 200 ms tick (18 000 an hour), so each line goes through cJSON. Ticks are taken by their grid
  * time "ts" (a number, or ISO-8601 text in the old harness's files); {"missed": true} lines mark
- * ticks the sampler could not take. A file that is absent leaves every figure it feeds NAN; bad
- * lines become warnings, as in metrics.jsonl.
+ * ticks the sampler could not take. A sysmon tick is late when it was read more than half a
+ * cadence after its grid time ("late_ms", or ts_actual - ts when that is larger: an older sampler
+ * let its grid drift behind the clock with late_ms near 0). An on-time tick stands for its grid
+ * time; a late one for the time it was read ("ts_actual"), which decides whether it is inside the
+ * run's window. A late tick's readings are real and count in the statistics, but it stands for no
+ * slot of the grid: it is counted (sysmon_late) and left out of the aligned share, like a missed
+ * one. A file that is absent leaves every figure it feeds NAN;
+ * bad lines become warnings, as in metrics.jsonl.
  */
 #include <math.h>
 #include <stdio.h>
@@ -24,6 +30,8 @@ enum sfield { S_IOWAIT, S_RPS, S_RMBS, S_RAWAIT, S_UTIL, S_AQU, S_PSI_IO, S_GPU,
 
 struct stick {
     double ts;
+    double ts_actual; /* when it was read; ts when the line does not say */
+    double late_s;    /* how long after ts it was read, 0 when the line does not say */
     bool missed;
     double f[S_N];
 };
@@ -151,6 +159,11 @@ static int on_tick(char *line, size_t len, long lineno, void *arg)
         struct stick *s = &t->s[t->n++];
         s->ts = ts;
         s->missed = missed;
+        double actual = num_of(child(o, "ts_actual")), late_ms = num_of(child(o, "late_ms"));
+        s->ts_actual = isfinite(actual) ? actual : ts;
+        s->late_s = isfinite(late_ms) && late_ms > 0 ? late_ms / 1000 : 0;
+        if (s->ts_actual - ts > s->late_s)
+            s->late_s = s->ts_actual - ts;
         s->f[S_IOWAIT] = num2(o, "cpu", "iowait");
         s->f[S_RPS] = num2(o, "nvme", "rps");
         s->f[S_RMBS] = num2(o, "nvme", "rMBs");
@@ -235,6 +248,17 @@ static double cadence_from(double *ts, size_t n, double def)
     return isnan(c) ? def : c;
 }
 
+static bool tick_late(const struct stick *k, double cadence)
+{
+    return k->late_s > cadence / 2;
+}
+
+/* The time a live tick stands for: its grid time, or when it was read if that was late. */
+static double tick_time(const struct stick *k, double cadence)
+{
+    return tick_late(k, cadence) ? k->ts_actual : k->ts;
+}
+
 static void join_sysmon(struct sb_run *r, const struct tread *t, double def_cadence)
 {
     double *ts = malloc((t->n ? t->n : 1) * sizeof(double));
@@ -249,12 +273,18 @@ static void join_sysmon(struct sb_run *r, const struct tread *t, double def_cade
     double c = isnan(r->cadence_s) ? def_cadence : r->cadence_s;
     size_t live = 0;
     for (size_t i = 0; i < t->n; i++) {
-        if (t->s[i].missed) {
-            r->sysmon_missed += in_window(r, t->s[i].ts);
+        const struct stick *k = &t->s[i];
+        if (k->missed) {
+            r->sysmon_missed += in_window(r, k->ts);
             continue;
         }
-        ts[live++] = t->s[i].ts;
-        r->sysmon_samples += in_window(r, t->s[i].ts);
+        bool late = tick_late(k, c);
+        if (!late)
+            ts[live++] = k->ts; /* on time: it stands for its grid slot */
+        if (in_window(r, tick_time(k, c))) {
+            r->sysmon_samples++;
+            r->sysmon_late += late;
+        }
     }
     r->sysmon_aligned = sb_aligned_share(ts, live, r->t0, r->t1, c);
     struct sb_tstat *dst[S_N] = {
@@ -265,7 +295,7 @@ static void join_sysmon(struct sb_run *r, const struct tread *t, double def_cade
     for (int f = 0; f < S_N; f++) {
         size_t n = 0;
         for (size_t i = 0; i < t->n; i++)
-            if (!t->s[i].missed && in_window(r, t->s[i].ts))
+            if (!t->s[i].missed && in_window(r, tick_time(&t->s[i], c)))
                 v[n++] = t->s[i].f[f];
         sb_tstat_of(v, n, dst[f]);
     }
@@ -375,6 +405,8 @@ void sb_run_read_telemetry(struct sb_run *r, const char *sysmon_path, const char
     bool have_s = read_ticks(r, sysmon_path, &s, &r->sysmon_file);
     bool have_d = read_ticks(r, dynkv_path, &d, &r->dynkv_file);
     bool window = r->t1 > r->t0;
+    for (size_t i = 0; i < s.n; i++)
+        r->sysmon_ticks += !s.s[i].missed; /* the old column: every tick, window or not */
     if (have_s && window)
         join_sysmon(r, &s, default_cadence_s);
     if (have_d && window)

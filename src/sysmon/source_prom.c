@@ -1,7 +1,9 @@
 /*
- * sysmon source "prom": scrapes every --prom URL each tick (all at once, connections kept open,
- * each GET bounded by min(0.8 x interval, 2 s)), and adds to the sysmon line
- *   "prom":{"scrapes":[{"url","ok","ms","samples","bad_lines"} or {"url","ok":false,"ms","error"}],
+ * sysmon source "prom": scrapes every --prom URL each tick (all at once with the other remote
+ * sources, connections kept open, each GET bounded by the tick's scrape deadline, min(0.8 x
+ * interval, 2 s) after its grid time), and adds to the sysmon line
+ *   "prom":{"scrapes":[{"url","ok","ms","samples","bad_lines"} or {"url","ok":false,"ms","error"}
+ *                      (with "late":true when it missed the deadline and was abandoned)],
  *           "series":{...}}
  * where series holds the well-known serving metrics of one static table: gauges as their current
  * value, counters as a rate over the time between this URL's last two good scrapes (key suffix
@@ -27,8 +29,7 @@
 #include "sb/sysmon.h"
 #include "sb/util.h"
 
-#define PROM_MAX_PAGE    (64u << 20)
-#define PROM_MAX_TIMEOUT 2000 /* ms */
+#define PROM_MAX_PAGE (64u << 20)
 
 enum series_kind {
     GAUGE_SUM,  /* current value, label sets summed */
@@ -106,12 +107,9 @@ static int prom_open(struct sb_sysmon_source *src, const struct sb_sysmon_config
     src->state = st;
     st->cfg = cfg;
     sb_buf_init(&st->line, 1u << 16);
-    long timeout = (long)((double)cfg->interval_ms * 0.8);
-    if (timeout > PROM_MAX_TIMEOUT)
-        timeout = PROM_MAX_TIMEOUT;
-    if (timeout < 1)
-        timeout = 1;
-    if (sb_scraper_init(&st->scraper, cfg->prom_urls, timeout,
+    /* A backstop only: the tick's scrape deadline (at most 0.8 x interval) comes first. */
+    long timeout = cfg->interval_ms > 0 ? (long)cfg->interval_ms : 1;
+    if (sb_scraper_init(&st->scraper, src->pool, cfg->prom_urls, timeout,
                         "text/plain;version=0.0.4;q=0.9,*/*;q=0.1", PROM_MAX_PAGE, err) != 0)
         return -1;
     st->u = calloc(st->scraper.n, sizeof(*st->u));
@@ -230,7 +228,8 @@ static int prom_sample(struct sb_sysmon_source *src, const struct sb_sysmon_tick
                        struct sb_buf *out)
 {
     struct prom_state *st = src->state;
-    sb_scraper_run(&st->scraper);
+    sb_scraper_finish(&st->scraper);
+    src->late = st->scraper.nlate > 0;
     int rc = sb_buf_adds(out, "\"prom\":{\"scrapes\":[");
     for (size_t i = 0; i < st->scraper.n; i++) {
         struct sb_scrape *sc = &st->scraper.v[i];
@@ -251,6 +250,8 @@ static int prom_sample(struct sb_sysmon_source *src, const struct sb_sysmon_tick
                               sb_prom_snapshot_count(u->cur), sb_prom_snapshot_bad_lines(u->cur));
             continue;
         }
+        if (sc->late)
+            rc |= sb_buf_adds(out, ",\"late\":true");
         rc |= sb_buf_adds(out, ",\"error\":\"");
         rc |= sb_buf_add_json_escaped(out, sc->error, strlen(sc->error));
         rc |= sb_buf_adds(out, "\"}");
@@ -283,6 +284,13 @@ static int prom_sample(struct sb_sysmon_source *src, const struct sb_sysmon_tick
     return rc ? -1 : 0;
 }
 
+static void prom_start(struct sb_sysmon_source *src, const struct sb_sysmon_tick *tick)
+{
+    (void)tick;
+    struct prom_state *st = src->state;
+    sb_scraper_start(&st->scraper);
+}
+
 static void prom_close(struct sb_sysmon_source *src)
 {
     struct prom_state *st = src->state;
@@ -305,5 +313,8 @@ static void prom_close(struct sb_sysmon_source *src)
     src->state = NULL;
 }
 
-const struct sb_sysmon_source_ops sb_source_prom = {
-    .name = "prom", .open = prom_open, .sample = prom_sample, .close = prom_close};
+const struct sb_sysmon_source_ops sb_source_prom = {.name = "prom",
+                                                    .open = prom_open,
+                                                    .sample = prom_sample,
+                                                    .close = prom_close,
+                                                    .start = prom_start};

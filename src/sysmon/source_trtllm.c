@@ -1,7 +1,8 @@
 /*
  * sysmon source "trtllm": TensorRT-LLM's /metrics, a JSON list of per-iteration stats that the
- * server drains on every GET. Polled every tick (the GET bounded by min(0.8 x interval, 2 s)), and
- * every entry is kept: one line per entry in <out>/trtllm.jsonl,
+ * server drains on every GET. Polled every tick with the other remote sources (the GET bounded by
+ * the tick's scrape deadline, min(0.8 x interval, 2 s) after its grid time), and every entry is
+ * kept: one line per entry in <out>/trtllm.jsonl,
  *   {"ts":<the tick's grid time>,"entry":{...the entry as received...}}
  * (re-serialised compactly, keys and values unchanged). Entries whose numeric "iter" is not above
  * the highest seen so far are duplicates (a server that does not drain) and are dropped and
@@ -16,7 +17,9 @@
  * null when the entry lacks one). When the poll worked but nothing new arrived it is just
  * {"entries":0}: old values are never repeated. "dups" and "bad_replies" (cumulative) are added
  * once non-zero. When the poll failed, or the reply was not a JSON list, "trtllm" is absent from
- * that line; the first of each is noticed once on stderr.
+ * that line (a poll that missed the tick's deadline names "trtllm" in the line's "late_sources");
+ * the first of each is noticed once on stderr. An abandoned poll's entries are lost with it only
+ * if the server drained them before the connection closed.
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -28,8 +31,7 @@
 #include "sb/scrape.h"
 #include "sb/sysmon.h"
 
-#define TRTLLM_MAX_REPLY   (64u << 20)
-#define TRTLLM_MAX_TIMEOUT 2000 /* ms */
+#define TRTLLM_MAX_REPLY (64u << 20)
 
 struct trtllm_state {
     struct sb_scraper scraper;
@@ -52,12 +54,9 @@ static int trtllm_open(struct sb_sysmon_source *src, const struct sb_sysmon_conf
         return sb_err_set(err, "out of memory");
     src->state = st;
     sb_buf_init(&st->lines, TRTLLM_MAX_REPLY * 2);
-    long timeout = (long)((double)cfg->interval_ms * 0.8);
-    if (timeout > TRTLLM_MAX_TIMEOUT)
-        timeout = TRTLLM_MAX_TIMEOUT;
-    if (timeout < 1)
-        timeout = 1;
-    if (sb_scraper_init(&st->scraper, cfg->trtllm_url, timeout, "application/json",
+    /* A backstop only: the tick's scrape deadline (at most 0.8 x interval) comes first. */
+    long timeout = cfg->interval_ms > 0 ? (long)cfg->interval_ms : 1;
+    if (sb_scraper_init(&st->scraper, src->pool, cfg->trtllm_url, timeout, "application/json",
                         TRTLLM_MAX_REPLY, err) != 0)
         return -1;
     char path[4200];
@@ -102,7 +101,8 @@ static int trtllm_sample(struct sb_sysmon_source *src, const struct sb_sysmon_ti
 {
     struct trtllm_state *st = src->state;
     struct sb_scrape *sc = &st->scraper.v[0];
-    sb_scraper_run(&st->scraper);
+    sb_scraper_finish(&st->scraper);
+    src->late = sc->late;
     if (!sc->ok) {
         if (!st->noticed_fail)
             fprintf(stderr,
@@ -194,6 +194,13 @@ static int trtllm_sample(struct sb_sysmon_source *src, const struct sb_sysmon_ti
     return rc ? -1 : 0;
 }
 
+static void trtllm_start(struct sb_sysmon_source *src, const struct sb_sysmon_tick *tick)
+{
+    (void)tick;
+    struct trtllm_state *st = src->state;
+    sb_scraper_start(&st->scraper);
+}
+
 static void trtllm_close(struct sb_sysmon_source *src)
 {
     struct trtllm_state *st = src->state;
@@ -210,5 +217,8 @@ static void trtllm_close(struct sb_sysmon_source *src)
     src->state = NULL;
 }
 
-const struct sb_sysmon_source_ops sb_source_trtllm = {
-    .name = "trtllm", .open = trtllm_open, .sample = trtllm_sample, .close = trtllm_close};
+const struct sb_sysmon_source_ops sb_source_trtllm = {.name = "trtllm",
+                                                      .open = trtllm_open,
+                                                      .sample = trtllm_sample,
+                                                      .close = trtllm_close,
+                                                      .start = trtllm_start};

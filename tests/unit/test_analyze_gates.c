@@ -122,6 +122,52 @@ static void test_no_runs(void **state)
     assert_string_equal(an.gates[SB_GATE_REPRODUCIBLE].name, "reproducible");
     assert_string_equal(an.gates[SB_GATE_H2A_NVME_FLAT].name, "h2a_nvme_flat");
     assert_string_equal(an.gates[SB_GATE_H2B_TIER2_HITS].name, "h2b_tier2_hits");
+    assert_string_equal(an.gates[SB_GATE_RUN_CLEAN].name, "run_clean");
+    sb_analysis_release(&an);
+}
+
+/* run_clean: a run stopped by SIGINT, a fatal error or with client lag FAILs; unknown is N-A. */
+static void test_run_clean(void **state)
+{
+    (void)state;
+    struct sb_analyze_opts o = opts_default();
+    struct sb_run runs[4];
+    for (size_t i = 0; i < 4; i++) {
+        run_blank(&runs[i], i);
+        run_set(&runs[i], "H0", "A", (long long)(1 << i), 1024, 1, 10, 12);
+        runs[i].late_sends = -1;
+        runs[i].exit_reason = (char *)"";
+    }
+    struct sb_analysis an;
+    eval(&an, runs, 4, &o);
+    assert_gate(&an.gates[SB_GATE_RUN_CLEAN], SB_VERDICT_NA, "no_run_json");
+    sb_analysis_release(&an);
+
+    runs[0].exit_reason = (char *)"completed";
+    runs[0].late_sends = 0;
+    runs[1].exit_reason = (char *)"duration";
+    runs[1].late_sends = 0;
+    eval(&an, runs, 4, &o);
+    assert_gate(&an.gates[SB_GATE_RUN_CLEAN], SB_VERDICT_PASS, "ok");
+    sb_analysis_release(&an);
+
+    runs[2].exit_reason = (char *)"sigint";
+    runs[2].late_sends = 0;
+    runs[3].exit_reason = (char *)"completed";
+    runs[3].late_sends = 7;
+    runs[3].max_sched_delay_ms = 40;
+    eval(&an, runs, 4, &o);
+    assert_gate(&an.gates[SB_GATE_RUN_CLEAN], SB_VERDICT_FAIL, "interrupted");
+    const struct sb_gate_check *c = check_of(&an.gates[SB_GATE_RUN_CLEAN], "run2");
+    assert_int_equal(c->verdict, SB_VERDICT_FAIL);
+    assert_string_equal(c->reason, "interrupted");
+    assert_non_null(strstr(c->detail, "sigint"));
+    c = check_of(&an.gates[SB_GATE_RUN_CLEAN], "run3");
+    print_message("run3: %s / %s\n", c->reason, c->detail);
+    assert_int_equal(c->verdict, SB_VERDICT_FAIL);
+    assert_string_equal(c->reason, "client_lag");
+    assert_non_null(strstr(c->detail, "7 late sends"));
+    assert_int_equal(check_of(&an.gates[SB_GATE_RUN_CLEAN], "run0")->verdict, SB_VERDICT_PASS);
     sb_analysis_release(&an);
 }
 
@@ -174,6 +220,20 @@ static void test_aligned(void **state)
     assert_int_equal(c->verdict, SB_VERDICT_FAIL);
     assert_true(fabs(c->value - 0.50) < 1e-12);
     assert_non_null(strstr(c->detail, "dynkv 0.500"));
+    sb_analysis_release(&an);
+
+    /* Late and missed ticks are not aligned; the check says how many there were. */
+    runs[3].stack = (char *)"A";
+    runs[1].sysmon_aligned = 0.80;
+    runs[1].sysmon_late = 3;
+    runs[1].sysmon_missed = 1;
+    eval(&an, runs, 4, &o);
+    c = check_of(&an.gates[SB_GATE_ALIGNED], "run1");
+    print_message("run1: %s\n", c->detail);
+    assert_int_equal(c->verdict, SB_VERDICT_FAIL);
+    assert_non_null(strstr(c->detail, "3 late"));
+    assert_non_null(strstr(c->detail, "1 missed"));
+    assert_null(strstr(check_of(&an.gates[SB_GATE_ALIGNED], "run0")->detail, "late"));
     sb_analysis_release(&an);
 }
 
@@ -410,9 +470,10 @@ static void test_grouping(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_no_runs),        cmocka_unit_test(test_aligned),
-        cmocka_unit_test(test_repetitions),    cmocka_unit_test(test_h2a_nvme_flat),
-        cmocka_unit_test(test_h2b_tier2_hits), cmocka_unit_test(test_grouping),
+        cmocka_unit_test(test_no_runs),       cmocka_unit_test(test_aligned),
+        cmocka_unit_test(test_run_clean),     cmocka_unit_test(test_repetitions),
+        cmocka_unit_test(test_h2a_nvme_flat), cmocka_unit_test(test_h2b_tier2_hits),
+        cmocka_unit_test(test_grouping),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -150,7 +150,7 @@ static void test_knee_table(void **state)
             steps[k] = (struct sb_knee_step){
                 .x = cases[i].x[k], .p50 = cases[i].p50[k], .p99 = cases[i].p99[k]};
         struct sb_knee knee;
-        sb_knee_find(steps, cases[i].n, cases[i].k, &knee);
+        sb_knee_find(steps, cases[i].n, cases[i].k, 0.01, &knee);
         if (knee.status != cases[i].status)
             fail_msg("case %zu (%s): status %s, want %s", i, cases[i].name,
                      sb_knee_status_name(knee.status), sb_knee_status_name(cases[i].status));
@@ -171,6 +171,113 @@ static void test_knee_table(void **state)
     }
 }
 
+/*
+ * The knee rule with failed requests: a step whose error rate exceeds the maximum (1 % by
+ * default) is past the knee by itself, with or without a latency.
+ */
+static void test_knee_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        size_t n;
+        double x[8], p50[8], p99[8];
+        double k;
+        enum sb_knee_status status;
+        double knee, uwork;
+        double err[8]; /* each step's error rate */
+        double max_err;
+    } cases[] = {
+        {"H0 with 429s from 8 users on: past the knee whatever the latency",
+         6,
+         {1, 2, 4, 8, 16, 32},
+         {10, 10, 10, 10, 10, 10},
+         {12, 13, 14, 15, 16, 17},
+         2,
+         SB_KNEE_FOUND,
+         8,
+         4,
+         {0, 0, 0, 0.6, 0.8, 0.9},
+         0.01},
+        {"every request failed from 16 on (no latency there), 0.5 % at 8 is under 1 %",
+         6,
+         {1, 2, 4, 8, 16, 32},
+         {10, 10, 10, 10, N, N},
+         {12, 13, 14, 15, N, N},
+         2,
+         SB_KNEE_FOUND,
+         16,
+         8,
+         {0, 0, 0, 0.005, 1, 1},
+         0.01},
+        {"errors at the first step",
+         4,
+         {1, 2, 4, 8},
+         {10, 10, 10, 10},
+         {12, 12, 12, 12},
+         2,
+         SB_KNEE_AT_FIRST,
+         1,
+         N,
+         {0.5, 0.5, 0.5, 0.5},
+         0.01},
+        {"the ratio knee comes before the errors",
+         6,
+         {1, 2, 4, 8, 16, 32},
+         {10, 10, 10, 10, 10, 10},
+         {12, 13, 25, 25, 16, 17},
+         2,
+         SB_KNEE_FOUND,
+         4,
+         2,
+         {0, 0, 0, 0, 0.5, 0.5},
+         0.01},
+        {"an error rate of exactly the maximum is not over; unknown rates are not looked at",
+         4,
+         {1, 2, 4, 8},
+         {10, 10, 10, 10},
+         {12, 12, 12, 12},
+         2,
+         SB_KNEE_NONE,
+         N,
+         8,
+         {0.05, N, 0.05, 0.05},
+         0.05},
+    };
+    for (size_t i = 0; i < SB_ARRAY_SIZE(cases); i++) {
+        struct sb_knee_step steps[8];
+        for (size_t k = 0; k < cases[i].n; k++)
+            steps[k] = (struct sb_knee_step){.x = cases[i].x[k],
+                                             .p50 = cases[i].p50[k],
+                                             .p99 = cases[i].p99[k],
+                                             .error_rate = cases[i].err[k]};
+        struct sb_knee knee;
+        sb_knee_find(steps, cases[i].n, cases[i].k, cases[i].max_err, &knee);
+        print_message("%s: %s, knee %g, U_work %g\n", cases[i].name,
+                      sb_knee_status_name(knee.status), knee.knee, knee.uwork);
+        if (knee.status != cases[i].status)
+            fail_msg("case %zu (%s): status %s, want %s", i, cases[i].name,
+                     sb_knee_status_name(knee.status), sb_knee_status_name(cases[i].status));
+        assert_close(knee.knee, cases[i].knee, cases[i].name, i);
+        assert_close(knee.uwork, cases[i].uwork, cases[i].name, i);
+        /* A step with too many errors is marked so, and over, with or without a latency. */
+        for (size_t k = 0; k < cases[i].n; k++) {
+            bool want = steps[k].error_rate > cases[i].max_err;
+            if (steps[k].errors_over != want || (want && steps[k].over != 1))
+                fail_msg("case %zu (%s): step %zu errors_over %d over %d", i, cases[i].name, k,
+                         steps[k].errors_over, steps[k].over);
+        }
+    }
+    /* NAN as the maximum: errors are not looked at (the old rule). */
+    struct sb_knee_step s[3] = {{.x = 1, .p50 = 10, .p99 = 12, .error_rate = 0.9},
+                                {.x = 2, .p50 = 10, .p99 = 12, .error_rate = 0.9},
+                                {.x = 4, .p50 = 10, .p99 = 12, .error_rate = 0.9}};
+    struct sb_knee knee;
+    sb_knee_find(s, 3, 2.0, NAN, &knee);
+    assert_int_equal(knee.status, SB_KNEE_NONE);
+    assert_false(s[0].errors_over);
+}
+
 static void test_knee_marks(void **state)
 {
     (void)state;
@@ -181,7 +288,7 @@ static void test_knee_marks(void **state)
         {.x = 8, .p50 = 0, .p99 = 5},
     };
     struct sb_knee knee;
-    sb_knee_find(s, 4, 2.0, &knee);
+    sb_knee_find(s, 4, 2.0, 0.01, &knee);
     assert_close(s[0].ratio, 1.5, "ratio", 0);
     assert_int_equal(s[0].over, 0);
     assert_true(isnan(s[1].ratio));
@@ -261,9 +368,8 @@ static void test_cov_and_mean(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_knee_table),
-        cmocka_unit_test(test_knee_marks),
-        cmocka_unit_test(test_fit_table),
+        cmocka_unit_test(test_knee_table),   cmocka_unit_test(test_knee_errors),
+        cmocka_unit_test(test_knee_marks),   cmocka_unit_test(test_fit_table),
         cmocka_unit_test(test_cov_and_mean),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -596,6 +596,44 @@ static const double fx_ttfb[] = {1.5, 0.75, 1.25, 2.0, 1.0, 0.5, 1.75, 3.0};
 static const double fx_itl[] = {25.0, 22.5, 24.0, 40.0, 23.0, 24.5, 23.5, 35.0};
 static const double fx_tpot[] = {25.1, 22.6, 24.1, 40.1, 23.1, 24.6, 23.6, 35.1};
 
+/* run.json's exit_reason and client_lag: read, and turned into the run's flags. */
+static void test_exit_reason_and_client_lag(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    char cmd[800], path[600];
+    snprintf(cmd, sizeof(cmd), "cp '%s'/* '%s'/", OURS, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof(path), "%s/run.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"run_id\":\"x_H0_stackA_L8B_U4\",\"measure_start_ts\":1000.0,\"end_ts\":1002.0,"
+          "\"client_lag\":{\"late_sends\":3,\"max_sched_delay_ms\":12.5},"
+          "\"exit_reason\":\"sigint\"}\n",
+          f);
+    assert_int_equal(fclose(f), 0);
+    struct sb_run r;
+    load_ok(dir, &r);
+    char flags[128];
+    sb_run_flags(&r, flags, sizeof(flags));
+    print_message("exit_reason '%s', late_sends %lld, max %.1f ms: flags '%s'\n",
+                  r.exit_reason ? r.exit_reason : "(null)", r.late_sends, r.max_sched_delay_ms,
+                  flags);
+    assert_string_equal(r.exit_reason, "sigint");
+    assert_int_equal(r.late_sends, 3);
+    assert_near(r.max_sched_delay_ms, 12.5, "max_sched_delay_ms");
+    assert_string_equal(flags, "sigint; client lag (3 late sends; max 12.5 ms)");
+    sb_run_release(&r);
+    /* The fixture's own run.json says neither: unknown, no flag. */
+    load_ok(OURS, &r);
+    assert_string_equal(r.exit_reason, "");
+    assert_int_equal(r.late_sends, -1);
+    assert_string_equal(sb_run_flags(&r, flags, sizeof(flags)), "");
+    sb_run_release(&r);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_ours(void **state)
 {
     (void)state;
@@ -749,6 +787,55 @@ static void test_old_harness(void **state)
     assert_int_equal(r.psi_io_some.n, 0);
     assert_true(isnan(r.psi_io_some.mean));
     sb_run_release(&r);
+}
+
+/*
+ * Late ticks: 100 ms ticks at 100.0 + k/10, k = 0..29, window [100.5, 102.5] (20 slots). k = 10,
+ * 11, 12 woke 90 ms late (late_ms 90); k = 16 comes from a sampler that hid its lateness (late_ms
+ * 0.1, ts_actual 150 ms behind ts); k = 14 is missed; k = 25 (ts 102.5, on the window's edge) was
+ * read at 102.59, after the window. A late tick is not aligned: it covers no slot, and is counted.
+ */
+static void test_late_ticks(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    char path[600];
+    snprintf(path, sizeof(path), "%s/sysmon.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int k = 0; k < 30; k++) {
+        double ts = 100.0 + k / 10.0, late = 0.0002, late_ms = 0.2;
+        if (k == 14) {
+            fprintf(f, "{\"ts\":%.6f,\"missed\":true}\n", ts);
+            continue;
+        }
+        if ((k >= 10 && k <= 12) || k == 25)
+            late = 0.09, late_ms = 90;
+        if (k == 16)
+            late = 0.15, late_ms = 0.1;
+        fprintf(f, "{\"ts\":%.6f,\"ts_actual\":%.6f,\"late_ms\":%.3f,\"cpu\":{\"iowait\":%d}}\n",
+                ts, ts + late, late_ms, k);
+    }
+    assert_int_equal(fclose(f), 0);
+    struct sb_run r;
+    memset(&r, 0, sizeof(r));
+    r.t0 = 100.5;
+    r.t1 = 102.5;
+    r.sysmon_aligned = r.dynkv_aligned = r.cadence_s = r.cadence_dynkv_s = NAN;
+    sb_run_read_telemetry(&r, path, "/nonexistent/dynkv.jsonl", 0.2);
+    print_message("samples %zu, late %zu, missed %zu, aligned %.3f\n", r.sysmon_samples,
+                  r.sysmon_late, r.sysmon_missed, r.sysmon_aligned);
+    /* k = 5..24 read inside the window, but the missed k = 14 */
+    assert_int_equal(r.sysmon_samples, 19);
+    assert_int_equal(r.sysmon_missed, 1);
+    assert_int_equal(r.sysmon_late, 4);
+    /* on time: 20 slots less k = 10, 11, 12, 14, 16 */
+    assert_near(r.sysmon_aligned, 15 / 20.0, "sysmon_aligned");
+    /* the mean of the 19 readings in the window: (5 + ... + 24 - 14) / 19 */
+    assert_near(r.cpu_iowait.mean, 276.0 / 19, "iowait mean");
+    sb_run_release(&r);
+    rm_rf(dir);
+    free(dir);
 }
 
 static void test_partial_telemetry(void **state)
@@ -926,9 +1013,10 @@ static void test_find_runs(void **state)
 /* summary_v3.csv: the old columns first, in the old order, then the new ones. */
 static const char *const csv_header =
     "run_id,stack,model,workload,context_tokens,concurrency,p50_ttft_ms,p95_ttft_ms,p99_ttft_ms,"
-    "p50_e2e_ms,p95_e2e_ms,p99_e2e_ms,samples,sysmon_samples,"
+    "p50_e2e_ms,p95_e2e_ms,p99_e2e_ms,samples,sysmon_samples,stack_letter,"
     "hypothesis,phase,repetition,fio_profile,eviction_policy,rate,old_format,t0,t1,window_s,"
-    "window_from_run_json,lines,bad_lines,blank_lines,warmup,measured,errors,errors_unknown,"
+    "window_from_run_json,exit_reason,late_sends,max_sched_delay_ms,flags,lines,bad_lines,blank_"
+    "lines,warmup,measured,errors,errors_unknown,"
     "errors_connect,errors_timeout,errors_http,errors_bad_json,errors_bad_sse,"
     "errors_stream_error,errors_truncated,errors_too_large,errors_transport,errors_cancelled,"
     "admitted,completed,rejected,achieved_rps,output_tok_s,output_tokens,"
@@ -940,7 +1028,9 @@ static const char *const csv_header =
     "max_itl_ms,"
     "n_tpot,p50_tpot_ms,p90_tpot_ms,p95_tpot_ms,p99_tpot_ms,p999_tpot_ms,mean_tpot_ms,"
     "min_tpot_ms,max_tpot_ms,"
-    "sysmon_missed,sysmon_aligned,cadence_s,cpu_iowait_mean,cpu_iowait_p95,nvme_rps_mean,"
+    "sysmon_window_samples,sysmon_missed,sysmon_late,sysmon_aligned,cadence_s,cpu_iowait_mean,cpu_"
+    "iowait_p95,nvme_rps_"
+    "mean,"
     "nvme_rps_p95,nvme_rmbs_mean,nvme_rmbs_p95,nvme_r_await_ms_mean,nvme_r_await_ms_p95,"
     "nvme_util_pct_mean,nvme_util_pct_p95,nvme_aqu_sz_mean,nvme_aqu_sz_p95,"
     "psi_io_some_avg10_mean,psi_io_some_avg10_p95,mem_available_min,mem_available_mean,"
@@ -1002,17 +1092,18 @@ static void test_summary_csv(void **state)
         ncols++;
     assert_int_equal(n, ncols);
     assert_string_equal(cells[0], "20261201_100000_H0_stackA_L8B_U4");
-    assert_string_equal(cells[1], "A");
+    assert_string_equal(cells[1], "stackA"); /* the old column's meaning: the stack's name */
     assert_string_equal(cells[2], "L8B");
     assert_string_equal(cells[3], "fixed_context");
     assert_string_equal(cells[4], "256");
     assert_string_equal(cells[5], "4");
     assert_string_equal(cells[6], "105.5"); /* p50_ttft_ms */
     assert_string_equal(cells[12], "8");    /* samples: ok measured records */
-    assert_string_equal(cells[13], "10");   /* sysmon_samples */
-    assert_string_equal(cells[14], "H0");
-    assert_string_equal(cells[19], "");      /* rate: closed loop, NAN */
-    assert_string_equal(cells[20], "false"); /* old_format */
+    assert_string_equal(cells[13], "14"); /* sysmon_samples: every tick taken (15 less 1 missed) */
+    assert_string_equal(cells[14], "A");  /* stack_letter */
+    assert_string_equal(cells[15], "H0");
+    assert_string_equal(cells[20], "");      /* rate: closed loop, NAN */
+    assert_string_equal(cells[21], "false"); /* old_format */
     /* every number reads back as the double it came from */
     for (int i = 0; i < n; i++) {
         const char *name = sb_summary_columns[i];
@@ -1030,6 +1121,11 @@ static void test_summary_csv(void **state)
             assert_string_equal(cells[i], "3");
         if (strcmp(name, "errors_http") == 0)
             assert_string_equal(cells[i], "3");
+        if (strcmp(name, "sysmon_window_samples") == 0)
+            assert_string_equal(cells[i], "10"); /* the ticks inside the window */
+        if (strcmp(name, "exit_reason") == 0 || strcmp(name, "late_sends") == 0 ||
+            strcmp(name, "flags") == 0)
+            assert_string_equal(cells[i], ""); /* the fixture's run.json says nothing */
     }
     /* 3 data rows */
     int rows = 0;
@@ -1097,8 +1193,10 @@ int main(void)
         cmocka_unit_test(test_scan_numbers_exact),
         cmocka_unit_test(test_scan_against_record_parser),
         cmocka_unit_test(test_ours),
+        cmocka_unit_test(test_exit_reason_and_client_lag),
         cmocka_unit_test(test_old_harness),
         cmocka_unit_test(test_partial_telemetry),
+        cmocka_unit_test(test_late_ticks),
         cmocka_unit_test(test_not_jsonl),
         cmocka_unit_test(test_split_same_answers),
         cmocka_unit_test(test_find_runs),

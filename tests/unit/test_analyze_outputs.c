@@ -377,6 +377,53 @@ static void test_uwork_no_knee_and_newest_group(void **state)
     cJSON_Delete(root);
 }
 
+/* Issue 10 item 15: 429s at 4, 8 and 16 users with fast latency: the knee is 4, U_work 2. */
+static void test_uwork_errors(void **state)
+{
+    struct fixture *f = *state;
+    for (size_t i = 0; i < NRUNS; i++) {
+        f->runs[i].lat[SB_LAT_TTFT].p99 = 15; /* never over 2 x p50 */
+        if (f->runs[i].concurrency >= 4)
+            f->runs[i].errors = 60; /* of 100 measured */
+    }
+    f->runs[5].exit_reason = (char *)"sigint"; /* flagged in the report's run table */
+    char *errtext;
+    assert_int_equal(outputs_capture(f, NRUNS, &errtext), 0);
+    free(errtext);
+    char *txt = read_file(f->uwork);
+    assert_non_null(txt);
+    print_message("uwork.txt: %s", txt);
+    assert_string_equal(txt, "2\n");
+    free(txt);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/results/H0/uwork.json", f->dir);
+    char *js = read_file(path);
+    cJSON *root = cJSON_Parse(js);
+    free(js);
+    assert_non_null(root);
+    assert_true(fabs(cJSON_GetObjectItem(root, "max_error_rate")->valuedouble - 0.01) < 1e-12);
+    assert_non_null(strstr(cJSON_GetObjectItem(root, "rule")->valuestring, "failed"));
+    cJSON *g = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "groups"), 0);
+    const char *note = cJSON_GetObjectItem(g, "note")->valuestring;
+    print_message("note: %s\n", note);
+    assert_string_equal(note, "knee at concurrency 4 (60.0 % of its requests failed): U_work = 2");
+    cJSON *steps = cJSON_GetObjectItem(g, "steps");
+    /* concurrency 1 (two repetitions, 1 error in 100): exactly 1 %, not over */
+    cJSON *s0 = cJSON_GetArrayItem(steps, 0);
+    assert_true(fabs(cJSON_GetObjectItem(s0, "error_rate")->valuedouble - 0.01) < 1e-12);
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(s0, "errors_over")));
+    cJSON *s2 = cJSON_GetArrayItem(steps, 2);
+    assert_int_equal(cJSON_GetObjectItem(s2, "concurrency")->valuedouble, 4);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(s2, "errors_over")));
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(s2, "over")));
+    cJSON_Delete(root);
+    char *html = read_at(f, "report.html");
+    assert_non_null(html);
+    assert_non_null(strstr(html, "<td>sigint</td>"));
+    assert_non_null(strstr(html, "run_clean"));
+    free(html);
+}
+
 static void test_escaping(void **state)
 {
     struct fixture *f = *state;
@@ -507,6 +554,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_h0_csv_uwork_without_gnuplot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uwork_knee_at_first_step, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uwork_no_knee_and_newest_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_uwork_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_escaping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failing_gnuplot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_figures, setup, teardown),
