@@ -124,6 +124,7 @@ struct sb_run {
     char *exit_reason;    /* "completed", "duration", "sigint", "sigterm", "fatal"; "" unknown */
     long long late_sends; /* client_lag.late_sends (sent > 1 ms after intended); -1 unknown */
     double max_sched_delay_ms; /* client_lag.max_sched_delay_ms; NAN unknown */
+    bool fell_behind;   /* client_lag.fell_behind, else sb_client_fell_behind() of the counts */
     size_t sysmon_late; /* live ticks inside the window read more than half a cadence after their
                            grid time (late_ms, or ts_actual - ts when larger): not aligned */
 };

@@ -7,6 +7,7 @@
 #ifndef SB_STATS_H
 #define SB_STATS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /*
@@ -57,5 +58,12 @@ double sb_tput_window_s(const struct sb_tput *t);
 /* completed / window and output_tokens / window; NAN when the window is empty. */
 double sb_tput_req_s(const struct sb_tput *t);
 double sb_tput_tok_s(const struct sb_tput *t);
+
+/*
+ * Whether the client fell behind its schedule enough to doubt its numbers: more than 1 % of the
+ * requests sent over 1 ms after their intended time, or any of them over 100 ms late. One rule
+ * for run's warning, run.json's client_lag.fell_behind and analyze's run_clean gate and flags.
+ */
+bool sb_client_fell_behind(long long late_sends, long long sent, double max_sched_delay_ms);
 
 #endif

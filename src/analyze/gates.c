@@ -298,7 +298,7 @@ static int eval_run_clean(const struct sb_analysis *an, struct sb_gate *g)
         if (!why[0] && r->late_sends < 0)
             continue; /* N-A: the old harness wrote no run.json */
         bool ended = !why[0] || strcmp(why, "completed") == 0 || strcmp(why, "duration") == 0;
-        bool lag = r->late_sends > 0;
+        bool lag = r->fell_behind;
         char flags[160];
         sb_run_flags(r, flags, sizeof(flags));
         snprintf(c->detail, sizeof(c->detail), "exit_reason %s, %lld late sends%s%s",
@@ -347,11 +347,13 @@ static const struct gate_kind gate_kinds[SB_GATE_N] = {
                                 .threshold = TIER2_SHARE_MIN,
                                 .eval = eval_tier2},
     [SB_GATE_RUN_CLEAN] = {.name = "run_clean",
-                           .rule = "each run ended as planned (run.json exit_reason completed or "
-                                   "duration, not sigint, sigterm or fatal) with no send more "
-                                   "than 1 ms after its intended time (client_lag.late_sends "
-                                   "0): an interrupted run's figures are partial, and a lagging "
-                                   "client measures itself; N-A without run.json",
+                           .rule =
+                               "each run ended as planned (run.json exit_reason completed or "
+                               "duration, not sigint, sigterm or fatal) with a client that kept "
+                               "its schedule (client_lag.fell_behind false: at most 1 % of "
+                               "the sends over 1 ms late, none over 100 ms): an interrupted run's "
+                               "figures are partial, and a lagging "
+                               "client measures itself; N-A without run.json",
                            .threshold = 0,
                            .worst_is_max = true,
                            .eval = eval_run_clean},

@@ -570,6 +570,15 @@ static int read_run_json(struct sb_run *r, const char *path)
     if (late >= 0 && late < 9e18)
         r->late_sends = (long long)late;
     r->max_sched_delay_ms = json_num(lag, "max_sched_delay_ms");
+    const cJSON *fb = cJSON_GetObjectItemCaseSensitive(lag, "fell_behind");
+    if (cJSON_IsBool(fb))
+        r->fell_behind = cJSON_IsTrue(fb);
+    else /* an older run.json: the same rule on its counts */
+    {
+        double sent = json_num(cJSON_GetObjectItemCaseSensitive(j, "counts"), "sent");
+        r->fell_behind = sb_client_fell_behind(
+            r->late_sends, sent >= 0 && sent < 9e18 ? (long long)sent : 0, r->max_sched_delay_ms);
+    }
     cJSON_Delete(j);
     return rc;
 }
@@ -676,7 +685,7 @@ const char *sb_run_flags(const struct sb_run *r, char *buf, size_t cap)
     buf[0] = '\0';
     const char *why = r->exit_reason ? r->exit_reason : "";
     bool ended_badly = why[0] && strcmp(why, "completed") != 0 && strcmp(why, "duration") != 0;
-    bool lag = r->late_sends > 0;
+    bool lag = r->fell_behind;
     char lagtext[96] = "";
     if (lag)
         snprintf(lagtext, sizeof(lagtext), "client lag (%lld late sends; max %.1f ms)",

@@ -230,3 +230,11 @@ double sb_tput_tok_s(const struct sb_tput *t)
     double w = sb_tput_window_s(t);
     return w > 0 ? (double)t->output_tokens / w : NAN;
 }
+
+bool sb_client_fell_behind(long long late_sends, long long sent, double max_sched_delay_ms)
+{
+    if (late_sends <= 0)
+        return false;
+    double share = sent > 0 ? (double)late_sends / (double)sent : 1.0;
+    return share > 0.01 || max_sched_delay_ms > 100;
+}

@@ -221,6 +221,9 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
     cJSON *lag = cJSON_AddObjectToObject(o, "client_lag");
     cJSON_AddNumberToObject(lag, "late_sends", (double)res->late_sends);
     cJSON_AddNumberToObject(lag, "max_sched_delay_ms", res->max_sched_delay_ms);
+    cJSON_AddBoolToObject(
+        lag, "fell_behind",
+        sb_client_fell_behind(res->late_sends, res->sent, res->max_sched_delay_ms));
     double *tt = malloc((res->n_ttft ? res->n_ttft : 1) * sizeof(double));
     double *ee = malloc((res->n_e2e ? res->n_e2e : 1) * sizeof(double));
     if (tt && ee) {
@@ -298,7 +301,7 @@ static void print_summary(const char *run_id, const char *dir, const struct sb_e
     /* Open loop: being late is the client's failure. Closed loop: "late" is the gap between a
        completion and the same user's next send, a client overhead worth knowing when it grows. */
     double late_share = res->sent ? (double)res->late_sends / (double)res->sent : 0;
-    if (res->late_sends > 0 && (late_share > 0.01 || res->max_sched_delay_ms > 100))
+    if (sb_client_fell_behind(res->late_sends, res->sent, res->max_sched_delay_ms))
         printf("  WARNING: the client fell behind its schedule: %lld of %lld requests (%.1f %%) "
                "sent more than 1 ms late, max %.2f ms; their latency includes the wait\n",
                res->late_sends, res->sent, 100 * late_share, res->max_sched_delay_ms);

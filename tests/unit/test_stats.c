@@ -262,12 +262,53 @@ static void test_sort_edges(void **state)
     }
 }
 
+/* Throughput counts ok completions in [from, to): the end is open, the drain is out. */
+static void test_tput_window(void **state)
+{
+    (void)state;
+    struct sb_tput t;
+    sb_tput_init(&t, 10.0, 12.0);
+    const struct {
+        double done;
+        long long tokens;
+    } adds[] = {{9.999, 5}, {10.0, 5}, {11.5, 7}, {11.999999, -1}, {12.0, 5}, {30.0, 5}};
+    for (size_t i = 0; i < sizeof(adds) / sizeof(adds[0]); i++)
+        sb_tput_add(&t, adds[i].done, adds[i].tokens);
+    assert_int_equal(t.completed, 3);
+    assert_int_equal(t.output_tokens, 12); /* a count not reported adds none */
+    assert_true(sb_tput_window_s(&t) == 2.0);
+    assert_true(sb_tput_req_s(&t) == 1.5);
+    assert_true(sb_tput_tok_s(&t) == 6.0);
+    sb_tput_init(&t, 5.0, 5.0);
+    assert_true(sb_tput_window_s(&t) == 0 && isnan(sb_tput_req_s(&t)));
+}
+
+static void test_client_fell_behind(void **state)
+{
+    (void)state;
+    const struct {
+        long long late, sent;
+        double max_ms;
+        bool want;
+    } cases[] = {
+        {0, 1000, 500, false},  /* nothing late: max is the largest on-time delay */
+        {10, 1000, 50, false},  /* 1 %, none past 100 ms */
+        {11, 1000, 50, true},   /* over 1 % */
+        {1, 1000, 100.5, true}, /* one far behind */
+        {3, 0, 12.5, true},     /* late sends with no count of sent: behind */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        if (sb_client_fell_behind(cases[i].late, cases[i].sent, cases[i].max_ms) != cases[i].want)
+            fail_msg("case %zu: want %d", i, cases[i].want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_percentile_table), cmocka_unit_test(test_percentile_numpy_lerp),
-        cmocka_unit_test(test_summary_table),    cmocka_unit_test(test_random_vs_naive),
-        cmocka_unit_test(test_sort_edges),
+        cmocka_unit_test(test_percentile_table),   cmocka_unit_test(test_percentile_numpy_lerp),
+        cmocka_unit_test(test_summary_table),      cmocka_unit_test(test_random_vs_naive),
+        cmocka_unit_test(test_sort_edges),         cmocka_unit_test(test_tput_window),
+        cmocka_unit_test(test_client_fell_behind),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
