@@ -63,6 +63,9 @@ struct sb_run_config {
     char *output_dir;
     char *results_dir;
     bool new_connection;
+    bool reset_cache;
+    char *reset_cache_cmd;
+    bool server_state;
     double timeout_s;
     double connect_timeout_s;
     uint64_t max_response_bytes;

@@ -27,6 +27,7 @@
 #include "sb/openai.h"
 #include "sb/run.h"
 #include "sb/procfs.h"
+#include "sb/server_cache.h"
 #include "sb/stats.h"
 #include "sb/sysmon.h"
 #include "sb/util.h"
@@ -150,10 +151,42 @@ struct record_loss {
     char why[4400]; /* names metrics.jsonl, whose path may be long */
 };
 
+/* What the server's own cache was before and after the run, and what cleared it. */
+struct server_side {
+    bool reset_asked, state_read;
+    struct sb_cache_reset reset;
+    struct sb_cache_state start, end;
+};
+
+static void add_cache_state(cJSON *o, const char *key, const struct sb_cache_state *st)
+{
+    cJSON *c = cJSON_AddObjectToObject(o, key);
+    if (!st->read) {
+        cJSON_AddNullToObject(c, "usage_ratio");
+        cJSON_AddStringToObject(c, "error", st->error);
+        return;
+    }
+    cJSON_AddStringToObject(c, "source", st->source);
+    cJSON_AddStringToObject(c, "series", st->series);
+    cJSON_AddItemToObject(c, "usage_ratio", sb_json_num_or_null(st->usage_ratio));
+    cJSON_AddItemToObject(c, "cached_tokens", sb_json_num_or_null(st->cached_tokens));
+}
+
+/* "http://host:port" of an endpoint URL: where the server's own routes live. */
+static void base_of(const char *url, char *out, size_t cap)
+{
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    const char *slash = strchr(p, '/');
+    size_t n = slash ? (size_t)(slash - url) : strlen(url);
+    snprintf(out, cap, "%.*s", (int)n, url);
+}
+
 static int write_run_json(const char *dir, const char *run_id, const char *url, int argc,
                           char **argv, const struct sb_engine_result *res, uint64_t wall_start,
                           uint64_t wall_end, const struct sb_workload *w,
-                          const struct record_loss *loss, struct sb_err *err)
+                          const struct record_loss *loss, const struct server_side *ss,
+                          struct sb_err *err)
 {
     cJSON *o = cJSON_CreateObject();
     char t[64];
@@ -234,6 +267,19 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
     }
     free(tt);
     free(ee);
+    if (ss->reset_asked || ss->state_read) {
+        cJSON *sc = cJSON_AddObjectToObject(o, "server_cache");
+        if (ss->reset_asked) {
+            cJSON *r = cJSON_AddObjectToObject(sc, "reset");
+            cJSON_AddStringToObject(r, "method", ss->reset.method);
+            cJSON_AddBoolToObject(r, "done", ss->reset.done);
+            cJSON_AddStringToObject(r, "detail", ss->reset.detail);
+        }
+        if (ss->state_read) {
+            add_cache_state(sc, "start", &ss->start);
+            add_cache_state(sc, "end", &ss->end);
+        }
+    }
     cJSON_AddStringToObject(o, "exit_reason", sb_exit_reason_name(res->reason));
     if (res->fatal_msg[0])
         cJSON_AddStringToObject(o, "fatal_error", res->fatal_msg);
@@ -414,6 +460,25 @@ int cmd_run(int argc, char **argv)
     else
         snprintf(dir, sizeof(dir), "%s/%s", cfg.results_dir, run_id);
 
+    /* The server's cache: cleared first when asked (before anything is written, so a failed
+       reset leaves no run directory behind), and read before and after the run. */
+    struct server_side ss = {.reset_asked =
+                                 cfg.reset_cache || (cfg.reset_cache_cmd && *cfg.reset_cache_cmd),
+                             .state_read = cfg.server_state};
+    char base[1100];
+    base_of(url, base, sizeof(base));
+    if (ss.reset_asked) {
+        if (sb_server_cache_reset(base, cfg.reset_cache_cmd, 10, &ss.reset, &err) != 0) {
+            fprintf(stderr, "sparkbench run: %s\n", err.msg);
+            rc = 1;
+            goto out;
+        }
+        if (!cfg.quiet)
+            printf("server cache cleared (%s: %s)\n", ss.reset.method, ss.reset.detail);
+    }
+    if (ss.state_read)
+        sb_server_cache_read(base, 2, &ss.start);
+
     if (sb_workload_open(&wl, &cfg, &err) != 0) {
         fprintf(stderr, "sparkbench run: %s\n", err.msg);
         rc = 1;
@@ -467,6 +532,8 @@ int cmd_run(int argc, char **argv)
         goto out;
     }
     uint64_t wall_end = sb_real_ns();
+    if (ss.state_read)
+        sb_server_cache_read(base, 2, &ss.end);
     struct sb_err cerr;
     int close_rc = sb_jsonl_close(&sink, &cerr);
     sink_open = false;
@@ -491,7 +558,7 @@ int cmd_run(int argc, char **argv)
             snprintf(loss.why, sizeof(loss.why), "%s", er.fatal_msg);
     }
     bool json_failed = write_run_json(dir, run_id, url, argc, argv, &er, wall_start, wall_end, &wl,
-                                      &loss, &err) != 0;
+                                      &loss, &ss, &err) != 0;
     if (json_failed)
         fprintf(stderr, "sparkbench run: %s\n", err.msg);
     if (!cfg.quiet)

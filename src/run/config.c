@@ -264,6 +264,28 @@ const struct sb_opt sb_run_options[] = {
      .type = SB_OPT_BOOL,
      .offset = O(new_connection),
      .help = "a new TCP connection per request (no keep-alive)"},
+    {.key = "run.reset_cache",
+     .flag = "reset-cache",
+     .type = SB_OPT_BOOL,
+     .offset = O(reset_cache),
+     .help = "clear the server's prefix/KV cache before measuring, through its own endpoint "
+             "(vLLM POST /reset_prefix_cache, SGLang POST /flush_cache, llama.cpp POST "
+             "/slots/N?action=erase); the run stops when none answers"},
+    {.key = "run.reset_cache_cmd",
+     .flag = "reset-cache-cmd",
+     .type = SB_OPT_STR,
+     .offset = O(reset_cache_cmd),
+     .argname = "CMD",
+     .help = "with --reset-cache: run this shell command instead (servers without an endpoint); "
+             "it must exit 0"},
+    {.key = "run.server_state",
+     .flag = "server-state",
+     .type = SB_OPT_BOOL,
+     .offset = O(server_state),
+     .def = "true",
+     .help = "read the server's KV cache usage from its /metrics before and after the run into "
+             "run.json (--no-server-state: don't; note a GET drains TensorRT-LLM's JSON "
+             "/metrics)"},
     {.key = "run.timeout_s",
      .flag = "timeout-s",
      .type = SB_OPT_DOUBLE,

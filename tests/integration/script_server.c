@@ -41,10 +41,10 @@ static int wait_readable(struct sb_script_server *s, int fd)
     return 0;
 }
 
-/* Reads one request (headers, then Content-Length bytes). 1 read, 0 EOF or stop, -1 error. */
-static int read_request(struct sb_script_server *s, int fd)
+/* Reads one request (headers, then Content-Length bytes) into buf. 1 read, 0 EOF or stop, -1
+   error. */
+static int read_request(struct sb_script_server *s, int fd, char *buf, size_t cap)
 {
-    char buf[65536];
     size_t len = 0;
     size_t need = 0; /* total bytes once the headers are known */
     for (;;) {
@@ -52,7 +52,7 @@ static int read_request(struct sb_script_server *s, int fd)
             return 1;
         if (!wait_readable(s, fd))
             return 0;
-        ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+        ssize_t n = read(fd, buf + len, cap - 1 - len);
         if (n <= 0)
             return n == 0 ? 0 : -1;
         len += (size_t)n;
@@ -70,7 +70,7 @@ static int read_request(struct sb_script_server *s, int fd)
                     p += 2;
             }
             need = (size_t)(end + 4 - buf) + body;
-            if (need >= sizeof(buf))
+            if (need >= cap)
                 return -1;
         }
     }
@@ -101,9 +101,26 @@ static void *serve(void *arg)
         int fd = accept(s->listen_fd, NULL, NULL);
         if (fd < 0)
             continue;
-        while (read_request(s, fd) == 1) {
+        static char req[65536]; /* one server thread */
+        while (read_request(s, fd, req, sizeof(req)) == 1) {
             atomic_fetch_add(&s->requests, 1);
+            char *eol = strstr(req, "\r\n");
+            size_t ll = eol ? (size_t)(eol - req) : 0, have = strlen(s->log);
+            char *sp = memchr(req, ' ', ll);
+            char *sp2 = sp ? memchr(sp + 1, ' ', ll - (size_t)(sp + 1 - req)) : NULL;
+            if (sp2 && have + (size_t)(sp2 - req) + 2 < sizeof(s->log)) {
+                memcpy(s->log + have, req, (size_t)(sp2 - req));
+                s->log[have + (size_t)(sp2 - req)] = '\n';
+                s->log[have + (size_t)(sp2 - req) + 1] = '\0';
+            }
             bool ok = true;
+            if (s->respond) {
+                const char *r = s->respond(s, req);
+                ok = r && write_all(fd, r, strlen(r));
+                if (!ok || s->close_after_response)
+                    break;
+                continue;
+            }
             for (const struct sb_script_step *st = s->steps; ok && st->bytes; st++) {
                 if (st->delay_ms > 0)
                     sleep_ms(st->delay_ms);
@@ -121,6 +138,7 @@ int sb_script_server_start(struct sb_script_server *s)
 {
     s->port = 0;
     s->first_accept_ns = 0;
+    s->log[0] = '\0';
     atomic_store(&s->requests, 0);
     atomic_store(&s->stop, false);
     s->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -18,9 +18,17 @@ struct sb_script_step {
     const char *bytes; /* NUL-terminated; NULL ends the script */
 };
 
+struct sb_script_server;
+
+/* A route-aware answer: the whole response for one request (its request line and headers in
+   head, NUL-terminated), written at once; the string must stay valid until the next call. */
+typedef const char *(*sb_script_respond)(struct sb_script_server *s, const char *head);
+
 struct sb_script_server {
     /* set before sb_script_server_start */
     const struct sb_script_step *steps; /* written for every request, in order */
+    sb_script_respond respond;          /* when set, answers instead of steps */
+    void *arg;                          /* for respond */
     int backlog;                        /* listen() backlog */
     int accept_delay_ms;                /* before the first accept() */
     bool close_after_response;          /* close the socket after the last step */
@@ -30,6 +38,7 @@ struct sb_script_server {
     int listen_fd;
     uint64_t first_accept_ns; /* CLOCK_MONOTONIC of the first accept() call */
     _Atomic int requests;     /* requests read (a connection that sent nothing is not one) */
+    char log[8192];           /* "METHOD /path\n" per request, in order (read after stop) */
     _Atomic bool stop;
     pthread_t thread;
 };
