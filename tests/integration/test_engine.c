@@ -517,7 +517,7 @@ static void test_send_stamp(void **state)
     close(filler); /* still queued: accept() takes it and reads EOF */
     struct paths p;
     paths_init(&p, "send", s.port, "/v1/completions");
-    const char *args[] = {"--requests", "1", "--no-stream", "--quiet", NULL};
+    const char *args[] = {"--requests", "1", "--no-stream", "--quiet", "--no-server-state", NULL};
     char *out = NULL, *err = NULL;
     int rc = run_limited(&p, args, &out, &err);
     if (rc != 0)
@@ -556,7 +556,7 @@ static void test_ttfb_after_interim(void **state)
     assert_int_equal(sb_script_server_start(&s), 0);
     struct paths p;
     paths_init(&p, "ttfb", s.port, "/v1/completions");
-    const char *args[] = {"--requests", "1", "--no-stream", "--quiet", NULL};
+    const char *args[] = {"--requests", "1", "--no-stream", "--quiet", "--no-server-state", NULL};
     char *out = NULL, *err = NULL;
     int rc = run_limited(&p, args, &out, &err);
     if (rc != 0)
