@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <poll.h>
+#include <math.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -403,4 +404,33 @@ void sb_test_disk_of(const char *path, char *out, size_t cap)
     }
     const char *name = strrchr(real, '/');
     snprintf(out, cap, "%.63s", name ? name + 1 : real);
+}
+
+struct cJSON *sb_test_read_json(const char *path)
+{
+    char *text = sb_test_read_file(path);
+    if (!text)
+        fail_msg("cannot read '%s'", path);
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    if (!j)
+        fail_msg("'%s' is not JSON", path);
+    return j;
+}
+
+double sb_test_num(const struct cJSON *j, const char *k)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);
+    return cJSON_IsNumber(x) ? x->valuedouble : NAN;
+}
+
+const char *sb_test_str(const struct cJSON *j, const char *k)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);
+    return cJSON_IsString(x) ? x->valuestring : NULL;
+}
+
+bool sb_test_true(const struct cJSON *j, const char *k)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, k));
 }

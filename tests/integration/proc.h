@@ -6,6 +6,7 @@
 #define SB_TEST_PROC_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <sys/types.h>
 
 struct sb_proc {
@@ -62,6 +63,14 @@ struct cJSON;
 /* Parses every line of the JSONL file at path; fails the running test when the file cannot be
    read or a line is not JSON. Free with sb_test_free_jsonl. */
 struct cJSON **sb_test_read_jsonl(const char *path, int *n);
+/* Parses the JSON file at path; fails the running test when it cannot be read or parsed. Free
+   with cJSON_Delete. */
+struct cJSON *sb_test_read_json(const char *path);
+/* Member k of object j: its number (NAN when absent or not a number), its string (NULL), or
+   whether it is true. */
+double sb_test_num(const struct cJSON *j, const char *k);
+const char *sb_test_str(const struct cJSON *j, const char *k);
+bool sb_test_true(const struct cJSON *j, const char *k);
 void sb_test_free_jsonl(struct cJSON **v, int n);
 
 /* A new directory "<parent>/sbtest-<tag>-XXXXXX" (fails the test when it cannot be made); free

@@ -82,35 +82,6 @@ static int run_limited(const struct paths *p, const char *const *args, char **ou
     return sb_proc_run_limit(argv, out, err, RUN_LIMIT_S);
 }
 
-static double num(const cJSON *j, const char *k)
-{
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);
-    return cJSON_IsNumber(x) ? x->valuedouble : NAN;
-}
-
-static const char *str(const cJSON *j, const char *k)
-{
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);
-    return cJSON_IsString(x) ? x->valuestring : NULL;
-}
-
-static bool is_true(const cJSON *j, const char *k)
-{
-    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, k));
-}
-
-static cJSON *read_json(const char *path)
-{
-    char *text = sb_test_read_file(path);
-    if (!text)
-        fail_msg("cannot read '%s'", path);
-    cJSON *j = cJSON_Parse(text);
-    free(text);
-    if (!j)
-        fail_msg("'%s' is not JSON", path);
-    return j;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -127,11 +98,11 @@ static void expect_clean_end(const struct paths *p, const char *const *args, con
         fail_msg("%s: still running after %.0f s (hung)", why, RUN_LIMIT_S);
     if (rc != 0)
         fail_msg("%s: exit %d: %s", why, rc, err ? err : "");
-    cJSON *rj = read_json(p->runjson);
-    assert_string_equal(str(rj, "exit_reason"), "duration");
+    cJSON *rj = sb_test_read_json(p->runjson);
+    assert_string_equal(sb_test_str(rj, "exit_reason"), "duration");
     int n = 0;
     cJSON **v = sb_test_read_jsonl(p->metrics, &n);
-    assert_int_equal((int)num(cJSON_GetObjectItemCaseSensitive(rj, "counts"), "sent"), n);
+    assert_int_equal((int)sb_test_num(cJSON_GetObjectItemCaseSensitive(rj, "counts"), "sent"), n);
     sb_test_free_jsonl(v, n);
     cJSON_Delete(rj);
     free(out);
@@ -226,8 +197,8 @@ static void test_threads_signals(void **state)
     kill(pid, SIGTERM);
     int rc = wait_limited(pid, 20);
     assert_int_equal(rc, 143);
-    cJSON *rj = read_json(p.runjson);
-    assert_string_equal(str(rj, "exit_reason"), "sigterm");
+    cJSON *rj = sb_test_read_json(p.runjson);
+    assert_string_equal(sb_test_str(rj, "exit_reason"), "sigterm");
     cJSON_Delete(rj);
     sb_test_rm_rf(p.out);
 
@@ -256,7 +227,7 @@ static void test_threads_signals(void **state)
     cJSON **v = sb_test_read_jsonl(p.metrics, &n);
     int cancelled = 0;
     for (int i = 0; i < n; i++)
-        cancelled += str(v[i], "error") && !strcmp(str(v[i], "error"), "cancelled");
+        cancelled += sb_test_str(v[i], "error") && !strcmp(sb_test_str(v[i], "error"), "cancelled");
     assert_int_equal(cancelled, 4); /* every in-flight request is a record */
     sb_test_free_jsonl(v, n);
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
@@ -288,36 +259,37 @@ static void test_throughput_window(void **state)
     int rc = run_limited(&p, args, &out, &err);
     if (rc != 0)
         fail_msg("run exited %d: %s", rc, err);
-    cJSON *rj = read_json(p.runjson);
+    cJSON *rj = sb_test_read_json(p.runjson);
     const cJSON *tp = cJSON_GetObjectItemCaseSensitive(rj, "throughput");
     if (!cJSON_IsObject(tp))
         fail_msg("run.json has no throughput object");
-    double w0 = num(tp, "window_start_mono_ns"), w1 = num(tp, "window_end_mono_ns");
+    double w0 = sb_test_num(tp, "window_start_mono_ns"), w1 = sb_test_num(tp, "window_end_mono_ns");
     /* The window is the measured sending period: duration minus warm-up, not the drain. */
     assert_true(fabs((w1 - w0) / 1e9 - 2.0) < 1e-9);
-    assert_true(fabs(num(tp, "window_s") - 2.0) < 1e-9);
-    assert_true(fabs(num(rj, "measure_end_ts") - num(rj, "measure_start_ts") - 2.0) < 1e-6);
+    assert_true(fabs(sb_test_num(tp, "window_s") - 2.0) < 1e-9);
+    assert_true(
+        fabs(sb_test_num(rj, "measure_end_ts") - sb_test_num(rj, "measure_start_ts") - 2.0) < 1e-6);
     int n = 0;
     cJSON **v = sb_test_read_jsonl(p.metrics, &n);
     int inside = 0, tokens = 0;
     double last_done = 0;
     for (int i = 0; i < n; i++) {
-        double done = num(v[i], "t_last_byte_ns");
+        double done = sb_test_num(v[i], "t_last_byte_ns");
         if (done > last_done)
             last_done = done;
-        if (is_true(v[i], "ok") && done >= w0 && done < w1) {
+        if (sb_test_true(v[i], "ok") && done >= w0 && done < w1) {
             inside++;
-            tokens += (int)num(v[i], "output_tokens");
+            tokens += (int)sb_test_num(v[i], "output_tokens");
         }
     }
     assert_true(last_done > w1); /* there was a drain, and it is left out */
-    assert_int_equal((int)num(tp, "completed"), inside);
-    assert_int_equal((int)num(tp, "output_tokens"), tokens);
+    assert_int_equal((int)sb_test_num(tp, "completed"), inside);
+    assert_int_equal((int)sb_test_num(tp, "output_tokens"), tokens);
     double rps = inside / 2.0;
     print_message("throughput: %d completions in the 2 s window: %.3f req/s (run.json %.3f)\n",
-                  inside, rps, num(tp, "req_s"));
-    assert_true(fabs(num(tp, "req_s") - rps) < 1e-9);
-    assert_true(fabs(num(tp, "tok_s") - tokens / 2.0) < 1e-9);
+                  inside, rps, sb_test_num(tp, "req_s"));
+    assert_true(fabs(sb_test_num(tp, "req_s") - rps) < 1e-9);
+    assert_true(fabs(sb_test_num(tp, "tok_s") - tokens / 2.0) < 1e-9);
     /* The summary line prints the same figure. */
     char want[64];
     snprintf(want, sizeof(want), "%.1f req/s achieved", rps);
@@ -336,14 +308,14 @@ static void test_throughput_window(void **state)
         fail_msg("analyze exited %d: %s", rc, aerr);
     char sj[700];
     snprintf(sj, sizeof(sj), "%s/summary.json", p.out);
-    cJSON *s = read_json(sj);
+    cJSON *s = sb_test_read_json(sj);
     const cJSON *rates = s;
-    if (isnan(num(rates, "achieved_rps")))
+    if (isnan(sb_test_num(rates, "achieved_rps")))
         rates = cJSON_GetObjectItemCaseSensitive(s, "rates");
-    print_message("analyze: achieved_rps %.6f, output_tok_s %.6f\n", num(rates, "achieved_rps"),
-                  num(rates, "output_tok_s"));
-    assert_true(fabs(num(rates, "achieved_rps") - rps) < 1e-9);
-    assert_true(fabs(num(rates, "output_tok_s") - tokens / 2.0) < 1e-9);
+    print_message("analyze: achieved_rps %.6f, output_tok_s %.6f\n",
+                  sb_test_num(rates, "achieved_rps"), sb_test_num(rates, "output_tok_s"));
+    assert_true(fabs(sb_test_num(rates, "achieved_rps") - rps) < 1e-9);
+    assert_true(fabs(sb_test_num(rates, "output_tok_s") - tokens / 2.0) < 1e-9);
     cJSON_Delete(s);
     free(aout);
     free(aerr);
@@ -363,7 +335,7 @@ static int max_overlap(cJSON **v, int n)
     double *ev = malloc((size_t)(2 * n + 1) * sizeof(double));
     int k = 0;
     for (int i = 0; i < n; i++) {
-        double s = num(v[i], "t_send_ns"), e = num(v[i], "t_last_byte_ns");
+        double s = sb_test_num(v[i], "t_send_ns"), e = sb_test_num(v[i], "t_last_byte_ns");
         if (isnan(s) || isnan(e))
             continue;
         ev[k++] = s * 2 + 1; /* odd: a start; ends sort first on equal times */
@@ -428,7 +400,7 @@ static double *sched_gaps(const char *metrics, int *ngaps)
     cJSON **v = sb_test_read_jsonl(metrics, &n);
     double *t = malloc((size_t)(n + 1) * sizeof(double));
     for (int i = 0; i < n; i++)
-        t[i] = num(v[i], "t_sched_ns");
+        t[i] = sb_test_num(v[i], "t_sched_ns");
     qsort(t, (size_t)n, sizeof(double), cmp_double);
     for (int i = 1; i < n; i++)
         t[i - 1] = t[i] - t[i - 1];
@@ -525,15 +497,16 @@ static void test_send_stamp(void **state)
     int n = 0;
     cJSON **v = sb_test_read_jsonl(p.metrics, &n);
     assert_int_equal(n, 1);
-    assert_true(is_true(v[0], "ok"));
-    double sched = num(v[0], "t_sched_ns"), send = num(v[0], "t_send_ns");
+    assert_true(sb_test_true(v[0], "ok"));
+    double sched = sb_test_num(v[0], "t_sched_ns"), send = sb_test_num(v[0], "t_send_ns");
     print_message("accept queue full for 1.5 s: sched delay %.1f ms, sent %.1f ms after the "
                   "listener first accepted\n",
-                  num(v[0], "lat_sched_delay_ms"), (send - (double)s.first_accept_ns) / 1e6);
+                  sb_test_num(v[0], "lat_sched_delay_ms"),
+                  (send - (double)s.first_accept_ns) / 1e6);
     /* The request cannot have left before the listener made room for its connection. */
     assert_true(send >= (double)s.first_accept_ns);
-    assert_true(num(v[0], "lat_sched_delay_ms") >= 1000);
-    assert_true(fabs((send - sched) / 1e6 - num(v[0], "lat_sched_delay_ms")) < 0.001);
+    assert_true(sb_test_num(v[0], "lat_sched_delay_ms") >= 1000);
+    assert_true(fabs((send - sched) / 1e6 - sb_test_num(v[0], "lat_sched_delay_ms")) < 0.001);
     sb_test_free_jsonl(v, n);
     free(out);
     free(err);
@@ -564,12 +537,12 @@ static void test_ttfb_after_interim(void **state)
     int n = 0;
     cJSON **v = sb_test_read_jsonl(p.metrics, &n);
     assert_int_equal(n, 1);
-    if (!is_true(v[0], "ok"))
-        fail_msg("not ok: %s", str(v[0], "error_msg"));
+    if (!sb_test_true(v[0], "ok"))
+        fail_msg("not ok: %s", sb_test_str(v[0], "error_msg"));
     print_message("103 at once, 200 after 300 ms: TTFB %.1f ms, E2E %.1f ms\n",
-                  num(v[0], "lat_ttfb_ms"), num(v[0], "lat_e2e_ms"));
-    assert_true(num(v[0], "lat_ttfb_ms") >= 300);
-    assert_true(num(v[0], "lat_ttfb_ms") <= num(v[0], "lat_e2e_ms"));
+                  sb_test_num(v[0], "lat_ttfb_ms"), sb_test_num(v[0], "lat_e2e_ms"));
+    assert_true(sb_test_num(v[0], "lat_ttfb_ms") >= 300);
+    assert_true(sb_test_num(v[0], "lat_ttfb_ms") <= sb_test_num(v[0], "lat_e2e_ms"));
     sb_test_free_jsonl(v, n);
     free(out);
     free(err);
@@ -598,9 +571,9 @@ static void test_ramp_up(void **state)
     cJSON **v = sb_test_read_jsonl(p.metrics, &n);
     double first[4] = {INFINITY, INFINITY, INFINITY, INFINITY};
     for (int i = 0; i < n; i++) {
-        int u = (int)num(v[i], "user");
+        int u = (int)sb_test_num(v[i], "user");
         assert_true(u >= 0 && u < 4);
-        double t = num(v[i], "t_sched_ns");
+        double t = sb_test_num(v[i], "t_sched_ns");
         first[u] = t < first[u] ? t : first[u];
     }
     double t0 = first[0];
@@ -608,8 +581,8 @@ static void test_ramp_up(void **state)
         assert_true(fabs(first[u] - t0 - u * 0.5e9) < 1.0); /* intended times: exact */
     int ramp = 0, measure = 0;
     for (int i = 0; i < n; i++) {
-        const char *ph = str(v[i], "phase");
-        bool in_ramp = num(v[i], "t_sched_ns") < t0 + 2e9;
+        const char *ph = sb_test_str(v[i], "phase");
+        bool in_ramp = sb_test_num(v[i], "t_sched_ns") < t0 + 2e9;
         assert_string_equal(ph, in_ramp ? "ramp" : "measure");
         ramp += in_ramp;
         measure += !in_ramp;
@@ -630,10 +603,10 @@ static void test_ramp_up(void **state)
     v = sb_test_read_jsonl(p.metrics, &n);
     t0 = INFINITY;
     for (int i = 0; i < n; i++)
-        t0 = fmin(t0, num(v[i], "t_sched_ns"));
+        t0 = fmin(t0, sb_test_num(v[i], "t_sched_ns"));
     int per_s[3] = {0, 0, 0};
     for (int i = 0; i < n; i++) {
-        int s = (int)((num(v[i], "t_sched_ns") - t0) / 1e9);
+        int s = (int)((sb_test_num(v[i], "t_sched_ns") - t0) / 1e9);
         if (s >= 0 && s < 3)
             per_s[s]++;
     }

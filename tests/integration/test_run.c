@@ -89,23 +89,6 @@ static void free_lines(struct lines *l)
     sb_test_free_jsonl(l->v, l->n);
 }
 
-static double num(const cJSON *j, const char *k)
-{
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);
-    return cJSON_IsNumber(x) ? x->valuedouble : NAN;
-}
-
-static const char *str(const cJSON *j, const char *k)
-{
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);
-    return cJSON_IsString(x) ? x->valuestring : NULL;
-}
-
-static bool is_true(const cJSON *j, const char *k)
-{
-    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, k));
-}
-
 static void basic_case(const char *path, bool stream)
 {
     char logpath[] = "/tmp/sbtest-runmock-XXXXXX";
@@ -145,32 +128,33 @@ static void basic_case(const char *path, bool stream)
     char *log = sb_test_read_file(logpath);
     for (int i = 0; i < l.n; i++) {
         cJSON *j = l.v[i];
-        assert_true(is_true(j, "ok"));
-        assert_int_equal((int)num(j, "rc"), 200);
-        assert_string_equal(str(j, "run_id"), "t1");
-        assert_string_equal(str(j, "hypothesis"), "H0");
-        assert_string_equal(str(j, "phase"), "measure");
-        assert_int_equal((int)num(j, "context_tokens"), 256);
-        assert_int_equal((int)num(j, "concurrency"), 4);
-        assert_int_equal((int)num(j, "output_tokens"), 16);
-        assert_string_equal(str(j, "tokens_src"), "usage");
-        assert_true(num(j, "prompt_tokens") > 200);
-        assert_true(num(j, "lat_e2e_ms") > 0);
-        assert_true(num(j, "lat_ttfb_ms") <= num(j, "lat_e2e_ms"));
+        assert_true(sb_test_true(j, "ok"));
+        assert_int_equal((int)sb_test_num(j, "rc"), 200);
+        assert_string_equal(sb_test_str(j, "run_id"), "t1");
+        assert_string_equal(sb_test_str(j, "hypothesis"), "H0");
+        assert_string_equal(sb_test_str(j, "phase"), "measure");
+        assert_int_equal((int)sb_test_num(j, "context_tokens"), 256);
+        assert_int_equal((int)sb_test_num(j, "concurrency"), 4);
+        assert_int_equal((int)sb_test_num(j, "output_tokens"), 16);
+        assert_string_equal(sb_test_str(j, "tokens_src"), "usage");
+        assert_true(sb_test_num(j, "prompt_tokens") > 200);
+        assert_true(sb_test_num(j, "lat_e2e_ms") > 0);
+        assert_true(sb_test_num(j, "lat_ttfb_ms") <= sb_test_num(j, "lat_e2e_ms"));
         if (stream) {
-            assert_true(num(j, "lat_ttfb_ms") <= num(j, "lat_ttft_ms"));
-            assert_true(num(j, "lat_first_chunk_ms") <= num(j, "lat_ttft_ms"));
-            assert_true(num(j, "lat_ttft_ms") <= num(j, "lat_e2e_ms"));
-            assert_int_equal((int)num(j, "content_chunks"), 16);
-            assert_true(num(j, "itl_p50_ms") >= 0);
-            assert_true(num(j, "tpot_ms") > 0);
+            assert_true(sb_test_num(j, "lat_ttfb_ms") <= sb_test_num(j, "lat_ttft_ms"));
+            assert_true(sb_test_num(j, "lat_first_chunk_ms") <= sb_test_num(j, "lat_ttft_ms"));
+            assert_true(sb_test_num(j, "lat_ttft_ms") <= sb_test_num(j, "lat_e2e_ms"));
+            assert_int_equal((int)sb_test_num(j, "content_chunks"), 16);
+            assert_true(sb_test_num(j, "itl_p50_ms") >= 0);
+            assert_true(sb_test_num(j, "tpot_ms") > 0);
             /* The client's first token comes after the server wrote it. */
-            assert_true(num(j, "t_first_token_ns") >= num(j, "server_first_token_ns"));
+            assert_true(sb_test_num(j, "t_first_token_ns") >=
+                        sb_test_num(j, "server_first_token_ns"));
         }
-        assert_non_null(str(j, "nonce"));
-        assert_int_equal(strlen(str(j, "prompt_hash")), 16);
+        assert_non_null(sb_test_str(j, "nonce"));
+        assert_int_equal(strlen(sb_test_str(j, "prompt_hash")), 16);
         /* The request id joins the record to the server's own log line. */
-        const char *rid = str(j, "request_id");
+        const char *rid = sb_test_str(j, "request_id");
         assert_non_null(rid);
         char needle[200];
         snprintf(needle, sizeof(needle), "\"x_request_id\":\"%s\"", rid ? rid : "");
@@ -185,9 +169,9 @@ static void basic_case(const char *path, bool stream)
     cJSON *r = cJSON_Parse(rj);
     assert_non_null(r);
     cJSON *counts = cJSON_GetObjectItemCaseSensitive(r, "counts");
-    assert_int_equal((int)num(counts, "sent"), 40);
-    assert_int_equal((int)num(counts, "ok"), 40);
-    assert_string_equal(str(r, "exit_reason"), "completed");
+    assert_int_equal((int)sb_test_num(counts, "sent"), 40);
+    assert_int_equal((int)sb_test_num(counts, "ok"), 40);
+    assert_string_equal(sb_test_str(r, "exit_reason"), "completed");
     assert_non_null(cJSON_GetObjectItemCaseSensitive(r, "clock_anchor"));
     cJSON_Delete(r);
     free(rj);
@@ -280,27 +264,28 @@ static void test_faults_recorded(void **state)
     assert_int_equal(server.n, 300); /* and the server saw each exactly once */
     int ok = 0, errors = 0, by_fault[16] = {0};
     for (int i = 0; i < l.n; i++) {
-        const char *rid = str(l.v[i], "request_id");
+        const char *rid = sb_test_str(l.v[i], "request_id");
         const cJSON *srv = NULL;
         for (int k = 0; k < server.n && !srv; k++)
-            if (!strcmp(str(server.v[k], "x_request_id"), rid))
+            if (!strcmp(sb_test_str(server.v[k], "x_request_id"), rid))
                 srv = server.v[k];
         assert_non_null(srv);
-        const char *fault = str(srv, "fault");
+        const char *fault = sb_test_str(srv, "fault");
         const char *want = expected_kind(fault);
         if (want) {
             errors++;
-            assert_false(is_true(l.v[i], "ok"));
-            if (strcmp(str(l.v[i], "error"), want) != 0)
-                fail_msg("fault %s recorded as %s, want %s", fault, str(l.v[i], "error"), want);
+            assert_false(sb_test_true(l.v[i], "ok"));
+            if (strcmp(sb_test_str(l.v[i], "error"), want) != 0)
+                fail_msg("fault %s recorded as %s, want %s", fault, sb_test_str(l.v[i], "error"),
+                         want);
             if (!strcmp(want, "http"))
-                assert_int_equal((int)num(l.v[i], "rc"), (int)num(srv, "status"));
-            assert_non_null(str(l.v[i], "error_msg"));
+                assert_int_equal((int)sb_test_num(l.v[i], "rc"), (int)sb_test_num(srv, "status"));
+            assert_non_null(sb_test_str(l.v[i], "error_msg"));
         } else {
             ok++;
-            if (!is_true(l.v[i], "ok"))
-                fail_msg("fault %s should succeed, got %s: %s", fault, str(l.v[i], "error"),
-                         str(l.v[i], "error_msg"));
+            if (!sb_test_true(l.v[i], "ok"))
+                fail_msg("fault %s should succeed, got %s: %s", fault, sb_test_str(l.v[i], "error"),
+                         sb_test_str(l.v[i], "error_msg"));
         }
         by_fault[strlen(fault) % 16]++;
     }
@@ -311,9 +296,9 @@ static void test_faults_recorded(void **state)
     char *rj = sb_test_read_file(p2);
     cJSON *r = cJSON_Parse(rj);
     cJSON *counts = cJSON_GetObjectItemCaseSensitive(r, "counts");
-    assert_int_equal((int)num(counts, "sent"), 300);
-    assert_int_equal((int)num(counts, "ok"), ok);
-    assert_int_equal((int)num(counts, "errors"), errors);
+    assert_int_equal((int)sb_test_num(counts, "sent"), 300);
+    assert_int_equal((int)sb_test_num(counts, "ok"), ok);
+    assert_int_equal((int)sb_test_num(counts, "errors"), errors);
     cJSON_Delete(r);
     free(rj);
     free_lines(&l);
@@ -360,7 +345,7 @@ static void test_sigint_mid_run(void **state)
     assert_true(l.n >= 4);
     int cancelled = 0;
     for (int i = 0; i < l.n; i++) {
-        const char *e = str(l.v[i], "error");
+        const char *e = sb_test_str(l.v[i], "error");
         cancelled += e && !strcmp(e, "cancelled");
     }
     char p2[600];
@@ -368,11 +353,11 @@ static void test_sigint_mid_run(void **state)
     char *rj = sb_test_read_file(p2);
     cJSON *r = cJSON_Parse(rj);
     assert_non_null(r);
-    assert_string_equal(str(r, "exit_reason"), "sigint");
+    assert_string_equal(sb_test_str(r, "exit_reason"), "sigint");
     cJSON *counts = cJSON_GetObjectItemCaseSensitive(r, "counts");
-    assert_int_equal((int)num(counts, "sent"), l.n);
+    assert_int_equal((int)sb_test_num(counts, "sent"), l.n);
     assert_int_equal(
-        (int)num(cJSON_GetObjectItemCaseSensitive(counts, "errors_by_kind"), "cancelled"),
+        (int)sb_test_num(cJSON_GetObjectItemCaseSensitive(counts, "errors_by_kind"), "cancelled"),
         cancelled);
     cJSON_Delete(r);
     free(rj);
@@ -399,10 +384,10 @@ static void test_open_loop_rate(void **state)
     struct lines l = read_jsonl(rp.mpath);
     double first = INFINITY, last = 0;
     for (int i = 0; i < l.n; i++) {
-        double t = num(l.v[i], "t_send_ns");
+        double t = sb_test_num(l.v[i], "t_send_ns");
         first = t < first ? t : first;
         last = t > last ? t : last;
-        assert_true(is_true(l.v[i], "ok"));
+        assert_true(sb_test_true(l.v[i], "ok"));
     }
     double achieved = (l.n - 1) / ((last - first) / 1e9);
     print_message("open loop: %d requests, achieved %.2f req/s for a target of 200\n", l.n,
@@ -481,11 +466,11 @@ static void test_config_errors_and_old_flags(void **state)
     snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", out_dir);
     struct lines l = read_jsonl(mpath);
     assert_true(l.n > 0);
-    assert_string_equal(str(l.v[0], "stack"), "stackA_uma_only");
-    assert_string_equal(str(l.v[0], "model"), "sparkbench-mock");
-    assert_int_equal((int)num(l.v[0], "context_tokens"), 128);
+    assert_string_equal(sb_test_str(l.v[0], "stack"), "stackA_uma_only");
+    assert_string_equal(sb_test_str(l.v[0], "model"), "sparkbench-mock");
+    assert_int_equal((int)sb_test_num(l.v[0], "context_tokens"), 128);
     /* Truncated to (100 - 10) tokens x 4 bytes plus the nonce tag. */
-    assert_true(num(l.v[0], "prompt_tokens") <= 90 + 8);
+    assert_true(sb_test_num(l.v[0], "prompt_tokens") <= 90 + 8);
     free_lines(&l);
     free(out);
     free(err);
@@ -518,8 +503,8 @@ static void test_refused_connection(void **state)
     struct lines l = read_jsonl(mpath);
     assert_int_equal(l.n, 5);
     for (int i = 0; i < l.n; i++) {
-        assert_string_equal(str(l.v[i], "error"), "connect");
-        assert_int_equal((int)num(l.v[i], "rc"), 0);
+        assert_string_equal(sb_test_str(l.v[i], "error"), "connect");
+        assert_int_equal((int)sb_test_num(l.v[i], "rc"), 0);
     }
     free_lines(&l);
     free(out);
@@ -557,8 +542,8 @@ static void test_shipped_configs(void **state)
         free(err);
         struct lines l = read_jsonl(mpath);
         assert_int_equal(l.n, 4);
-        assert_true(is_true(l.v[0], "ok"));
-        assert_string_equal(str(l.v[0], "stack"), i == 0 ? "B" : "A");
+        assert_true(sb_test_true(l.v[0], "ok"));
+        assert_string_equal(sb_test_str(l.v[0], "stack"), i == 0 ? "B" : "A");
         free_lines(&l);
     }
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
@@ -589,11 +574,11 @@ static void test_threads_and_too_large(void **state)
     assert_int_equal(l.n, 60);
     bool seen[60] = {false};
     for (int i = 0; i < l.n; i++) {
-        int seq = (int)num(l.v[i], "seq");
+        int seq = (int)sb_test_num(l.v[i], "seq");
         assert_true(seq >= 0 && seq < 60);
         assert_false(seen[seq]);
         seen[seq] = true;
-        assert_true(is_true(l.v[i], "ok"));
+        assert_true(sb_test_true(l.v[i], "ok"));
     }
     free_lines(&l);
     /* A response over --max-response-bytes is an error record, not an allocation storm. */
@@ -609,7 +594,7 @@ static void test_threads_and_too_large(void **state)
     l = read_jsonl(mpath);
     assert_int_equal(l.n, 3);
     for (int i = 0; i < l.n; i++)
-        assert_string_equal(str(l.v[i], "error"), "too_large");
+        assert_string_equal(sb_test_str(l.v[i], "error"), "too_large");
     free_lines(&l);
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
     sb_test_rm_rf(dir);
@@ -643,8 +628,8 @@ static int count_measured_ok(const struct lines *l)
 {
     int n = 0;
     for (int i = 0; i < l->n; i++)
-        if (is_true(l->v[i], "ok") && strcmp(str(l->v[i], "phase"), "measure") == 0 &&
-            !isnan(num(l->v[i], "lat_e2e_ms")))
+        if (sb_test_true(l->v[i], "ok") && strcmp(sb_test_str(l->v[i], "phase"), "measure") == 0 &&
+            !isnan(sb_test_num(l->v[i], "lat_e2e_ms")))
             n++;
     return n;
 }
@@ -706,10 +691,11 @@ static void test_full_disk(void **state)
     cJSON *j = cJSON_Parse(jtext);
     assert_non_null(j);
     const cJSON *counts = cJSON_GetObjectItemCaseSensitive(j, "counts");
-    assert_int_equal((long long)num(counts, "records_written"), l.n);
-    assert_int_equal((long long)num(counts, "records_lost"), f.lost);
-    assert_int_equal((long long)num(counts, "ok") + (long long)num(counts, "errors"), l.n);
-    assert_int_equal((long long)num(cJSON_GetObjectItemCaseSensitive(j, "e2e_ms"), "n"),
+    assert_int_equal((long long)sb_test_num(counts, "records_written"), l.n);
+    assert_int_equal((long long)sb_test_num(counts, "records_lost"), f.lost);
+    assert_int_equal(
+        (long long)sb_test_num(counts, "ok") + (long long)sb_test_num(counts, "errors"), l.n);
+    assert_int_equal((long long)sb_test_num(cJSON_GetObjectItemCaseSensitive(j, "e2e_ms"), "n"),
                      count_measured_ok(&l));
     cJSON_Delete(j);
     free(jtext);
@@ -750,8 +736,8 @@ static void test_run_with_sysmon(void **state)
     assert_true(m.n > 0);
     assert_true(t.n >= 5); /* one second of 100 ms ticks */
     /* One clock: the telemetry window covers the requests' window. */
-    double m_first = num(m.v[0], "ts"), m_last = num(m.v[m.n - 1], "ts");
-    double t_first = num(t.v[0], "ts"), t_last = num(t.v[t.n - 1], "ts");
+    double m_first = sb_test_num(m.v[0], "ts"), m_last = sb_test_num(m.v[m.n - 1], "ts");
+    double t_first = sb_test_num(t.v[0], "ts"), t_last = sb_test_num(t.v[t.n - 1], "ts");
     print_message("requests %.3f..%.3f, telemetry %.3f..%.3f\n", m_first, m_last, t_first, t_last);
     assert_true(t_first <= m_first + 0.15); /* the first tick is the next grid point */
     assert_true(t_last >= m_last - 0.15);
@@ -797,12 +783,12 @@ static void test_run_sysmon_from_config(void **state)
         const cJSON *prom = cJSON_GetObjectItemCaseSensitive(t.v[i], "prom");
         const cJSON *sc = prom ? cJSON_GetObjectItemCaseSensitive(prom, "scrapes") : NULL;
         const cJSON *s0 = sc ? cJSON_GetArrayItem(sc, 0) : NULL;
-        if (s0 && is_true(s0, "ok"))
+        if (s0 && sb_test_true(s0, "ok"))
             scraped++;
     }
     assert_int_equal(scraped, t.n); /* every tick scraped the mock */
     assert_true(d.n >= 5);          /* enable_dynkv: a dynkv line per tick, nulls included */
-    assert_int_equal((int)num(d.v[0], "kv_block_size_bytes"), 131072);
+    assert_int_equal((int)sb_test_num(d.v[0], "kv_block_size_bytes"), 131072);
     free_lines(&t);
     free_lines(&d);
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);

@@ -127,18 +127,6 @@ static int run(struct fixture *fx, const char *extra1, const char *extra2, char 
     return sb_proc_run_limit(argv, out, err, 60);
 }
 
-static cJSON *read_json(const char *path)
-{
-    char *text = sb_test_read_file(path);
-    if (!text)
-        fail_msg("cannot read '%s'", path);
-    cJSON *j = cJSON_Parse(text);
-    free(text);
-    if (!j)
-        fail_msg("'%s' is not JSON", path);
-    return j;
-}
-
 static const cJSON *at(const cJSON *j, const char *a, const char *b)
 {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, a);
@@ -154,7 +142,7 @@ static void test_vllm_reset_and_state(void **state)
     int rc = run(&fx, "--reset-cache", NULL, &out, &err);
     if (rc != 0)
         fail_msg("run exited %d: %s", rc, err);
-    cJSON *rj = read_json(fx.runjson);
+    cJSON *rj = sb_test_read_json(fx.runjson);
     const cJSON *sc = at(rj, "server_cache", NULL);
     assert_non_null(sc);
     assert_string_equal(at(sc, "reset", "method")->valuestring, "vllm");
@@ -185,7 +173,7 @@ static void test_llamacpp_slots_erased(void **state)
     if (rc != 0)
         fail_msg("run exited %d: %s", rc, err);
     print_message("llama.cpp requests:\n%s", fx.srv.log);
-    cJSON *rj = read_json(fx.runjson);
+    cJSON *rj = sb_test_read_json(fx.runjson);
     const cJSON *sc = at(rj, "server_cache", NULL);
     assert_string_equal(at(sc, "reset", "method")->valuestring, "llamacpp");
     assert_true(cJSON_IsTrue(at(sc, "reset", "done")));
@@ -226,7 +214,7 @@ static void test_no_reset_endpoint(void **state)
     if (rc != 0)
         fail_msg("run exited %d: %s", rc, err);
     assert_int_equal(stat(mark, &st), 0);
-    cJSON *rj = read_json(fx.runjson);
+    cJSON *rj = sb_test_read_json(fx.runjson);
     assert_string_equal(at(at(rj, "server_cache", NULL), "reset", "method")->valuestring,
                         "command");
     /* No /metrics here: the state says why it is unknown. */
@@ -268,7 +256,7 @@ static void test_mock_state(void **state)
     int rc = sb_proc_run_limit(argv, &out, &err, 60);
     if (rc != 0)
         fail_msg("run exited %d: %s", rc, err);
-    cJSON *rj = read_json(rjp);
+    cJSON *rj = sb_test_read_json(rjp);
     const cJSON *sc = at(rj, "server_cache", NULL);
     assert_string_equal(at(sc, "start", "source")->valuestring, "mock");
     double u0 = at(sc, "start", "usage_ratio")->valuedouble;
