@@ -41,22 +41,32 @@ static int wait_readable(struct sb_script_server *s, int fd)
     return 0;
 }
 
-/* Reads one request (headers, then Content-Length bytes). 1 read, 0 EOF or stop, -1 error. */
+/*
+ * Reads one request (headers, then Content-Length bytes). 1 read, 0 EOF or stop, -1 error. A body
+ * larger than the buffer (a long prompt) is read and dropped once the headers are known.
+ */
 static int read_request(struct sb_script_server *s, int fd)
 {
     char buf[65536];
-    size_t len = 0;
+    size_t len = 0;  /* bytes in buf (headers and the start of the body) */
+    size_t seen = 0; /* bytes of the request read in all */
     size_t need = 0; /* total bytes once the headers are known */
     for (;;) {
-        if (need && len >= need)
+        if (need && seen >= need)
             return 1;
         if (!wait_readable(s, fd))
             return 0;
-        ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+        size_t at = need ? 0 : len; /* after the headers, buf is scratch */
+        ssize_t n = read(fd, buf + at, sizeof(buf) - 1 - at);
         if (n <= 0)
             return n == 0 ? 0 : -1;
+        seen += (size_t)n;
+        if (need)
+            continue;
         len += (size_t)n;
         buf[len] = '\0';
+        if (len >= sizeof(buf) - 1 && !strstr(buf, "\r\n\r\n"))
+            return -1; /* headers longer than the buffer */
         if (!need) {
             char *end = strstr(buf, "\r\n\r\n");
             if (!end)
@@ -70,8 +80,6 @@ static int read_request(struct sb_script_server *s, int fd)
                     p += 2;
             }
             need = (size_t)(end + 4 - buf) + body;
-            if (need >= sizeof(buf))
-                return -1;
         }
     }
 }
