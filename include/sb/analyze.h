@@ -127,6 +127,20 @@ struct sb_run {
     bool fell_behind;   /* client_lag.fell_behind, else sb_client_fell_behind() of the counts */
     size_t sysmon_late; /* live ticks inside the window read more than half a cadence after their
                            grid time (late_ms, or ts_actual - ts when larger): not aligned */
+
+    /* ---- the load carried and the server's own view (issue 11) ---- */
+    long long max_inflight;       /* open loop: the in-flight cap (records' max_inflight, or the old
+                                     records' concurrency of an open-loop run); -1 closed loop/unknown */
+    double inflight_mean;         /* run.json inflight_mean: requests in flight on average over the
+                                     window, measured from the records; NAN when absent */
+    double prompt_est_tokens;     /* run.json prompt.estimated_tokens (what was sent); NAN */
+    double context_tokens_server; /* median prompt_tokens the server reported over the ok
+                                     measured records; NAN when none reported */
+    bool server_truncated;        /* run.json prompt.server_truncated, else sb_prompt_truncated() of
+                                     context_tokens_server against prompt_est_tokens */
+    /* client TTFT - the server's prefill time (llama.cpp timings.prompt_ms) over the ok measured
+       records having both: the client-side overhead */
+    struct sb_summary client_overhead;
 };
 
 struct sb_analyze_opts {
@@ -203,6 +217,8 @@ struct sb_mrec {
     double ts;               /* unix seconds; NAN when absent or not asked for */
     double lat[SB_LAT_N];    /* lat_ttft_ms, lat_e2e_ms, lat_ttfb_ms, itl_mean_ms, tpot_ms; NAN */
     long long output_tokens; /* 0 when absent or null (as sb_record_from_json reads it) */
+    long long prompt_tokens; /* the server's count; -1 when absent or null */
+    double server_prompt_ms; /* the server's prefill time; NAN when absent or null */
     double t_done_ns;        /* t_last_byte_ns (CLOCK_MONOTONIC); NAN when absent or null */
     int rc;                  /* HTTP status; 200/0 for the old harness's "ok"/"error"; 0 absent */
     bool ok;                 /* "ok", else rc "ok"/"error", else a 2xx rc without an error kind */

@@ -15,6 +15,7 @@
 #include "sb/jsonl.h"
 #include "sb/openai.h"
 #include "sb/record.h"
+#include "sb/recstats.h"
 #include "sb/run.h"
 #include "sb/stats.h"
 #include "sb/workload.h"
@@ -59,6 +60,8 @@ struct sb_engine_result {
     /* measured-phase samples of ok requests (malloc'ed; freed by sb_engine_result_release) */
     double *ttft_ms, *e2e_ms;
     size_t n_ttft, n_e2e;
+    /* every record's in-flight interval and the server's prompt counts (sb/recstats.h) */
+    struct sb_recstats rs;
 };
 
 /*

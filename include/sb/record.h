@@ -49,8 +49,9 @@ struct sb_record {
     char phase_label[SB_RECORD_STR]; /* --phase, a free label for the sweep step ("" = none) */
     long long repetition;
     long long context_tokens;
-    long long concurrency; /* closed loop users, or max in-flight in open loop */
-    double rate;           /* open-loop target req/s; NAN in closed loop */
+    long long concurrency;  /* closed-loop users; -1 (null) in open loop */
+    long long max_inflight; /* open loop: --max-inflight; -1 (null) in closed loop */
+    double rate;            /* open-loop target req/s; NAN in closed loop */
 
     /* identity */
     double ts;   /* unix seconds of the intended send */
@@ -84,8 +85,43 @@ struct sb_record {
     long long content_chunks;
     long long prompt_tokens; /* -1 = not reported */
     long long cached_tokens; /* -1 = not reported */
+    /* Where cached_tokens came from: "usage" (usage.prompt_tokens_details.cached_tokens),
+       "timings" (llama.cpp: timings.cache_n, else prompt_tokens - timings.prompt_n); "" (null)
+       when not known. */
+    char cached_src[12];
     char finish_reason[24];
+
+    /* The server's own timings of this request, where its response carries them (llama.cpp's
+       "timings" on the last chunk; vLLM and TensorRT-LLM put none in a response): counts -1 and
+       times NAN when absent. */
+    long long server_prompt_n;    /* tokens the server prefilled (timings.prompt_n) */
+    double server_prompt_ms;      /* its prefill time (timings.prompt_ms) */
+    long long server_predicted_n; /* tokens it decoded (timings.predicted_n) */
+    double server_decode_ms;      /* its decode time (timings.predicted_ms) */
+    long long server_cache_n;     /* prompt tokens it took from its cache (timings.cache_n) */
+    /* The server counted far fewer prompt tokens than were sent (sb_prompt_truncated): it cut
+       the prompt (llama.cpp's context shift) without saying so. */
+    bool server_truncated;
 };
+
+/*
+ * The silent-truncation rule: true when the server's prompt token count (reported >= 0) is below
+ * half of what was sent (sent_est > 0: the workload's estimate, bytes / 4, until a tokenizer
+ * gives exact counts). Half leaves room for any tokenizer's disagreement with bytes / 4 on
+ * ordinary text, and a cut prompt (a context of 4096 holding a 65536-token prompt) is far below.
+ */
+bool sb_prompt_truncated(long long reported, long long sent_est);
+
+struct sb_chunk;
+/* Copies a decoded chunk's llama.cpp "timings" (when it has them) into r's server_* fields. */
+void sb_record_add_timings(struct sb_record *r, const struct sb_chunk *c);
+
+/*
+ * Settles what follows from a finished request's server fields: cached_tokens from the timings
+ * when the usage gave none (cached_src says which), and server_truncated against sent_est
+ * (sb_prompt_truncated; sent_est <= 0: unknown, never truncated).
+ */
+void sb_record_derive_server(struct sb_record *r, long long sent_est);
 
 /* Resets r to "nothing measured": zeros, NAN latencies, -1 counts, empty strings. */
 void sb_record_init(struct sb_record *r);

@@ -132,6 +132,9 @@ static double x_of(const struct sb_run *r, enum sb_xvar x, const struct sb_analy
     case SB_X_CONCURRENCY:
         return r->concurrency >= 0 ? (double)r->concurrency : NAN;
     case SB_X_CONTEXT:
+        /* A server that cut the prompt silently measured its own count, not the one asked for. */
+        if (r->server_truncated && !isnan(r->context_tokens_server))
+            return r->context_tokens_server;
         return r->context_tokens >= 0 ? (double)r->context_tokens : NAN;
     case SB_X_FIO: {
         const char *p = fio_profile_of(r);

@@ -489,12 +489,17 @@ static int labels_from_config(struct sb_run *r, const struct cfgmap *c, double *
                  cfg_get(c, KEYS("dynamo.eviction_policy", "runtime.dynamo.eviction_policy"))) != 0)
         return -1;
     fill_ll(&r->context_tokens, cfg_get(c, KEYS("run.context_tokens", "context_tokens")));
-    fill_ll(&r->concurrency, cfg_get(c, KEYS("run.concurrency", "concurrency")));
     fill_ll(&r->repetition, cfg_get(c, KEYS("run.repetition", "repetition")));
     double rate;
     const char *v = cfg_get(c, KEYS("run.rate", "rate"));
     if (isnan(r->rate) && v && sb_parse_double(v, &rate) == 0 && rate > 0)
         r->rate = rate;
+    /* An open-loop run has no users: config.yaml's concurrency is an unused default there, and
+       its cap is max_inflight. */
+    if (isnan(r->rate))
+        fill_ll(&r->concurrency, cfg_get(c, KEYS("run.concurrency", "concurrency")));
+    else
+        fill_ll(&r->max_inflight, cfg_get(c, KEYS("run.max_inflight", "max_inflight")));
     fill_size(&r->kv_block_size_bytes,
               cfg_get(c, KEYS("dynamo.kv_block_size_bytes", "runtime.dynamo.kv_block_size_bytes")));
     fill_size(&r->tier0_bytes, cfg_get(c, KEYS("dynamo.tier0.capacity_bytes",
@@ -520,7 +525,7 @@ static double json_num(const cJSON *o, const char *key)
 }
 
 /* run.json: the run id and the measurement window. A missing file is the old harness's case. */
-static int read_run_json(struct sb_run *r, const char *path)
+static int read_run_json(struct sb_run *r, const char *path, bool *truncation_known)
 {
     struct sb_buf text;
     sb_buf_init(&text, RUN_JSON_MAX);
@@ -579,6 +584,15 @@ static int read_run_json(struct sb_run *r, const char *path)
         r->fell_behind = sb_client_fell_behind(
             r->late_sends, sent >= 0 && sent < 9e18 ? (long long)sent : 0, r->max_sched_delay_ms);
     }
+    /* The in-flight count the load generator measured, and the prompt sent vs counted. */
+    r->inflight_mean = json_num(j, "inflight_mean");
+    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(j, "prompt");
+    r->prompt_est_tokens = json_num(pr, "estimated_tokens");
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(pr, "server_truncated");
+    if (cJSON_IsBool(st)) {
+        r->server_truncated = cJSON_IsTrue(st);
+        *truncation_known = true;
+    }
     cJSON_Delete(j);
     return rc;
 }
@@ -598,8 +612,10 @@ static int run_init(struct sb_run *r, const char *dir)
     r->max_sched_delay_ms = NAN;
     if (!(r->dir = strdup(dir)))
         return -1;
-    r->context_tokens = r->concurrency = r->repetition = -1;
+    r->context_tokens = r->concurrency = r->repetition = r->max_inflight = -1;
     r->rate = NAN;
+    r->inflight_mean = r->prompt_est_tokens = r->context_tokens_server = NAN;
+    sb_stats_summarize(NULL, 0, &r->client_overhead);
     r->kv_working_set_bytes = NAN;
     r->t0 = r->t1 = NAN;
     r->win_mono0_ns = r->win_mono1_ns = NAN;
@@ -646,7 +662,8 @@ int sb_run_load(const char *dir, const struct sb_analyze_opts *opts, struct sb_r
         goto out;                                                                                  \
     }
     PATH_OF(path, "run.json");
-    if (read_run_json(r, path) != 0)
+    bool truncation_known = false;
+    if (read_run_json(r, path, &truncation_known) != 0)
         goto oom;
     PATH_OF(path, "metrics.jsonl");
     if (sb_run_read_metrics(r, path, err) != 0)
@@ -668,6 +685,10 @@ int sb_run_load(const char *dir, const struct sb_analyze_opts *opts, struct sb_r
     PATH_OF(path2, "dynkv.jsonl");
 #undef PATH_OF
     sb_run_read_telemetry(r, path, path2, cadence);
+    /* A run.json older than the flag: the same rule run applies, on the records' counts. */
+    if (!truncation_known && !isnan(r->context_tokens_server) && r->prompt_est_tokens > 0)
+        r->server_truncated = sb_prompt_truncated((long long)llround(r->context_tokens_server),
+                                                  (long long)llround(r->prompt_est_tokens));
     sb_run_derive(r, opts);
     rc = 0;
     goto out;
@@ -690,7 +711,13 @@ const char *sb_run_flags(const struct sb_run *r, char *buf, size_t cap)
     if (lag)
         snprintf(lagtext, sizeof(lagtext), "client lag (%lld late sends; max %.1f ms)",
                  r->late_sends, r->max_sched_delay_ms);
-    snprintf(buf, cap, "%s%s%s", ended_badly ? why : "", ended_badly && lag ? "; " : "", lagtext);
+    char trunc[128] = "";
+    if (r->server_truncated)
+        snprintf(trunc, sizeof(trunc),
+                 "server truncated the prompt (sent ~%.0f tokens; server counted %.0f)",
+                 r->prompt_est_tokens, r->context_tokens_server);
+    snprintf(buf, cap, "%s%s%s%s%s", ended_badly ? why : "", ended_badly && lag ? "; " : "",
+             lagtext, (ended_badly || lag) && trunc[0] ? "; " : "", trunc);
     return buf;
 }
 

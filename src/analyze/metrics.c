@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,7 @@ struct part {
     uint64_t output_tokens;
     double ts_min, end_max;
     struct dvec lat[SB_LAT_N];
+    struct dvec overhead, prompt_tokens; /* ok measured records: TTFT - server prefill; counts */
     struct done *done;
     size_t n_done, cap_done;
     char *first_line; /* keep_first: a copy of the first record, for the labels */
@@ -177,6 +179,12 @@ static void add_record(struct part *pt, const struct sb_mrec *m)
     for (int i = 0; i < SB_LAT_N; i++)
         if (!isnan(m->lat[i]) && dvec_push(&pt->lat[i], m->lat[i]) != 0)
             pt->oom = true;
+    double ttft = m->lat[SB_LAT_TTFT];
+    if (!isnan(ttft) && !isnan(m->server_prompt_ms) &&
+        dvec_push(&pt->overhead, ttft - m->server_prompt_ms) != 0)
+        pt->oom = true;
+    if (m->prompt_tokens >= 0 && dvec_push(&pt->prompt_tokens, (double)m->prompt_tokens) != 0)
+        pt->oom = true;
 }
 
 /* One whole line, NUL-terminated at line[len] (its '\n' overwritten). */
@@ -338,8 +346,14 @@ static int fill_labels(struct sb_run *r, const char *line, size_t len)
     /* 0 is what a line without the field reads as: unknown, like -1. */
     if (r->context_tokens < 0 && rec.context_tokens > 0)
         r->context_tokens = rec.context_tokens;
-    if (r->concurrency < 0 && rec.concurrency > 0)
+    /* Open loop has no users: its records' concurrency is null, and older records wrote the
+       in-flight cap there, which is max_inflight. */
+    if (rec.rate > 0) {
+        if (r->max_inflight < 0)
+            r->max_inflight = rec.max_inflight > 0 ? rec.max_inflight : rec.concurrency;
+    } else if (r->concurrency < 0 && rec.concurrency > 0) {
         r->concurrency = rec.concurrency;
+    }
     if (r->repetition < 0 && rec.repetition > 0)
         r->repetition = rec.repetition;
     if (isnan(r->rate) && rec.rate > 0)
@@ -364,6 +378,24 @@ static int join_lat(struct part *parts, int nparts, int which, struct dvec *out)
         out->n += d->n;
         free(d->v);
         memset(d, 0, sizeof(*d));
+    }
+    return 0;
+}
+
+/* Joins the parts' arrays at member offset `off` of struct part into *out (freshly allocated). */
+static int join_vec(struct part *parts, int nparts, size_t off, struct dvec *out)
+{
+    memset(out, 0, sizeof(*out));
+    size_t total = 0;
+    for (int i = 0; i < nparts; i++)
+        total += ((struct dvec *)(void *)((char *)&parts[i] + off))->n;
+    if (dvec_reserve(out, total ? total : 1) != 0)
+        return -1;
+    for (int i = 0; i < nparts; i++) {
+        struct dvec *d = (struct dvec *)(void *)((char *)&parts[i] + off);
+        if (d->n)
+            memcpy(out->v + out->n, d->v, d->n * sizeof(double));
+        out->n += d->n;
     }
     return 0;
 }
@@ -564,11 +596,26 @@ int sb_run_read_metrics(struct sb_run *r, const char *path, struct sb_err *err)
     summarize_all(&jobs);
     for (int i = 0; i < SB_LAT_N; i++)
         free(jobs.v[i].v);
+    struct dvec ov, pt;
+    if (join_vec(parts, nparts, offsetof(struct part, overhead), &ov) != 0 ||
+        join_vec(parts, nparts, offsetof(struct part, prompt_tokens), &pt) != 0) {
+        free(ov.v);
+        rc = sb_err_set(err, "cannot read '%s': out of memory", path);
+        goto out;
+    }
+    sb_lat_summarize(ov.v, ov.n, &r->client_overhead);
+    struct sb_summary ps;
+    sb_lat_summarize(pt.v, pt.n, &ps);
+    r->context_tokens_server = ps.p50;
+    free(ov.v);
+    free(pt.v);
     rc = 0;
 out:
     for (int i = 0; i < nparts; i++) {
         for (int k = 0; k < SB_LAT_N; k++)
             free(parts[i].lat[k].v);
+        free(parts[i].overhead.v);
+        free(parts[i].prompt_tokens.v);
         free(parts[i].done);
         free(parts[i].first_line);
     }

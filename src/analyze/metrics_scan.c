@@ -1,6 +1,6 @@
 /*
  * The fast path of metrics.jsonl reading (see sb_mscan_line in sb/analyze.h). `analyze` reads
- * files of millions of ~1 KB lines, of which it needs eleven fields; a general JSON parser spends
+ * files of millions of ~1 KB lines, of which it needs thirteen fields; a general JSON parser spends
  * most of its time on the other forty. This scanner checks the whole line but decodes only those
  * fields, and it uses what lines of one writer share. It learns the first line's key order: later
  * lines have the same keys in the same order, so each key is checked with three 8-byte compares
@@ -34,6 +34,8 @@ enum mfield {
     MF_ERROR,
     MF_OUTPUT_TOKENS,
     MF_DONE, /* t_last_byte_ns */
+    MF_PROMPT_TOKENS,
+    MF_SERVER_PROMPT_MS,
 };
 
 #define TMPL_KEYS    96
@@ -461,6 +463,12 @@ static int8_t field_of(const char *k, size_t n)
     case 13:
         if (memcmp(k, "output_tokens", 13) == 0)
             return MF_OUTPUT_TOKENS;
+        if (memcmp(k, "prompt_tokens", 13) == 0)
+            return MF_PROMPT_TOKENS;
+        break;
+    case 16:
+        if (memcmp(k, "server_prompt_ms", 16) == 0)
+            return MF_SERVER_PROMPT_MS;
         break;
     case 14:
         if (memcmp(k, "t_last_byte_ns", 14) == 0)
@@ -658,6 +666,7 @@ static __attribute__((noinline)) int decode_field(const struct sb_mscan *s, int 
         }
         break;
     case MF_OUTPUT_TOKENS:
+    case MF_PROMPT_TOKENS:
         if (*p == 'n') {
             if (scan_literal(&p) != 2) /* null leaves the count as it was */
                 return -1;
@@ -665,6 +674,15 @@ static __attribute__((noinline)) int decode_field(const struct sb_mscan *s, int 
             if (scan_count(&p, &v->ll) != 0)
                 return -1;
             v->set = true;
+        }
+        break;
+    case MF_SERVER_PROMPT_MS:
+        v->d = NAN;
+        if (*p == 'n') {
+            if (scan_literal(&p) != 2)
+                return -1;
+        } else if (parse_number(&p, end, &v->d) != 0) {
+            return -1;
         }
         break;
     default:
@@ -714,6 +732,12 @@ static void apply_field(int field, const struct segval *v, struct sb_mrec *m, st
     case MF_OUTPUT_TOKENS:
         if (v->set)
             m->output_tokens = v->ll;
+        break;
+    case MF_PROMPT_TOKENS:
+        m->prompt_tokens = v->set ? v->ll : -1;
+        break;
+    case MF_SERVER_PROMPT_MS:
+        m->server_prompt_ms = v->d;
         break;
     case MF_DONE:
         m->t_done_ns = v->d;
@@ -780,6 +804,8 @@ int sb_mscan_line(struct sb_mscan *s, const char *line, size_t len, struct sb_mr
     for (int i = 0; i < SB_LAT_N; i++)
         m->lat[i] = NAN;
     m->output_tokens = 0;
+    m->prompt_tokens = -1;
+    m->server_prompt_ms = NAN;
     m->rc = 0;
     m->ok = m->warmup = m->has_phase = false;
     m->error = SB_ERRK_NONE;
@@ -937,6 +963,8 @@ int sb_metrics_parse_line(struct sb_mscan *s, const char *line, size_t len, stru
     m->lat[SB_LAT_ITL] = r.itl_mean_ms;
     m->lat[SB_LAT_TPOT] = r.tpot_ms;
     m->output_tokens = r.output_tokens;
+    m->prompt_tokens = r.prompt_tokens;
+    m->server_prompt_ms = r.server_prompt_ms;
     m->t_done_ns = r.t_last_byte_ns ? (double)r.t_last_byte_ns : NAN;
     m->rc = r.rc;
     m->warmup = r.warmup;

@@ -557,7 +557,7 @@ static void add_runs(struct doc *d, const struct sb_analysis *an)
             sb_table_fixed(t, r->lat[m].p95, 2);
             sb_table_fixed(t, r->lat[m].p99, 2);
         }
-        char flags[160];
+        char flags[320];
         sb_table_str(t, sb_run_flags(r, flags, sizeof(flags))); /* "sigint", client lag, ... */
     }
     doc_addf(d, BLK_H2, "Runs");
@@ -565,6 +565,48 @@ static void add_runs(struct doc *d, const struct sb_analysis *an)
              "%zu run%s. Latencies in ms over each run's measurement window (warm-up left out); "
              "samples = measured requests.",
              an->nruns, an->nruns == 1 ? "" : "s");
+    doc_table_owned(d, t);
+}
+
+/* Runs whose server told its own side: its prefill time (the client-side overhead is TTFT minus
+   it) or a prompt count far below what was sent. Left out when no run has either. */
+static void add_server_view(struct doc *d, const struct sb_analysis *an)
+{
+    size_t shown = 0;
+    for (size_t i = 0; i < an->nruns; i++)
+        shown += an->runs[i].client_overhead.n > 0 || an->runs[i].server_truncated;
+    if (!shown)
+        return;
+    static const char *const header[] = {
+        "run_id",     "ttft_p50_ms",  "overhead_p50_ms",       "overhead_p99_ms",
+        "overhead_n", "context_sent", "context_tokens_server", "server_truncated"};
+    struct sb_table *t = new_table(header, SB_ARRAY_SIZE(header));
+    if (!t) {
+        d->failed = true;
+        return;
+    }
+    for (size_t i = 0; i < an->nruns; i++) {
+        const struct sb_run *r = &an->runs[i];
+        if (!(r->client_overhead.n > 0 || r->server_truncated))
+            continue;
+        sb_table_row(t);
+        sb_table_str(t, str_or(r->run_id, r->dir));
+        sb_table_fixed(t, r->lat[SB_LAT_TTFT].p50, 2);
+        sb_table_fixed(t, r->client_overhead.p50, 2);
+        sb_table_fixed(t, r->client_overhead.p99, 2);
+        sb_table_int(t, (long long)r->client_overhead.n);
+        sb_table_fixed(t, r->prompt_est_tokens, 0);
+        sb_table_fixed(t, r->context_tokens_server, 0);
+        sb_table_str(t, r->server_truncated ? "yes" : "no");
+    }
+    doc_addf(d, BLK_H2, "Server-side view");
+    doc_addf(d, BLK_PARA,
+             "Client-side overhead = client TTFT - the server's own prefill time (llama.cpp "
+             "timings.prompt_ms), per record, over the ok measured records that carry both: what "
+             "the client, the network and the server's HTTP front end add to the prefill. "
+             "context_sent is the prompt estimate (bytes / 4); a server count below half of it "
+             "means the server cut the prompt silently, and such a run is plotted at the "
+             "server's count.");
     doc_table_owned(d, t);
 }
 
@@ -841,6 +883,7 @@ static int build_doc(const struct sb_analysis *an, struct doc *d)
     add_sections(d, an);
     add_criteria(d, an);
     add_runs(d, an);
+    add_server_view(d, an);
     add_warnings(d, an);
     return d->failed ? -1 : 0;
 }

@@ -6,7 +6,12 @@
  * first, in its order and with its meanings, so scripts that read them by position and joins
  * across old and new CSVs keep working: "stack" is the stack's name ("stackA"; the bare letter
  * is "stack_letter") and "sysmon_samples" counts every tick taken (the window's are
- * "sysmon_window_samples"). Numbers are written
+ * "sysmon_window_samples"), and "concurrency" keeps meaning closed-loop users: it is empty for an
+ * open-loop run, whose cap is "max_inflight" and whose measured mean in-flight count is
+ * "inflight_mean" (a join on concurrency never pairs an open-loop run with a closed-loop one).
+ * "context_tokens_server" is the server's median prompt_tokens; "server_truncated" says it cut
+ * the prompt. "*_client_overhead_ms" is client TTFT minus the server's own prefill time over the
+ * records that carry both (llama.cpp's timings.prompt_ms). Numbers are written
  * as the shortest text that reads back as the same double; "not available" is an empty cell and
  * a JSON null, never 0.
  */
@@ -158,6 +163,14 @@ struct column {
     X("tier1_bytes", C_U64_KNOWN, tier1_bytes)                                                     \
     X("tier2_bytes", C_U64_KNOWN, tier2_bytes)                                                     \
     X("kv_working_set_bytes", C_DBL, kv_working_set_bytes)                                         \
+    X("max_inflight", C_LL, max_inflight)                                                          \
+    X("inflight_mean", C_DBL, inflight_mean)                                                       \
+    X("prompt_est_tokens", C_DBL, prompt_est_tokens)                                               \
+    X("context_tokens_server", C_DBL, context_tokens_server)                                       \
+    X("server_truncated", C_BOOL, server_truncated)                                                \
+    X("n_client_overhead", C_SIZE, client_overhead.n)                                              \
+    X("p50_client_overhead_ms", C_DBL, client_overhead.p50)                                        \
+    X("p99_client_overhead_ms", C_DBL, client_overhead.p99)                                        \
     X("dir", C_STR, dir)
 
 #define AS_COLUMN(n, t, m) {n, t, offsetof(struct sb_run, m)},
@@ -275,7 +288,7 @@ int sb_summary_csv_write(const char *path, const struct sb_run *runs, size_t n, 
     fputc('\n', f);
     for (size_t k = 0; k < n; k++) {
         for (size_t i = 0; i < NCOLUMNS; i++) {
-            char buf[256];
+            char buf[400];
             bool is_str;
             const char *v = cell(&runs[k], &columns[i], buf, sizeof(buf), &is_str);
             if (i)
@@ -341,7 +354,7 @@ int sb_run_summary_json_write(const struct sb_run *r, struct sb_err *err)
         return sb_err_set(err, "cannot write '%s': out of memory", path);
     fputs("{\n", f);
     for (size_t i = 0; i < NCOLUMNS; i++) {
-        char buf[256];
+        char buf[400];
         bool is_str;
         const char *v = cell(r, &columns[i], buf, sizeof(buf), &is_str);
         fprintf(f, "  \"%s\": ", columns[i].name);

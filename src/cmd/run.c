@@ -145,6 +145,29 @@ static void add_summary(cJSON *o, const char *name, double *v, size_t n)
     }
 }
 
+/* What the records say beyond latencies: the load actually carried and the server's prompt
+   counts (sb/recstats.h), worked out once for run.json and the printed warning. */
+struct record_facts {
+    double inflight_mean;        /* mean requests in flight over the measurement window */
+    double server_prompt_tokens; /* median prompt_tokens the server reported (NAN: none) */
+    bool server_truncated;       /* that median is far below what was sent (sb_prompt_truncated) */
+    long long truncated_records; /* measured ok records marked server_truncated */
+    long long prompt_records;    /* measured ok records with a prompt_tokens */
+};
+
+static void record_facts_of(struct sb_engine_result *er, const struct sb_workload *w,
+                            struct record_facts *f)
+{
+    f->inflight_mean =
+        sb_recstats_inflight_mean(&er->rs, er->t_measure_start_ns, er->t_measure_end_ns);
+    f->prompt_records = (long long)er->rs.n_prompt;
+    f->truncated_records = er->rs.truncated;
+    f->server_prompt_tokens = sb_recstats_prompt_tokens_median(&er->rs);
+    f->server_truncated =
+        !isnan(f->server_prompt_tokens) &&
+        sb_prompt_truncated((long long)llround(f->server_prompt_tokens), w->est_tokens);
+}
+
 /* What reached metrics.jsonl: the records written, and those lost (a full disk) and why. */
 struct record_loss {
     long long written, lost;
@@ -186,6 +209,7 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
                           char **argv, const struct sb_engine_result *res, uint64_t wall_start,
                           uint64_t wall_end, const struct sb_workload *w,
                           const struct record_loss *loss, const struct server_side *ss,
+                          const struct sb_run_config *cfg, const struct record_facts *facts,
                           struct sb_err *err)
 {
     cJSON *o = cJSON_CreateObject();
@@ -236,6 +260,25 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
     cJSON_AddNumberToObject(wl, "bytes", (double)w->prompt_len);
     cJSON_AddNumberToObject(wl, "estimated_tokens", (double)w->est_tokens);
     cJSON_AddBoolToObject(wl, "truncated", w->truncated);
+    /* What the server counted: far below the estimate means it cut the prompt silently. */
+    cJSON_AddItemToObject(wl, "server_prompt_tokens",
+                          sb_json_num_or_null(facts->server_prompt_tokens));
+    cJSON_AddBoolToObject(wl, "server_truncated", facts->server_truncated);
+    cJSON_AddNumberToObject(wl, "server_truncated_records", (double)facts->truncated_records);
+    cJSON_AddNumberToObject(wl, "server_counted_records", (double)facts->prompt_records);
+    cJSON_AddStringToObject(wl, "server_truncated_rule",
+                            "median server prompt_tokens below 50 % of estimated_tokens (bytes/4)");
+    /* The load: closed loop has users, open loop a rate and a cap; both have the in-flight
+       count measured from the records' [t_send, t_last_byte] over the measurement window. */
+    bool open_loop = cfg->rate > 0;
+    cJSON *ld = cJSON_AddObjectToObject(o, "load");
+    cJSON_AddStringToObject(ld, "mode", open_loop ? "open" : "closed");
+    cJSON_AddItemToObject(ld, "concurrency",
+                          sb_json_num_or_null(open_loop ? NAN : (double)cfg->concurrency));
+    cJSON_AddItemToObject(ld, "max_inflight",
+                          sb_json_num_or_null(open_loop ? (double)cfg->max_inflight : NAN));
+    cJSON_AddItemToObject(ld, "rate", sb_json_num_or_null(open_loop ? cfg->rate : NAN));
+    cJSON_AddItemToObject(o, "inflight_mean", sb_json_num_or_null(facts->inflight_mean));
     cJSON *c = cJSON_AddObjectToObject(o, "counts");
     long long errors = 0;
     for (int k = 1; k < SB_ERRK_COUNT; k++)
@@ -303,7 +346,7 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
 }
 
 static void print_summary(const char *run_id, const char *dir, const struct sb_engine_result *res,
-                          const struct sb_run_config *cfg)
+                          const struct sb_run_config *cfg, const struct record_facts *facts)
 {
     long long errors = 0;
     for (int k = 1; k < SB_ERRK_COUNT; k++)
@@ -354,6 +397,9 @@ static void print_summary(const char *run_id, const char *dir, const struct sb_e
     else if (cfg->rate > 0 || res->late_sends > 0)
         printf("  client lag: %lld of %lld requests sent more than 1 ms late (max %.3f ms)\n",
                res->late_sends, res->sent, res->max_sched_delay_ms);
+    if (cfg->rate > 0 && !isnan(facts->inflight_mean))
+        printf("  open loop at %g req/s: %.2f requests in flight on average (cap %lld)\n",
+               cfg->rate, facts->inflight_mean, cfg->max_inflight);
     if (res->not_sent)
         printf("  %lld scheduled requests were never sent (the run stopped first)\n",
                res->not_sent);
@@ -557,12 +603,22 @@ int cmd_run(int argc, char **argv)
         else
             snprintf(loss.why, sizeof(loss.why), "%s", er.fatal_msg);
     }
+    struct record_facts facts;
+    record_facts_of(&er, &wl, &facts);
     bool json_failed = write_run_json(dir, run_id, url, argc, argv, &er, wall_start, wall_end, &wl,
-                                      &loss, &ss, &err) != 0;
+                                      &loss, &ss, &cfg, &facts, &err) != 0;
     if (json_failed)
         fprintf(stderr, "sparkbench run: %s\n", err.msg);
     if (!cfg.quiet)
-        print_summary(run_id, dir, &er, &cfg);
+        print_summary(run_id, dir, &er, &cfg, &facts);
+    if (facts.server_truncated) /* once per run, quiet or not: every figure depends on it */
+        fprintf(stderr,
+                "sparkbench run: warning: the server counted %.0f prompt tokens (median of %lld "
+                "records) where about %lld were sent: it cut the prompt without an error "
+                "(llama.cpp's context shift does); %lld records say server_truncated, and the "
+                "results are for a %.0f-token context\n",
+                facts.server_prompt_tokens, facts.prompt_records, wl.est_tokens,
+                facts.truncated_records, facts.server_prompt_tokens);
     if (!cfg.quiet && loss.lost > 0)
         printf("  lost %lld records: %s (the counts and percentiles above are over the %lld "
                "records in metrics.jsonl)\n",

@@ -117,6 +117,7 @@ struct loop {
     uint64_t last_done_ns;
     double *ttft, *e2e;
     size_t n_ttft, cap_ttft, n_e2e, cap_e2e;
+    struct sb_recstats rs; /* in-flight intervals, the server's prompt counts */
 
     /* progress, read by the main thread */
     _Atomic long long a_done, a_errors, a_inflight;
@@ -454,6 +455,7 @@ static int on_event(const struct sb_sse_event *ev, void *arg)
         if (c.cached_tokens >= 0)
             r->rec.cached_tokens = c.cached_tokens;
     }
+    sb_record_add_timings(&r->rec, &c);
     if (c.server_recv_ns && !r->rec.server_recv_ns)
         r->rec.server_recv_ns = c.server_recv_ns;
     if (c.server_first_token_ns && !r->rec.server_first_token_ns)
@@ -577,7 +579,8 @@ static void fill_labels(struct loop *l, struct sb_record *rec)
 #undef COPY_LABEL
     rec->repetition = cfg->repetition;
     rec->context_tokens = cfg->context_tokens;
-    rec->concurrency = l->open_loop ? cfg->max_inflight : cfg->concurrency;
+    rec->concurrency = l->open_loop ? -1 : cfg->concurrency;
+    rec->max_inflight = l->open_loop ? cfg->max_inflight : -1;
     rec->rate = cfg->rate > 0 ? cfg->rate : NAN;
 }
 
@@ -783,6 +786,7 @@ static void classify(struct req *r, CURLcode rc, uint64_t now)
             }
             rec->server_recv_ns = c.server_recv_ns;
             rec->server_first_token_ns = c.server_first_token_ns;
+            sb_record_add_timings(rec, &c);
         }
     }
     if (k == SB_ERRK_NONE && rc != CURLE_OK)
@@ -831,6 +835,7 @@ static void finish_request(struct loop *l, struct req *r, CURLcode rc, bool canc
     atomic_store_explicit(&l->a_inflight, l->ninflight, memory_order_relaxed);
     classify(r, rc, now);
     struct sb_record *rec = &r->rec;
+    sb_record_derive_server(rec, l->p->workload->est_tokens);
     if (cancelled) {
         rec->ok = false;
         rec->error = SB_ERRK_CANCELLED;
@@ -863,6 +868,7 @@ static void finish_request(struct loop *l, struct req *r, CURLcode rc, bool canc
             fprintf(stderr, "sparkbench run: request %s failed: %s (rc %d): %s\n", rec->request_id,
                     sb_error_kind_name(rec->error), rec->rc, rec->error_msg);
     }
+    sb_recstats_add(&l->rs, rec);
     if (rec->lat_sched_delay_ms > 1.0)
         l->late_sends++;
     if (rec->lat_sched_delay_ms > l->max_sched_delay_ms)
@@ -1231,6 +1237,7 @@ static void loop_release(struct loop *l)
     free(l->done);
     free(l->ttft);
     free(l->e2e);
+    sb_recstats_release(&l->rs);
 }
 
 /* ---- progress and the driver ---- */
@@ -1446,6 +1453,7 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
             res->t_end_ns = l->last_done_ns;
         for (int k = 0; k < SB_ERRK_COUNT; k++)
             res->errors[k] += l->errors[k];
+        sb_recstats_merge(&res->rs, &l->rs);
     }
     /* Merge the sample arrays in one allocation each. */
     size_t nt = 0, ne = 0;
@@ -1486,4 +1494,5 @@ void sb_engine_result_release(struct sb_engine_result *res)
     free(res->ttft_ms);
     free(res->e2e_ms);
     res->ttft_ms = res->e2e_ms = NULL;
+    sb_recstats_release(&res->rs);
 }

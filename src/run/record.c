@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "sb/openai.h"
 #include "sb/util.h"
 
 static const char *const kind_names[SB_ERRK_COUNT] = {
@@ -55,6 +56,46 @@ void sb_record_init(struct sb_record *r)
         r->lat_sched_delay_ms = NAN;
     r->itl_mean_ms = r->itl_p50_ms = r->itl_p99_ms = r->itl_max_ms = r->tpot_ms = NAN;
     r->prompt_tokens = r->cached_tokens = -1;
+    r->concurrency = r->max_inflight = -1;
+    r->server_prompt_n = r->server_predicted_n = r->server_cache_n = -1;
+    r->server_prompt_ms = r->server_decode_ms = NAN;
+}
+
+bool sb_prompt_truncated(long long reported, long long sent_est)
+{
+    return reported >= 0 && sent_est > 0 && (double)reported < 0.5 * (double)sent_est;
+}
+
+void sb_record_add_timings(struct sb_record *r, const struct sb_chunk *c)
+{
+    if (!c->has_timings)
+        return;
+    if (c->timings_prompt_n >= 0)
+        r->server_prompt_n = c->timings_prompt_n;
+    if (!isnan(c->timings_prompt_ms))
+        r->server_prompt_ms = c->timings_prompt_ms;
+    if (c->timings_predicted_n >= 0)
+        r->server_predicted_n = c->timings_predicted_n;
+    if (!isnan(c->timings_predicted_ms))
+        r->server_decode_ms = c->timings_predicted_ms;
+    if (c->timings_cache_n >= 0)
+        r->server_cache_n = c->timings_cache_n;
+}
+
+void sb_record_derive_server(struct sb_record *r, long long sent_est)
+{
+    if (r->cached_tokens >= 0) {
+        if (!r->cached_src[0])
+            snprintf(r->cached_src, sizeof(r->cached_src), "usage");
+    } else if (r->server_cache_n >= 0) {
+        r->cached_tokens = r->server_cache_n;
+        snprintf(r->cached_src, sizeof(r->cached_src), "timings");
+    } else if (r->prompt_tokens >= 0 && r->server_prompt_n >= 0 &&
+               r->server_prompt_n <= r->prompt_tokens) {
+        r->cached_tokens = r->prompt_tokens - r->server_prompt_n;
+        snprintf(r->cached_src, sizeof(r->cached_src), "timings");
+    }
+    r->server_truncated = sb_prompt_truncated(r->prompt_tokens, sent_est);
 }
 
 /* ---- the field table ---- */
@@ -70,6 +111,7 @@ enum field_type {
     F_EXACT,    /* double, shortest text that reads back bit-exact: null when NAN */
     F_INT,      /* int (rc) */
     F_BOOL,     /* bool (ok) */
+    F_FLAG,     /* bool: true | false (any other bool field) */
     F_PHASE,    /* bool warmup (+ bool ramp): "ramp" | "warmup" | "measure" */
     F_TOKSRC,   /* bool tokens_from_usage: "usage" | "counted" */
     F_ERRKIND,  /* enum sb_error_kind: null for NONE */
@@ -102,7 +144,8 @@ static const struct field fields[] = {
     FIELD(phase_label, F_STR_OMIT),
     FIELD(repetition, F_LL),
     FIELD(context_tokens, F_LL),
-    FIELD(concurrency, F_LL),
+    FIELD(concurrency, F_LL_NULL),
+    FIELD(max_inflight, F_LL_NULL),
     FIELD(rate, F_EXACT),
     FIELD(user, F_LL),
     FIELD(req_idx, F_LL),
@@ -137,7 +180,14 @@ static const struct field fields[] = {
     FIELD(content_chunks, F_LL),
     FIELD(prompt_tokens, F_LL_NULL),
     FIELD(cached_tokens, F_LL_NULL),
+    FIELD(cached_src, F_STR_NULL),
     FIELD(finish_reason, F_STR_NULL),
+    FIELD(server_prompt_n, F_LL_NULL),
+    FIELD(server_prompt_ms, F_MS),
+    FIELD(server_predicted_n, F_LL_NULL),
+    FIELD(server_decode_ms, F_MS),
+    FIELD(server_cache_n, F_LL_NULL),
+    FIELD(server_truncated, F_FLAG),
 };
 
 #define AT(r, f, type)  ((type *)(void *)((char *)(r) + (f)->off))
@@ -394,6 +444,7 @@ int sb_record_to_json(const struct sb_record *r, struct sb_buf *out)
             put_ll(&o, *CAT(r, f, int));
             break;
         case F_BOOL:
+        case F_FLAG:
             if (*CAT(r, f, bool))
                 put(&o, "true", 4);
             else
@@ -883,6 +934,13 @@ static int store(struct sb_record *r, const struct field *f, const struct value 
             break;
         r->ok = v->b;
         ps->have_ok = true;
+        return 0;
+    case F_FLAG:
+        if (is_null)
+            return 0;
+        if (v->kind != V_BOOL)
+            break;
+        *AT(r, f, bool) = v->b;
         return 0;
     case F_PHASE:
         if (is_null)

@@ -46,6 +46,7 @@ static int on_line(char *line, size_t len, long lineno, void *arg)
     if (sb_record_from_json(line, len, &r, &e) != 0)
         return 1; /* counted bad by the reader; not a record */
     rc->records++;
+    sb_recstats_add(&res->rs, &r);
     if (r.warmup)
         res->warmup++;
     if (!r.ok) {
@@ -75,6 +76,7 @@ int sb_engine_result_recount(struct sb_engine_result *res, const char *metrics_p
     memset(fresh.errors, 0, sizeof(fresh.errors));
     fresh.ttft_ms = fresh.e2e_ms = NULL;
     fresh.n_ttft = fresh.n_e2e = 0;
+    sb_recstats_init(&fresh.rs);
     sb_tput_init(&fresh.tput, res->tput.from_s, res->tput.to_s);
     struct recount rc = {.res = &fresh, .err = err};
     sb_err_clear(err);

@@ -41,38 +41,50 @@ static int wait_readable(struct sb_script_server *s, int fd)
     return 0;
 }
 
-/* Reads one request (headers, then Content-Length bytes) into buf. 1 read, 0 EOF or stop, -1
-   error. */
+/*
+ * Reads one request (headers, then Content-Length bytes) into buf: the request line and headers
+ * stay there, NUL-terminated; a body larger than what is left of buf (a long prompt) is read and
+ * dropped. 1 read, 0 EOF or stop, -1 error.
+ */
 static int read_request(struct sb_script_server *s, int fd, char *buf, size_t cap)
 {
-    size_t len = 0;
+    size_t len = 0;  /* bytes in buf (headers and the start of the body) */
+    size_t seen = 0; /* bytes of the request read in all */
     size_t need = 0; /* total bytes once the headers are known */
+    char scratch[16384];
     for (;;) {
-        if (need && len >= need)
+        if (need && seen >= need)
             return 1;
         if (!wait_readable(s, fd))
             return 0;
-        ssize_t n = read(fd, buf + len, cap - 1 - len);
+        ssize_t n;
+        if (need) /* the rest of a body: read and dropped, the headers stay as they are */
+            n = read(fd, scratch, sizeof(scratch));
+        else
+            n = read(fd, buf + len, cap - 1 - len);
         if (n <= 0)
             return n == 0 ? 0 : -1;
+        seen += (size_t)n;
+        if (need)
+            continue;
         len += (size_t)n;
         buf[len] = '\0';
-        if (!need) {
-            char *end = strstr(buf, "\r\n\r\n");
-            if (!end)
-                continue;
-            size_t body = 0;
-            for (char *p = buf; p && p < end;) {
-                if (strncasecmp(p, "content-length:", 15) == 0)
-                    body = (size_t)strtoul(p + 15, NULL, 10);
-                p = strstr(p, "\r\n");
-                if (p)
-                    p += 2;
-            }
-            need = (size_t)(end + 4 - buf) + body;
-            if (need >= cap)
-                return -1;
+        char *end = strstr(buf, "\r\n\r\n");
+        if (!end) {
+            if (len >= cap - 1)
+                return -1; /* headers longer than the buffer */
+            continue;
         }
+        size_t body = 0;
+        for (char *p = buf; p && p < end;) {
+            if (strncasecmp(p, "content-length:", 15) == 0)
+                body = (size_t)strtoul(p + 15, NULL, 10);
+            p = strstr(p, "\r\n");
+            if (p)
+                p += 2;
+        }
+        need = (size_t)(end + 4 - buf) + body;
+        end[4] = '\0'; /* the body is not the responders' business */
     }
 }
 

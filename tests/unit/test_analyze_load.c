@@ -1039,7 +1039,8 @@ static const char *const csv_header =
     "tier0_hits,tier0_misses,tier0_hit_ratio,tier1_hits,tier1_misses,tier1_hit_ratio,"
     "tier2_hits,tier2_misses,tier2_hit_ratio,tier2_share,tier2_fetch_p95_ms_mean,"
     "tier2_fetch_p95_ms_p95,h7_points,kv_block_size_bytes,tier0_bytes,tier1_bytes,tier2_bytes,"
-    "kv_working_set_bytes,dir";
+    "kv_working_set_bytes,max_inflight,inflight_mean,prompt_est_tokens,context_tokens_server,"
+    "server_truncated,n_client_overhead,p50_client_overhead_ms,p99_client_overhead_ms,dir";
 
 /* Splits one CSV line (no quoted commas in these rows) into cells, in place. */
 static int split_cells(char *line, char **cells, int max)

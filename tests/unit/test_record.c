@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #include "sb/buf.h"
+#include "sb/openai.h"
 #include "sb/record.h"
 #include "sb/util.h"
 
@@ -166,7 +167,8 @@ static void test_json_text(void **state)
         {fill_full, "\"itl_max_ms\":2000000000.500000,", true},
         {fill_full, "\"tpot_ms\":0.000000,", true},
         {fill_full, "\"tokens_src\":\"usage\",", true},
-        {fill_full, "\"cached_tokens\":0,\"finish_reason\":\"length\"}\n", true},
+        {fill_full, "\"cached_tokens\":0,\"cached_src\":null,\"finish_reason\":\"length\",", true},
+        {fill_full, "\"server_cache_n\":null,\"server_truncated\":false}\n", true},
         {fill_empty, "\"phase\":\"measure\",\"repetition\":0,", true},
         {fill_empty, "phase_label", false},
         {fill_empty, "\"ts\":null,", true},
@@ -176,7 +178,12 @@ static void test_json_text(void **state)
         {fill_empty, "\"t_sched_ns\":null,", true},
         {fill_empty, "\"lat_e2e_ms\":null,", true},
         {fill_empty, "\"tokens_src\":\"counted\",", true},
-        {fill_empty, "\"prompt_tokens\":null,\"cached_tokens\":null,\"finish_reason\":null}", true},
+        {fill_empty,
+         "\"prompt_tokens\":null,\"cached_tokens\":null,\"cached_src\":null,\"finish_reason\":null,"
+         "\"server_prompt_n\":null,\"server_prompt_ms\":null,\"server_predicted_n\":null,"
+         "\"server_decode_ms\":null,\"server_cache_n\":null,\"server_truncated\":false}",
+         true},
+        {fill_empty, "\"concurrency\":null,\"max_inflight\":null,", true},
         {fill_failed, "\"rate\":0.33333333333333331,", true},
         {fill_failed, "\"repetition\":-9223372036854775808,", true},
         {fill_failed,
@@ -614,6 +621,116 @@ static void test_error_kinds(void **state)
     assert_string_equal(sb_error_kind_name(SB_ERRK_COUNT), "unknown");
 }
 
+/*
+ * llama.cpp's last chunk of a chat stream with stream_options.include_usage, byte for byte as
+ * server_task_result_cmpl_final::to_json_oaicompat_chat_stream() builds it (tools/server/
+ * server-task.cpp: an empty "choices", "usage" without prompt_tokens_details, then "timings"
+ * from result_timings::to_json(), cache_n first). 4434 prompt tokens came back for a 65536-token
+ * prompt: the server shifted its context and said nothing.
+ */
+static const char llamacpp_last_chunk[] =
+    "{\"choices\":[],\"created\":1763200000,\"id\":\"chatcmpl-5n2nWm1bJ0b3OqZ8\",\"model\":"
+    "\"gpt-3.5-turbo\",\"system_fingerprint\":\"b6990-1d5ee6e0\",\"object\":"
+    "\"chat.completion.chunk\",\"usage\":{\"completion_tokens\":64,\"prompt_tokens\":4434,"
+    "\"total_tokens\":4498},\"timings\":{\"cache_n\":4096,\"prompt_n\":338,\"prompt_ms\":"
+    "812.517,\"prompt_per_token_ms\":2.4039,\"prompt_per_second\":415.99,\"predicted_n\":64,"
+    "\"predicted_ms\":1710.25,\"predicted_per_token_ms\":26.7227,\"predicted_per_second\":"
+    "37.42}}";
+
+/* The engine's path: decode, usage and timings into the record, derive, write, read back. */
+static void test_llamacpp_timings_round_trip(void **state)
+{
+    (void)state;
+    struct sb_chunk c;
+    struct sb_err err;
+    assert_int_equal(
+        sb_openai_decode_chunk(llamacpp_last_chunk, strlen(llamacpp_last_chunk), &c, &err), 0);
+    struct sb_record a, b;
+    sb_record_init(&a);
+    a.prompt_tokens = c.prompt_tokens;
+    a.cached_tokens = c.cached_tokens; /* -1: llama.cpp's usage has no details */
+    sb_record_add_timings(&a, &c);
+    sb_record_derive_server(&a, 65536); /* bytes / 4 of a 262144-byte prompt */
+    struct sb_buf line;
+    sb_buf_init(&line, 1 << 20);
+    assert_int_equal(sb_record_to_json(&a, &line), 0);
+    print_message("%.*s", (int)line.len, line.data);
+    assert_int_equal(sb_record_from_json(line.data, line.len, &b, &err), 0);
+    assert_int_equal(b.server_prompt_n, 338);
+    assert_true(b.server_prompt_ms == 812.517);
+    assert_int_equal(b.server_predicted_n, 64);
+    assert_true(b.server_decode_ms == 1710.25);
+    assert_int_equal(b.server_cache_n, 4096);
+    assert_int_equal(b.prompt_tokens, 4434);
+    assert_int_equal(b.cached_tokens, 4096);
+    assert_string_equal(b.cached_src, "timings");
+    assert_true(b.server_truncated);
+    assert_non_null(strstr(line.data, "\"server_truncated\":true"));
+    assert_non_null(strstr(line.data, "\"cached_src\":\"timings\""));
+    sb_buf_release(&line);
+}
+
+/* cached_tokens and its source, and the truncation rule at its edges. */
+static void test_derive_server(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        long long prompt_tokens, cached_usage, prompt_n, cache_n, sent;
+        long long want_cached;
+        const char *want_src;
+        bool want_trunc;
+    } cases[] = {
+        {"usage wins", 100, 40, 90, 10, 100, 40, "usage", false},
+        {"cache_n when no usage details", 100, -1, 90, 10, 100, 10, "timings", false},
+        {"prompt_tokens - prompt_n without cache_n", 100, -1, 70, -1, 100, 30, "timings", false},
+        {"prompt_n above prompt_tokens: nothing derived", 100, -1, 120, -1, 100, -1, "", false},
+        {"nothing reported", -1, -1, -1, -1, 100, -1, "", false},
+        {"exactly half is not truncated", 50, -1, -1, -1, 100, -1, "", false},
+        {"just under half is", 49, -1, -1, -1, 100, -1, "", true},
+        {"the issue's run", 4434, -1, 4434, -1, 65536, 0, "timings", true},
+        {"unknown estimate", 10, -1, -1, -1, 0, -1, "", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct sb_record r;
+        sb_record_init(&r);
+        r.prompt_tokens = cases[i].prompt_tokens;
+        r.cached_tokens = cases[i].cached_usage;
+        r.server_prompt_n = cases[i].prompt_n;
+        r.server_cache_n = cases[i].cache_n;
+        sb_record_derive_server(&r, cases[i].sent);
+        print_message("%s: cached %lld (%s), truncated %d\n", cases[i].name, r.cached_tokens,
+                      r.cached_src, r.server_truncated);
+        assert_int_equal(r.cached_tokens, cases[i].want_cached);
+        assert_string_equal(r.cached_src, cases[i].want_src);
+        assert_int_equal(r.server_truncated, cases[i].want_trunc);
+    }
+}
+
+/* Open loop: concurrency is null and max_inflight says the cap; closed loop the other way. */
+static void test_concurrency_fields(void **state)
+{
+    (void)state;
+    struct sb_record a, b;
+    struct sb_err err;
+    struct sb_buf line;
+    sb_buf_init(&line, 1 << 20);
+    sb_record_init(&a);
+    a.rate = 5;
+    a.max_inflight = 1024;
+    assert_int_equal(sb_record_to_json(&a, &line), 0);
+    assert_non_null(strstr(line.data, "\"concurrency\":null,\"max_inflight\":1024,\"rate\":5"));
+    assert_int_equal(sb_record_from_json(line.data, line.len, &b, &err), 0);
+    assert_int_equal(b.concurrency, -1);
+    assert_int_equal(b.max_inflight, 1024);
+    sb_buf_reset(&line);
+    sb_record_init(&a);
+    a.concurrency = 8;
+    assert_int_equal(sb_record_to_json(&a, &line), 0);
+    assert_non_null(strstr(line.data, "\"concurrency\":8,\"max_inflight\":null,"));
+    sb_buf_release(&line);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -628,6 +745,9 @@ int main(void)
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_error_kinds),
         cmocka_unit_test(test_strings_valid_utf8),
+        cmocka_unit_test(test_llamacpp_timings_round_trip),
+        cmocka_unit_test(test_derive_server),
+        cmocka_unit_test(test_concurrency_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
