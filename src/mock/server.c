@@ -616,7 +616,7 @@ static void send_llamacpp_tail(struct mreq *m)
     }
     evbuffer_add(b, ",", 1);
     add_timings(b, m);
-    evbuffer_add(b, "}\n\ndata: [DONE]\n\n", 19);
+    evbuffer_add_printf(b, "}\n\ndata: [DONE]\n\n");
     emit(m, b);
     end_stream(m);
 }
@@ -1351,7 +1351,7 @@ static void send_context_exceeded(struct mreq *m)
     struct evbuffer *b = m->srv->scratch;
     evbuffer_add(b, "error: ", 7);
     add_llamacpp_error(b, 400, "exceed_context_size_error", msg, m->prompt_tokens, n_ctx);
-    evbuffer_add(b, "\n\ndata: [DONE]\n\n", 18);
+    evbuffer_add_printf(b, "\n\ndata: [DONE]\n\n");
     emit(m, b);
     end_stream(m);
 }

@@ -296,11 +296,12 @@ static void test_context_error_in_200_stream(void **state)
     print_message("stream: HTTP %d, body: %s", r.status, r.body);
     assert_int_equal(r.status, 200);
     assert_true(header_is(r.raw, r.head_len, "Content-Type", "text/event-stream"));
-    assert_string_equal(r.body,
-                        "error: {\"code\":400,\"message\":\"the request exceeds the available "
-                        "context size, try increasing it\",\"type\":"
-                        "\"exceed_context_size_error\",\"n_prompt_tokens\":100,"
-                        "\"n_ctx\":64}\n\ndata: [DONE]\n\n");
+    static const char want[] =
+        "error: {\"code\":400,\"message\":\"the request exceeds the available context size, try "
+        "increasing it\",\"type\":\"exceed_context_size_error\",\"n_prompt_tokens\":100,"
+        "\"n_ctx\":64}\n\ndata: [DONE]\n\n";
+    assert_string_equal(r.body, want);
+    assert_int_equal(r.body_len, strlen(want)); /* nothing after [DONE], not even a NUL */
     wire_resp_release(&r);
 
     body = chat_body(400, 4, NULL);
@@ -377,6 +378,7 @@ static void test_keepalive_advertised_then_closed(void **state)
     assert_true(header_is(r.raw, r.head_len, "Keep-Alive", "timeout=5, max=100"));
     assert_false(r.conn_close);
     assert_non_null(strstr(r.body, "data: [DONE]\n\n"));
+    assert_int_equal(strlen(r.body), r.body_len); /* no NUL bytes in the stream */
     /* A hang guard, not a timing assertion: without the quirk the mock keeps it for an hour. */
     bool closed = closed_within(fd, 10000);
     print_message("stream said Keep-Alive: timeout=5, max=100; socket closed after [DONE]: %s\n",
