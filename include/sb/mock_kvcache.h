@@ -133,6 +133,13 @@ int sb_kv_admit(struct sb_kv_cache *kv, uint64_t seq_id, const uint64_t *hashes,
  * unknown seq_id is ignored. */
 void sb_kv_release(struct sb_kv_cache *kv, uint64_t seq_id);
 
+/*
+ * Drops every block no sequence is using from every tier (vLLM's reset_prefix_cache, SGLang's
+ * flush_cache): blocks pinned by admitted sequences stay. Returns the number of tier copies
+ * dropped. Not counted as evictions.
+ */
+uint64_t sb_kv_reset(struct sb_kv_cache *kv);
+
 /* Bit t (1 << SB_KV_Tt) set for each tier that holds the block now; 0 when it is cached nowhere. */
 unsigned sb_kv_where(const struct sb_kv_cache *kv, uint64_t hash);
 

@@ -20,6 +20,15 @@ enum sb_mock_metrics_format {
                                    every GET (--metrics-port keeps serving Prometheus text) */
 };
 
+/* Real servers' behaviours the mock can copy (--quirks), as bits. */
+enum sb_mock_quirk {
+    SB_MOCK_QUIRK_LLAMACPP = 1u << 0, /* llama.cpp llama-server as issue 11 met it */
+};
+
+/* Parses a comma list of quirk names into *out (bits of enum sb_mock_quirk); NULL or "" is none.
+   Returns 0, or -1 with err naming the unknown quirk. */
+int sb_mock_quirks_parse(const char *list, unsigned *out, struct sb_err *err);
+
 /* Every knob of the mock; filled through sb_mock_options (flags and YAML profile). */
 struct sb_mock_config {
     char *profile;
@@ -27,6 +36,8 @@ struct sb_mock_config {
     char *host;
     long long port;
     long long startup_ms;
+    char *quirks;             /* comma list of enum sb_mock_quirk names */
+    bool context_shift;       /* llamacpp: truncate over-long prompts instead of refusing */
     char *served_model_names; /* comma list; the first is the default */
     int mode;                 /* enum sb_mock_mode */
     long long seed;

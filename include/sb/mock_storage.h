@@ -66,6 +66,10 @@ int64_t sb_mock_storage_admit(struct sb_mock_storage *st, uint64_t seq_id,
 void sb_mock_storage_release(struct sb_mock_storage *st, uint64_t seq_id,
                              struct sb_mock_kvplan *plan);
 
+/* Empties the prefix cache (sb_kv_reset); returns the tier copies dropped (0 without a KV model).
+ */
+uint64_t sb_mock_storage_reset(struct sb_mock_storage *st);
+
 void sb_mock_kvplan_release(struct sb_mock_kvplan *plan);
 
 /* Appends the KVBM-shaped, mock_kv_tier_* and LoRA series (Prometheus text). */

@@ -974,6 +974,28 @@ void sb_kv_release(struct sb_kv_cache *kv, uint64_t seq_id)
     kv->seq_free = si;
     kv->seq_count--;
 }
+uint64_t sb_kv_reset(struct sb_kv_cache *kv)
+{
+    uint64_t dropped = 0;
+    for (int t = SB_KV_TIERS - 1; t >= 0; t--) {
+        /* Each tier's order holds exactly its evictable (unpinned) copies. */
+        while (kv->order[t].len > 0) {
+            uint32_t i = order_victim(kv, t);
+            order_del(kv, t, i);
+            struct kv_entry *e = &kv->ent[i];
+            e->tiers &= (uint8_t)~BIT(t);
+            kv->used[t]--;
+            if (t == SB_KV_T2) {
+                slot_give(kv, e->slot);
+                e->slot = NIL;
+            }
+            dropped++;
+            entry_maybe_free(kv, i);
+        }
+    }
+    return dropped;
+}
+
 unsigned sb_kv_where(const struct sb_kv_cache *kv, uint64_t hash)
 {
     uint32_t j = entry_find(kv, hash);

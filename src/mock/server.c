@@ -1,7 +1,9 @@
 /*
  * The mock server: evhttp routes, request parsing, the engine clock (one libevent timer per engine
- * iteration), SSE writing exactly as vLLM/TensorRT-LLM stream, injected faults, fidelity stamps,
- * the per-request log and clean shutdown.
+ * iteration), SSE writing exactly as vLLM/TensorRT-LLM stream (or as llama.cpp's llama-server with
+ * --quirks llamacpp: its in-stream context error, Keep-Alive then close, timings, slots and
+ * metrics), injected faults, fidelity stamps, the cache-reset endpoints, the per-request log and
+ * clean shutdown.
  *
  * Request lifetime: a struct mreq is reference-counted. The HTTP side holds one reference until
  * libevent reports the reply written (on_complete) or the connection gone (on_conn_close); the
@@ -35,6 +37,7 @@
 #include "sb/mock_metrics.h"
 #include "sb/mock_model.h"
 #include "sb/mock_server.h"
+#include "sb/mock_slots.h"
 #include "sb/mock_storage.h"
 #include "sb/mock_text.h"
 #include "sb/mock_wire.h"
@@ -83,6 +86,9 @@ struct mreq {
     enum sb_mock_outcome outcome;
     int status;
     struct sb_mock_kvplan kv; /* KV blocks, cache hits and adapter of this request */
+    int slot;                 /* llamacpp: the slot serving it, -1 none */
+    bool ctx_exceeded;        /* llamacpp: prompt tokens >= the context, no context shift */
+    long long n_prompt_sent;  /* llamacpp: prompt tokens before a context-shift truncation */
 };
 
 /* One engine iteration as TensorRT-LLM's /metrics reports it (--metrics-format trtllm). */
@@ -134,6 +140,12 @@ struct mock_server {
     uint64_t iters_dropped; /* overwritten before any GET drained them */
     uint64_t iter_start_ns;
     struct kv_totals kvt;
+    unsigned quirks; /* enum sb_mock_quirk bits */
+    bool llamacpp;
+    struct sb_mock_slots slots; /* llamacpp */
+    /* llamacpp: llama.cpp's server_metrics totals */
+    uint64_t lc_prompt_n, lc_busy_slots;
+    double lc_prompt_ms, lc_predicted_ms;
 };
 
 static void kick_engine(struct mock_server *s);
@@ -214,6 +226,42 @@ static void send_error(struct evhttp_request *req, int status, const char *type,
                        bool flat)
 {
     send_error_param(req, status, type, msg, NULL, flat);
+}
+
+/* llama.cpp's error object (format_error_response, plus n_prompt_tokens and n_ctx for
+   exceed_context_size_error: server_task_result_error::to_json); n_ctx < 0 leaves them out. */
+static void add_llamacpp_error(struct evbuffer *b, int code, const char *type, const char *msg,
+                               long long n_prompt, long long n_ctx)
+{
+    char esc[1024];
+    sb_json_escape(esc, sizeof(esc), msg, strlen(msg));
+    evbuffer_add_printf(b, "{\"code\":%d,\"message\":\"%s\",\"type\":\"%s\"", code, esc, type);
+    if (n_ctx >= 0)
+        evbuffer_add_printf(b, ",\"n_prompt_tokens\":%lld,\"n_ctx\":%lld", n_prompt, n_ctx);
+    evbuffer_add(b, "}", 1);
+}
+
+/* An error reply as llama-server sends it: {"error":{...}} with the code as the status. */
+static void send_llamacpp_error(struct evhttp_request *req, int status, const char *type,
+                                const char *msg, long long n_prompt, long long n_ctx)
+{
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, "{\"error\":", 9);
+    add_llamacpp_error(b, status, type, msg, n_prompt, n_ctx);
+    evbuffer_add(b, "}", 1);
+    add_header(req, "Content-Type", "application/json; charset=utf-8");
+    evhttp_send_reply(req, status, status == 503 ? "Service Unavailable" : "Error", b);
+    evbuffer_free(b);
+}
+
+/* The 503 every endpoint answers while llama-server loads its model (middleware_server_state). */
+static void send_loading(const struct mock_server *s, struct evhttp_request *req, bool draining)
+{
+    if (s->llamacpp && !draining)
+        send_llamacpp_error(req, 503, "unavailable_error", "Loading model", 0, -1);
+    else
+        send_error(req, 503, "service_unavailable",
+                   draining ? "server is shutting down" : "model is still loading", false);
 }
 
 /* ---- request lifetime ---- */
@@ -317,6 +365,13 @@ static void mreq_put(struct mreq *m)
 /* The sequence leaves the engine (finished, dropped or cancelled): its KV blocks are unpinned. */
 static void leave_batch(struct mreq *m)
 {
+    struct mock_server *s = m->srv;
+    if (m->slot >= 0) {
+        sb_mock_slots_put(&s->slots, m->slot, m->emitted);
+        m->slot = -1;
+        if (m->emitted > 0)
+            s->lc_predicted_ms += (double)(m->last_token_ns - m->first_token_ns) / 1e6;
+    }
     m->in_engine = false;
     kv_release(m->srv, m);
     mreq_put(m);
@@ -393,6 +448,12 @@ static void end_stream(struct mreq *m)
     if (m->req && !m->reply_ended) {
         m->reply_ended = true;
         mreq_get(m);
+        if (m->srv->llamacpp) {
+            /* The headers (Keep-Alive: timeout=5, max=100) are gone already; this header only
+               makes evhttp close the connection once the last chunk is written, as
+               cpp-httplib does when llama.cpp's chunked content provider returns false. */
+            evhttp_add_header(evhttp_request_get_output_headers(m->req), "Connection", "close");
+        }
         evhttp_send_reply_end(m->req); /* may run on_complete synchronously */
         mreq_put(m);
     }
@@ -437,8 +498,11 @@ static void send_role_chunk(struct mreq *m)
 {
     struct evbuffer *b = m->srv->scratch;
     add_chunk_head(b, m);
-    evbuffer_add_printf(b, "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
-                           "\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
+    /* llama.cpp's initial update carries "content":null (to_json_oaicompat_chat). */
+    evbuffer_add_printf(b,
+                        "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
+                        "\"content\":%s},\"logprobs\":null,\"finish_reason\":null}]}\n\n",
+                        m->srv->llamacpp ? "null" : "\"\"");
     emit(m, b);
 }
 
@@ -479,7 +543,7 @@ static void send_token_chunk(struct mreq *m, const char *text, size_t len, bool 
 {
     struct evbuffer *b = m->srv->scratch;
     char fin[32];
-    if (m->finish_reason)
+    if (m->finish_reason && !m->srv->llamacpp) /* llama.cpp ends in a chunk of its own */
         snprintf(fin, sizeof(fin), "\"%s\"", m->finish_reason);
     else
         snprintf(fin, sizeof(fin), "null");
@@ -507,9 +571,63 @@ static void send_token_chunk(struct mreq *m, const char *text, size_t len, bool 
     emit(m, b);
 }
 
+/* Appends "timings":{...} as llama.cpp's result_timings::to_json writes it, from the mock's own
+   clock: prompt time from admission to the first token (what the slot spends before its first
+   sample), decode time from the first token to the last, cache_n the prompt tokens reused. */
+static void add_timings(struct evbuffer *b, const struct mreq *m)
+{
+    long long cache_n = m->kv.cached_tokens, prompt_n = m->prompt_tokens - cache_n;
+    double prompt_ms =
+        m->first_token_ns > m->admit_ns ? (double)(m->first_token_ns - m->admit_ns) / 1e6 : 0;
+    double predicted_ms = m->last_token_ns > m->first_token_ns
+                              ? (double)(m->last_token_ns - m->first_token_ns) / 1e6
+                              : 0;
+    evbuffer_add_printf(b,
+                        "\"timings\":{\"cache_n\":%lld,\"prompt_n\":%lld,\"prompt_ms\":%.6f,"
+                        "\"prompt_per_token_ms\":%.6f,\"prompt_per_second\":%.6f,"
+                        "\"predicted_n\":%lld,\"predicted_ms\":%.6f,"
+                        "\"predicted_per_token_ms\":%.6f,\"predicted_per_second\":%.6f}",
+                        cache_n, prompt_n, prompt_ms,
+                        prompt_n > 0 ? prompt_ms / (double)prompt_n : 0,
+                        prompt_ms > 0 ? 1e3 * (double)prompt_n / prompt_ms : 0, m->emitted,
+                        predicted_ms, m->emitted > 0 ? predicted_ms / (double)m->emitted : 0,
+                        predicted_ms > 0 ? 1e3 * (double)m->emitted / predicted_ms : 0);
+}
+
+/* llama.cpp's end of a stream (to_json_oaicompat_chat_stream): a chunk with an empty delta and
+   the finish_reason, a usage chunk with "choices":[] when asked, timings on the last of them. */
+static void send_llamacpp_tail(struct mreq *m)
+{
+    struct evbuffer *b = m->srv->scratch;
+    add_chunk_head(b, m);
+    if (m->chat)
+        evbuffer_add_printf(b, "\"choices\":[{\"finish_reason\":\"%s\",\"index\":0,\"delta\":{}}]",
+                            m->finish_reason);
+    else
+        evbuffer_add_printf(b,
+                            "\"choices\":[{\"text\":\"\",\"index\":0,\"logprobs\":null,"
+                            "\"finish_reason\":\"%s\"}]",
+                            m->finish_reason);
+    if (m->include_usage) {
+        evbuffer_add(b, "}\n\n", 3);
+        add_chunk_head(b, m);
+        evbuffer_add_printf(b, "\"choices\":[],");
+        add_usage(b, m);
+    }
+    evbuffer_add(b, ",", 1);
+    add_timings(b, m);
+    evbuffer_add_printf(b, "}\n\ndata: [DONE]\n\n");
+    emit(m, b);
+    end_stream(m);
+}
+
 static void send_stream_tail(struct mreq *m)
 {
     struct evbuffer *b = m->srv->scratch;
+    if (m->srv->llamacpp) {
+        send_llamacpp_tail(m);
+        return;
+    }
     if (m->include_usage) {
         add_chunk_head(b, m);
         evbuffer_add_printf(b, "\"choices\":[],");
@@ -543,6 +661,10 @@ static void send_full_response(struct mreq *m)
     }
     add_usage(b, m);
     add_stamp(b, m);
+    if (m->srv->llamacpp) {
+        evbuffer_add(b, ",", 1);
+        add_timings(b, m);
+    }
     evbuffer_add(b, "}", 1);
     if (m->fault.kind == SB_FAULT_MALFORMED) {
         size_t len = evbuffer_get_length(b);
@@ -631,6 +753,8 @@ static bool on_token(struct sb_mock_seq *seq, uint64_t now, void *arg)
         m->first_token_ns = now;
         sb_histo_observe(&s->metrics.ttft, (double)(now - m->recv_ns) / 1e9);
         sb_histo_observe(&s->metrics.queue, (double)(seq->admit_ns - seq->enqueue_ns) / 1e9);
+        s->lc_prompt_n += (uint64_t)(m->prompt_tokens - m->kv.cached_tokens);
+        s->lc_prompt_ms += (double)(now - seq->admit_ns) / 1e6;
     } else {
         sb_histo_observe(&s->metrics.itl, (double)(now - m->last_token_ns) / 1e9);
     }
@@ -815,11 +939,20 @@ static int64_t on_admit(struct sb_mock_seq *seq, void *arg)
     struct mock_server *s = arg;
     struct mreq *m = seq->owner;
     long long uncached = seq->uncached_tokens;
-    int64_t cost =
-        sb_mock_storage_admit(s->storage, m->req_no, &m->kv, m->prompt_tokens, &uncached);
-    if (cost < 0)
+    int64_t cost = 0;
+    if (s->storage && (cost = sb_mock_storage_admit(s->storage, m->req_no, &m->kv, m->prompt_tokens,
+                                                    &uncached)) < 0)
         return SB_MOCK_ADMIT_WAIT;
     seq->uncached_tokens = uncached;
+    if (s->llamacpp) {
+        /* llama.cpp reuses its slot's KV, not a shared block cache: the slot decides. There are
+           as many slots as batch places, so an admitted sequence always finds an idle one. */
+        long long cached = 0;
+        m->slot = sb_mock_slots_take(&s->slots, m->prompt, m->prompt_len, m->prompt_tokens,
+                                     (long long)m->req_no, &cached);
+        seq->uncached_tokens = m->prompt_tokens - cached;
+        m->kv.cached_tokens = cached;
+    }
     if (m->kv.admitted) {
         uint64_t need = (uint64_t)(m->kv.nblocks + m->kv.extra_blocks);
         uint64_t hits = (uint64_t)(m->kv.hit[0] + m->kv.hit[1] + m->kv.hit[2]);
@@ -838,8 +971,9 @@ static void kick_engine(struct mock_server *s)
         return;
     uint64_t t0 = sb_mono_ns();
     s->iter_start_ns = t0;
-    uint64_t d = s->storage ? sb_mock_engine_begin_with(&s->eng, t0, on_admit, s)
-                            : sb_mock_engine_begin(&s->eng, t0);
+    uint64_t d = s->storage || s->llamacpp ? sb_mock_engine_begin_with(&s->eng, t0, on_admit, s)
+                                           : sb_mock_engine_begin(&s->eng, t0);
+    s->lc_busy_slots += s->eng.nbatch;
     /* The iteration ends at t0 + d: onboarding I/O done during admission already took its
        share of that time, so it is counted once. */
     if (s->eng.nbatch == 0 && s->eng.wait_head) {
@@ -1100,9 +1234,28 @@ static int parse_body(struct mock_server *s, struct mreq *m, const cJSON *root, 
         *param = "stop";
         return st_status;
     }
-    /* The context limit first, as vLLM checks it when it builds the request: a prompt too long
-       for the model is a client error (400, not retried) whatever the KV cache could hold. */
-    if (m->prompt_tokens + m->max_tokens > cfg->max_model_len) {
+    m->n_prompt_sent = m->prompt_tokens;
+    if (s->llamacpp) {
+        /* llama.cpp checks the prompt alone against the slot's context (n_tokens >= n_ctx) and
+           stops generating at the context's end; with context shift it used to cut the prompt
+           to n_keep (0) tokens and the tail after dropping whole blocks of (n_ctx - n_keep) / 2
+           (tools/server/server.cpp, update_slots, "input truncated"). */
+        long long n_ctx = cfg->max_model_len;
+        if (m->prompt_tokens >= n_ctx && !cfg->context_shift) {
+            m->ctx_exceeded = true;
+            return 0;
+        }
+        if (m->prompt_tokens >= n_ctx) {
+            long long n_block = n_ctx / 2 > 0 ? n_ctx / 2 : 1;
+            long long erased = (m->prompt_tokens - n_block) / n_block;
+            m->prompt_tokens -= erased * n_block;
+        }
+        if (!cfg->context_shift && m->prompt_tokens + m->max_tokens > n_ctx)
+            m->max_tokens = n_ctx - m->prompt_tokens;
+    } else if (m->prompt_tokens + m->max_tokens > cfg->max_model_len) {
+        /* The context limit first, as vLLM checks it when it builds the request: a prompt too
+           long for the model is a client error (400, not retried) whatever the KV cache could
+           hold. */
         snprintf(msg, msgcap,
                  "This model's maximum context length is %lld tokens. However, you requested %lld "
                  "tokens (%lld in the prompt, %lld in the completion). Please reduce the length "
@@ -1173,6 +1326,36 @@ static void admit(struct mreq *m)
     kick_engine(s);
 }
 
+/*
+ * llama.cpp's answer to a prompt that does not fit its slot, context shift off. The build issue 11
+ * ran started the stream before the slot looked at the prompt, so the error arrives inside a 200
+ * stream as an SSE `error:` event, followed by "data: [DONE]", then the connection closes
+ * (handle_completions_impl: server_sent_event(sink, "error", ...)); a plain request gets it as
+ * the JSON error with its code as the status.
+ */
+static void send_context_exceeded(struct mreq *m)
+{
+    static const char msg[] = "the request exceeds the available context size, try increasing it";
+    long long n_ctx = m->srv->cfg->max_model_len;
+    m->reply_ended = !m->stream;
+    if (!m->stream) {
+        set_outcome(m, SB_OUT_INVALID, 400);
+        send_llamacpp_error(m->req, 400, "exceed_context_size_error", msg, m->prompt_tokens, n_ctx);
+        return;
+    }
+    set_outcome(m, SB_OUT_INVALID, 200);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(m->req);
+    evhttp_add_header(h, "Content-Type", "text/event-stream");
+    evhttp_send_reply_start(m->req, 200, "OK");
+    m->headers_sent = true;
+    struct evbuffer *b = m->srv->scratch;
+    evbuffer_add(b, "error: ", 7);
+    add_llamacpp_error(b, 400, "exceed_context_size_error", msg, m->prompt_tokens, n_ctx);
+    evbuffer_add_printf(b, "\n\ndata: [DONE]\n\n");
+    emit(m, b);
+    end_stream(m);
+}
+
 static void on_slow_headers_end(evutil_socket_t fd, short what, void *arg)
 {
     struct mreq *m = arg;
@@ -1186,8 +1369,10 @@ static void handle_inference(struct mock_server *s, struct evhttp_request *req, 
                              bool chat)
 {
     struct mreq *m = calloc(1, sizeof(*m));
-    if (m)
+    if (m) {
         m->kv.lora = -1;
+        m->slot = -1;
+    }
     if (!m) {
         send_error(req, 500, "internal_error", "out of memory", false);
         return;
@@ -1222,8 +1407,7 @@ static void handle_inference(struct mock_server *s, struct evhttp_request *req, 
     if (s->draining || startup_pending(s)) {
         set_outcome(m, s->draining ? SB_OUT_SHUTDOWN : SB_OUT_UNAVAILABLE, 503);
         m->reply_ended = true;
-        send_error(req, 503, "service_unavailable",
-                   s->draining ? "server is shutting down" : "model is still loading", false);
+        send_loading(s, req, s->draining);
         return;
     }
 
@@ -1252,6 +1436,10 @@ static void handle_inference(struct mock_server *s, struct evhttp_request *req, 
                          : status == 429 ? "rate_limit_exceeded"
                                          : "internal_error",
                          msg, param, false);
+        return;
+    }
+    if (m->ctx_exceeded) {
+        send_context_exceeded(m);
         return;
     }
     sb_mock_textgen_init(&m->text, (enum sb_mock_mode)s->cfg->mode, (uint64_t)s->cfg->seed,
@@ -1360,10 +1548,66 @@ static void render_dynamo(const struct mock_server *s, struct sb_buf *out)
                     "Prompt tokens served from the KV cache per request.", out);
 }
 
+/*
+ * llama-server's /metrics in the build issue 11 ran (twelve series: six counters, six gauges;
+ * tools/server/server.cpp, SERVER_TASK_TYPE_METRICS and the /metrics handler), from the mock's
+ * own counts: tokens prefilled (cache excluded) and their time, tokens generated and their time,
+ * engine iterations as llama_decode() calls, KV held by the slots against their total context.
+ */
+static void render_llamacpp(const struct mock_server *s, struct sb_buf *out)
+{
+    double n_decode = (double)s->eng.iterations;
+    double kv_tokens = (double)sb_mock_slots_tokens(&s->slots);
+    for (size_t i = 0; i < s->eng.nbatch; i++) {
+        /* running sequences hold their prompt and what they generated so far */
+        const struct mreq *m = s->eng.batch[i]->owner;
+        const struct sb_mock_slot *sl = m->slot >= 0 ? &s->slots.v[m->slot] : NULL;
+        kv_tokens += (double)(sl ? m->emitted : 0);
+    }
+    double n_ctx = (double)s->cfg->max_model_len * (double)s->slots.n;
+    double gen = (double)s->metrics.generation_tokens;
+    const struct {
+        const char *name, *help;
+        double value;
+        bool gauge;
+    } items[] = {
+        {"prompt_tokens_total", "Number of prompt tokens processed.", (double)s->lc_prompt_n, 0},
+        {"prompt_seconds_total", "Prompt process time", s->lc_prompt_ms / 1e3, 0},
+        {"tokens_predicted_total", "Number of generation tokens processed.", gen, 0},
+        {"tokens_predicted_seconds_total", "Predict process time", s->lc_predicted_ms / 1e3, 0},
+        {"n_decode_total", "Total number of llama_decode() calls", n_decode, 0},
+        {"n_busy_slots_per_decode", "Average number of busy slots per llama_decode() call",
+         (double)s->lc_busy_slots / (n_decode > 1 ? n_decode : 1), 0},
+        {"prompt_tokens_seconds", "Average prompt throughput in tokens/s.",
+         s->lc_prompt_ms > 0 ? 1e3 * (double)s->lc_prompt_n / s->lc_prompt_ms : 0, 1},
+        {"predicted_tokens_seconds", "Average generation throughput in tokens/s.",
+         s->lc_predicted_ms > 0 ? 1e3 * gen / s->lc_predicted_ms : 0, 1},
+        {"kv_cache_usage_ratio", "KV-cache usage. 1 means 100 percent usage.",
+         n_ctx > 0 ? kv_tokens / n_ctx : 0, 1},
+        {"kv_cache_tokens", "KV-cache tokens.", kv_tokens, 1},
+        {"requests_processing", "Number of requests processing.", (double)s->eng.nbatch, 1},
+        {"requests_deferred", "Number of requests deferred.", (double)s->eng.nwaiting, 1},
+    };
+    for (size_t i = 0; i < SB_ARRAY_SIZE(items); i++)
+        sb_buf_addf(out, "# HELP llamacpp:%s %s\n# TYPE llamacpp:%s %s\nllamacpp:%s %.10g\n",
+                    items[i].name, items[i].help, items[i].name,
+                    items[i].gauge ? "gauge" : "counter", items[i].name, items[i].value);
+}
+
 static void handle_metrics(struct mock_server *s, struct evhttp_request *req)
 {
     struct sb_buf out;
     sb_buf_init(&out, 4u << 20);
+    if (s->llamacpp) {
+        render_llamacpp(s, &out);
+        struct evbuffer *b = evbuffer_new();
+        evbuffer_add(b, out.data ? out.data : "", out.len);
+        sb_buf_release(&out);
+        add_header(req, "Content-Type", "text/plain; version=0.0.4");
+        evhttp_send_reply(req, 200, "OK", b);
+        evbuffer_free(b);
+        return;
+    }
     sb_mock_metrics_render(&s->metrics, s->eng.nbatch, s->eng.nwaiting, &out);
     render_dynamo(s, &out);
     sb_mock_storage_render(s->storage, &out);
@@ -1441,6 +1685,85 @@ static void handle_trtllm_metrics(struct mock_server *s, struct evhttp_request *
     evbuffer_free(b);
 }
 
+/* GET /slots: llama.cpp's slot list (server_slot::to_json, the fields a client reads). */
+static void handle_slots(struct mock_server *s, struct evhttp_request *req)
+{
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, "[", 1);
+    for (size_t i = 0; i < s->slots.n; i++) {
+        const struct sb_mock_slot *sl = &s->slots.v[i];
+        evbuffer_add_printf(b,
+                            "%s{\"id\":%zu,\"id_task\":%lld,\"n_ctx\":%lld,\"speculative\":false,"
+                            "\"is_processing\":%s,\"prompt\":\"",
+                            i ? "," : "", i, sl->id_task, s->cfg->max_model_len,
+                            sl->busy ? "true" : "false");
+        add_json_text(b, sl->prompt ? sl->prompt : "", sl->len);
+        evbuffer_add_printf(b,
+                            "\",\"next_token\":{\"has_next_token\":%s,\"has_new_line\":false,"
+                            "\"n_remain\":-1,\"n_decoded\":%lld,\"stopping_word\":\"\"},"
+                            "\"x_mock\":{\"n_tokens\":%lld}}",
+                            sl->busy ? "true" : "false", sl->n_decoded, sl->n_tokens);
+    }
+    evbuffer_add(b, "]", 1);
+    add_header(req, "Content-Type", "application/json; charset=utf-8");
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+/* POST /slots/<id>?action=erase: {"id_slot":N,"n_erased":M} (server_task_result_slot_erase).
+   llama.cpp defers the erase of a busy slot until it is free; the mock refuses it with 503. */
+static void handle_slot_action(struct mock_server *s, struct evhttp_request *req, const char *id)
+{
+    char *end;
+    errno = 0;
+    long slot = strtol(id, &end, 10);
+    if (end == id || *end || errno || slot < 0 || (size_t)slot >= s->slots.n) {
+        send_llamacpp_error(req, 400, "invalid_request_error", "Invalid slot ID", 0, -1);
+        return;
+    }
+    struct evkeyvalq q;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    bool parsed = query && evhttp_parse_query_str(query, &q) == 0;
+    const char *action = parsed ? evhttp_find_header(&q, "action") : NULL;
+    bool erase = action && strcmp(action, "erase") == 0;
+    if (parsed)
+        evhttp_clear_headers(&q);
+    if (!erase) {
+        /* save and restore need --slot-save-path, which the mock does not have */
+        send_llamacpp_error(req, 400, "invalid_request_error", "Invalid action", 0, -1);
+        return;
+    }
+    long long n = sb_mock_slots_erase(&s->slots, (size_t)slot);
+    if (n < 0) {
+        send_llamacpp_error(req, 503, "unavailable_error", "slot is busy", 0, -1);
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add_printf(b, "{\"id_slot\":%ld,\"n_erased\":%lld}", slot, n);
+    add_header(req, "Content-Type", "application/json; charset=utf-8");
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+/* vLLM's POST /reset_prefix_cache (200, empty body) and SGLang's POST /flush_cache (200, a line
+   of text): both drop every cached block no running request uses, and the llamacpp slots'. */
+static void handle_cache_reset(struct mock_server *s, struct evhttp_request *req, bool sglang)
+{
+    sb_mock_storage_reset(s->storage);
+    if (s->llamacpp)
+        sb_mock_slots_erase_all(&s->slots);
+    struct evbuffer *b = evbuffer_new();
+    if (sglang) {
+        evbuffer_add_printf(b, "Cache flushed.\nPlease check backend logs for more details. (When "
+                               "there are running or waiting requests, the operation will not be "
+                               "performed.)\n");
+        add_header(req, "Content-Type", "text/plain; charset=utf-8");
+    }
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
 static void on_metrics_request(struct evhttp_request *req, void *arg)
 {
     const char *uri = evhttp_request_get_uri(req);
@@ -1467,20 +1790,37 @@ static void on_request(struct evhttp_request *req, void *arg)
     memcpy(path, uri, plen);
     path[plen] = '\0';
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    if (s->llamacpp) {
+        /* cpp-httplib on every reply it keeps the connection for (its defaults: 5 s, 100). */
+        add_header(req, "Keep-Alive", "timeout=5, max=100");
+        if (strncmp(path, "/slots/", 7) == 0 && method == EVHTTP_REQ_POST) {
+            if (startup_pending(s))
+                send_loading(s, req, false);
+            else
+                handle_slot_action(s, req, path + 7);
+            return;
+        }
+    }
 
     static const struct {
         const char *path;
         enum evhttp_cmd_type method;
     } routes[] = {
-        {"/health", EVHTTP_REQ_GET},          {"/v1/models", EVHTTP_REQ_GET},
-        {"/metrics", EVHTTP_REQ_GET},         {"/version", EVHTTP_REQ_GET},
-        {"/v1/completions", EVHTTP_REQ_POST}, {"/v1/chat/completions", EVHTTP_REQ_POST},
+        {"/health", EVHTTP_REQ_GET},
+        {"/v1/models", EVHTTP_REQ_GET},
+        {"/metrics", EVHTTP_REQ_GET},
+        {"/version", EVHTTP_REQ_GET},
+        {"/v1/completions", EVHTTP_REQ_POST},
+        {"/v1/chat/completions", EVHTTP_REQ_POST},
+        {"/reset_prefix_cache", EVHTTP_REQ_POST},
+        {"/flush_cache", EVHTTP_REQ_POST},
+        {"/slots", EVHTTP_REQ_GET},
     };
     size_t r;
     for (r = 0; r < SB_ARRAY_SIZE(routes); r++)
         if (strcmp(routes[r].path, path) == 0)
             break;
-    if (r == SB_ARRAY_SIZE(routes)) {
+    if (r == SB_ARRAY_SIZE(routes) || (r == 8 && !s->llamacpp)) {
         send_error(req, 404, "NotFoundError", "no such route", false);
         return;
     }
@@ -1492,8 +1832,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     switch (r) {
     case 0:
         if (startup_pending(s) || s->draining) {
-            send_error(req, 503, "service_unavailable",
-                       s->draining ? "server is shutting down" : "model is still loading", false);
+            send_loading(s, req, s->draining);
         } else {
             /* Empty like trtllm-serve's and vLLM's, with a type rather than libevent's text/html.
              */
@@ -1520,8 +1859,15 @@ static void on_request(struct evhttp_request *req, void *arg)
     case 4:
         handle_inference(s, req, routes[r].path, false);
         return;
-    default:
+    case 5:
         handle_inference(s, req, routes[r].path, true);
+        return;
+    case 6:
+    case 7:
+        handle_cache_reset(s, req, r == 7);
+        return;
+    default:
+        handle_slots(s, req);
         return;
     }
 }
@@ -1623,6 +1969,28 @@ static int bind_listener(const char *host, long long port_in, int *port_out, str
     return fd;
 }
 
+int sb_mock_quirks_parse(const char *list, unsigned *out, struct sb_err *err)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } known[] = {{"llamacpp", SB_MOCK_QUIRK_LLAMACPP}};
+    *out = 0;
+    for (const char *p = list ? list : ""; *p;) {
+        size_t len = strcspn(p, ",");
+        size_t k;
+        for (k = 0; k < SB_ARRAY_SIZE(known); k++)
+            if (strlen(known[k].name) == len && strncmp(known[k].name, p, len) == 0)
+                break;
+        if (len > 0 && k == SB_ARRAY_SIZE(known))
+            return sb_err_set(err, "unknown quirk '%.*s' (known: llamacpp)", (int)len, p);
+        if (len > 0)
+            *out |= known[k].bit;
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
 static int split_models(struct mock_server *s, const char *list, struct sb_err *err)
 {
     const char *p = list && *list ? list : "sparkbench-mock";
@@ -1670,6 +2038,8 @@ static void server_release(struct mock_server *s)
     if (s->base)
         event_base_free(s->base);
     sb_mock_engine_release(&s->eng);
+    if (s->slots.v)
+        sb_mock_slots_release(&s->slots);
     free(s->iters);
     sb_mock_storage_close(s->storage); /* removes the tier-2 file unless --keep-tier2 */
     for (size_t i = 0; i < s->nmodels; i++)
@@ -1712,6 +2082,13 @@ int sb_mock_serve(const struct sb_mock_config *cfg, FILE *announce, struct sb_er
         goto out;
     if (split_models(s, cfg->served_model_names, err) != 0)
         goto out;
+    if (sb_mock_quirks_parse(cfg->quirks, &s->quirks, err) != 0)
+        goto out;
+    s->llamacpp = (s->quirks & SB_MOCK_QUIRK_LLAMACPP) != 0;
+    if (s->llamacpp && sb_mock_slots_init(&s->slots, (size_t)cfg->max_num_seqs) != 0) {
+        sb_err_set(err, "out of memory");
+        goto out;
+    }
     if (cfg->metrics_format == SB_MOCK_METRICS_TRTLLM &&
         !(s->iters = calloc(TRTLLM_RING, sizeof(*s->iters)))) {
         sb_err_set(err, "out of memory");

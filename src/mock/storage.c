@@ -190,6 +190,11 @@ void sb_mock_storage_release(struct sb_mock_storage *st, uint64_t seq_id,
     }
 }
 
+uint64_t sb_mock_storage_reset(struct sb_mock_storage *st)
+{
+    return st && st->kv ? sb_kv_reset(st->kv) : 0;
+}
+
 void sb_mock_kvplan_release(struct sb_mock_kvplan *plan)
 {
     free(plan->hashes);

@@ -993,6 +993,58 @@ static void test_random_workload(void **state)
     }
 }
 
+/*
+ * sb_kv_reset (vLLM's reset_prefix_cache, SGLang's flush_cache): every unpinned copy leaves every
+ * tier, blocks pinned by a running sequence stay in tier 0, and the next identical prompt misses.
+ * For each eviction policy and offload mode.
+ */
+static void test_reset_drops_unpinned(void **state)
+{
+    (void)state;
+    static const struct {
+        enum sb_kv_policy policy;
+        enum sb_kv_offload offload;
+    } cases[] = {{SB_KV_LRU, SB_KV_WRITE_THROUGH}, {SB_KV_FIFO, SB_KV_WRITE_THROUGH},
+                 {SB_KV_LFU, SB_KV_WRITE_THROUGH}, {SB_KV_LRU, SB_KV_ON_EVICT},
+                 {SB_KV_FIFO, SB_KV_ON_EVICT},     {SB_KV_LFU, SB_KV_ON_EVICT}};
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        struct sb_kv_config cfg = config(8, 16, 32, cases[c].offload);
+        for (int t = 0; t < SB_KV_TIERS; t++)
+            cfg.policy[t] = cases[c].policy;
+        cfg.disk_second_use_filter = false;
+        struct fake_io f;
+        struct sb_kv_cache *kv = make(cfg, &f);
+        uint64_t pinned[2] = {101, 102}, cold[6] = {201, 202, 203, 204, 205, 206};
+        visit(kv, 1, cold, 6);
+        admit(kv, 2, cold, 6, 0); /* a second use: on_evict moves them down when evicted */
+        sb_kv_release(kv, 2);
+        admit(kv, 3, pinned, 2, 1);
+        uint64_t dropped = sb_kv_reset(kv);
+        assert_true(dropped >= 6);
+        for (int i = 0; i < 6; i++)
+            assert_int_equal(sb_kv_where(kv, cold[i]), 0);
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(sb_kv_where(kv, pinned[i]), 1u << SB_KV_T0);
+        struct sb_kv_tier_stats st[SB_KV_TIERS];
+        sb_kv_get_stats(kv, st, NULL);
+        assert_int_equal(st[SB_KV_T0].used_blocks, 3); /* 2 pinned + 1 generation block */
+        assert_int_equal(st[SB_KV_T1].used_blocks, 0);
+        assert_int_equal(st[SB_KV_T2].used_blocks, 0);
+        sb_kv_release(kv, 3);
+        struct sb_kv_match m = visit(kv, 4, cold, 6);
+        assert_int_equal(m.miss, 6);
+        /* the tier-2 slots were given back: filling the disk tier again never runs out */
+        for (uint64_t s = 10; s < 40; s++) {
+            uint64_t h[4] = {s * 100 + 1, s * 100 + 2, s * 100 + 3, s * 100 + 4};
+            visit(kv, s, h, 4);
+        }
+        assert_int_equal(f.bad_slot, 0);
+        assert_int_equal(f.unwritten_read, 0);
+        check_identities(kv, &f, cfg.block_bytes);
+        sb_kv_free(kv);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1014,6 +1066,7 @@ int main(void)
         cmocka_unit_test(test_second_pass_from_disk),
         cmocka_unit_test(test_victims_go_down_after_onboarding),
         cmocka_unit_test(test_random_workload),
+        cmocka_unit_test(test_reset_drops_unpinned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
