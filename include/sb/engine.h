@@ -37,7 +37,9 @@ enum sb_exit_reason {
     SB_EXIT_DURATION,  /* --duration-s elapsed */
     SB_EXIT_SIGINT,
     SB_EXIT_SIGTERM,
-    SB_EXIT_FATAL, /* e.g. the metrics file could not be written */
+    SB_EXIT_FATAL,       /* e.g. the metrics file could not be written */
+    SB_EXIT_UNREACHABLE, /* no request ever connected within --connect-timeout-s of the start:
+                            stopped, fatal_msg says why ("cannot connect to URL: ...") */
 };
 
 const char *sb_exit_reason_name(enum sb_exit_reason r);
@@ -53,6 +55,8 @@ struct sb_engine_result {
     struct sb_tput tput;       /* throughput over [t_measure_start, t_measure_end), in seconds of
                                   CLOCK_MONOTONIC (see sb/stats.h) */
     long long sent, ok, warmup, not_sent;
+    long long retried; /* requests sent again on a fresh connection after a reused one died
+                          before any response byte (each is one record, counted once) */
     long long errors[SB_ERRK_COUNT];
     long long output_tokens; /* measured phase, ok requests */
     long long late_sends;    /* sent more than 1 ms after their intended time */

@@ -30,6 +30,7 @@ enum sb_error_kind {
     SB_ERRK_TOO_LARGE,    /* the response exceeded --max-response-bytes */
     SB_ERRK_TRANSPORT,    /* any other transfer failure (reset, TLS, ...) */
     SB_ERRK_CANCELLED,    /* still in flight when the run stopped (drain expired) */
+    SB_ERRK_EMPTY_STREAM, /* a 200 stream that ended with no content and no usage */
     SB_ERRK_COUNT,
 };
 
@@ -69,6 +70,8 @@ struct sb_record {
     bool ok;
     enum sb_error_kind error;
     char error_msg[256]; /* server's or libcurl's message */
+    bool retried; /* the first attempt died with a reused connection before any response byte and
+                     was sent again on a fresh one (its cost is in the latencies) */
 
     /* raw stamps (CLOCK_MONOTONIC ns) */
     uint64_t t_sched_ns, t_send_ns, t_first_byte_ns, t_first_event_ns, t_first_token_ns,

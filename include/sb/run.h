@@ -68,6 +68,7 @@ struct sb_run_config {
     bool server_state;
     double timeout_s;
     double connect_timeout_s;
+    double max_error_rate;
     uint64_t max_response_bytes;
     double drain_s;
     long long max_input_len;

@@ -16,7 +16,11 @@
  * Deliberate deviation from WHATWG: an event block that set a non-empty type but carried no data
  * line is still dispatched (has_data false), because Dynamo reports a mid-stream error as
  * `event: error` plus a `:` comment and no `data:` line, which a strict parser silently drops.
- * The block's last comment is handed over with every event for that reason.
+ * The block's last comment is handed over with every event for that reason. Likewise a field
+ * named `error` is not dropped as an unknown field: llama.cpp reports an error inside a 200 stream
+ * as `error: {json}` followed by a blank line (cpp-httplib's server_sent_event(sink, "error",
+ * ...)), with no data line and no event type, so a block that carried an `error` field is
+ * dispatched and its value handed over.
  */
 #ifndef SB_SSE_H
 #define SB_SSE_H
@@ -46,6 +50,9 @@ struct sb_sse_event {
                             previous blank line, so a keep-alive `: ping` block never leaks into
                             the next event */
     size_t comment_len;
+    const char *error; /* the block's last `error:` field value (llama.cpp's in-stream error), or
+                          NULL when the block had none */
+    size_t error_len;
 };
 
 /*
@@ -70,9 +77,10 @@ struct sb_sse {
     struct sb_buf data;    /* this block's data, joined form (no trailing '\n'), bounded by max */
     struct sb_buf type;    /* this block's event type */
     struct sb_buf comment; /* this block's last comment */
+    struct sb_buf error;   /* this block's last error: field */
     int stop;              /* non-zero once stopped: sb_sse_feed() returns it until reset */
     unsigned char bom;     /* BOM bytes matched at stream start (0-2); 3 once decided */
-    bool has_data, has_type, has_comment;
+    bool has_data, has_type, has_comment, has_error;
     bool after_cr; /* the last feed ended in CR: an LF starting the next one belongs to it */
     bool dropped;  /* input was thrown away by a stop; sb_sse_finish() reports it */
 };

@@ -122,6 +122,7 @@ struct column {
     X("errors_too_large", C_SIZE, errors_by_kind[SB_ERRK_TOO_LARGE])                               \
     X("errors_transport", C_SIZE, errors_by_kind[SB_ERRK_TRANSPORT])                               \
     X("errors_cancelled", C_SIZE, errors_by_kind[SB_ERRK_CANCELLED])                               \
+    X("errors_empty_stream", C_SIZE, errors_by_kind[SB_ERRK_EMPTY_STREAM])                         \
     X("admitted", C_SIZE, admitted)                                                                \
     X("completed", C_SIZE, completed)                                                              \
     X("rejected", C_SIZE, rejected)                                                                \

@@ -2,7 +2,9 @@
  * `sparkbench run`: resolve the options, prepare the run directory (config.yaml), drive the engine
  * into metrics.jsonl, then write run.json and print the summary. Picks the exit code: 0 done,
  * 1 a fatal error (what was written stays; records a full disk refused are counted as lost and
- * left out of the summary) or no run.json, 2 bad usage, 130/143 stopped by SIGINT/SIGTERM.
+ * left out of the summary) or no run.json, 2 bad usage, 3 the run measured too little: no request
+ * succeeded, the error share exceeded --max-error-rate, or nothing could connect for
+ * --connect-timeout-s (one line on stderr says which), 130/143 stopped by SIGINT/SIGTERM.
  */
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -288,6 +290,7 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
     cJSON_AddNumberToObject(c, "errors", (double)errors);
     cJSON_AddNumberToObject(c, "warmup", (double)res->warmup);
     cJSON_AddNumberToObject(c, "not_sent", (double)res->not_sent);
+    cJSON_AddNumberToObject(c, "retried", (double)res->retried);
     cJSON_AddNumberToObject(c, "records_written", (double)loss->written);
     cJSON_AddNumberToObject(c, "records_lost", (double)loss->lost);
     cJSON *ek = cJSON_AddObjectToObject(c, "errors_by_kind");
@@ -325,7 +328,8 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
     }
     cJSON_AddStringToObject(o, "exit_reason", sb_exit_reason_name(res->reason));
     if (res->fatal_msg[0])
-        cJSON_AddStringToObject(o, "fatal_error", res->fatal_msg);
+        cJSON_AddStringToObject(o, res->reason == SB_EXIT_FATAL ? "fatal_error" : "stop_message",
+                                res->fatal_msg);
     if (loss->lost > 0)
         cJSON_AddStringToObject(o, "records_lost_reason", loss->why);
     char *text = cJSON_Print(o);
@@ -403,7 +407,42 @@ static void print_summary(const char *run_id, const char *dir, const struct sb_e
     if (res->not_sent)
         printf("  %lld scheduled requests were never sent (the run stopped first)\n",
                res->not_sent);
+    if (res->retried)
+        printf("  %lld requests died with a reused connection before any response byte and were "
+               "sent again on a fresh one (retried: true; the retry is in their latency)\n",
+               res->retried);
     printf("  -> %s/metrics.jsonl\n", dir);
+}
+
+/*
+ * The run's error budget: 0 when it passes, else 3 with one line in why. No success at all always
+ * fails (a run that measured nothing must not look like one that did); otherwise the failed share
+ * of all records is held against --max-error-rate.
+ */
+static int error_budget(const struct sb_engine_result *res, double max_rate, char *why, size_t cap)
+{
+    long long errors = 0;
+    for (int k = 1; k < SB_ERRK_COUNT; k++)
+        errors += res->errors[k];
+    long long records = res->ok + errors;
+    if (records == 0 || errors == 0)
+        return 0;
+    char kinds[256] = "";
+    size_t n = 0;
+    for (int k = 1; k < SB_ERRK_COUNT && n < sizeof(kinds); k++)
+        if (res->errors[k])
+            n += (size_t)snprintf(kinds + n, sizeof(kinds) - n, "%s%s %lld", n ? ", " : "",
+                                  sb_error_kind_name((enum sb_error_kind)k), res->errors[k]);
+    double share = (double)errors / (double)records;
+    if (res->ok == 0)
+        snprintf(why, cap, "failed: none of %lld requests succeeded (%s)", records, kinds);
+    else if (share > max_rate)
+        snprintf(why, cap,
+                 "failed: %lld of %lld requests failed (%.1f %%, over --max-error-rate %g): %s",
+                 errors, records, 100 * share, max_rate, kinds);
+    else
+        return 0;
+    return 3;
 }
 
 /* `run --sysmon`: the sampler on its own thread for the run's lifetime, on the same clocks. */
@@ -642,8 +681,16 @@ int cmd_run(int argc, char **argv)
     case SB_EXIT_SIGTERM:
         rc = 143;
         break;
-    default:
-        rc = 0;
+    case SB_EXIT_UNREACHABLE:
+        fprintf(stderr, "sparkbench run: %s\n", er.fatal_msg);
+        rc = 3;
+        break;
+    default: {
+        char why[512];
+        rc = error_budget(&er, cfg.max_error_rate, why, sizeof(why));
+        if (rc != 0)
+            fprintf(stderr, "sparkbench run: %s\n", why);
+    }
     }
     if (json_failed && rc == 0)
         rc = 1; /* the run's record is incomplete without run.json */

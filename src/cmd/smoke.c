@@ -2,9 +2,10 @@
  * `sparkbench smoke`: the manual bring-up check, done the way a benchmark will see the server.
  * Probes /health and /v1/models, sends one streamed completion and one streamed chat request,
  * then one completion with a long prompt (--long-prompt-tokens: where a server rejects, cuts or
- * fails a prompt it cannot hold, in the status or inside a 200 stream), prints a timing line and
- * the shape of each stream, and warns about what would skew a benchmark.
- * Exit 0 when the endpoint can be benchmarked, 1 otherwise, 2 on bad usage.
+ * fails a prompt it cannot hold, in the status or inside a 200 stream), probes whether a
+ * kept-alive connection survives a streamed response, prints a timing line and the shape of each
+ * stream, and warns about what would skew a benchmark. Exit 0 when the endpoint can be
+ * benchmarked, 1 otherwise, 2 on bad usage.
  */
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "sb/buf.h"
 #include "sb/cmd.h"
@@ -91,6 +93,7 @@ struct probe {
     long status;
     bool is_sse, saw_done, role_chunk, usage_chunk, usage_on_content, stream_err, bad_json;
     bool cached_reported, timings_reported;
+    bool conn_close; /* the response said Connection: close */
     long long content_chunks, usage_completion, usage_prompt, cached;
     double itl_sum_ms;
     char err[256];
@@ -104,6 +107,8 @@ static size_t probe_header(char *b, size_t s, size_t n, void *arg)
         p->t_first_byte = sb_mono_ns();
     if (len > 13 && strncasecmp(b, "content-type:", 13) == 0)
         p->is_sse = strstr(b, "text/event-stream") != NULL;
+    if (len > 11 && strncasecmp(b, "connection:", 11) == 0 && memmem(b, len, "close", 5))
+        p->conn_close = true;
     return len;
 }
 
@@ -175,10 +180,10 @@ static size_t probe_write(char *b, size_t s, size_t n, void *arg)
     return sb_buf_add(&p->body, b, len) == 0 ? len : 0;
 }
 
-static CURLcode do_request(const char *url, const char *body, const char *key, double timeout,
-                           struct probe *p, double *connect_ms)
+/* One request on the easy handle c (its connection kept for the next request on c). */
+static CURLcode request_on(CURL *c, const char *url, const char *body, const char *key,
+                           double timeout, struct probe *p, double *connect_ms)
 {
-    CURL *c = curl_easy_init();
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     h = curl_slist_append(h, "Expect:");
     char auth[1100];
@@ -205,6 +210,14 @@ static CURLcode do_request(const char *url, const char *body, const char *key, d
     if (connect_ms)
         *connect_ms = (double)conn_us / 1000.0;
     curl_slist_free_all(h);
+    return rc;
+}
+
+static CURLcode do_request(const char *url, const char *body, const char *key, double timeout,
+                           struct probe *p, double *connect_ms)
+{
+    CURL *c = curl_easy_init();
+    CURLcode rc = request_on(c, url, body, key, timeout, p, connect_ms);
     curl_easy_cleanup(c);
     return rc;
 }
@@ -359,12 +372,68 @@ static int stream_probe(const char *base, enum sb_api api, const struct smoke_co
     return blocking;
 }
 
+/*
+ * Two short streamed requests on one connection, 100 ms apart: does the server keep a connection
+ * it did not close explicitly? llama.cpp (cpp-httplib) advertises Keep-Alive but closes after
+ * every stream; a load generator that reuses the connection at once then loses a race, and its
+ * request dies unsent. A warning, not a blocking problem: `run` sends such a request again on a
+ * fresh connection once (retried: true in its record), and --new-connection avoids reuse.
+ */
+static void reuse_probe(const char *base, const struct smoke_config *cfg, const char *key,
+                        int *warnings)
+{
+    char url[4200];
+    snprintf(url, sizeof(url), "%s/v1/completions", base);
+    struct sb_request_params rp = {.api = SB_API_COMPLETIONS,
+                                   .model = cfg->model,
+                                   .prompt = "Say hi.",
+                                   .prompt_len = 7,
+                                   .max_tokens = 2,
+                                   .temperature = 0,
+                                   .top_p = NAN,
+                                   .stream = true,
+                                   .include_usage = true};
+    struct sb_buf body;
+    sb_buf_init(&body, 1u << 20);
+    struct sb_err err;
+    sb_openai_build_request(&rp, &body, &err);
+    CURL *c = curl_easy_init();
+    struct probe p1, p2;
+    probe_init(&p1);
+    probe_init(&p2);
+    CURLcode rc1 = request_on(c, url, body.data, key, cfg->timeout_s, &p1, NULL);
+    struct timespec pause = {0, 100000000L};
+    nanosleep(&pause, NULL);
+    CURLcode rc2 =
+        rc1 == CURLE_OK ? request_on(c, url, body.data, key, cfg->timeout_s, &p2, NULL) : rc1;
+    long connects = -1;
+    curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &connects);
+    if (rc1 != CURLE_OK || rc2 != CURLE_OK) {
+        printf("%-12s FAIL  %s\n", "keep-alive", curl_easy_strerror(rc1 != CURLE_OK ? rc1 : rc2));
+    } else if (p1.conn_close) {
+        printf("%-12s the server says Connection: close (no reuse)\n", "keep-alive");
+    } else if (connects == 0) {
+        printf("%-12s connection reused for a second stream\n", "keep-alive");
+    } else {
+        printf("%-12s WARNING: the server closed a kept-alive connection after a stream without "
+               "saying Connection: close (llama.cpp does): a request sent on it at once dies "
+               "unsent; run sends it again on a fresh connection (retried: true)\n",
+               "keep-alive");
+        (*warnings)++;
+    }
+    curl_easy_cleanup(c);
+    probe_release(&p1);
+    probe_release(&p2);
+    sb_buf_release(&body);
+}
+
 static void usage(FILE *f)
 {
     fputs("usage: sparkbench smoke --endpoint URL [--model M]\n\n"
           "Bring-up check: /health, /v1/models, one streamed completion and one streamed chat\n"
-          "request with their timings and stream shape, a completion with a long prompt, and\n"
-          "warnings about anything that would skew a benchmark. Exit 0 when the endpoint can be\n"
+          "request with their timings and stream shape, a completion with a long prompt, a\n"
+          "connection-reuse probe, and warnings about anything that would skew a benchmark.\n"
+          "Exit 0 when the endpoint can be "
           "benchmarked, 1 otherwise.\n\n"
           "options:\n",
           f);
@@ -456,6 +525,7 @@ int cmd_smoke(int argc, char **argv)
     if (cfg.long_prompt_tokens > 0)
         blocking +=
             stream_probe(base, SB_API_COMPLETIONS, &cfg, key, &warnings, cfg.long_prompt_tokens);
+    reuse_probe(base, &cfg, key, &warnings);
     printf("%s: %d blocking problem(s), %d warning(s)\n",
            blocking ? "NOT READY for benchmarking" : "ready for benchmarking", blocking, warnings);
     curl_global_cleanup();

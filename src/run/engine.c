@@ -45,7 +45,8 @@ struct loop;
 struct user {
     long long id;
     long long next_req;
-    bool done; /* will send no more */
+    int connect_fails; /* consecutive connect failures: the backoff's exponent */
+    bool done;         /* will send no more */
 };
 
 struct req {
@@ -62,8 +63,10 @@ struct req {
     uint64_t last_chunk_ns;
     uint64_t resp_bytes;
     long status;
-    bool is_sse, saw_done, too_large, bad_sse, bad_json, stream_err;
+    bool is_sse, saw_done, saw_usage, too_large, bad_sse, bad_json, stream_err;
+    bool retried; /* already sent again on a fresh connection */
     char err_msg[256];
+    char curl_err[CURL_ERROR_SIZE]; /* libcurl's own words for a failed transfer */
     struct user *user;
     struct req *prev, *next; /* in-flight list, or free list (next only) */
 };
@@ -108,7 +111,7 @@ struct loop {
     struct sb_jsonl_batch batch;
 
     /* results, merged after join */
-    long long sent, ok, warmup, not_sent, late_sends, output_tokens;
+    long long sent, ok, warmup, not_sent, late_sends, output_tokens, retried;
     uint64_t last_sched_ns; /* latest intended send */
     struct ok_done *done;   /* every ok request's completion, for the throughput window */
     size_t n_done, cap_done;
@@ -145,6 +148,9 @@ struct shared {
     size_t backlog_cap, backlog_head, backlog_len;
     uint64_t anchor_mono_ns, anchor_real_ns; /* one instant on both clocks, for "ts" */
     _Atomic long long issued;                /* requests started, all loops */
+    _Atomic bool connected;    /* some request got a connection: the endpoint answers */
+    _Atomic bool unreach_seen; /* some request failed to connect (unreach_msg says how) */
+    char unreach_msg[SB_ERR_MSG_MAX / 2]; /* the first connect failure, under fatal_lock */
     _Atomic bool stop;
     _Atomic int fatal;
     char fatal_msg[SB_ERR_MSG_MAX];
@@ -156,11 +162,12 @@ struct shared {
     int main_wake_fd; /* eventfd: a loop has finished */
 };
 
-static const char *const exit_names[] = {"completed", "duration", "sigint", "sigterm", "fatal"};
+static const char *const exit_names[] = {"completed", "duration", "sigint",
+                                         "sigterm",   "fatal",    "unreachable"};
 
 const char *sb_exit_reason_name(enum sb_exit_reason r)
 {
-    return (r >= 0 && r <= SB_EXIT_FATAL) ? exit_names[r] : "unknown";
+    return (r >= 0 && r <= SB_EXIT_UNREACHABLE) ? exit_names[r] : "unknown";
 }
 
 /* ---- small helpers ---- */
@@ -390,6 +397,15 @@ static int on_event(const struct sb_sse_event *ev, void *arg)
     uint64_t now = sb_mono_ns();
     if (!r->rec.t_first_event_ns)
         r->rec.t_first_event_ns = now;
+    if (ev->error) {
+        /* llama.cpp: `error: {"code":400,"message":...}` inside a 200 stream, then [DONE]. */
+        char msg[256];
+        r->stream_err = true;
+        sb_openai_error_message(ev->error, ev->error_len, msg, sizeof(msg));
+        note_error(r, msg, strlen(msg));
+        if (!ev->has_data)
+            return 0;
+    }
     if (ev->type_len == 5 && memcmp(ev->type, "error", 5) == 0) {
         /* Dynamo: `event: error` with the message in a comment and no data line. */
         r->stream_err = true;
@@ -446,6 +462,7 @@ static int on_event(const struct sb_sse_event *ev, void *arg)
     if (c.finish_reason[0])
         snprintf(r->rec.finish_reason, sizeof(r->rec.finish_reason), "%s", c.finish_reason);
     if (c.has_usage) {
+        r->saw_usage = true;
         if (c.completion_tokens >= 0) {
             r->rec.output_tokens = c.completion_tokens;
             r->rec.tokens_from_usage = true;
@@ -463,11 +480,8 @@ static int on_event(const struct sb_sse_event *ev, void *arg)
     return 0;
 }
 
-static size_t on_write(char *buf, size_t size, size_t n, void *arg)
+static size_t take_bytes(struct req *r, char *buf, size_t len)
 {
-    struct req *r = arg;
-    size_t len = size * n;
-    r->rec.t_last_byte_ns = sb_mono_ns();
     r->resp_bytes += len;
     if (r->resp_bytes > r->loop->p->cfg->max_response_bytes) {
         r->too_large = true;
@@ -492,6 +506,19 @@ static size_t on_write(char *buf, size_t size, size_t n, void *arg)
 }
 
 /*
+ * The response body as libcurl hands it over. The last byte is stamped once these bytes are
+ * parsed, in this one place: an event parsed from them (the first token, say) is stamped during
+ * the parse, so stamping before it would put the "last byte" ahead of a token it carried.
+ */
+static size_t on_write(char *buf, size_t size, size_t n, void *arg)
+{
+    struct req *r = arg;
+    size_t taken = take_bytes(r, buf, size * n);
+    r->rec.t_last_byte_ns = sb_mono_ns();
+    return taken;
+}
+
+/*
  * libcurl calls this once the connection is made (or taken from the pool) and right before it
  * writes the request: the moment the request leaves, which is what t_send_ns stamps. Connecting,
  * a full accept queue on the server or a busy loop all show in lat_sched_delay_ms.
@@ -501,7 +528,13 @@ static int on_prereq(void *arg, char *conn_primary_ip, char *conn_local_ip, int 
 {
     struct req *r = arg;
     (void)conn_primary_ip, (void)conn_local_ip, (void)conn_primary_port, (void)conn_local_port;
-    r->rec.t_send_ns = sb_mono_ns();
+    /* The first departure: a request sent again (libcurl's retry of a dead reused connection,
+       or ours) keeps it, so its client lag is not the dead connection's cost; that cost is in
+       the latencies, which run from the intended send time. */
+    if (!r->rec.t_send_ns)
+        r->rec.t_send_ns = sb_mono_ns();
+    if (!atomic_load_explicit(&r->loop->sh->connected, memory_order_relaxed))
+        atomic_store(&r->loop->sh->connected, true);
     return CURL_PREREQFUNC_OK;
 }
 
@@ -546,6 +579,7 @@ static struct req *req_new(struct loop *l)
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(e, CURLOPT_PREREQDATA, r);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->curl_err);
     if (cfg->new_connection) {
         curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
         curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
@@ -623,8 +657,13 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
     }
     r->user = u;
     r->status = 0;
-    r->is_sse = r->saw_done = r->too_large = r->bad_sse = r->bad_json = r->stream_err = false;
+    r->is_sse = r->saw_done = r->saw_usage = r->too_large = r->bad_sse = r->bad_json =
+        r->stream_err = false;
+    if (r->retried) /* the last request on this handle was sent again on a fresh connection */
+        curl_easy_setopt(r->easy, CURLOPT_FRESH_CONNECT, p->cfg->new_connection ? 1L : 0L);
+    r->retried = false;
     r->err_msg[0] = '\0';
+    r->curl_err[0] = '\0';
     r->resp_bytes = 0;
     r->n_itl = 0;
     r->last_chunk_ns = 0;
@@ -766,6 +805,10 @@ static void classify(struct req *r, CURLcode rc, uint64_t now)
             k = SB_ERRK_BAD_JSON;
         else if (!r->saw_done)
             k = SB_ERRK_TRUNCATED;
+        else if (r->rec.content_chunks == 0 && !r->saw_usage) {
+            k = SB_ERRK_EMPTY_STREAM;
+            note_error(r, "the stream ended with no content and no usage", 45);
+        }
     } else {
         struct sb_chunk c;
         struct sb_err e;
@@ -791,8 +834,10 @@ static void classify(struct req *r, CURLcode rc, uint64_t now)
     }
     if (k == SB_ERRK_NONE && rc != CURLE_OK)
         k = SB_ERRK_TRANSPORT;
-    if (rc != CURLE_OK && !r->err_msg[0])
-        note_error(r, curl_easy_strerror(rc), strlen(curl_easy_strerror(rc)));
+    if (rc != CURLE_OK && !r->err_msg[0]) {
+        const char *why = r->curl_err[0] ? r->curl_err : curl_easy_strerror(rc);
+        note_error(r, why, strlen(why));
+    }
     rec->error = k;
     rec->ok = k == SB_ERRK_NONE;
     snprintf(rec->error_msg, sizeof(rec->error_msg), "%s", rec->ok ? "" : r->err_msg);
@@ -819,6 +864,25 @@ static void classify(struct req *r, CURLcode rc, uint64_t now)
 }
 
 static void schedule_next(struct loop *l, struct req *r, uint64_t now);
+
+/* The first request that could not connect, in words, for the run's "cannot connect" message. */
+static void note_unreachable(struct loop *l, struct req *r)
+{
+    struct shared *sh = l->sh;
+    if (atomic_load_explicit(&sh->unreach_seen, memory_order_relaxed))
+        return;
+    long os_errno = 0;
+    curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO, &os_errno);
+    pthread_mutex_lock(&sh->fatal_lock);
+    if (!atomic_load(&sh->unreach_seen)) {
+        if (r->rec.error == SB_ERRK_CONNECT && os_errno > 0)
+            snprintf(sh->unreach_msg, sizeof(sh->unreach_msg), "%s", strerror((int)os_errno));
+        else
+            snprintf(sh->unreach_msg, sizeof(sh->unreach_msg), "%s", r->rec.error_msg);
+        atomic_store(&sh->unreach_seen, true);
+    }
+    pthread_mutex_unlock(&sh->fatal_lock);
+}
 
 /* Records a finished (or cancelled) request and lets its user go on. */
 static void finish_request(struct loop *l, struct req *r, CURLcode rc, bool cancelled)
@@ -864,6 +928,9 @@ static void finish_request(struct loop *l, struct req *r, CURLcode rc, bool canc
     } else {
         l->errors[rec->error]++;
         atomic_fetch_add_explicit(&l->a_errors, 1, memory_order_relaxed);
+        if (!cancelled && !rec->t_send_ns &&
+            (rec->error == SB_ERRK_CONNECT || rec->error == SB_ERRK_TIMEOUT))
+            note_unreachable(l, r);
         if (l->p->cfg->verbose)
             fprintf(stderr, "sparkbench run: request %s failed: %s (rc %d): %s\n", rec->request_id,
                     sb_error_kind_name(rec->error), rec->rc, rec->error_msg);
@@ -983,6 +1050,26 @@ static uint64_t next_own_arrival(struct loop *l)
     }
 }
 
+/*
+ * A closed-loop user whose request could not connect waits before its next one: 50 ms, doubling
+ * per consecutive failure up to 2 s, each drawn uniformly from [d/2, d] (from the seed, the user
+ * and the failure count, so a run is repeatable) so that users do not retry in step. Without it a
+ * refused port turns every user into a tight loop of connect attempts (tens of thousands a
+ * second, each a record).
+ */
+static uint64_t connect_backoff_ns(const struct sb_run_config *cfg, struct user *u)
+{
+    const uint64_t base = 50000000ull, cap = 2000000000ull;
+    int n = u->connect_fails < 30 ? ++u->connect_fails : u->connect_fails;
+    uint64_t d = n > 6 ? cap : base << (n - 1);
+    if (d > cap)
+        d = cap;
+    uint64_t x =
+        sb_mix64((uint64_t)cfg->seed ^ sb_mix64((uint64_t)u->id * 1000003ull + (uint64_t)n));
+    double frac = (double)(x >> 11) / 9007199254740992.0; /* [0, 1) */
+    return d / 2 + (uint64_t)(frac * (double)(d / 2));
+}
+
 static void schedule_next(struct loop *l, struct req *r, uint64_t now)
 {
     if (l->open_loop) {
@@ -991,18 +1078,58 @@ static void schedule_next(struct loop *l, struct req *r, uint64_t now)
     }
     struct user *u = r->user;
     const struct sb_run_config *cfg = l->p->cfg;
-    uint64_t t = now + (uint64_t)(cfg->think_ms * 1e6);
+    uint64_t backoff = 0;
+    if (r->rec.error == SB_ERRK_CONNECT)
+        backoff = connect_backoff_ns(cfg, u);
+    else
+        u->connect_fails = 0;
+    /* The next intended send is after the backoff: waiting it out is not client lag. */
+    uint64_t t = now + (uint64_t)(cfg->think_ms * 1e6) + backoff;
     if (!may_start(l, t)) {
         u->done = true;
         return;
     }
-    if (cfg->think_ms > 0) {
+    if (cfg->think_ms > 0 || backoff) {
         heap_push(l, t, u);
         arm_sched(l);
         return;
     }
     if (start_request(l, u, u->id, now) != 0)
         u->done = true;
+}
+
+/*
+ * A request that died with a reused connection before any byte of the response came back never
+ * reached the server (llama.cpp's cpp-httplib advertises keep-alive but closes after every
+ * stream, and a request sent on the connection meanwhile is reset). libcurl 7.88 sends such a
+ * request again on a fresh connection itself (Curl_retry_request), but only 5 times in the life of
+ * an easy handle (the count is never reset between transfers), then fails the 6th with
+ * "Connection died, tried 5 times before giving up"; and it does not retry a send that fails
+ * after the request's first write. So the engine sends it once more on a fresh connection,
+ * keeping its intended send time: the retry's cost is in its latency. true when it was re-added.
+ */
+static bool retry_fresh(struct loop *l, struct req *r, CURLcode rc)
+{
+    if (r->retried || l->stopping || atomic_load_explicit(&l->sh->stop, memory_order_relaxed))
+        return false;
+    if (rc != CURLE_SEND_ERROR && rc != CURLE_RECV_ERROR && rc != CURLE_GOT_NOTHING)
+        return false;
+    if (r->status != 0 || r->resp_bytes != 0 || r->rec.t_first_byte_ns || r->too_large)
+        return false;
+    long connects = -1; /* 0: this transfer made no connection of its own, it reused one */
+    if (curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &connects) != CURLE_OK || connects != 0)
+        return false;
+    curl_multi_remove_handle(l->multi, r->easy);
+    r->retried = r->rec.retried = true;
+    l->retried++;
+    r->err_msg[0] = r->curl_err[0] = '\0';
+    r->is_sse = false;
+    sb_sse_reset(&r->sse);
+    sb_buf_reset(&r->resp);
+    curl_easy_setopt(r->easy, CURLOPT_FRESH_CONNECT, 1L);
+    if (curl_multi_add_handle(l->multi, r->easy) != CURLM_OK)
+        return false;
+    return true;
 }
 
 static void check_multi_info(struct loop *l)
@@ -1013,8 +1140,11 @@ static void check_multi_info(struct loop *l)
         if (msg->msg != CURLMSG_DONE)
             continue;
         struct req *r;
+        CURLcode rc = msg->data.result;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
-        finish_request(l, r, msg->data.result, false);
+        if (rc != CURLE_OK && retry_fresh(l, r, rc))
+            continue;
+        finish_request(l, r, rc, false);
     }
 }
 
@@ -1405,6 +1535,21 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
         }
         if (pn > 0 && (pf[1].revents & POLLIN))
             drain_fd(sh->main_wake_fd);
+        /* Nothing ever connected for --connect-timeout-s: stop, say so once, record no more. */
+        if (reason == SB_EXIT_COMPLETED && atomic_load(&sh->unreach_seen) &&
+            !atomic_load(&sh->connected) &&
+            sb_mono_ns() >= sh->t0_ns + (uint64_t)(cfg->connect_timeout_s * 1e9)) {
+            reason = SB_EXIT_UNREACHABLE;
+            uint64_t zero = 0;
+            atomic_compare_exchange_strong(&sh->t_stop_ns, &zero, sb_mono_ns());
+            atomic_store(&sh->abort_drain, true);
+            atomic_store(&sh->stop, true);
+            for (int i = 0; i < started; i++) {
+                uint64_t one = 1;
+                ssize_t w = write(loops[i].wake_fd, &one, sizeof(one));
+                (void)w;
+            }
+        }
         if (p->progress && sb_mono_ns() >= next_progress) {
             print_progress(loops, started, sh, false);
             next_progress = sb_mono_ns() + 250000000ull;
@@ -1424,6 +1569,10 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
     if (atomic_load(&sh->fatal)) {
         reason = SB_EXIT_FATAL;
         snprintf(res->fatal_msg, sizeof(res->fatal_msg), "%s", sh->fatal_msg);
+    } else if (reason == SB_EXIT_UNREACHABLE) {
+        snprintf(res->fatal_msg, sizeof(res->fatal_msg),
+                 "cannot connect to %s: %s for %g s; nothing was measured", p->url, sh->unreach_msg,
+                 cfg->connect_timeout_s);
     } else if (reason == SB_EXIT_COMPLETED && sh->t_end_ns &&
                !(cfg->requests > 0 && atomic_load(&sh->issued) >= cfg->requests)) {
         reason = SB_EXIT_DURATION;
@@ -1445,6 +1594,7 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
         res->ok += l->ok;
         res->warmup += l->warmup;
         res->not_sent += l->not_sent;
+        res->retried += l->retried;
         res->late_sends += l->late_sends;
         res->output_tokens += l->output_tokens;
         if (l->max_sched_delay_ms > res->max_sched_delay_ms)

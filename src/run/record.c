@@ -32,6 +32,7 @@ static const char *const kind_names[SB_ERRK_COUNT] = {
     [SB_ERRK_TOO_LARGE] = "too_large",
     [SB_ERRK_TRANSPORT] = "transport",
     [SB_ERRK_CANCELLED] = "cancelled",
+    [SB_ERRK_EMPTY_STREAM] = "empty_stream",
 };
 
 const char *sb_error_kind_name(enum sb_error_kind k)
@@ -110,7 +111,7 @@ enum field_type {
     F_MS,       /* double, fixed 6 decimals: null when NAN */
     F_EXACT,    /* double, shortest text that reads back bit-exact: null when NAN */
     F_INT,      /* int (rc) */
-    F_BOOL,     /* bool (ok) */
+    F_BOOL,     /* bool (ok, retried) */
     F_FLAG,     /* bool: true | false (any other bool field) */
     F_PHASE,    /* bool warmup (+ bool ramp): "ramp" | "warmup" | "measure" */
     F_TOKSRC,   /* bool tokens_from_usage: "usage" | "counted" */
@@ -157,6 +158,7 @@ static const struct field fields[] = {
     FIELD(ok, F_BOOL),
     FIELD(error, F_ERRKIND),
     FIELD(error_msg, F_STR_NULL),
+    FIELD(retried, F_BOOL),
     FIELD(t_sched_ns, F_U64),
     FIELD(t_send_ns, F_U64),
     FIELD(t_first_byte_ns, F_U64),
@@ -932,8 +934,9 @@ static int store(struct sb_record *r, const struct field *f, const struct value 
             return 0;
         if (v->kind != V_BOOL)
             break;
-        r->ok = v->b;
-        ps->have_ok = true;
+        *AT(r, f, bool) = v->b;
+        if (AT(r, f, bool) == &r->ok)
+            ps->have_ok = true;
         return 0;
     case F_FLAG:
         if (is_null)

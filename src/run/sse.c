@@ -26,6 +26,7 @@ void sb_sse_init(struct sb_sse *p, size_t max_event_bytes, sb_sse_cb cb, void *a
     sb_buf_init(&p->data, max_event_bytes);
     sb_buf_init(&p->type, max_event_bytes);
     sb_buf_init(&p->comment, max_event_bytes);
+    sb_buf_init(&p->error, max_event_bytes);
 }
 
 static void clear_block(struct sb_sse *p)
@@ -33,7 +34,8 @@ static void clear_block(struct sb_sse *p)
     sb_buf_reset(&p->data);
     sb_buf_reset(&p->type);
     sb_buf_reset(&p->comment);
-    p->has_data = p->has_type = p->has_comment = false;
+    sb_buf_reset(&p->error);
+    p->has_data = p->has_type = p->has_comment = p->has_error = false;
 }
 
 void sb_sse_reset(struct sb_sse *p)
@@ -52,6 +54,7 @@ void sb_sse_release(struct sb_sse *p)
     sb_buf_release(&p->data);
     sb_buf_release(&p->type);
     sb_buf_release(&p->comment);
+    sb_buf_release(&p->error);
 }
 
 /* Appends with the limit checked first, so that hitting it and running out of memory differ. */
@@ -75,7 +78,7 @@ static int buf_set(struct sb_buf *b, const char *s, size_t n)
 static int end_block(struct sb_sse *p)
 {
     int rc = 0;
-    if (p->has_data || p->has_type) {
+    if (p->has_data || p->has_type || p->has_error) {
         struct sb_sse_event ev = {
             .type = p->has_type ? p->type.data : "",
             .type_len = p->has_type ? p->type.len : 0,
@@ -84,6 +87,8 @@ static int end_block(struct sb_sse *p)
             .has_data = p->has_data,
             .comment = p->has_comment ? p->comment.data : NULL,
             .comment_len = p->has_comment ? p->comment.len : 0,
+            .error = p->has_error ? (p->error.data ? p->error.data : "") : NULL,
+            .error_len = p->has_error ? p->error.len : 0,
         };
         p->events++;
         if (p->cb)
@@ -134,7 +139,12 @@ static int process_line(struct sb_sse *p, const char *s, size_t n)
         p->has_type = vn > 0;
         return buf_set(&p->type, v, vn);
     }
-    /* id, retry and unknown fields carry nothing the harness needs. */
+    if (name_len == 5 && memcmp(s, "error", 5) == 0) {
+        /* llama.cpp's in-stream error: `error: {"code":400,"message":...}`. */
+        p->has_error = true;
+        return buf_set(&p->error, v, vn);
+    }
+    /* id, retry and other unknown fields carry nothing the harness needs. */
     return 0;
 }
 
@@ -222,7 +232,7 @@ int sb_sse_feed(struct sb_sse *p, const char *buf, size_t len)
 
 int sb_sse_finish(struct sb_sse *p)
 {
-    bool discarded = p->dropped || p->line.len > 0 || p->has_data || p->has_type ||
+    bool discarded = p->dropped || p->line.len > 0 || p->has_data || p->has_type || p->has_error ||
                      (p->bom > 0 && p->bom < BOM_DONE);
     sb_buf_reset(&p->line);
     clear_block(p);

@@ -138,8 +138,11 @@ static void *serve(void *arg)
                     sleep_ms(st->delay_ms);
                 ok = write_all(fd, st->bytes, strlen(st->bytes));
             }
-            if (!ok || s->close_after_response)
+            if (!ok || s->close_after_response) {
+                if (ok && s->close_delay_ms > 0)
+                    sleep_ms(s->close_delay_ms);
                 break;
+            }
         }
         close(fd);
     }

@@ -1,9 +1,9 @@
 /*
  * A scripted HTTP server for integration tests of behaviours that real servers show and our mock
  * does not (an interim 103 before the answer, a listener whose accept queue is full, a socket
- * closed right after a response): it runs on a thread of the test process, listens on 127.0.0.1
- * on an ephemeral port, reads each request (headers and Content-Length body) and writes the
- * scripted steps, each after its delay.
+ * closed right after a response or a moment later): it runs on a thread of the test process,
+ * listens on 127.0.0.1 on an ephemeral port, reads each request (headers and Content-Length body)
+ * and writes the scripted steps, each after its delay.
  */
 #ifndef SB_TEST_SCRIPT_SERVER_H
 #define SB_TEST_SCRIPT_SERVER_H
@@ -32,6 +32,9 @@ struct sb_script_server {
     int backlog;                        /* listen() backlog */
     int accept_delay_ms;                /* before the first accept() */
     bool close_after_response;          /* close the socket after the last step */
+    int close_delay_ms; /* with close_after_response: wait this long before closing, without
+                           reading (a loaded server's HTTP thread closes a moment after its last
+                           byte; a request the client sent meanwhile is then reset) */
 
     /* filled by the server */
     int port;

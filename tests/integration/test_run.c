@@ -487,7 +487,8 @@ static void test_config_errors_and_old_flags(void **state)
 static void test_refused_connection(void **state)
 {
     (void)state;
-    /* Nobody listens on port 1: every request is a 'connect' error record, the run completes. */
+    /* Nobody listens on port 1: every request is a 'connect' error record, the run completes,
+       and exits 3 with one line: nothing succeeded. */
     char *dir = sb_test_tmpdir("/tmp", "run");
     char out_dir[512], prompts[512], mpath[600];
     snprintf(out_dir, sizeof(out_dir), "%s/run", dir);
@@ -499,7 +500,8 @@ static void test_refused_connection(void **state)
                           "--prompts-dir", prompts,
                           "--quiet",       NULL};
     char *out = NULL, *err = NULL;
-    assert_int_equal(run_cmd(args, &out, &err), 0);
+    assert_int_equal(run_cmd(args, &out, &err), 3);
+    assert_non_null(strstr(err, "none of 5 requests succeeded (connect 5)"));
     struct lines l = read_jsonl(mpath);
     assert_int_equal(l.n, 5);
     for (int i = 0; i < l.n; i++) {
@@ -588,7 +590,8 @@ static void test_threads_and_too_large(void **state)
                         "--max-tokens", "200",   "--max-response-bytes", "4096",
                         "--output-dir", out_dir, "--prompts-dir",        prompts,
                         "--quiet",      NULL};
-    assert_int_equal(run_cmd(a2, &out, &err), 0);
+    assert_int_equal(run_cmd(a2, &out, &err), 3); /* nothing succeeded: exit 3 */
+    assert_non_null(strstr(err, "(too_large 3)"));
     free(out);
     free(err);
     l = read_jsonl(mpath);

@@ -1019,6 +1019,7 @@ static const char *const csv_header =
     "lines,warmup,measured,errors,errors_unknown,"
     "errors_connect,errors_timeout,errors_http,errors_bad_json,errors_bad_sse,"
     "errors_stream_error,errors_truncated,errors_too_large,errors_transport,errors_cancelled,"
+    "errors_empty_stream,"
     "admitted,completed,rejected,achieved_rps,output_tok_s,output_tokens,"
     "n_ttft,p90_ttft_ms,p999_ttft_ms,mean_ttft_ms,min_ttft_ms,max_ttft_ms,"
     "n_e2e,p90_e2e_ms,p999_e2e_ms,mean_e2e_ms,min_e2e_ms,max_e2e_ms,"

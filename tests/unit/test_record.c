@@ -90,6 +90,7 @@ static void fill_failed(struct sb_record *r)
     r->concurrency = LLONG_MAX;
     r->user = -1;
     r->cached_tokens = 7;
+    r->retried = true;
 }
 
 static void fill_escapes(struct sb_record *r)
@@ -188,8 +189,9 @@ static void test_json_text(void **state)
         {fill_failed, "\"repetition\":-9223372036854775808,", true},
         {fill_failed,
          "\"rc\":503,\"ok\":false,\"error\":\"http\",\"error_msg\":\"server "
-         "overloaded\",",
+         "overloaded\",\"retried\":true,",
          true},
+        {fill_empty, "\"retried\":false,", true},
         {fill_escapes, "\"run_id\":\"quote\\\" backslash\\\\ slash/\",", true},
         {fill_escapes, "\"stack\":\"line1\\nline2\\r\\ttab\",", true},
         {fill_escapes, "\"model\":\"ctl\\u0001\\u001f end\",", true},
@@ -593,6 +595,7 @@ static void test_error_kinds(void **state)
         {SB_ERRK_TOO_LARGE, "too_large"},
         {SB_ERRK_TRANSPORT, "transport"},
         {SB_ERRK_CANCELLED, "cancelled"},
+        {SB_ERRK_EMPTY_STREAM, "empty_stream"},
     };
     assert_int_equal(SB_ARRAY_SIZE(cases), SB_ERRK_COUNT);
     for (size_t i = 0; i < SB_ARRAY_SIZE(cases); i++) {

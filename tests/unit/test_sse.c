@@ -23,11 +23,13 @@
 #define MAX_GOT     64
 #define PAIR_LIMIT  256 /* streams up to this length are also split at every pair of offsets */
 
-/* One expected event; type is "" for none, data NULL for has_data false, comment NULL for none. */
+/* One expected event; type is "" for none, data NULL for has_data false, comment and error NULL
+   for none. */
 struct want {
     const char *type;
     const char *data;
     const char *comment;
+    const char *error;
 };
 
 struct sse_case {
@@ -93,6 +95,21 @@ static const struct sse_case cases[] = {
      .text = ": backend failed\nevent: error\n\n",
      .comments = 1,
      .ev = {{"error", NULL, "backend failed"}}},
+    {.name = "llama.cpp: an error field, then [DONE]",
+     .text = "error: {\"code\":400,\"message\":\"the request exceeds the available context "
+             "size, try increasing it\",\"type\":\"exceed_context_size_error\"}\n\n"
+             "data: [DONE]\n\n",
+     .ev = {{"", NULL, NULL,
+             "{\"code\":400,\"message\":\"the request exceeds the available context size, try "
+             "increasing it\",\"type\":\"exceed_context_size_error\"}"},
+            {"", "[DONE]", NULL, NULL}}},
+    {.name = "error field beside data, the last one kept, and an empty one",
+     .text = "error: a\nerror: b\ndata: x\n\nerror\n\n",
+     .ev = {{"", "x", NULL, "b"}, {"", NULL, NULL, ""}}},
+    {.name = "error field without its blank line is discarded",
+     .text = "data: 1\n\nerror: cut",
+     .finish_rc = 1,
+     .ev = {{"", "1", NULL, NULL}}},
     {.name = "event: error with data",
      .text = "event: error\ndata: {\"error\":{\"message\":\"x\"}}\n\n",
      .ev = {{"error", "{\"error\":{\"message\":\"x\"}}", NULL}}},
@@ -229,8 +246,8 @@ static const struct sse_case cases[] = {
 /* ---- recording callback ---- */
 
 struct got {
-    char *type, *data, *comment;
-    size_t type_len, data_len, comment_len;
+    char *type, *data, *comment, *error;
+    size_t type_len, data_len, comment_len, error_len;
     bool has_data;
 };
 
@@ -266,6 +283,8 @@ static int record(const struct sb_sse_event *ev, void *arg)
         assert_int_equal(ev->data_len, 0);
     g->comment = ev->comment ? dup_borrowed(ev->comment, ev->comment_len) : NULL;
     g->comment_len = ev->comment_len;
+    g->error = ev->error ? dup_borrowed(ev->error, ev->error_len) : NULL;
+    g->error_len = ev->error_len;
     return r->stop_at && r->n >= r->stop_at ? r->stop_rc : 0;
 }
 
@@ -275,6 +294,7 @@ static void recorder_free(struct recorder *r)
         free(r->ev[i].type);
         free(r->ev[i].data);
         free(r->ev[i].comment);
+        free(r->ev[i].error);
     }
     r->n = 0;
 }
@@ -350,6 +370,9 @@ static void compare(const struct sse_case *c, const struct recorder *r, const ch
                        : g->comment != NULL)
             fail_msg("'%s' (%s) event %zu: comment '%s', want '%s'", c->name, how, i,
                      g->comment ? g->comment : "(none)", w->comment ? w->comment : "(none)");
+        if (w->error ? !g->error || !same(w->error, g->error, g->error_len) : g->error != NULL)
+            fail_msg("'%s' (%s) event %zu: error '%s', want '%s'", c->name, how, i,
+                     g->error ? g->error : "(none)", w->error ? w->error : "(none)");
     }
 }
 
