@@ -280,6 +280,7 @@ static void point_aggregate(struct sb_point *p, const struct sb_run *runs, doubl
     p->psi_io = mean_of(p, runs, TSTAT_MEAN_OFF(psi_io_some), v);
     p->gpu_util = mean_of(p, runs, TSTAT_MEAN_OFF(gpu_util), v);
     p->fetch_p95 = mean_of(p, runs, TSTAT_MEAN_OFF(tier2_fetch_p95_ms), v);
+    p->achieved_rps = mean_of(p, runs, offsetof(struct sb_run, achieved_rps), v);
     p->mem_available_min = NAN;
     p->t1 = NAN;
     p->measured = p->errors = p->rejected = 0;
@@ -431,7 +432,8 @@ int sb_series_knee(const struct sb_series *s, int metric, double k, double max_e
         (*steps)[i] = (struct sb_knee_step){.x = s->pts[i].x,
                                             .p50 = s->pts[i].p50[metric],
                                             .p99 = s->pts[i].p99[metric],
-                                            .error_rate = sb_point_error_rate(&s->pts[i])};
+                                            .error_rate = sb_point_error_rate(&s->pts[i]),
+                                            .rps = s->pts[i].achieved_rps};
     *nsteps = s->npts;
     sb_knee_find(*steps, *nsteps, k, max_error_rate, out);
     return 0;
@@ -555,6 +557,7 @@ int sb_analysis_build(struct sb_analysis *an, const struct sb_run *runs, size_t 
         if (sb_series_knee(se, an->metric, an->ratio, an->max_error_rate, &w->steps, &w->nsteps,
                            &w->knee) != 0)
             return sb_err_set(err, "out of memory finding the knee");
+        sb_saturation_find(w->steps, w->nsteps, SB_SAT_MIN_GAIN, &w->sat);
         /* The newest series wins; on a tie, or without window ends, the first one stays. */
         double best = an->uwork_pick == SIZE_MAX ? NAN : an->uwork[an->uwork_pick].series->t1;
         if (an->uwork_pick == SIZE_MAX || (!isnan(se->t1) && (isnan(best) || se->t1 > best)))
@@ -659,6 +662,55 @@ void sb_uwork_note(const struct sb_uwork *u, char *buf, size_t cap)
     }
 }
 
+bool sb_uwork_disagrees(const struct sb_uwork *u)
+{
+    if (u->sat.status == SB_SAT_NO_STEPS || u->knee.status == SB_KNEE_NO_STEPS)
+        return false; /* nothing to compare */
+    if (u->knee.status == SB_KNEE_AT_FIRST)
+        return true; /* the rule found no usable step; the curve has one or never saturated */
+    /* The rule's "no knee" and "throughput rose at every step" agree; else the two x must. */
+    double rule = u->knee.status == SB_KNEE_FOUND ? u->knee.uwork : NAN;
+    double sat = u->sat.status == SB_SAT_FOUND ? u->sat.x : NAN;
+    return !same_num(rule, sat);
+}
+
+void sb_saturation_note(const struct sb_uwork *u, char *buf, size_t cap)
+{
+    char rule[160] = "";
+    if (sb_uwork_disagrees(u)) {
+        if (u->knee.status == SB_KNEE_AT_FIRST)
+            snprintf(rule, sizeof(rule),
+                     "; the rule is blind here: p99/p50 is over its ratio from the first step on");
+        else
+            snprintf(rule, sizeof(rule), "; the rule's U_work differs: check the curve");
+    } else if (u->sat.status == SB_SAT_FOUND)
+        snprintf(rule, sizeof(rule), "; the rule agrees");
+    switch (u->sat.status) {
+    case SB_SAT_FOUND:
+        snprintf(buf, cap,
+                 "saturation knee at concurrency %.0f: the next step gained %+.1f %% req/s while "
+                 "p50 rose %+.0f %%%s",
+                 u->sat.x, 100 * u->sat.gain, 100 * u->sat.lat_growth, rule);
+        return;
+    case SB_SAT_NONE:
+        snprintf(buf, cap, "no saturation knee: throughput rose at every step%s", rule);
+        return;
+    case SB_SAT_NO_STEPS:
+        break;
+    }
+    snprintf(buf, cap, "no saturation knee: fewer than two steps with a throughput and a p50");
+}
+
+void sb_saturation_rule(char *buf, size_t cap)
+{
+    snprintf(buf, cap,
+             "saturation knee: the first step after which the next step gains under %g %% "
+             "throughput (achieved_rps: ok completions in the window without the drain, per "
+             "second) while the knee metric's p50 rises over %g %%; printed beside the rule, "
+             "which it does not replace",
+             100 * SB_SAT_MIN_GAIN, 100 * SB_SAT_MIN_GAIN);
+}
+
 void sb_uwork_rule(const struct sb_analysis *an, char *buf, size_t cap)
 {
     snprintf(buf, cap,
@@ -680,6 +732,12 @@ static cJSON *uwork_json(const struct sb_analysis *an)
     const struct sb_uwork *pick = an->uwork_pick != SIZE_MAX ? &an->uwork[an->uwork_pick] : NULL;
     cJSON_AddItemToObject(root, "uwork", sb_json_num_or_null(pick ? pick->knee.uwork : NAN));
     cJSON_AddStringToObject(root, "series", pick ? pick->series->label : "");
+    sb_saturation_rule(text, sizeof(text));
+    cJSON_AddStringToObject(root, "saturation_rule", text);
+    cJSON_AddItemToObject(root, "saturation_min_gain", sb_json_num_or_null(SB_SAT_MIN_GAIN));
+    cJSON_AddItemToObject(
+        root, "saturation",
+        sb_json_num_or_null(pick && pick->sat.status == SB_SAT_FOUND ? pick->sat.x : NAN));
     cJSON_AddStringToObject(root, "pick",
                             "uwork.txt holds the U_work of the series whose newest run ended last");
     cJSON *groups = cJSON_AddArrayToObject(root, "groups");
@@ -702,6 +760,14 @@ static cJSON *uwork_json(const struct sb_analysis *an)
         cJSON_AddItemToObject(g, "uwork", sb_json_num_or_null(w->knee.uwork));
         sb_uwork_note(w, text, sizeof(text));
         cJSON_AddStringToObject(g, "note", text);
+        cJSON *sat = cJSON_AddObjectToObject(g, "saturation");
+        cJSON_AddStringToObject(sat, "status", sb_saturation_status_name(w->sat.status));
+        cJSON_AddItemToObject(sat, "concurrency", sb_json_num_or_null(w->sat.x));
+        cJSON_AddItemToObject(sat, "rps_gain", sb_json_num_or_null(w->sat.gain));
+        cJSON_AddItemToObject(sat, "p50_growth", sb_json_num_or_null(w->sat.lat_growth));
+        cJSON_AddBoolToObject(sat, "rule_disagrees", sb_uwork_disagrees(w));
+        sb_saturation_note(w, text, sizeof(text));
+        cJSON_AddStringToObject(sat, "note", text);
         cJSON *steps = cJSON_AddArrayToObject(g, "steps");
         for (size_t k = 0; k < w->nsteps; k++) {
             const struct sb_knee_step *s = &w->steps[k];
@@ -713,6 +779,8 @@ static cJSON *uwork_json(const struct sb_analysis *an)
             cJSON_AddItemToObject(o, "ratio", sb_json_num_or_null(s->ratio));
             cJSON_AddItemToObject(o, "error_rate", sb_json_num_or_null(s->error_rate));
             cJSON_AddBoolToObject(o, "errors_over", s->errors_over);
+            cJSON_AddItemToObject(o, "achieved_rps", sb_json_num_or_null(s->rps));
+            cJSON_AddBoolToObject(o, "saturated", s->saturated);
             cJSON_AddItemToObject(o, "over",
                                   s->over < 0 ? cJSON_CreateNull() : cJSON_CreateBool(s->over));
         }
@@ -732,52 +800,38 @@ static const char *fmt2(char *buf, size_t cap, double v)
 
 static void print_uwork(const struct sb_analysis *an, const char *txt_path)
 {
-    char text[512], a[32], b[32], c[32], d[32], e[32];
+    char text[512], a[32], b[32], c[32], d[32], e[32], f[32];
     sb_uwork_rule(an, text, sizeof(text));
     printf("U_work rule: %s\n", text);
+    sb_saturation_rule(text, sizeof(text));
+    printf("beside it, the %s\n", text);
     for (size_t u = 0; u < an->nuwork; u++) {
         const struct sb_uwork *w = &an->uwork[u];
         printf("%s%s\n", w->series->label, u == an->uwork_pick ? "  [uwork.txt]" : "");
-        printf("  %11s %10s %10s %8s %8s  %s\n", "concurrency", "p50_ms", "p99_ms", "p99/p50",
-               "errors%", "over");
+        printf("  %11s %10s %10s %8s %8s %9s  %s\n", "concurrency", "p50_ms", "p99_ms", "p99/p50",
+               "errors%", "req/s", "over");
         for (size_t k = 0; k < w->nsteps; k++) {
             const struct sb_knee_step *s = &w->steps[k];
             if (isfinite(s->x))
                 snprintf(a, sizeof(a), "%.0f", s->x);
             else
                 snprintf(a, sizeof(a), "n/a");
-            printf("  %11s %10s %10s %8s %8s  %s%s\n", a, fmt2(b, sizeof(b), s->p50),
+            printf("  %11s %10s %10s %8s %8s %9s  %s%s%s\n", a, fmt2(b, sizeof(b), s->p50),
                    fmt2(c, sizeof(c), s->p99), fmt2(d, sizeof(d), s->ratio),
-                   fmt2(e, sizeof(e), 100 * s->error_rate),
+                   fmt2(e, sizeof(e), 100 * s->error_rate), fmt2(f, sizeof(f), s->rps),
                    s->over < 0      ? "n/a"
                    : s->errors_over ? "yes (errors)"
                    : s->over        ? "yes"
                                     : "no",
-                   k == w->knee.knee_idx ? "  <- knee" : "");
+                   k == w->knee.knee_idx ? "  <- knee" : "", s->saturated ? "  <- saturation" : "");
         }
         sb_uwork_note(w, text, sizeof(text));
         printf("  %s\n", text);
-        /* Beside the rule, where throughput stopped growing: a closed loop past saturation
-           queues every user alike, so p50 climbs with p99 and the ratio rule can stay silent. */
-        double best = NAN, best_x = NAN;
-        for (size_t k = 0; k < w->series->npts; k++) {
-            const struct sb_point *pt = &w->series->pts[k];
-            double sum = 0;
-            size_t cnt = 0;
-            for (size_t r = 0; r < pt->nruns; r++)
-                if (isfinite(an->runs[pt->runs[r]].achieved_rps)) {
-                    sum += an->runs[pt->runs[r]].achieved_rps;
-                    cnt++;
-                }
-            if (cnt && (isnan(best) || sum / (double)cnt > best * 1.05)) {
-                best = sum / (double)cnt;
-                best_x = pt->x;
-            }
-        }
-        if (isfinite(best) && isfinite(best_x))
-            printf("  throughput peaks at concurrency %.0f (%.2f req/s; later steps within 5%% or "
-                   "lower)\n",
-                   best_x, best);
+        /* Beside the rule, where throughput stopped growing: on a noisy server the ratio is over
+           from the first step, and past saturation a closed loop queues every user alike, so p50
+           climbs with p99 and the ratio can stay under it. */
+        sb_saturation_note(w, text, sizeof(text));
+        printf("  %s%s\n", sb_uwork_disagrees(w) ? "warning: " : "", text);
     }
     if (an->uwork_pick != SIZE_MAX && txt_path) {
         const struct sb_uwork *w = &an->uwork[an->uwork_pick];
