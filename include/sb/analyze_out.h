@@ -286,6 +286,9 @@ struct sb_analysis {
     bool gnuplot_ok;           /* gnuplot was found and rendering was asked for */
     char gnuplot_version[128]; /* "gnuplot 5.4 patchlevel 4" or "" */
     char fig_dir[4096];        /* <out_dir>/figures */
+    char **warnings;           /* owned: grouping warnings (a repetition number met twice in
+                                  one point), printed on stderr and listed in the report */
+    size_t nwarnings;
 };
 
 /*
@@ -296,6 +299,9 @@ struct sb_analysis {
 int sb_analysis_build(struct sb_analysis *an, const struct sb_run *runs, size_t n,
                       const struct sb_analyze_opts *opts, struct sb_err *err);
 void sb_analysis_release(struct sb_analysis *an);
+/* Appends a printf-style warning to an->warnings. 0 or -1 (out of memory). */
+int sb_analysis_warn(struct sb_analysis *an, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Where a point sits on its series, in words: "concurrency 16", "context 2048", "fio heavy". */
 void sb_point_desc(const struct sb_analysis *an, const struct sb_series *s,

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,14 +162,16 @@ static bool same_setting(const struct sb_run *a, const struct sb_run *b)
            a->context_tokens == b->context_tokens && a->concurrency == b->concurrency &&
            same_num(a->rate, b->rate) && a->tier0_bytes == b->tier0_bytes &&
            a->tier1_bytes == b->tier1_bytes && a->tier2_bytes == b->tier2_bytes &&
-           same_num(a->kv_working_set_bytes, b->kv_working_set_bytes);
+           same_num(a->kv_working_set_bytes, b->kv_working_set_bytes) &&
+           same_str(a->settings, b->settings);
 }
 
 /* Whether a and b lie on one curve of hypothesis sweep sw. */
 static bool same_series(const struct sb_run *a, const struct sb_run *b, const struct sweep *sw)
 {
+    /* A streaming and a non-streaming sweep (or any other setting apart) are two curves. */
     if (!same_str(a->stack, b->stack) || !same_str(a->model, b->model) ||
-        !same_str(a->workload, b->workload))
+        !same_str(a->workload, b->workload) || !same_str(a->settings, b->settings))
         return false;
     if ((sw->fixed & FIX_CONCURRENCY) && a->concurrency != b->concurrency)
         return false;
@@ -487,6 +490,166 @@ out:
     return rc;
 }
 
+/* The value of key in a settings text ("key=value" lines): *val and *vlen; false when absent. */
+static bool setting_find(const char *settings, const char *key, const char **val, size_t *vlen)
+{
+    size_t klen = strlen(key);
+    for (const char *l = settings ? settings : ""; *l;) {
+        size_t len = strcspn(l, "\n");
+        if (len > klen && strncmp(l, key, klen) == 0 && l[klen] == '=') {
+            *val = l + klen + 1;
+            *vlen = len - klen - 1;
+            return true;
+        }
+        l += len + (l[len] == '\n');
+    }
+    return false;
+}
+
+/* The value of key into buf; "unset" when absent. */
+static const char *setting_value(const char *settings, const char *key, char *buf, size_t cap)
+{
+    const char *v;
+    size_t n;
+    if (setting_find(settings, key, &v, &n))
+        snprintf(buf, cap, "%.*s", (int)n, v);
+    else
+        snprintf(buf, cap, "unset");
+    return buf;
+}
+
+static bool setting_has(const char *settings, const char *key)
+{
+    const char *v;
+    size_t n;
+    return setting_find(settings, key, &v, &n);
+}
+
+/* In the group of series with one label (members[0..m), in series order), the most common value
+ * of key (ties: the first member's) into buf. */
+static void setting_mode(const struct sb_series *series, const size_t *members, size_t m,
+                         const char *key, char *buf, size_t cap)
+{
+    size_t best = 0;
+    char a[512], b[512];
+    for (size_t x = 0; x < m; x++) {
+        size_t count = 0;
+        setting_value(series[members[x]].first->settings, key, a, sizeof(a));
+        for (size_t y = 0; y < m; y++)
+            count += strcmp(a, setting_value(series[members[y]].first->settings, key, b,
+                                             sizeof(b))) == 0;
+        if (count > best) {
+            best = count;
+            snprintf(buf, cap, "%s", a);
+        }
+    }
+}
+
+/*
+ * Series whose labels came out equal differ in r->settings: each gets " / key=value" for every
+ * setting where it holds another value than the most common one among them (ties: the first
+ * series' value), so that a streaming sweep and a --no-stream one read "... / stream=false" and
+ * the common one keeps its plain label. Keys lose their "run." / "server." section.
+ */
+static int labels_disambiguate(struct sb_analysis *an)
+{
+    size_t n = an->nseries;
+    char(*base)[sizeof(an->series[0].label)] = malloc((n ? n : 1) * sizeof(*base));
+    size_t *members = malloc((n ? n : 1) * sizeof(*members));
+    if (!base || !members) {
+        free(base);
+        free(members);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        memcpy(base[i], an->series[i].label, sizeof(base[i]));
+    char key[256], mine[512], mode[512], part[800];
+    for (size_t i = 0; i < n; i++) {
+        size_t m = 0;
+        for (size_t j = 0; j < n; j++)
+            if (strcmp(base[j], base[i]) == 0)
+                members[m++] = j;
+        if (m < 2)
+            continue;
+        struct sb_series *si = &an->series[i];
+        for (size_t x = 0; x < m; x++) {
+            const char *set = an->series[members[x]].first->settings;
+            for (const char *l = set ? set : ""; *l;) {
+                size_t len = strcspn(l, "\n"), eq = strcspn(l, "=");
+                const char *line = l;
+                l += len + (l[len] == '\n');
+                if (eq >= len || eq >= sizeof(key))
+                    continue;
+                snprintf(key, sizeof(key), "%.*s", (int)eq, line);
+                bool seen = false; /* an earlier member has it: handled there */
+                for (size_t y = 0; y < x && !seen; y++)
+                    seen = setting_has(an->series[members[y]].first->settings, key);
+                if (seen)
+                    continue;
+                setting_mode(an->series, members, m, key, mode, sizeof(mode));
+                setting_value(si->first->settings, key, mine, sizeof(mine));
+                if (strcmp(mine, mode) == 0)
+                    continue;
+                const char *shown = key;
+                if (strncmp(shown, "run.", 4) == 0)
+                    shown += 4;
+                else if (strncmp(shown, "server.", 7) == 0)
+                    shown += 7;
+                snprintf(part, sizeof(part), " / %s=%s", shown, mine);
+                label_add(si->label, sizeof(si->label), part);
+            }
+        }
+    }
+    free(base);
+    free(members);
+    return 0;
+}
+
+/* Repetition numbers met twice in one point: a warning naming both runs (they are averaged as
+ * two repetitions, which the CoV gate then reads). */
+static int warn_duplicate_repetitions(struct sb_analysis *an)
+{
+    char where[160];
+    for (size_t s = 0; s < an->nseries; s++) {
+        const struct sb_series *se = &an->series[s];
+        for (size_t k = 0; k < se->npts; k++) {
+            const struct sb_point *p = &se->pts[k];
+            for (size_t a = 0; a < p->nruns; a++)
+                for (size_t b = a + 1; b < p->nruns; b++) {
+                    const struct sb_run *ra = &an->runs[p->runs[a]], *rb = &an->runs[p->runs[b]];
+                    if (ra->repetition < 0 || ra->repetition != rb->repetition)
+                        continue;
+                    sb_point_desc(an, se, p, where, sizeof(where));
+                    if (sb_analysis_warn(an,
+                                         "runs '%s' and '%s' are both repetition %lld of '%s' at "
+                                         "%s: averaged as two repetitions (give each run its own "
+                                         "--repetition)",
+                                         ra->run_id, rb->run_id, ra->repetition, se->label,
+                                         where) != 0)
+                        return -1;
+                }
+        }
+    }
+    return 0;
+}
+
+int sb_analysis_warn(struct sb_analysis *an, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    char **w = realloc(an->warnings, (an->nwarnings + 1) * sizeof(*w));
+    if (!w)
+        return -1;
+    an->warnings = w;
+    if (!(w[an->nwarnings] = strdup(msg)))
+        return -1;
+    an->nwarnings++;
+    return 0;
+}
+
 int sb_analysis_build(struct sb_analysis *an, const struct sb_run *runs, size_t n,
                       const struct sb_analyze_opts *opts, struct sb_err *err)
 {
@@ -503,6 +666,8 @@ int sb_analysis_build(struct sb_analysis *an, const struct sb_run *runs, size_t 
     for (size_t i = 0; i < n; i++)
         if (place_run(an, i, &series_cap) != 0)
             return sb_err_set(err, "out of memory grouping runs");
+    if (labels_disambiguate(an) != 0)
+        return sb_err_set(err, "out of memory grouping runs");
 
     size_t vmax = 1;
     for (size_t s = 0; s < an->nseries; s++)
@@ -566,6 +731,8 @@ int sb_analysis_build(struct sb_analysis *an, const struct sb_run *runs, size_t 
     }
     if (fit_h7(an) != 0)
         return sb_err_set(err, "out of memory fitting h7");
+    if (warn_duplicate_repetitions(an) != 0)
+        return sb_err_set(err, "out of memory grouping runs");
     return 0;
 }
 
@@ -584,6 +751,9 @@ void sb_analysis_release(struct sb_analysis *an)
     for (size_t f = 0; f < an->nfigs; f++)
         sb_table_release(&an->figs[f].table);
     free(an->figs);
+    for (size_t i = 0; i < an->nwarnings; i++)
+        free(an->warnings[i]);
+    free(an->warnings);
     memset(an, 0, sizeof(*an));
 }
 

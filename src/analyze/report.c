@@ -808,6 +808,12 @@ static void add_warnings(struct doc *d, const struct sb_analysis *an)
     struct sb_buf items;
     sb_buf_init(&items, 1u << 20);
     size_t shown = 0, total = 0;
+    /* Grouping warnings first: they change what the tables mean. */
+    for (size_t k = 0; k < an->nwarnings; k++, total++)
+        if (shown < 200) {
+            sb_buf_addf(&items, "grouping: %s\n", an->warnings[k]);
+            shown++;
+        }
     for (size_t i = 0; i < an->nruns; i++) {
         const struct sb_run *r = &an->runs[i];
         for (size_t k = 0; k < r->nwarnings; k++, total++)
@@ -942,6 +948,8 @@ int sb_analyze_outputs(struct sb_run *runs, size_t n, const struct sb_analyze_op
     int rc = -1;
     if (sb_analysis_build(&an, runs, n, opts, err) != 0)
         goto out;
+    for (size_t i = 0; i < an.nwarnings; i++)
+        fprintf(stderr, "sparkbench analyze: warning: %s\n", an.warnings[i]);
     if (!opts->quiet && n > 0)
         print_runs_table(runs, n);
     if (sb_uwork_write(&an, err) != 0)
