@@ -67,7 +67,12 @@ struct sb_run {
     char *eviction_policy;
     long long context_tokens, concurrency, repetition; /* -1 when unknown */
     double rate;                                       /* open-loop req/s; NAN closed loop */
-    bool old_format;                                   /* written by the Python harness */
+    /* Every other setting that changes what is measured, "key=value" lines in a fixed order
+       (config.yaml's resolved options: API, stream, connection reuse, nonce mode, max_tokens,
+       sampling, think time or arrival process, prompt, extra body, endpoint, server facts; and
+       run.json's prompt size): runs are repetitions of one point only when these are equal. */
+    char *settings;
+    bool old_format; /* written by the Python harness */
 
     /* ---- config facts (0 when unknown) ---- */
     uint64_t kv_block_size_bytes;

@@ -34,11 +34,15 @@ struct sb_knee_step {
     double p50; /* of the knee metric, ms; NAN when not measured */
     double p99;
     double error_rate; /* failed / measured requests, 0..1; NAN when unknown */
+    double rps; /* throughput: analyze's achieved_rps (sb/stats.h: ok completions in the window
+                   without the drain, per second); NAN when unknown */
     /* filled by sb_knee_find(): */
     double ratio;     /* p99 / p50; NAN when either is NAN or p50 <= 0 */
     bool errors_over; /* error_rate > the rule's maximum: over the knee by itself */
     int over;         /* 1: p99 > k x p50 or errors_over, 0: not, -1: skipped (x unknown, or
                          p50 or p99 NAN without errors_over) */
+    /* filled by sb_saturation_find(): */
+    bool saturated; /* the saturation knee: the last step whose next one gained no throughput */
 };
 
 enum sb_knee_status {
@@ -70,6 +74,44 @@ void sb_knee_find(struct sb_knee_step *steps, size_t n, double k, double max_err
 
 /* "no_steps", "knee", "knee_at_first_step", "no_knee". */
 const char *sb_knee_status_name(enum sb_knee_status s);
+
+/*
+ * The saturation knee, printed beside the §2 rule because that rule is blind on a noisy server
+ * (llama.cpp's TTFT p99/p50 is above 2 at one user, so every sweep "knees at the first step",
+ * while the real queue, 4 -> 8 users on 4 slots, has p50 x 10 and a ratio of 1.8). It reads the
+ * curve itself. Over the steps sorted by x that have an x, a throughput (rps) and a p50, for each
+ * step s and the next such step n:
+ *     rps(n) < (1 + g) x rps(s)    the added users bought under g more completions per second,
+ *     p50(n) > (1 + g) x p50(s)    and they waited for it (the knee metric's p50 rose),
+ * the saturation knee is the first s for which both hold: the most users the server serves
+ * before it queues them. It is Little's law at work: in a closed loop N = X x R, so when the
+ * throughput X stops following N the latency R takes the rise; throughput flat with latency flat
+ * is not a queue (a client-bound or rate-limited run) and does not count. g is SB_SAT_MIN_GAIN.
+ */
+#define SB_SAT_MIN_GAIN 0.05
+
+enum sb_sat_status {
+    SB_SAT_NO_STEPS, /* fewer than two steps with x, rps and p50 */
+    SB_SAT_FOUND,    /* throughput stopped rising after step x */
+    SB_SAT_NONE,     /* throughput rose at every step: not saturated within the sweep */
+};
+
+struct sb_saturation {
+    enum sb_sat_status status;
+    double x;          /* the saturation knee's x; NAN unless FOUND */
+    size_t idx;        /* its index into the sorted steps; SIZE_MAX unless FOUND */
+    double gain;       /* rps(n) / rps(s) - 1 at the knee; NAN unless FOUND */
+    double lat_growth; /* p50(n) / p50(s) - 1 at the knee; NAN unless FOUND */
+};
+
+/*
+ * Finds the saturation knee (above) of steps[0..n) with gain threshold g (SB_SAT_MIN_GAIN),
+ * sorting them by x as sb_knee_find() does and marking the knee step's saturated.
+ */
+void sb_saturation_find(struct sb_knee_step *steps, size_t n, double g, struct sb_saturation *out);
+
+/* "no_steps", "saturation", "no_saturation". */
+const char *sb_saturation_status_name(enum sb_sat_status s);
 
 /* A least-squares line y = a + b x and Pearson's r over the pairs where neither is NAN. */
 struct sb_fit {
@@ -152,6 +194,7 @@ struct sb_point {
     size_t p99_reps[SB_LAT_N];         /* repetitions with a p99 */
     size_t measured, errors, rejected; /* sums */
     double iowait, nvme_rps, nvme_rmbs, nvme_r_await, psi_io, gpu_util, fetch_p95; /* means */
+    double achieved_rps;      /* mean of the repetitions' achieved_rps (sb/stats.h throughput) */
     double mem_available_min; /* bytes, min of mins */
     double tier_hit_ratio[3]; /* sum of hits / sum of (hits + misses) over repetitions */
     double tier2_share;       /* sum of tier-2 hits / sum of all tiers' hits */
@@ -175,6 +218,7 @@ struct sb_uwork {
     struct sb_knee_step *steps;     /* owned, one per point, sorted */
     size_t nsteps;
     struct sb_knee knee;
+    struct sb_saturation sat; /* the saturation knee, beside the rule */
 };
 
 /* A written figure (or table-only CSV), for the report. */
@@ -242,6 +286,9 @@ struct sb_analysis {
     bool gnuplot_ok;           /* gnuplot was found and rendering was asked for */
     char gnuplot_version[128]; /* "gnuplot 5.4 patchlevel 4" or "" */
     char fig_dir[4096];        /* <out_dir>/figures */
+    char **warnings;           /* owned: grouping warnings (a repetition number met twice in
+                                  one point), printed on stderr and listed in the report */
+    size_t nwarnings;
 };
 
 /*
@@ -252,6 +299,9 @@ struct sb_analysis {
 int sb_analysis_build(struct sb_analysis *an, const struct sb_run *runs, size_t n,
                       const struct sb_analyze_opts *opts, struct sb_err *err);
 void sb_analysis_release(struct sb_analysis *an);
+/* Appends a printf-style warning to an->warnings. 0 or -1 (out of memory). */
+int sb_analysis_warn(struct sb_analysis *an, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Where a point sits on its series, in words: "concurrency 16", "context 2048", "fio heavy". */
 void sb_point_desc(const struct sb_analysis *an, const struct sb_series *s,
@@ -276,6 +326,16 @@ double sb_point_error_rate(const struct sb_point *p);
 void sb_uwork_rule(const struct sb_analysis *an, char *buf, size_t cap);
 /* The series' outcome in words: "knee at concurrency 16: U_work = 8", "no knee within ...". */
 void sb_uwork_note(const struct sb_uwork *u, char *buf, size_t cap);
+/* The saturation knee in words, with whether the §2 rule agrees ("saturation knee at
+ * concurrency 4: ...; the rule is blind here: ..."). */
+void sb_saturation_note(const struct sb_uwork *u, char *buf, size_t cap);
+/* The saturation knee's definition in words. */
+void sb_saturation_rule(char *buf, size_t cap);
+/* Whether the §2 rule and the saturation knee disagree: the rule's knee is at the first step, or
+ * its U_work (a knee found) and the saturation knee are not the same x, one of them undefined
+ * included; the rule's "no knee" agrees with "throughput rose at every step". The sign that the
+ * rule is blind on this server. */
+bool sb_uwork_disagrees(const struct sb_uwork *u);
 
 /*
  * Writes U_work: opts->uwork_path gets the picked series' U_work as one integer and a newline

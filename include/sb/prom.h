@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sb/buf.h"
 #include "sb/err.h"
 
 /* More labels than this on one sample makes that line bad. */
@@ -192,5 +193,37 @@ double sb_prom_histogram_quantile(const struct sb_prom_snapshot *a,
 double sb_prom_histogram_quantile_where(const struct sb_prom_snapshot *a,
                                         const struct sb_prom_snapshot *b, const char *family,
                                         const char *const *label_pairs, size_t npairs, double q);
+
+/* ---- every series of a page, for sysmon's raw record ---- */
+
+/*
+ * The series of one page as keys "name{label=\"value\",...}" (the sample name and its labels in
+ * page order, values escaped as the format writes them; a sample without labels is its bare
+ * name) sorted bytewise, each with its value; a series met twice on a page keeps its last value.
+ * keys holds the NUL-terminated keys back to back, off[i] where key i starts.
+ */
+struct sb_prom_series_set {
+    char *keys;
+    size_t *off;
+    double *val;
+    size_t n;
+};
+
+/* Builds set (released with sb_prom_series_set_release) from s. 0, or -1 with err (out of
+ * memory). */
+int sb_prom_series_set_build(struct sb_prom_series_set *set, const struct sb_prom_snapshot *s,
+                             struct sb_err *err);
+void sb_prom_series_set_release(struct sb_prom_series_set *set);
+
+/*
+ * Appends to out one JSON object {"key":value,...} of the series of cur whose value differs from
+ * prev's (prev NULL: every series of cur), and "key":null for a series of prev that cur lacks.
+ * Values are numbers (the shortest decimal that reads back exactly), or the strings "NaN",
+ * "+Inf", "-Inf"; NaN on both sides is no change. *nchanged gets the number of members. 0, or
+ * -1 when out refuses to grow.
+ */
+int sb_prom_series_diff_json(const struct sb_prom_series_set *prev,
+                             const struct sb_prom_series_set *cur, struct sb_buf *out,
+                             size_t *nchanged);
 
 #endif

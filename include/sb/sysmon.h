@@ -100,4 +100,28 @@ uint64_t sb_sysmon_scrape_budget_ns(uint64_t interval_ns);
  */
 int sb_sysmon_run(const struct sb_sysmon_config *cfg, volatile bool *stop, struct sb_err *err);
 
+/* ---- the prom source's named fields (source_prom.c) ---- */
+
+struct sb_prom_snapshot;
+
+/* One scraped URL as the prom source holds it at a tick. */
+struct sb_prom_page {
+    const struct sb_prom_snapshot *prev; /* the last good page before this tick; NULL: none */
+    const struct sb_prom_snapshot *cur;  /* this tick's; NULL when its GET failed */
+    uint64_t prev_ns, cur_ns;            /* CLOCK_MONOTONIC when each GET finished */
+};
+
+/*
+ * Appends `"series":{...}` (a complete member) with the named fields of the known
+ * servers (llama.cpp llamacpp:*, vLLM vllm:*, SGLang sglang:*, TensorRT-LLM trtllm*, Dynamo
+ * frontend and worker, KVBM) found on pages[0..n): gauges as the current value (label sets
+ * summed, or averaged for ratios), counters as a rate per second between a URL's last two good
+ * pages (key + "_per_s"), histograms as their p50 and p99 over the observations between those
+ * pages (key + "_p50" / "_p99", seconds as the server counts them). Each field comes from the
+ * first page, in order, that carries it; null when that URL failed this tick, a counter has no
+ * earlier page or went down, or a histogram saw nothing new; left out when no page carries it.
+ * 0, or -1 when out refuses to grow.
+ */
+int sb_prom_series_render(const struct sb_prom_page *pages, size_t n, struct sb_buf *out);
+
 #endif

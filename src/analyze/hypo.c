@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,14 +165,16 @@ static bool same_setting(const struct sb_run *a, const struct sb_run *b)
            a->context_tokens == b->context_tokens && a->concurrency == b->concurrency &&
            same_num(a->rate, b->rate) && a->tier0_bytes == b->tier0_bytes &&
            a->tier1_bytes == b->tier1_bytes && a->tier2_bytes == b->tier2_bytes &&
-           same_num(a->kv_working_set_bytes, b->kv_working_set_bytes);
+           same_num(a->kv_working_set_bytes, b->kv_working_set_bytes) &&
+           same_str(a->settings, b->settings);
 }
 
 /* Whether a and b lie on one curve of hypothesis sweep sw. */
 static bool same_series(const struct sb_run *a, const struct sb_run *b, const struct sweep *sw)
 {
+    /* A streaming and a non-streaming sweep (or any other setting apart) are two curves. */
     if (!same_str(a->stack, b->stack) || !same_str(a->model, b->model) ||
-        !same_str(a->workload, b->workload))
+        !same_str(a->workload, b->workload) || !same_str(a->settings, b->settings))
         return false;
     if ((sw->fixed & FIX_CONCURRENCY) && a->concurrency != b->concurrency)
         return false;
@@ -283,6 +286,7 @@ static void point_aggregate(struct sb_point *p, const struct sb_run *runs, doubl
     p->psi_io = mean_of(p, runs, TSTAT_MEAN_OFF(psi_io_some), v);
     p->gpu_util = mean_of(p, runs, TSTAT_MEAN_OFF(gpu_util), v);
     p->fetch_p95 = mean_of(p, runs, TSTAT_MEAN_OFF(tier2_fetch_p95_ms), v);
+    p->achieved_rps = mean_of(p, runs, offsetof(struct sb_run, achieved_rps), v);
     p->mem_available_min = NAN;
     p->t1 = NAN;
     p->measured = p->errors = p->rejected = 0;
@@ -434,7 +438,8 @@ int sb_series_knee(const struct sb_series *s, int metric, double k, double max_e
         (*steps)[i] = (struct sb_knee_step){.x = s->pts[i].x,
                                             .p50 = s->pts[i].p50[metric],
                                             .p99 = s->pts[i].p99[metric],
-                                            .error_rate = sb_point_error_rate(&s->pts[i])};
+                                            .error_rate = sb_point_error_rate(&s->pts[i]),
+                                            .rps = s->pts[i].achieved_rps};
     *nsteps = s->npts;
     sb_knee_find(*steps, *nsteps, k, max_error_rate, out);
     return 0;
@@ -488,6 +493,166 @@ out:
     return rc;
 }
 
+/* The value of key in a settings text ("key=value" lines): *val and *vlen; false when absent. */
+static bool setting_find(const char *settings, const char *key, const char **val, size_t *vlen)
+{
+    size_t klen = strlen(key);
+    for (const char *l = settings ? settings : ""; *l;) {
+        size_t len = strcspn(l, "\n");
+        if (len > klen && strncmp(l, key, klen) == 0 && l[klen] == '=') {
+            *val = l + klen + 1;
+            *vlen = len - klen - 1;
+            return true;
+        }
+        l += len + (l[len] == '\n');
+    }
+    return false;
+}
+
+/* The value of key into buf; "unset" when absent. */
+static const char *setting_value(const char *settings, const char *key, char *buf, size_t cap)
+{
+    const char *v;
+    size_t n;
+    if (setting_find(settings, key, &v, &n))
+        snprintf(buf, cap, "%.*s", (int)n, v);
+    else
+        snprintf(buf, cap, "unset");
+    return buf;
+}
+
+static bool setting_has(const char *settings, const char *key)
+{
+    const char *v;
+    size_t n;
+    return setting_find(settings, key, &v, &n);
+}
+
+/* In the group of series with one label (members[0..m), in series order), the most common value
+ * of key (ties: the first member's) into buf. */
+static void setting_mode(const struct sb_series *series, const size_t *members, size_t m,
+                         const char *key, char *buf, size_t cap)
+{
+    size_t best = 0;
+    char a[512], b[512];
+    for (size_t x = 0; x < m; x++) {
+        size_t count = 0;
+        setting_value(series[members[x]].first->settings, key, a, sizeof(a));
+        for (size_t y = 0; y < m; y++)
+            count += strcmp(a, setting_value(series[members[y]].first->settings, key, b,
+                                             sizeof(b))) == 0;
+        if (count > best) {
+            best = count;
+            snprintf(buf, cap, "%s", a);
+        }
+    }
+}
+
+/*
+ * Series whose labels came out equal differ in r->settings: each gets " / key=value" for every
+ * setting where it holds another value than the most common one among them (ties: the first
+ * series' value), so that a streaming sweep and a --no-stream one read "... / stream=false" and
+ * the common one keeps its plain label. Keys lose their "run." / "server." section.
+ */
+static int labels_disambiguate(struct sb_analysis *an)
+{
+    size_t n = an->nseries;
+    char(*base)[sizeof(an->series[0].label)] = malloc((n ? n : 1) * sizeof(*base));
+    size_t *members = malloc((n ? n : 1) * sizeof(*members));
+    if (!base || !members) {
+        free(base);
+        free(members);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        memcpy(base[i], an->series[i].label, sizeof(base[i]));
+    char key[256], mine[512], mode[512], part[800];
+    for (size_t i = 0; i < n; i++) {
+        size_t m = 0;
+        for (size_t j = 0; j < n; j++)
+            if (strcmp(base[j], base[i]) == 0)
+                members[m++] = j;
+        if (m < 2)
+            continue;
+        struct sb_series *si = &an->series[i];
+        for (size_t x = 0; x < m; x++) {
+            const char *set = an->series[members[x]].first->settings;
+            for (const char *l = set ? set : ""; *l;) {
+                size_t len = strcspn(l, "\n"), eq = strcspn(l, "=");
+                const char *line = l;
+                l += len + (l[len] == '\n');
+                if (eq >= len || eq >= sizeof(key))
+                    continue;
+                snprintf(key, sizeof(key), "%.*s", (int)eq, line);
+                bool seen = false; /* an earlier member has it: handled there */
+                for (size_t y = 0; y < x && !seen; y++)
+                    seen = setting_has(an->series[members[y]].first->settings, key);
+                if (seen)
+                    continue;
+                setting_mode(an->series, members, m, key, mode, sizeof(mode));
+                setting_value(si->first->settings, key, mine, sizeof(mine));
+                if (strcmp(mine, mode) == 0)
+                    continue;
+                const char *shown = key;
+                if (strncmp(shown, "run.", 4) == 0)
+                    shown += 4;
+                else if (strncmp(shown, "server.", 7) == 0)
+                    shown += 7;
+                snprintf(part, sizeof(part), " / %s=%s", shown, mine);
+                label_add(si->label, sizeof(si->label), part);
+            }
+        }
+    }
+    free(base);
+    free(members);
+    return 0;
+}
+
+/* Repetition numbers met twice in one point: a warning naming both runs (they are averaged as
+ * two repetitions, which the CoV gate then reads). */
+static int warn_duplicate_repetitions(struct sb_analysis *an)
+{
+    char where[160];
+    for (size_t s = 0; s < an->nseries; s++) {
+        const struct sb_series *se = &an->series[s];
+        for (size_t k = 0; k < se->npts; k++) {
+            const struct sb_point *p = &se->pts[k];
+            for (size_t a = 0; a < p->nruns; a++)
+                for (size_t b = a + 1; b < p->nruns; b++) {
+                    const struct sb_run *ra = &an->runs[p->runs[a]], *rb = &an->runs[p->runs[b]];
+                    if (ra->repetition < 0 || ra->repetition != rb->repetition)
+                        continue;
+                    sb_point_desc(an, se, p, where, sizeof(where));
+                    if (sb_analysis_warn(an,
+                                         "runs '%s' and '%s' are both repetition %lld of '%s' at "
+                                         "%s: averaged as two repetitions (give each run its own "
+                                         "--repetition)",
+                                         ra->run_id, rb->run_id, ra->repetition, se->label,
+                                         where) != 0)
+                        return -1;
+                }
+        }
+    }
+    return 0;
+}
+
+int sb_analysis_warn(struct sb_analysis *an, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    char **w = realloc(an->warnings, (an->nwarnings + 1) * sizeof(*w));
+    if (!w)
+        return -1;
+    an->warnings = w;
+    if (!(w[an->nwarnings] = strdup(msg)))
+        return -1;
+    an->nwarnings++;
+    return 0;
+}
+
 int sb_analysis_build(struct sb_analysis *an, const struct sb_run *runs, size_t n,
                       const struct sb_analyze_opts *opts, struct sb_err *err)
 {
@@ -504,6 +669,8 @@ int sb_analysis_build(struct sb_analysis *an, const struct sb_run *runs, size_t 
     for (size_t i = 0; i < n; i++)
         if (place_run(an, i, &series_cap) != 0)
             return sb_err_set(err, "out of memory grouping runs");
+    if (labels_disambiguate(an) != 0)
+        return sb_err_set(err, "out of memory grouping runs");
 
     size_t vmax = 1;
     for (size_t s = 0; s < an->nseries; s++)
@@ -558,6 +725,7 @@ int sb_analysis_build(struct sb_analysis *an, const struct sb_run *runs, size_t 
         if (sb_series_knee(se, an->metric, an->ratio, an->max_error_rate, &w->steps, &w->nsteps,
                            &w->knee) != 0)
             return sb_err_set(err, "out of memory finding the knee");
+        sb_saturation_find(w->steps, w->nsteps, SB_SAT_MIN_GAIN, &w->sat);
         /* The newest series wins; on a tie, or without window ends, the first one stays. */
         double best = an->uwork_pick == SIZE_MAX ? NAN : an->uwork[an->uwork_pick].series->t1;
         if (an->uwork_pick == SIZE_MAX || (!isnan(se->t1) && (isnan(best) || se->t1 > best)))
@@ -566,6 +734,8 @@ int sb_analysis_build(struct sb_analysis *an, const struct sb_run *runs, size_t 
     }
     if (fit_h7(an) != 0)
         return sb_err_set(err, "out of memory fitting h7");
+    if (warn_duplicate_repetitions(an) != 0)
+        return sb_err_set(err, "out of memory grouping runs");
     return 0;
 }
 
@@ -584,6 +754,9 @@ void sb_analysis_release(struct sb_analysis *an)
     for (size_t f = 0; f < an->nfigs; f++)
         sb_table_release(&an->figs[f].table);
     free(an->figs);
+    for (size_t i = 0; i < an->nwarnings; i++)
+        free(an->warnings[i]);
+    free(an->warnings);
     memset(an, 0, sizeof(*an));
 }
 
@@ -662,6 +835,55 @@ void sb_uwork_note(const struct sb_uwork *u, char *buf, size_t cap)
     }
 }
 
+bool sb_uwork_disagrees(const struct sb_uwork *u)
+{
+    if (u->sat.status == SB_SAT_NO_STEPS || u->knee.status == SB_KNEE_NO_STEPS)
+        return false; /* nothing to compare */
+    if (u->knee.status == SB_KNEE_AT_FIRST)
+        return true; /* the rule found no usable step; the curve has one or never saturated */
+    /* The rule's "no knee" and "throughput rose at every step" agree; else the two x must. */
+    double rule = u->knee.status == SB_KNEE_FOUND ? u->knee.uwork : NAN;
+    double sat = u->sat.status == SB_SAT_FOUND ? u->sat.x : NAN;
+    return !same_num(rule, sat);
+}
+
+void sb_saturation_note(const struct sb_uwork *u, char *buf, size_t cap)
+{
+    char rule[160] = "";
+    if (sb_uwork_disagrees(u)) {
+        if (u->knee.status == SB_KNEE_AT_FIRST)
+            snprintf(rule, sizeof(rule),
+                     "; the rule is blind here: p99/p50 is over its ratio from the first step on");
+        else
+            snprintf(rule, sizeof(rule), "; the rule's U_work differs: check the curve");
+    } else if (u->sat.status == SB_SAT_FOUND)
+        snprintf(rule, sizeof(rule), "; the rule agrees");
+    switch (u->sat.status) {
+    case SB_SAT_FOUND:
+        snprintf(buf, cap,
+                 "saturation knee at concurrency %.0f: the next step gained %+.1f %% req/s while "
+                 "p50 rose %+.0f %%%s",
+                 u->sat.x, 100 * u->sat.gain, 100 * u->sat.lat_growth, rule);
+        return;
+    case SB_SAT_NONE:
+        snprintf(buf, cap, "no saturation knee: throughput rose at every step%s", rule);
+        return;
+    case SB_SAT_NO_STEPS:
+        break;
+    }
+    snprintf(buf, cap, "no saturation knee: fewer than two steps with a throughput and a p50");
+}
+
+void sb_saturation_rule(char *buf, size_t cap)
+{
+    snprintf(buf, cap,
+             "saturation knee: the first step after which the next step gains under %g %% "
+             "throughput (achieved_rps: ok completions in the window without the drain, per "
+             "second) while the knee metric's p50 rises over %g %%; printed beside the rule, "
+             "which it does not replace",
+             100 * SB_SAT_MIN_GAIN, 100 * SB_SAT_MIN_GAIN);
+}
+
 void sb_uwork_rule(const struct sb_analysis *an, char *buf, size_t cap)
 {
     snprintf(buf, cap,
@@ -683,6 +905,12 @@ static cJSON *uwork_json(const struct sb_analysis *an)
     const struct sb_uwork *pick = an->uwork_pick != SIZE_MAX ? &an->uwork[an->uwork_pick] : NULL;
     cJSON_AddItemToObject(root, "uwork", sb_json_num_or_null(pick ? pick->knee.uwork : NAN));
     cJSON_AddStringToObject(root, "series", pick ? pick->series->label : "");
+    sb_saturation_rule(text, sizeof(text));
+    cJSON_AddStringToObject(root, "saturation_rule", text);
+    cJSON_AddItemToObject(root, "saturation_min_gain", sb_json_num_or_null(SB_SAT_MIN_GAIN));
+    cJSON_AddItemToObject(
+        root, "saturation",
+        sb_json_num_or_null(pick && pick->sat.status == SB_SAT_FOUND ? pick->sat.x : NAN));
     cJSON_AddStringToObject(root, "pick",
                             "uwork.txt holds the U_work of the series whose newest run ended last");
     cJSON *groups = cJSON_AddArrayToObject(root, "groups");
@@ -705,6 +933,14 @@ static cJSON *uwork_json(const struct sb_analysis *an)
         cJSON_AddItemToObject(g, "uwork", sb_json_num_or_null(w->knee.uwork));
         sb_uwork_note(w, text, sizeof(text));
         cJSON_AddStringToObject(g, "note", text);
+        cJSON *sat = cJSON_AddObjectToObject(g, "saturation");
+        cJSON_AddStringToObject(sat, "status", sb_saturation_status_name(w->sat.status));
+        cJSON_AddItemToObject(sat, "concurrency", sb_json_num_or_null(w->sat.x));
+        cJSON_AddItemToObject(sat, "rps_gain", sb_json_num_or_null(w->sat.gain));
+        cJSON_AddItemToObject(sat, "p50_growth", sb_json_num_or_null(w->sat.lat_growth));
+        cJSON_AddBoolToObject(sat, "rule_disagrees", sb_uwork_disagrees(w));
+        sb_saturation_note(w, text, sizeof(text));
+        cJSON_AddStringToObject(sat, "note", text);
         cJSON *steps = cJSON_AddArrayToObject(g, "steps");
         for (size_t k = 0; k < w->nsteps; k++) {
             const struct sb_knee_step *s = &w->steps[k];
@@ -716,6 +952,8 @@ static cJSON *uwork_json(const struct sb_analysis *an)
             cJSON_AddItemToObject(o, "ratio", sb_json_num_or_null(s->ratio));
             cJSON_AddItemToObject(o, "error_rate", sb_json_num_or_null(s->error_rate));
             cJSON_AddBoolToObject(o, "errors_over", s->errors_over);
+            cJSON_AddItemToObject(o, "achieved_rps", sb_json_num_or_null(s->rps));
+            cJSON_AddBoolToObject(o, "saturated", s->saturated);
             cJSON_AddItemToObject(o, "over",
                                   s->over < 0 ? cJSON_CreateNull() : cJSON_CreateBool(s->over));
         }
@@ -735,52 +973,38 @@ static const char *fmt2(char *buf, size_t cap, double v)
 
 static void print_uwork(const struct sb_analysis *an, const char *txt_path)
 {
-    char text[512], a[32], b[32], c[32], d[32], e[32];
+    char text[512], a[32], b[32], c[32], d[32], e[32], f[32];
     sb_uwork_rule(an, text, sizeof(text));
     printf("U_work rule: %s\n", text);
+    sb_saturation_rule(text, sizeof(text));
+    printf("beside it, the %s\n", text);
     for (size_t u = 0; u < an->nuwork; u++) {
         const struct sb_uwork *w = &an->uwork[u];
         printf("%s%s\n", w->series->label, u == an->uwork_pick ? "  [uwork.txt]" : "");
-        printf("  %11s %10s %10s %8s %8s  %s\n", "concurrency", "p50_ms", "p99_ms", "p99/p50",
-               "errors%", "over");
+        printf("  %11s %10s %10s %8s %8s %9s  %s\n", "concurrency", "p50_ms", "p99_ms", "p99/p50",
+               "errors%", "req/s", "over");
         for (size_t k = 0; k < w->nsteps; k++) {
             const struct sb_knee_step *s = &w->steps[k];
             if (isfinite(s->x))
                 snprintf(a, sizeof(a), "%.0f", s->x);
             else
                 snprintf(a, sizeof(a), "n/a");
-            printf("  %11s %10s %10s %8s %8s  %s%s\n", a, fmt2(b, sizeof(b), s->p50),
+            printf("  %11s %10s %10s %8s %8s %9s  %s%s%s\n", a, fmt2(b, sizeof(b), s->p50),
                    fmt2(c, sizeof(c), s->p99), fmt2(d, sizeof(d), s->ratio),
-                   fmt2(e, sizeof(e), 100 * s->error_rate),
+                   fmt2(e, sizeof(e), 100 * s->error_rate), fmt2(f, sizeof(f), s->rps),
                    s->over < 0      ? "n/a"
                    : s->errors_over ? "yes (errors)"
                    : s->over        ? "yes"
                                     : "no",
-                   k == w->knee.knee_idx ? "  <- knee" : "");
+                   k == w->knee.knee_idx ? "  <- knee" : "", s->saturated ? "  <- saturation" : "");
         }
         sb_uwork_note(w, text, sizeof(text));
         printf("  %s\n", text);
-        /* Beside the rule, where throughput stopped growing: a closed loop past saturation
-           queues every user alike, so p50 climbs with p99 and the ratio rule can stay silent. */
-        double best = NAN, best_x = NAN;
-        for (size_t k = 0; k < w->series->npts; k++) {
-            const struct sb_point *pt = &w->series->pts[k];
-            double sum = 0;
-            size_t cnt = 0;
-            for (size_t r = 0; r < pt->nruns; r++)
-                if (isfinite(an->runs[pt->runs[r]].achieved_rps)) {
-                    sum += an->runs[pt->runs[r]].achieved_rps;
-                    cnt++;
-                }
-            if (cnt && (isnan(best) || sum / (double)cnt > best * 1.05)) {
-                best = sum / (double)cnt;
-                best_x = pt->x;
-            }
-        }
-        if (isfinite(best) && isfinite(best_x))
-            printf("  throughput peaks at concurrency %.0f (%.2f req/s; later steps within 5%% or "
-                   "lower)\n",
-                   best_x, best);
+        /* Beside the rule, where throughput stopped growing: on a noisy server the ratio is over
+           from the first step, and past saturation a closed loop queues every user alike, so p50
+           climbs with p99 and the ratio can stay under it. */
+        sb_saturation_note(w, text, sizeof(text));
+        printf("  %s%s\n", sb_uwork_disagrees(w) ? "warning: " : "", text);
     }
     if (an->uwork_pick != SIZE_MAX && txt_path) {
         const struct sb_uwork *w = &an->uwork[an->uwork_pick];

@@ -2,6 +2,8 @@
  * The numeric rules of the analysis, as pure functions with no I/O so the unit tests can drive
  * them from tables: the Test Plan §2 knee rule that defines U_work (with a step whose requests
  * fail too often counted as past the knee: a server that answers 429 fast is not keeping up),
+ * the saturation knee read from the throughput curve that is printed beside it (the rule is blind
+ * on a server whose p99/p50 is above its ratio from the first step),
  * Pearson's r with its least-squares line (H7), and the coefficient of variation behind the
  * CoV(p99) gate. Every one takes NAN as "not available" and leaves such values out rather than
  * letting them poison a sum.
@@ -21,8 +23,7 @@ static bool step_before(const struct sb_knee_step *a, const struct sb_knee_step 
     return a->x < b->x;
 }
 
-void sb_knee_find(struct sb_knee_step *steps, size_t n, double k, double max_error_rate,
-                  struct sb_knee *out)
+static void steps_sort(struct sb_knee_step *steps, size_t n)
 {
     /* Insertion sort: sweeps have tens of steps, and it is stable. */
     for (size_t i = 1; i < n; i++) {
@@ -34,6 +35,12 @@ void sb_knee_find(struct sb_knee_step *steps, size_t n, double k, double max_err
         }
         steps[j] = s;
     }
+}
+
+void sb_knee_find(struct sb_knee_step *steps, size_t n, double k, double max_error_rate,
+                  struct sb_knee *out)
+{
+    steps_sort(steps, n);
     out->status = SB_KNEE_NO_STEPS;
     out->knee = out->uwork = NAN;
     out->knee_idx = out->uwork_idx = SIZE_MAX;
@@ -78,6 +85,52 @@ void sb_knee_find(struct sb_knee_step *steps, size_t n, double k, double max_err
     }
     out->status = SB_KNEE_FOUND;
     out->uwork = steps[out->uwork_idx].x;
+}
+
+void sb_saturation_find(struct sb_knee_step *steps, size_t n, double g, struct sb_saturation *out)
+{
+    steps_sort(steps, n);
+    *out = (struct sb_saturation){SB_SAT_NO_STEPS, NAN, SIZE_MAX, NAN, NAN};
+    size_t prev = SIZE_MAX, used = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct sb_knee_step *s = &steps[i];
+        s->saturated = false;
+        if (!isfinite(s->x) || !isfinite(s->rps) || !isfinite(s->p50))
+            continue;
+        used++;
+        if (prev != SIZE_MAX && out->idx == SIZE_MAX) {
+            const struct sb_knee_step *p = &steps[prev];
+            /* Products, not ratios: a gain of exactly g still counts as rising. */
+            if (s->rps < (1 + g) * p->rps && s->p50 > (1 + g) * p->p50) {
+                out->idx = prev;
+                out->x = p->x;
+                out->gain = p->rps > 0 ? s->rps / p->rps - 1 : NAN;
+                out->lat_growth = p->p50 > 0 ? s->p50 / p->p50 - 1 : NAN;
+            }
+        }
+        prev = i;
+    }
+    if (used < 2)
+        return;
+    if (out->idx == SIZE_MAX) {
+        out->status = SB_SAT_NONE;
+        return;
+    }
+    out->status = SB_SAT_FOUND;
+    steps[out->idx].saturated = true;
+}
+
+const char *sb_saturation_status_name(enum sb_sat_status s)
+{
+    switch (s) {
+    case SB_SAT_FOUND:
+        return "saturation";
+    case SB_SAT_NONE:
+        return "no_saturation";
+    case SB_SAT_NO_STEPS:
+        break;
+    }
+    return "no_steps";
 }
 
 const char *sb_knee_status_name(enum sb_knee_status s)

@@ -516,6 +516,103 @@ static int labels_from_config(struct sb_run *r, const struct cfgmap *c, double *
     return 0;
 }
 
+/* ---- the settings that make runs comparable ---- */
+
+/*
+ * config.yaml keys (as `sparkbench run` writes every resolved option) whose value changes what a
+ * run measures, beside the ones sb_run holds as fields (stack, model, workload, context,
+ * concurrency, rate, tiers, eviction policy, phase). Left out on purpose: the id, seed, repetition,
+ * duration, request count, warm-up and ramp-up (a repetition may be longer or seeded apart),
+ * output paths, timeouts, threads and telemetry. A key a run's config lacks is left out of its
+ * settings, so the old harness's configs compare as before.
+ */
+static const struct setting_key {
+    const char *key;
+    enum { ALWAYS, CLOSED_LOOP, OPEN_LOOP, GAMMA } when;
+} setting_keys[] = {
+    {"run.served_model", ALWAYS},
+    {"run.api", ALWAYS},
+    {"run.stream", ALWAYS},
+    {"run.new_connection", ALWAYS},
+    {"run.nonce_per_user", ALWAYS},
+    {"run.nonce_per_request", ALWAYS},
+    {"run.nonce_position", ALWAYS},
+    {"run.max_tokens", ALWAYS},
+    {"run.temperature", ALWAYS},
+    {"run.top_p", ALWAYS},
+    {"run.prompt_file", ALWAYS},
+    {"run.max_input_len", ALWAYS},
+    {"run.input_len_margin", ALWAYS},
+    {"run.tokenizer", ALWAYS},
+    {"run.think_ms", CLOSED_LOOP},
+    {"run.arrival", OPEN_LOOP},
+    {"run.max_inflight", OPEN_LOOP},
+    {"run.burstiness", GAMMA},
+    {"server.endpoint", ALWAYS},
+    {"endpoint.protocol", ALWAYS},
+    {"model.precision", ALWAYS},
+    {"model.max_num_tokens", ALWAYS},
+    {"runtime.kv_sharing_enabled", ALWAYS},
+};
+
+static int cmp_str_ptr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Appends "key=value\n" with the value's line breaks flattened. */
+static int settings_add(struct sb_buf *b, const char *key, const char *val)
+{
+    int rc = sb_buf_addf(b, "%s=", key);
+    for (const char *c = val; *c; c++)
+        rc |= sb_buf_add(b, *c == '\n' || *c == '\r' ? " " : c, 1);
+    return rc | sb_buf_adds(b, "\n");
+}
+
+/*
+ * r->settings from config.yaml (the keys above, then every server.extra_body.* and workload.*
+ * key in name order) and run.json's part already in r->settings (its endpoint when the config
+ * has none, its prompt size). 0 or -1 (out of memory).
+ */
+static int settings_build(struct sb_run *r, const struct cfgmap *c, const char *from_run_json,
+                          const char *run_json_endpoint)
+{
+    struct sb_buf b;
+    sb_buf_init(&b, 1u << 20);
+    int rc = 0;
+    const char *arrival = cfg_get(c, KEYS("run.arrival"));
+    bool open_loop = !isnan(r->rate);
+    for (size_t i = 0; i < SB_ARRAY_SIZE(setting_keys); i++) {
+        const struct setting_key *k = &setting_keys[i];
+        if ((k->when == CLOSED_LOOP && open_loop) || (k->when == OPEN_LOOP && !open_loop) ||
+            (k->when == GAMMA && (!open_loop || !arrival || strcmp(arrival, "gamma") != 0)))
+            continue;
+        const char *v = cfg_get(c, (const char *const[]){k->key, NULL});
+        if (!v && strcmp(k->key, "server.endpoint") == 0 && run_json_endpoint[0])
+            v = run_json_endpoint;
+        if (v)
+            rc |= settings_add(&b, k->key, v);
+    }
+    const char **extra = malloc((c->n + 1) * sizeof(*extra));
+    size_t nextra = 0;
+    if (!extra)
+        rc = -1;
+    for (size_t i = 0; extra && i < c->n; i++)
+        if (strncmp(c->v[i].key, "server.extra_body.", 18) == 0 ||
+            strncmp(c->v[i].key, "workload.", 9) == 0)
+            extra[nextra++] = c->v[i].key;
+    if (nextra)
+        qsort(extra, nextra, sizeof(*extra), cmp_str_ptr);
+    for (size_t i = 0; i < nextra; i++)
+        rc |= settings_add(&b, extra[i], cfg_get(c, (const char *const[]){extra[i], NULL}));
+    free(extra);
+    rc |= sb_buf_adds(&b, from_run_json);
+    if (rc == 0)
+        rc = set_str(&r->settings, b.data ? b.data : "");
+    sb_buf_release(&b);
+    return rc ? -1 : 0;
+}
+
 /* ---- run.json ---- */
 
 static double json_num(const cJSON *o, const char *key)
@@ -524,9 +621,13 @@ static double json_num(const cJSON *o, const char *key)
     return cJSON_IsNumber(x) ? x->valuedouble : NAN;
 }
 
-/* run.json: the run id and the measurement window. A missing file is the old harness's case. */
-static int read_run_json(struct sb_run *r, const char *path, bool *truncation_known)
+/* run.json: the run id and the measurement window (and whether it says if the server truncated
+ * prompts), and into settings (cap bytes) its prompt size and into endpoint (cap bytes) its
+ * endpoint. A missing file is the old harness's case. */
+static int read_run_json(struct sb_run *r, const char *path, bool *truncation_known,
+                         char *settings, char *endpoint, size_t cap)
 {
+    settings[0] = endpoint[0] = '\0';
     struct sb_buf text;
     sb_buf_init(&text, RUN_JSON_MAX);
     errno = 0;
@@ -549,6 +650,13 @@ static int read_run_json(struct sb_run *r, const char *path, bool *truncation_kn
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "run_id");
     if (cJSON_IsString(id) && fill_str(&r->run_id, id->valuestring) != 0)
         rc = -1;
+    /* The prompt's size tells two prompt files apart (run writes it whatever the source). */
+    double bytes = json_num(cJSON_GetObjectItemCaseSensitive(j, "prompt"), "bytes");
+    if (bytes >= 0)
+        snprintf(settings, cap, "prompt.bytes=%.0f\n", bytes);
+    const cJSON *ep = cJSON_GetObjectItemCaseSensitive(j, "endpoint");
+    if (cJSON_IsString(ep))
+        snprintf(endpoint, cap, "%s", ep->valuestring);
     /* The window ends when sending stopped (measure_end_ts). An older run.json has only the
        last completion (end_ts), drain included: its window then comes from the records. */
     double t0 = json_num(j, "measure_start_ts");
@@ -602,9 +710,9 @@ static int read_run_json(struct sb_run *r, const char *path, bool *truncation_kn
 static int run_init(struct sb_run *r, const char *dir)
 {
     memset(r, 0, sizeof(*r));
-    char **strs[] = {&r->run_id,      &r->stack,           &r->model,
-                     &r->workload,    &r->hypothesis,      &r->phase,
-                     &r->fio_profile, &r->eviction_policy, &r->exit_reason};
+    char **strs[] = {&r->run_id,      &r->stack,   &r->model,       &r->workload,
+                     &r->hypothesis,  &r->phase,   &r->fio_profile, &r->eviction_policy,
+                     &r->exit_reason, &r->settings};
     for (size_t i = 0; i < SB_ARRAY_SIZE(strs); i++)
         if (!(*strs[i] = strdup("")))
             return -1;
@@ -649,7 +757,7 @@ static const char *base_name(const char *path)
 int sb_run_load(const char *dir, const struct sb_analyze_opts *opts, struct sb_run *r,
                 struct sb_err *err)
 {
-    char path[PATH_MAX], path2[PATH_MAX];
+    char path[PATH_MAX], path2[PATH_MAX], json_settings[1024], json_endpoint[1024];
     struct cfgmap cfg = {0};
     double cadence = DEFAULT_CADENCE;
     int rc = -1;
@@ -663,7 +771,8 @@ int sb_run_load(const char *dir, const struct sb_analyze_opts *opts, struct sb_r
     }
     PATH_OF(path, "run.json");
     bool truncation_known = false;
-    if (read_run_json(r, path, &truncation_known) != 0)
+    if (read_run_json(r, path, &truncation_known, json_settings, json_endpoint,
+                      sizeof(json_settings)) != 0)
         goto oom;
     PATH_OF(path, "metrics.jsonl");
     if (sb_run_read_metrics(r, path, err) != 0)
@@ -673,7 +782,8 @@ int sb_run_load(const char *dir, const struct sb_analyze_opts *opts, struct sb_r
     sb_err_clear(&cerr);
     if (cfg_load(path, &cfg, &cerr) != 0)
         sb_run_warn(r, "%s", cerr.msg);
-    if (labels_from_config(r, &cfg, &cadence) != 0)
+    if (labels_from_config(r, &cfg, &cadence) != 0 ||
+        settings_build(r, &cfg, json_settings, json_endpoint) != 0)
         goto oom;
     /* The directory's name is the run id when nothing else says. */
     char base[256];
@@ -724,7 +834,8 @@ const char *sb_run_flags(const struct sb_run *r, char *buf, size_t cap)
 void sb_run_release(struct sb_run *r)
 {
     char *strs[] = {r->dir,        r->run_id, r->stack,       r->model,           r->workload,
-                    r->hypothesis, r->phase,  r->fio_profile, r->eviction_policy, r->exit_reason};
+                    r->hypothesis, r->phase,  r->fio_profile, r->eviction_policy, r->exit_reason,
+                    r->settings};
     for (size_t i = 0; i < SB_ARRAY_SIZE(strs); i++)
         free(strs[i]);
     for (size_t i = 0; i < r->nwarnings; i++)

@@ -233,6 +233,19 @@ static const char *const h0_header[] = {
     "ttft_p95_ms", "ttft_p99_ms", "ttft_p99_cov", "e2e_p50_ms", "e2e_p95_ms",
     "e2e_p99_ms",  "e2e_p99_cov", "knee_ratio",   "over"};
 
+/* A vertical line at x in colour v + 1, dash type dt, labelled at graph height y0 + 0.05 v: right
+ * of the line, or left of it in the right part of the plot. */
+static void gp_marker(struct sb_buf *gp, double x, const char *text, int dt, size_t v, double y0,
+                      bool logx, double lo, double hi)
+{
+    double pos = hi > lo ? (logx ? log(x / lo) / log(hi / lo) : (x - lo) / (hi - lo)) : 0;
+    sb_buf_addf(gp,
+                "set arrow from %.17g, graph 0 to %.17g, graph 1 nohead dt %d lw 2 lc %zu\n"
+                "set label \"%s\" at %.17g, graph %.2f %s tc lt %zu\n",
+                x, x, dt, v + 1, text, x, y0 + 0.05 * (double)v,
+                pos > 0.6 ? "right offset char -0.5,0" : "left offset char 0.5,0", v + 1);
+}
+
 static int plot_h0(const struct sb_analysis *an, const struct sb_table *t, struct sb_buf *gp)
 {
     char c50[32], c95[32], c99[32], title[160], yl[64];
@@ -248,31 +261,30 @@ static int plot_h0(const struct sb_analysis *an, const struct sb_table *t, struc
     bool logx = gp_logx(gp, t, x);
     double lo, hi;
     col_range(t, x, &lo, &hi);
-    /* U_work of each series as a dotted vertical line in its colour. */
+    /* U_work of each series as a dotted vertical line in its colour, its saturation knee as a
+       dashed one. */
     const char *vals[64];
     size_t nv = distinct(t, key, vals, SB_ARRAY_SIZE(vals));
     sb_buf_adds(gp, "unset arrow\nunset label\n");
     for (size_t u = 0; u < an->nuwork; u++) {
         const struct sb_uwork *w = &an->uwork[u];
-        if (isnan(w->knee.uwork))
-            continue;
         for (size_t v = 0; v < nv; v++) {
             if (strcmp(vals[v], w->series->label) != 0)
                 continue;
             char text[96];
-            snprintf(text, sizeof(text), "U_work = %.0f (knee %.0f)", w->knee.uwork, w->knee.knee);
-            if (isnan(w->knee.knee))
-                snprintf(text, sizeof(text), "U_work = %.0f (no knee)", w->knee.uwork);
-            /* Right of the line, or left of it in the right part of the plot. */
-            double pos = hi > lo ? (logx ? log(w->knee.uwork / lo) / log(hi / lo)
-                                         : (w->knee.uwork - lo) / (hi - lo))
-                                 : 0;
-            sb_buf_addf(gp,
-                        "set arrow from %.17g, graph 0 to %.17g, graph 1 nohead dt 3 lw 2 lc %zu\n"
-                        "set label \"%s\" at %.17g, graph %.2f %s tc lt %zu\n",
-                        w->knee.uwork, w->knee.uwork, v + 1, text, w->knee.uwork,
-                        0.04 + 0.05 * (double)v,
-                        pos > 0.6 ? "right offset char -0.5,0" : "left offset char 0.5,0", v + 1);
+            if (!isnan(w->knee.uwork)) {
+                snprintf(text, sizeof(text), "U_work = %.0f (knee %.0f)", w->knee.uwork,
+                         w->knee.knee);
+                if (isnan(w->knee.knee))
+                    snprintf(text, sizeof(text), "U_work = %.0f (no knee)", w->knee.uwork);
+                gp_marker(gp, w->knee.uwork, text, 3, v, 0.04, logx, lo, hi);
+            }
+            /* The saturation knee beside it, dashed, and loud where the rule disagrees. */
+            if (w->sat.status == SB_SAT_FOUND) {
+                snprintf(text, sizeof(text), "saturation knee %.0f%s", w->sat.x,
+                         sb_uwork_disagrees(w) ? " (rule blind)" : "");
+                gp_marker(gp, w->sat.x, text, 2, v, 0.5, logx, lo, hi);
+            }
         }
     }
     bool first = true;

@@ -618,6 +618,8 @@ static void add_uwork(struct doc *d, const struct sb_analysis *an)
     doc_addf(d, BLK_H2, "U_work");
     sb_uwork_rule(an, text, sizeof(text));
     doc_addf(d, BLK_PARA, "Rule (Test Plan §2): %s.", text);
+    sb_saturation_rule(text, sizeof(text));
+    doc_addf(d, BLK_PARA, "Beside it, the %s.", text);
     if (an->uwork_pick != SIZE_MAX) {
         const struct sb_uwork *w = &an->uwork[an->uwork_pick];
         const char *path = an->opts->uwork_path;
@@ -630,13 +632,15 @@ static void add_uwork(struct doc *d, const struct sb_analysis *an)
                      w->knee.uwork, w->series->label, path ? ", written to " : "",
                      path ? path : "");
     }
-    static const char *const header[] = {"concurrency", "p50_ms", "p99_ms",
-                                         "p99/p50",     "over",   "step"};
+    static const char *const header[] = {"concurrency", "p50_ms", "p99_ms", "p99/p50",
+                                         "req_s",       "over",   "step"};
     for (size_t u = 0; u < an->nuwork; u++) {
         const struct sb_uwork *w = &an->uwork[u];
         doc_addf(d, BLK_H3, "%s", w->series->label);
         sb_uwork_note(w, text, sizeof(text));
         doc_addf(d, BLK_PARA, "%s.", text);
+        sb_saturation_note(w, text, sizeof(text));
+        doc_addf(d, BLK_PARA, "%s%s.", sb_uwork_disagrees(w) ? "Warning: " : "", text);
         struct sb_table *t = new_table(header, SB_ARRAY_SIZE(header));
         if (!t) {
             d->failed = true;
@@ -649,10 +653,16 @@ static void add_uwork(struct doc *d, const struct sb_analysis *an)
             sb_table_fixed(t, s->p50, 2);
             sb_table_fixed(t, s->p99, 2);
             sb_table_fixed(t, s->ratio, 2);
+            sb_table_fixed(t, s->rps, 2);
             sb_table_str(t, s->over < 0 ? "" : s->over ? "yes" : "no");
-            sb_table_str(t, k == w->knee.knee_idx    ? "knee"
-                            : k == w->knee.uwork_idx ? "U_work"
-                                                     : "-");
+            sb_table_fmt(t, "%s%s%s",
+                         k == w->knee.knee_idx    ? "knee"
+                         : k == w->knee.uwork_idx ? "U_work"
+                         : s->saturated           ? ""
+                                                  : "-",
+                         s->saturated && (k == w->knee.knee_idx || k == w->knee.uwork_idx) ? ", "
+                                                                                           : "",
+                         s->saturated ? "saturation" : "");
         }
         doc_table_owned(d, t);
     }
@@ -840,6 +850,12 @@ static void add_warnings(struct doc *d, const struct sb_analysis *an)
     struct sb_buf items;
     sb_buf_init(&items, 1u << 20);
     size_t shown = 0, total = 0;
+    /* Grouping warnings first: they change what the tables mean. */
+    for (size_t k = 0; k < an->nwarnings; k++, total++)
+        if (shown < 200) {
+            sb_buf_addf(&items, "grouping: %s\n", an->warnings[k]);
+            shown++;
+        }
     for (size_t i = 0; i < an->nruns; i++) {
         const struct sb_run *r = &an->runs[i];
         for (size_t k = 0; k < r->nwarnings; k++, total++)
@@ -975,6 +991,8 @@ int sb_analyze_outputs(struct sb_run *runs, size_t n, const struct sb_analyze_op
     int rc = -1;
     if (sb_analysis_build(&an, runs, n, opts, err) != 0)
         goto out;
+    for (size_t i = 0; i < an.nwarnings; i++)
+        fprintf(stderr, "sparkbench analyze: warning: %s\n", an.warnings[i]);
     if (!opts->quiet && n > 0)
         print_runs_table(runs, n);
     if (sb_uwork_write(&an, err) != 0)

@@ -1067,3 +1067,173 @@ double sb_prom_histogram_quantile(const struct sb_prom_snapshot *a,
 {
     return sb_prom_histogram_quantile_where(a, b, family, NULL, 0, q);
 }
+
+/* ---- every series of a page ---- */
+
+/* Appends a label value escaped as the format writes it (\\, \" and \n). */
+static int add_label_escaped(struct sb_buf *b, const char *v)
+{
+    int rc = 0;
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            rc |= sb_buf_add(b, "\\", 1);
+        if (*v == '\n')
+            rc |= sb_buf_adds(b, "\\n");
+        else
+            rc |= sb_buf_add(b, v, 1);
+    }
+    return rc;
+}
+
+static int series_cmp(const void *a, const void *b, void *arg)
+{
+    const struct sb_prom_series_set *set = arg;
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    int c = strcmp(set->keys + set->off[x], set->keys + set->off[y]);
+    return c ? c : (x > y) - (x < y); /* page order among equal keys: the last one is kept */
+}
+
+void sb_prom_series_set_release(struct sb_prom_series_set *set)
+{
+    free(set->keys);
+    free(set->off);
+    free(set->val);
+    memset(set, 0, sizeof(*set));
+}
+
+int sb_prom_series_set_build(struct sb_prom_series_set *set, const struct sb_prom_snapshot *s,
+                             struct sb_err *err)
+{
+    memset(set, 0, sizeof(*set));
+    size_t n = sb_prom_snapshot_count(s);
+    struct sb_buf keys;
+    sb_buf_init(&keys, SIZE_MAX / 2);
+    size_t *off = malloc((n ? n : 1) * sizeof(*off));
+    size_t *order = malloc((n ? n : 1) * sizeof(*order));
+    double *val = malloc((n ? n : 1) * sizeof(*val));
+    int rc = -1;
+    if (!off || !order || !val)
+        goto out;
+    int brc = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct sb_prom_sample *x = sb_prom_snapshot_sample(s, i);
+        off[i] = keys.len;
+        brc |= sb_buf_adds(&keys, x->name);
+        for (size_t l = 0; l < x->nlabels; l++) {
+            brc |= sb_buf_addf(&keys, "%s%s=\"", l ? "," : "{", x->labels[l].name);
+            brc |= add_label_escaped(&keys, x->labels[l].value);
+            brc |= sb_buf_adds(&keys, "\"");
+        }
+        if (x->nlabels)
+            brc |= sb_buf_adds(&keys, "}");
+        brc |= sb_buf_add(&keys, "", 1);
+        order[i] = i;
+    }
+    if (brc)
+        goto out;
+    set->keys = keys.data;
+    set->off = off;
+    qsort_r(order, n, sizeof(*order), series_cmp, set);
+    /* Keep the last of equal keys, in sorted order. */
+    size_t *soff = malloc((n ? n : 1) * sizeof(*soff));
+    double *sval = malloc((n ? n : 1) * sizeof(*sval));
+    if (!soff || !sval) {
+        free(soff);
+        free(sval);
+        set->keys = NULL;
+        set->off = NULL;
+        goto out;
+    }
+    size_t m = 0;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = order[k];
+        if (m && strcmp(keys.data + soff[m - 1], keys.data + off[i]) == 0)
+            m--;
+        soff[m] = off[i];
+        sval[m++] = sb_prom_snapshot_sample(s, i)->value;
+    }
+    free(off);
+    off = NULL;
+    set->off = soff;
+    set->val = sval;
+    set->n = m;
+    keys.data = NULL; /* now set's */
+    rc = 0;
+out:
+    if (rc != 0) {
+        sb_err_set(err, "out of memory keeping prometheus series");
+        memset(set, 0, sizeof(*set));
+    }
+    sb_buf_release(&keys);
+    free(off);
+    free(order);
+    free(val);
+    return rc;
+}
+
+/* A value as JSON: the shortest decimal that reads back exactly, or "NaN"/"+Inf"/"-Inf". */
+static int add_series_value(struct sb_buf *b, double v)
+{
+    if (isnan(v))
+        return sb_buf_adds(b, "\"NaN\"");
+    if (isinf(v))
+        return sb_buf_adds(b, v > 0 ? "\"+Inf\"" : "\"-Inf\"");
+    char tmp[40];
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
+        if (strtod(tmp, NULL) == v)
+            break;
+    }
+    return sb_buf_adds(b, tmp);
+}
+
+static int add_member(struct sb_buf *out, const char *key, bool present, double v, bool *first)
+{
+    int rc = sb_buf_adds(out, *first ? "\"" : ",\"");
+    *first = false;
+    rc |= sb_buf_add_json_escaped(out, key, strlen(key));
+    rc |= sb_buf_adds(out, "\":");
+    return rc | (present ? add_series_value(out, v) : sb_buf_adds(out, "null"));
+}
+
+static bool same_value(double a, double b)
+{
+    return a == b || (isnan(a) && isnan(b));
+}
+
+int sb_prom_series_diff_json(const struct sb_prom_series_set *prev,
+                             const struct sb_prom_series_set *cur, struct sb_buf *out,
+                             size_t *nchanged)
+{
+    static const struct sb_prom_series_set none = {0};
+    if (!prev)
+        prev = &none;
+    size_t i = 0, j = 0, n = 0;
+    bool first = true;
+    int rc = sb_buf_adds(out, "{");
+    /* A merge of two sorted key lists. */
+    while (i < prev->n || j < cur->n) {
+        int c = i == prev->n  ? 1
+                : j == cur->n ? -1
+                              : strcmp(prev->keys + prev->off[i], cur->keys + cur->off[j]);
+        if (c < 0) { /* gone */
+            rc |= add_member(out, prev->keys + prev->off[i], false, 0, &first);
+            n++;
+            i++;
+        } else if (c > 0) { /* new */
+            rc |= add_member(out, cur->keys + cur->off[j], true, cur->val[j], &first);
+            n++;
+            j++;
+        } else {
+            if (!same_value(prev->val[i], cur->val[j])) {
+                rc |= add_member(out, cur->keys + cur->off[j], true, cur->val[j], &first);
+                n++;
+            }
+            i++;
+            j++;
+        }
+    }
+    rc |= sb_buf_adds(out, "}");
+    *nchanged = n;
+    return rc ? -1 : 0;
+}

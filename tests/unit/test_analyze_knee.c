@@ -307,6 +307,125 @@ static void test_knee_marks(void **state)
     assert_string_equal(sb_knee_status_name(SB_KNEE_NO_STEPS), "no_steps");
 }
 
+/*
+ * The saturation knee beside the §2 rule (issue 11 item 11): the first step after which
+ * throughput gains under 5 % while the knee metric's p50 rises over 5 %. The first case is
+ * llama.cpp on 4 slots: p99/p50 is above 2 from one user on (the §2 rule says "knee at the first
+ * step"), the queue only forms from 4 to 8 users (p50 x 11, ratio 1.8, req/s flat), and the
+ * saturation knee is 4. The second is a clean curve where both say 8.
+ */
+static void test_saturation_table(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        size_t n;
+        double x[8], p50[8], p99[8], rps[8];
+        enum sb_knee_status rule;
+        double uwork;
+        enum sb_sat_status status;
+        double sat;
+    } cases[] = {
+        {"llama.cpp, 4 slots: noisy from step 1, throughput flat from 4 to 8",
+         4,
+         {1, 2, 4, 8},
+         {40, 45, 60, 700},
+         {100, 110, 150, 1260},
+         {1.0, 1.9, 3.4, 3.45},
+         SB_KNEE_AT_FIRST,
+         N,
+         SB_SAT_FOUND,
+         4},
+        {"clean curve: the rule and the saturation knee agree",
+         6,
+         {1, 2, 4, 8, 16, 32},
+         {10, 10, 11, 12, 25, 50},
+         {12, 14, 16, 20, 60, 120},
+         {1, 2, 4, 7.9, 8.0, 8.1},
+         SB_KNEE_FOUND,
+         8,
+         SB_SAT_FOUND,
+         8},
+        {"throughput rises at every step: not saturated within the sweep",
+         4,
+         {1, 2, 4, 8},
+         {10, 11, 12, 14},
+         {12, 13, 14, 16},
+         {1, 2, 3.8, 7},
+         SB_KNEE_NONE,
+         8,
+         SB_SAT_NONE,
+         N},
+        {"flat throughput with flat latency is not saturation (a client-bound run)",
+         3,
+         {1, 2, 4},
+         {10, 10, 10},
+         {12, 12, 12},
+         {5, 5, 5},
+         SB_KNEE_NONE,
+         4,
+         SB_SAT_NONE,
+         N},
+        {"a gain of exactly 5 % still counts as rising",
+         3,
+         {1, 2, 4},
+         {10, 20, 40},
+         {12, 24, 48},
+         {4, 4.2, 4.2},
+         SB_KNEE_NONE,
+         4,
+         SB_SAT_FOUND,
+         2},
+        {"a step without throughput is skipped; unsorted input",
+         5,
+         {8, 1, 4, 2, 16},
+         {60, 10, 12, 11, 130},
+         {70, 12, 14, 13, 150},
+         {7.5, 1, N, 2, 7.6},
+         SB_KNEE_NONE,
+         16,
+         SB_SAT_FOUND,
+         8},
+        {"one step: no curve", 1, {4}, {10}, {12}, {3}, SB_KNEE_NONE, 4, SB_SAT_NO_STEPS, N},
+    };
+    for (size_t i = 0; i < SB_ARRAY_SIZE(cases); i++) {
+        struct sb_knee_step steps[8];
+        for (size_t k = 0; k < cases[i].n; k++)
+            steps[k] = (struct sb_knee_step){.x = cases[i].x[k],
+                                             .p50 = cases[i].p50[k],
+                                             .p99 = cases[i].p99[k],
+                                             .error_rate = 0,
+                                             .rps = cases[i].rps[k]};
+        struct sb_knee knee;
+        struct sb_saturation sat;
+        sb_knee_find(steps, cases[i].n, 2.0, 0.01, &knee);
+        sb_saturation_find(steps, cases[i].n, SB_SAT_MIN_GAIN, &sat);
+        print_message("%s: rule %s (U_work %g), saturation %s at %g\n", cases[i].name,
+                      sb_knee_status_name(knee.status), knee.uwork,
+                      sb_saturation_status_name(sat.status), sat.x);
+        if (knee.status != cases[i].rule)
+            fail_msg("case %zu (%s): rule %s", i, cases[i].name, sb_knee_status_name(knee.status));
+        assert_close(knee.uwork, cases[i].uwork, cases[i].name, i);
+        if (sat.status != cases[i].status)
+            fail_msg("case %zu (%s): saturation %s", i, cases[i].name,
+                     sb_saturation_status_name(sat.status));
+        assert_close(sat.x, cases[i].sat, cases[i].name, i);
+        if (sat.status == SB_SAT_FOUND) {
+            if (sat.idx >= cases[i].n || steps[sat.idx].x != sat.x || !steps[sat.idx].saturated)
+                fail_msg("case %zu (%s): saturation step not marked", i, cases[i].name);
+            if (!(sat.gain < SB_SAT_MIN_GAIN) || !(sat.lat_growth > SB_SAT_MIN_GAIN))
+                fail_msg("case %zu (%s): gain %g growth %g", i, cases[i].name, sat.gain,
+                         sat.lat_growth);
+        }
+        for (size_t k = 0; k < cases[i].n; k++)
+            if (steps[k].saturated != (sat.status == SB_SAT_FOUND && k == sat.idx))
+                fail_msg("case %zu (%s): step %zu marked saturated", i, cases[i].name, k);
+    }
+    assert_string_equal(sb_saturation_status_name(SB_SAT_FOUND), "saturation");
+    assert_string_equal(sb_saturation_status_name(SB_SAT_NONE), "no_saturation");
+    assert_string_equal(sb_saturation_status_name(SB_SAT_NO_STEPS), "no_steps");
+}
+
 static void test_fit_table(void **state)
 {
     (void)state;
@@ -370,7 +489,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_knee_table),   cmocka_unit_test(test_knee_errors),
         cmocka_unit_test(test_knee_marks),   cmocka_unit_test(test_fit_table),
-        cmocka_unit_test(test_cov_and_mean),
+        cmocka_unit_test(test_cov_and_mean), cmocka_unit_test(test_saturation_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

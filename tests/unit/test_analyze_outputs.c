@@ -340,6 +340,62 @@ static void test_uwork_knee_at_first_step(void **state)
     cJSON_Delete(root);
 }
 
+/*
+ * A llama.cpp-like sweep (issue 11 item 11): p99/p50 = 2.5 at every step, so the §2 rule says
+ * "knee at the first step", while throughput stops rising from 4 to 8 users (3.9 -> 4.0 req/s,
+ * p50 x 10). uwork.txt stays the rule's (none), uwork.json and the H0 figure carry the saturation
+ * knee at 4, marked as disagreeing with the rule.
+ */
+static void test_uwork_saturation_beside_rule(void **state)
+{
+    struct fixture *f = *state;
+    static const double p50[NRUNS] = {10, 10, 10, 12, 120, 240};
+    static const double rps[NRUNS] = {1, 1, 2, 3.9, 4.0, 4.0};
+    for (size_t i = 0; i < NRUNS; i++) {
+        f->runs[i].lat[SB_LAT_TTFT].p50 = p50[i];
+        f->runs[i].lat[SB_LAT_TTFT].p99 = 2.5 * p50[i];
+        f->runs[i].achieved_rps = rps[i];
+    }
+    char *errtext;
+    assert_int_equal(outputs_capture(f, NRUNS, &errtext), 0);
+    free(errtext);
+    assert_int_equal(access(f->uwork, F_OK), -1);
+
+    char path[256];
+    snprintf(path, sizeof(path), "%s/results/H0/uwork.json", f->dir);
+    char *js = read_file(path);
+    assert_non_null(js);
+    cJSON *root = cJSON_Parse(js);
+    free(js);
+    assert_non_null(root);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(root, "uwork")));
+    assert_int_equal(cJSON_GetObjectItem(root, "saturation")->valuedouble, 4);
+    assert_non_null(strstr(cJSON_GetObjectItem(root, "saturation_rule")->valuestring, "5 %"));
+    cJSON *g = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "groups"), 0);
+    assert_string_equal(cJSON_GetObjectItem(g, "status")->valuestring, "knee_at_first_step");
+    cJSON *sat = cJSON_GetObjectItem(g, "saturation");
+    assert_non_null(sat);
+    assert_string_equal(cJSON_GetObjectItem(sat, "status")->valuestring, "saturation");
+    assert_int_equal(cJSON_GetObjectItem(sat, "concurrency")->valuedouble, 4);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(sat, "rule_disagrees")));
+    assert_non_null(strstr(cJSON_GetObjectItem(sat, "note")->valuestring, "blind"));
+    cJSON *steps = cJSON_GetObjectItem(g, "steps");
+    assert_int_equal(cJSON_GetArraySize(steps), 5);
+    for (int i = 0; i < 5; i++) {
+        cJSON *st = cJSON_GetArrayItem(steps, i);
+        double x = cJSON_GetObjectItem(st, "concurrency")->valuedouble;
+        assert_int_equal(cJSON_IsTrue(cJSON_GetObjectItem(st, "saturated")), x == 4);
+        assert_true(cJSON_IsNumber(cJSON_GetObjectItem(st, "achieved_rps")));
+    }
+    cJSON_Delete(root);
+
+    char *gp = read_at(f, "figures/H0_latency_vs_concurrency.gp");
+    assert_non_null(gp);
+    assert_non_null(strstr(gp, "saturation knee 4"));
+    assert_null(strstr(gp, "U_work ="));
+    free(gp);
+}
+
 static void test_uwork_no_knee_and_newest_group(void **state)
 {
     struct fixture *f = *state;
@@ -553,6 +609,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_h0_csv_uwork_without_gnuplot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uwork_knee_at_first_step, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_uwork_saturation_beside_rule, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uwork_no_knee_and_newest_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uwork_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_escaping, setup, teardown),

@@ -18,8 +18,11 @@
 #include <math.h>
 #include <stdio.h>
 
+#include <cjson/cJSON.h>
+
 #include "sb/buf.h"
 #include "sb/prom.h"
+#include "sb/sysmon.h"
 #include "sb/util.h"
 
 /* ---- helpers ---- */
@@ -203,6 +206,25 @@ static const struct fixture_case {
       {"dynamo_frontend_time_to_first_token_seconds_count", {"model", Ll}, 1, 50, "histogram"},
       {"dynamo_frontend_inter_token_latency_seconds_sum", {0}, 0, 614.4, "histogram"},
       {"dynamo_frontend_cached_sequence_length_bucket", {"le", "0"}, 1, 10, "histogram"}}},
+    /* llama.cpp's 12 series, written from tools/server/server.cpp's metric definitions */
+    {"llamacpp.prom",
+     12,
+     12,
+     {{"llamacpp:prompt_tokens_total", {0}, 0, 33065, "counter"},
+      {"llamacpp:n_decode_total", {0}, 0, 2210, "counter"},
+      {"llamacpp:kv_cache_usage_ratio", {0}, 0, 0.996582, "gauge"},
+      {"llamacpp:kv_cache_tokens", {0}, 0, 4082, "gauge"},
+      {"llamacpp:requests_processing", {0}, 0, 4, "gauge"},
+      {"llamacpp:requests_deferred", {0}, 0, 3, "gauge"}}},
+    /* SGLang, from python/sglang/srt/metrics/collector.py */
+    {"sglang.prom",
+     15,
+     10,
+     {{"sglang:num_running_reqs", {"tp_rank", "0"}, 1, 6, "gauge"},
+      {"sglang:num_queue_reqs", {0}, 0, 2, "gauge"},
+      {"sglang:token_usage", {0}, 0, 0.28, "gauge"},
+      {"sglang:generation_tokens_total", {0}, 0, 7.557572e+06, "counter"},
+      {"sglang:time_to_first_token_seconds_count", {0}, 0, 20, "histogram"}}},
     {"vllm.prom",
      57,
      10,
@@ -1010,6 +1032,242 @@ static void test_histogram_quantile_delta(void **state)
     sb_prom_snapshot_free(b);
 }
 
+/* ---- every series of a page, per tick, changed ones only ---- */
+
+/* The page with every line holding drop removed and the first "from" replaced by "to". */
+static char *page_edit(const char *text, size_t len, const char *drop, const char *from,
+                       const char *to, size_t *out_len)
+{
+    struct sb_buf b;
+    sb_buf_init(&b, 16u << 20);
+    bool replaced = false;
+    for (size_t i = 0; i < len;) {
+        const char *nl = memchr(text + i, '\n', len - i);
+        size_t n = nl ? (size_t)(nl - (text + i)) + 1 : len - i;
+        char line[4096];
+        snprintf(line, sizeof(line), "%.*s", (int)n, text + i);
+        i += n;
+        if (drop && strstr(line, drop))
+            continue;
+        char *at = from && !replaced ? strstr(line, from) : NULL;
+        if (at) {
+            assert_int_equal(sb_buf_add(&b, line, (size_t)(at - line)), 0);
+            assert_int_equal(sb_buf_adds(&b, to), 0);
+            assert_int_equal(sb_buf_adds(&b, at + strlen(from)), 0);
+            replaced = true;
+        } else
+            assert_int_equal(sb_buf_adds(&b, line), 0);
+    }
+    if (from)
+        assert_true(replaced);
+    *out_len = b.len;
+    return sb_buf_detach(&b, NULL);
+}
+
+static struct sb_prom_snapshot *snapshot_text(const char *text, size_t len)
+{
+    struct sb_prom_snapshot *s = NULL;
+    struct sb_err err;
+    assert_int_equal(sb_prom_snapshot_parse(&s, text, len, &err), 0);
+    return s;
+}
+
+/*
+ * Issue 11 item 7: sysmon kept 1 of llama.cpp's 12 series. The raw record of a page holds every
+ * series ("name{labels}" as on the page) on the first good scrape, then only those whose value
+ * changed, with a series that disappeared as null.
+ */
+static void test_series_diff(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *file;
+        size_t series;   /* distinct series on the page: all of them the first time */
+        const char *key; /* one key as written */
+        const char *from, *to, *drop;
+        size_t changed;   /* in the diff against the edited page */
+        const char *want; /* a fragment of that diff */
+    } cases[] = {
+        {"llamacpp.prom", 12, "\"llamacpp:requests_deferred\":3", "requests_processing 4",
+         "requests_processing 2", "llamacpp:kv_cache_tokens", 2,
+         "\"llamacpp:kv_cache_tokens\":4082"},
+        {"vllm.prom", 57,
+         "\"vllm:num_requests_waiting{engine=\\\"0\\\",model_name=\\\"meta-llama/"
+         "Llama-3.1-8B-Instruct\\\"}\":2",
+         "le=\"+Inf\"} 40.0", "le=\"+Inf\"} 41.0", NULL, 1, "le=\\\"+Inf\\\"}\":40"},
+        {"sglang.prom", 15, "\"sglang:token_usage{model_name=", "7.557572e+06", "7.557472e+06",
+         "sglang:cache_hit_rate", 2, "\"sglang:cache_hit_rate{"},
+    };
+    for (size_t c = 0; c < SB_ARRAY_SIZE(cases); c++) {
+        size_t len, elen;
+        char *text = read_fixture(cases[c].file, &len);
+        char *edited = page_edit(text, len, cases[c].drop, cases[c].from, cases[c].to, &elen);
+        struct sb_prom_snapshot *a = snapshot_text(text, len), *b = snapshot_text(edited, elen);
+        struct sb_prom_series_set sa, sb;
+        struct sb_err err;
+        assert_int_equal(sb_prom_series_set_build(&sa, a, &err), 0);
+        assert_int_equal(sb_prom_series_set_build(&sb, b, &err), 0);
+        print_message("%s: %zu series\n", cases[c].file, sa.n);
+        assert_int_equal(sa.n, cases[c].series);
+
+        struct sb_buf out;
+        sb_buf_init(&out, 16u << 20);
+        size_t changed = 99;
+        assert_int_equal(sb_prom_series_diff_json(NULL, &sa, &out, &changed), 0);
+        assert_int_equal(changed, cases[c].series);
+        assert_non_null(out.data);
+        cJSON *j = cJSON_Parse(out.data);
+        assert_non_null(j);
+        assert_int_equal(cJSON_GetArraySize(j), (int)cases[c].series);
+        cJSON_Delete(j);
+        if (!strstr(out.data, cases[c].key))
+            fail_msg("%s: no %s in %s", cases[c].file, cases[c].key, out.data);
+
+        /* Unchanged: an empty object. */
+        sb_buf_reset(&out);
+        assert_int_equal(sb_prom_series_diff_json(&sa, &sa, &out, &changed), 0);
+        assert_int_equal(changed, 0);
+        assert_string_equal(out.data, "{}");
+
+        /* From the fixture to its edit: the edited value, a dropped series as null. */
+        sb_buf_reset(&out);
+        assert_int_equal(sb_prom_series_diff_json(&sa, &sb, &out, &changed), 0);
+        print_message("  diff: %s\n", out.data);
+        assert_int_equal(changed, cases[c].changed);
+        j = cJSON_Parse(out.data);
+        assert_non_null(j);
+        assert_int_equal(cJSON_GetArraySize(j), (int)cases[c].changed);
+        cJSON_Delete(j);
+        if (cases[c].drop)
+            assert_non_null(strstr(out.data, "null"));
+        /* Back again: the dropped series returns with its value. */
+        sb_buf_reset(&out);
+        assert_int_equal(sb_prom_series_diff_json(&sb, &sa, &out, &changed), 0);
+        if (!strstr(out.data, cases[c].want))
+            fail_msg("%s: no %s in %s", cases[c].file, cases[c].want, out.data);
+
+        sb_buf_release(&out);
+        sb_prom_series_set_release(&sa);
+        sb_prom_series_set_release(&sb);
+        sb_prom_snapshot_free(a);
+        sb_prom_snapshot_free(b);
+        free(text);
+        free(edited);
+    }
+
+    /* Escaped label values, specials and a duplicate series (the last one wins). */
+    const char *page = "x{a=\"q\\\"uote\",b=\"back\\\\slash\"} 1\ny NaN\nz +Inf\nw 1\nw 2\n";
+    struct sb_prom_snapshot *s = snapshot_text(page, strlen(page));
+    struct sb_prom_series_set set;
+    struct sb_err err;
+    assert_int_equal(sb_prom_series_set_build(&set, s, &err), 0);
+    assert_int_equal(set.n, 4);
+    struct sb_buf out;
+    sb_buf_init(&out, 1u << 20);
+    size_t changed;
+    assert_int_equal(sb_prom_series_diff_json(NULL, &set, &out, &changed), 0);
+    assert_string_equal(out.data,
+                        "{\"w\":2,\"x{a=\\\"q\\\\\\\"uote\\\",b=\\\"back\\\\\\\\slash\\\"}\":1,"
+                        "\"y\":\"NaN\",\"z\":\"+Inf\"}");
+    /* NaN stays NaN: not a change. */
+    sb_buf_reset(&out);
+    assert_int_equal(sb_prom_series_diff_json(&set, &set, &out, &changed), 0);
+    assert_int_equal(changed, 0);
+    sb_buf_release(&out);
+    sb_prom_series_set_release(&set);
+    sb_prom_snapshot_free(s);
+}
+
+/*
+ * The named fields: each known server's series mapped from a page and the one before it
+ * (2 s apart): gauges as they are, counters as a rate, histograms as p50/p99 of the observations
+ * between the two pages.
+ */
+static void test_series_mapping(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *file;
+        const char *drop, *from, *to; /* the previous page: the fixture edited */
+        struct {
+            const char *key;
+            double value; /* NAN: null */
+        } want[10];
+    } cases[] = {
+        {"llamacpp.prom",
+         NULL,
+         "tokens_predicted_total 7801",
+         "tokens_predicted_total 7701",
+         {{"llamacpp:requests_processing", 4},
+          {"llamacpp:requests_deferred", 3},
+          {"llamacpp:kv_cache_usage_ratio", 0.996582},
+          {"llamacpp:kv_cache_tokens", 4082},
+          {"llamacpp:tokens_predicted_total_per_s", 50},
+          {"llamacpp:prompt_tokens_total_per_s", 0},
+          {"llamacpp:n_decode_total_per_s", 0},
+          {"llamacpp:prompt_tokens_seconds", 140.26},
+          {"llamacpp:predicted_tokens_seconds", 25}}},
+        {"vllm.prom",
+         "vllm:time_to_first_token_seconds",
+         "prefix_cache_hits_total{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} "
+         "40960.0",
+         "prefix_cache_hits_total{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} "
+         "40000.0",
+         {{"vllm:num_requests_running", 4},
+          {"vllm:num_requests_waiting", 2},
+          {"vllm:kv_cache_usage_perc", 0.4375},
+          {"vllm:prefix_cache_hits_total_per_s", 480},
+          {"vllm:prefix_cache_queries_total_per_s", 0},
+          {"vllm:time_to_first_token_seconds_p50", 0.08},
+          {"vllm:time_to_first_token_seconds_p99", 0.45},
+          {"vllm:inter_token_latency_seconds_p50", NAN}}},
+        {"sglang.prom",
+         NULL,
+         "7.557572e+06",
+         "7.557472e+06",
+         {{"sglang:num_running_reqs", 6},
+          {"sglang:num_queue_reqs", 2},
+          {"sglang:token_usage", 0.28},
+          {"sglang:cache_hit_rate", 0.007507552643049313},
+          {"sglang:num_used_tokens", 45279},
+          {"sglang:generation_tokens_total_per_s", 50},
+          {"sglang:time_to_first_token_seconds_p50", NAN}}},
+    };
+    for (size_t c = 0; c < SB_ARRAY_SIZE(cases); c++) {
+        size_t len, plen;
+        char *text = read_fixture(cases[c].file, &len);
+        char *prev = page_edit(text, len, cases[c].drop, cases[c].from, cases[c].to, &plen);
+        struct sb_prom_page page = {.prev = snapshot_text(prev, plen),
+                                    .cur = snapshot_text(text, len),
+                                    .prev_ns = 1000000000,
+                                    .cur_ns = 3000000000};
+        struct sb_buf out;
+        sb_buf_init(&out, 1u << 20);
+        assert_int_equal(sb_prom_series_render(&page, 1, &out), 0);
+        assert_int_equal(sb_buf_adds(&out, "}"), 0);
+        print_message("%s: %s\n", cases[c].file, out.data);
+        assert_true(strncmp(out.data, "\"series\":{", 10) == 0);
+        cJSON *j = cJSON_Parse(out.data + 9);
+        assert_non_null(j);
+        for (size_t k = 0; k < SB_ARRAY_SIZE(cases[c].want) && cases[c].want[k].key; k++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, cases[c].want[k].key);
+            double want = cases[c].want[k].value;
+            if (!v)
+                fail_msg("%s: no field %s", cases[c].file, cases[c].want[k].key);
+            if (isnan(want) ? !cJSON_IsNull(v)
+                            : !cJSON_IsNumber(v) || fabs(v->valuedouble - want) > 1e-6 * fabs(want))
+                fail_msg("%s: %s is %s", cases[c].file, cases[c].want[k].key,
+                         cJSON_PrintUnformatted(v));
+        }
+        cJSON_Delete(j);
+        sb_buf_release(&out);
+        sb_prom_snapshot_free((struct sb_prom_snapshot *)page.prev);
+        sb_prom_snapshot_free((struct sb_prom_snapshot *)page.cur);
+        free(text);
+        free(prev);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1028,6 +1286,8 @@ int main(void)
         cmocka_unit_test(test_snapshot_histogram),
         cmocka_unit_test(test_histogram_quantile_fixtures),
         cmocka_unit_test(test_histogram_quantile_delta),
+        cmocka_unit_test(test_series_diff),
+        cmocka_unit_test(test_series_mapping),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
