@@ -118,6 +118,11 @@ static int probe_event(const struct sb_sse_event *ev, void *arg)
     uint64_t now = sb_mono_ns();
     if (!p->t_first_event)
         p->t_first_event = now;
+    if (ev->error) { /* llama.cpp: an `error:` field inside the 200 stream */
+        p->stream_err = true;
+        sb_openai_error_message(ev->error, ev->error_len, p->err, sizeof(p->err));
+        return 0;
+    }
     if (ev->type_len == 5 && memcmp(ev->type, "error", 5) == 0) {
         p->stream_err = true;
         snprintf(p->err, sizeof(p->err), "event: error %.*s", (int)ev->comment_len,

@@ -1,8 +1,10 @@
 /*
- * `sparkbench run` against `sparkbench mock --quirks llamacpp`, the mock behaving as the real
- * llama-server of issue 11 did on the wire: the server's timings reach the records (and the
- * client-side overhead is what is left of TTFT), a context-shifting server's silent truncation is
- * flagged, and the run's cache reset and cache state use the server's own routes.
+ * `sparkbench run` and `smoke` against `sparkbench mock --quirks llamacpp`, the mock behaving as
+ * the real llama-server of issue 11 did on the wire: an over-long prompt's error inside a 200
+ * stream is a failure with the server's message, streams on connections the server closes after
+ * [DONE] all succeed, the server's timings reach the records (the client-side overhead is what is
+ * left of TTFT), a context-shifting server's silent truncation is flagged, and the run's cache
+ * reset and cache state use the server's own routes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -139,6 +141,76 @@ static void test_context_shift_truncation(void **state)
     run_dir_release(&d);
 }
 
+static void test_error_in_stream(void **state)
+{
+    (void)state;
+    const char *margs[] = {"--quirks", "llamacpp", "--max-model-len", "1024", NULL};
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
+    struct run_dir d;
+    run_dir_init(&d, mock.port);
+    const char *args[] = {"--requests", "3", "--context-tokens", "4096", "--quiet", NULL};
+    char *out = NULL, *err = NULL;
+    int rc = run(&d, args, &out, &err);
+    print_message("over-long prompts: exit %d: %s", rc, err);
+    assert_int_equal(rc, 3); /* nothing succeeded */
+    int n = 0;
+    cJSON **v = sb_test_read_jsonl(d.metrics, &n);
+    assert_int_equal(n, 3);
+    for (int i = 0; i < n; i++) {
+        assert_false(sb_test_true(v[i], "ok"));
+        assert_string_equal(sb_test_str(v[i], "error"), "stream_error");
+        assert_non_null(strstr(sb_test_str(v[i], "error_msg"), "exceeds the available context"));
+    }
+    sb_test_free_jsonl(v, n);
+    free(out);
+    free(err);
+
+    /* smoke's long-prompt probe says so, with the server's words. */
+    char url[100];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", mock.port);
+    const char *sargv[] = {bin, "smoke", "--endpoint", url, "--long-prompt-tokens", "4096", NULL};
+    rc = sb_proc_run_limit(sargv, &out, &err, 60);
+    print_message("smoke exit %d:\n%s", rc, out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "ERROR: an error inside the 200 stream: the request exceeds"));
+    assert_non_null(strstr(out, "keep-alive   WARNING: the server closed a kept-alive connection"));
+    free(out);
+    free(err);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    run_dir_release(&d);
+}
+
+static void test_closed_after_done(void **state)
+{
+    (void)state;
+    /* Keep-Alive advertised, the socket closed after every [DONE]: 30 back-to-back streams. */
+    const char *margs[] = {"--quirks", "llamacpp", "--decode-base-ms", "1", NULL};
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
+    struct run_dir d;
+    run_dir_init(&d, mock.port);
+    const char *args[] = {"--requests",   "30", "--concurrency", "1",
+                          "--max-tokens", "4",  "--quiet",       NULL};
+    char *out = NULL, *err = NULL;
+    int rc = run(&d, args, &out, &err);
+    if (rc != 0)
+        fail_msg("run exited %d: %s", rc, err);
+    cJSON *rj = sb_test_read_json(d.runjson);
+    const cJSON *counts = cJSON_GetObjectItemCaseSensitive(rj, "counts");
+    print_message("30 streams on a server that closes after [DONE]: %.0f ok, %.0f errors, %.0f "
+                  "retried\n",
+                  sb_test_num(counts, "ok"), sb_test_num(counts, "errors"),
+                  sb_test_num(counts, "retried"));
+    assert_int_equal((int)sb_test_num(counts, "ok"), 30);
+    assert_int_equal((int)sb_test_num(counts, "errors"), 0);
+    cJSON_Delete(rj);
+    free(out);
+    free(err);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    run_dir_release(&d);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -150,6 +222,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_timings_and_reset),
         cmocka_unit_test(test_context_shift_truncation),
+        cmocka_unit_test(test_error_in_stream),
+        cmocka_unit_test(test_closed_after_done),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
