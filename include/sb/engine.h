@@ -58,9 +58,10 @@ struct sb_engine_result {
     long long retried; /* requests sent again on a fresh connection after a reused one died
                           before any response byte (each is one record, counted once) */
     long long errors[SB_ERRK_COUNT];
-    long long output_tokens; /* measured phase, ok requests */
-    long long late_sends;    /* sent more than 1 ms after their intended time */
-    double max_sched_delay_ms;
+    long long output_tokens;   /* measured phase, ok requests */
+    long long late_sends;      /* measured (not warm-up/ramp) requests sent over 1 ms after their
+                                  intended time */
+    double max_sched_delay_ms; /* the largest such delay among the measured requests */
     /* measured-phase samples of ok requests (malloc'ed; freed by sb_engine_result_release) */
     double *ttft_ms, *e2e_ms;
     size_t n_ttft, n_e2e;

@@ -624,8 +624,8 @@ static double json_num(const cJSON *o, const char *key)
 /* run.json: the run id and the measurement window (and whether it says if the server truncated
  * prompts), and into settings (cap bytes) its prompt size and into endpoint (cap bytes) its
  * endpoint. A missing file is the old harness's case. */
-static int read_run_json(struct sb_run *r, const char *path, bool *truncation_known,
-                         char *settings, char *endpoint, size_t cap)
+static int read_run_json(struct sb_run *r, const char *path, bool *truncation_known, char *settings,
+                         char *endpoint, size_t cap)
 {
     settings[0] = endpoint[0] = '\0';
     struct sb_buf text;
@@ -688,7 +688,9 @@ static int read_run_json(struct sb_run *r, const char *path, bool *truncation_kn
         r->fell_behind = cJSON_IsTrue(fb);
     else /* an older run.json: the same rule on its counts */
     {
-        double sent = json_num(cJSON_GetObjectItemCaseSensitive(j, "counts"), "sent");
+        double sent = json_num(lag, "measured_sends");
+        if (isnan(sent))
+            sent = json_num(cJSON_GetObjectItemCaseSensitive(j, "counts"), "sent");
         r->fell_behind = sb_client_fell_behind(
             r->late_sends, sent >= 0 && sent < 9e18 ? (long long)sent : 0, r->max_sched_delay_ms);
     }

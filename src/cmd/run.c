@@ -298,11 +298,13 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
         cJSON_AddNumberToObject(ek, sb_error_kind_name((enum sb_error_kind)k),
                                 (double)res->errors[k]);
     cJSON *lag = cJSON_AddObjectToObject(o, "client_lag");
+    long long measured = res->sent - res->warmup;
     cJSON_AddNumberToObject(lag, "late_sends", (double)res->late_sends);
+    cJSON_AddNumberToObject(lag, "measured_sends", (double)measured);
     cJSON_AddNumberToObject(lag, "max_sched_delay_ms", res->max_sched_delay_ms);
     cJSON_AddBoolToObject(
         lag, "fell_behind",
-        sb_client_fell_behind(res->late_sends, res->sent, res->max_sched_delay_ms));
+        sb_client_fell_behind(res->late_sends, measured, res->max_sched_delay_ms));
     double *tt = malloc((res->n_ttft ? res->n_ttft : 1) * sizeof(double));
     double *ee = malloc((res->n_e2e ? res->n_e2e : 1) * sizeof(double));
     if (tt && ee) {
@@ -393,14 +395,16 @@ static void print_summary(const char *run_id, const char *dir, const struct sb_e
     free(ee);
     /* Open loop: being late is the client's failure. Closed loop: "late" is the gap between a
        completion and the same user's next send, a client overhead worth knowing when it grows. */
-    double late_share = res->sent ? (double)res->late_sends / (double)res->sent : 0;
-    if (sb_client_fell_behind(res->late_sends, res->sent, res->max_sched_delay_ms))
-        printf("  WARNING: the client fell behind its schedule: %lld of %lld requests (%.1f %%) "
-               "sent more than 1 ms late, max %.2f ms; their latency includes the wait\n",
-               res->late_sends, res->sent, 100 * late_share, res->max_sched_delay_ms);
+    long long measured = res->sent - res->warmup;
+    double late_share = measured > 0 ? (double)res->late_sends / (double)measured : 0;
+    if (sb_client_fell_behind(res->late_sends, measured, res->max_sched_delay_ms))
+        printf("  WARNING: the client fell behind its schedule: %lld of %lld measured requests "
+               "(%.1f %%) sent more than 1 ms late, max %.2f ms; their latency includes the wait\n",
+               res->late_sends, measured, 100 * late_share, res->max_sched_delay_ms);
     else if (cfg->rate > 0 || res->late_sends > 0)
-        printf("  client lag: %lld of %lld requests sent more than 1 ms late (max %.3f ms)\n",
-               res->late_sends, res->sent, res->max_sched_delay_ms);
+        printf("  client lag: %lld of %lld measured requests sent more than 1 ms late (max %.3f "
+               "ms)\n",
+               res->late_sends, measured, res->max_sched_delay_ms);
     if (cfg->rate > 0 && !isnan(facts->inflight_mean))
         printf("  open loop at %g req/s: %.2f requests in flight on average (cap %lld)\n",
                cfg->rate, facts->inflight_mean, cfg->max_inflight);

@@ -936,9 +936,11 @@ static void finish_request(struct loop *l, struct req *r, CURLcode rc, bool canc
                     sb_error_kind_name(rec->error), rec->rc, rec->error_msg);
     }
     sb_recstats_add(&l->rs, rec);
-    if (rec->lat_sched_delay_ms > 1.0)
+    /* Client lag is counted where latency is reported: the measured requests (a start-up burst
+       of warm-up or ramp sends waiting for their connections is not the measurement's). */
+    if (!rec->warmup && rec->lat_sched_delay_ms > 1.0)
         l->late_sends++;
-    if (rec->lat_sched_delay_ms > l->max_sched_delay_ms)
+    if (!rec->warmup && rec->lat_sched_delay_ms > l->max_sched_delay_ms)
         l->max_sched_delay_ms = rec->lat_sched_delay_ms;
     atomic_fetch_add_explicit(&l->a_done, 1, memory_order_relaxed);
 

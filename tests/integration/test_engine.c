@@ -472,13 +472,14 @@ static void ok_response(char *buf, size_t cap)
              strlen(completion_body), completion_body);
 }
 
-static void test_send_stamp(void **state)
+/* One request to a listener whose accept queue is full for 1.5 s (the client's SYN waits until
+   the queue drains); extra: more run flags. Returns the record and run.json (free both). */
+static void late_send_run(const char *const *extra, cJSON **rec, cJSON **rj,
+                          uint64_t *first_accept_ns)
 {
-    (void)state;
     char resp[1024];
     ok_response(resp, sizeof(resp));
     struct sb_script_step steps[] = {{0, resp}, {0, NULL}};
-    /* A listener whose accept queue is full: the client's SYN waits until the queue drains. */
     struct sb_script_server s = {
         .steps = steps, .backlog = 0, .accept_delay_ms = 1500, .close_after_response = true};
     assert_int_equal(sb_script_server_start(&s), 0);
@@ -489,7 +490,9 @@ static void test_send_stamp(void **state)
     close(filler); /* still queued: accept() takes it and reads EOF */
     struct paths p;
     paths_init(&p, "send", s.port, "/v1/completions");
-    const char *args[] = {"--requests", "1", "--no-stream", "--quiet", "--no-server-state", NULL};
+    const char *args[16] = {"--requests", "1", "--no-stream", "--quiet", "--no-server-state"};
+    for (int i = 0, n = 5; extra[i] && n < 15; i++)
+        args[n++] = extra[i];
     char *out = NULL, *err = NULL;
     int rc = run_limited(&p, args, &out, &err);
     if (rc != 0)
@@ -497,21 +500,49 @@ static void test_send_stamp(void **state)
     int n = 0;
     cJSON **v = sb_test_read_jsonl(p.metrics, &n);
     assert_int_equal(n, 1);
-    assert_true(sb_test_true(v[0], "ok"));
-    double sched = sb_test_num(v[0], "t_sched_ns"), send = sb_test_num(v[0], "t_send_ns");
-    print_message("accept queue full for 1.5 s: sched delay %.1f ms, sent %.1f ms after the "
-                  "listener first accepted\n",
-                  sb_test_num(v[0], "lat_sched_delay_ms"),
-                  (send - (double)s.first_accept_ns) / 1e6);
-    /* The request cannot have left before the listener made room for its connection. */
-    assert_true(send >= (double)s.first_accept_ns);
-    assert_true(sb_test_num(v[0], "lat_sched_delay_ms") >= 1000);
-    assert_true(fabs((send - sched) / 1e6 - sb_test_num(v[0], "lat_sched_delay_ms")) < 0.001);
-    sb_test_free_jsonl(v, n);
+    *rec = v[0];
+    free(v);
+    *rj = sb_test_read_json(p.runjson);
+    *first_accept_ns = s.first_accept_ns;
     free(out);
     free(err);
     sb_script_server_stop(&s);
     paths_release(&p);
+}
+
+static void test_send_stamp(void **state)
+{
+    (void)state;
+    cJSON *rec, *rj;
+    uint64_t first_accept;
+    const char *none[] = {NULL};
+    late_send_run(none, &rec, &rj, &first_accept);
+    assert_true(sb_test_true(rec, "ok"));
+    double sched = sb_test_num(rec, "t_sched_ns"), send = sb_test_num(rec, "t_send_ns");
+    print_message("accept queue full for 1.5 s: sched delay %.1f ms, sent %.1f ms after the "
+                  "listener first accepted\n",
+                  sb_test_num(rec, "lat_sched_delay_ms"), (send - (double)first_accept) / 1e6);
+    /* The request cannot have left before the listener made room for its connection. */
+    assert_true(send >= (double)first_accept);
+    assert_true(sb_test_num(rec, "lat_sched_delay_ms") >= 1000);
+    assert_true(fabs((send - sched) / 1e6 - sb_test_num(rec, "lat_sched_delay_ms")) < 0.001);
+    /* A measured request that waited: the client fell behind, and run.json says so. */
+    const cJSON *lag = cJSON_GetObjectItemCaseSensitive(rj, "client_lag");
+    assert_int_equal((int)sb_test_num(lag, "late_sends"), 1);
+    assert_true(sb_test_true(lag, "fell_behind"));
+    cJSON_Delete(rec);
+    cJSON_Delete(rj);
+
+    /* The same wait in warm-up is not the measurement's lag (a start-up burst of connects). */
+    const char *warm[] = {"--warmup-s", "30", NULL};
+    late_send_run(warm, &rec, &rj, &first_accept);
+    assert_string_equal(sb_test_str(rec, "phase"), "warmup");
+    assert_true(sb_test_num(rec, "lat_sched_delay_ms") >= 1000);
+    lag = cJSON_GetObjectItemCaseSensitive(rj, "client_lag");
+    assert_int_equal((int)sb_test_num(lag, "late_sends"), 0);
+    assert_false(sb_test_true(lag, "fell_behind"));
+    cJSON_Delete(rec);
+    cJSON_Delete(rj);
 }
 
 /* ---- 5. TTFB is the final response's first byte ---- */
