@@ -105,6 +105,15 @@ struct sb_chunk {
     bool has_timings;
     long long timings_prompt_n, timings_cache_n, timings_predicted_n;
     double timings_prompt_ms, timings_predicted_ms;
+    /* The top-level "id" string ("" when absent): TensorRT-LLM's streams say "chatcmpl-<N>" /
+     * "cmpl-<N>" with N its executor request id, the key of its GET /perf_metrics entries. */
+    char response_id[64];
+    /* Dynamo's "nvext":{"timing":{...}} (lib/llm/src/protocols/openai/nvext.rs TimingInfo, on
+     * the chunk with the finish_reason when the request asked "nvext":{"extra_fields":
+     * ["timing"]}): prefill_wait_time_ms, prefill_time_ms, ttft_ms, total_time_ms; NAN when
+     * absent. */
+    bool has_nvext_timing;
+    double nv_prefill_wait_ms, nv_prefill_ms, nv_ttft_ms, nv_total_ms;
 };
 
 /* Sets every field to "absent": false, 0, "", -1 for counts and codes, NAN for times. */

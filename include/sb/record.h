@@ -62,6 +62,7 @@ struct sb_record {
     long long req_idx;    /* index of this request within its user */
     long long seq;        /* global request number */
     char request_id[160]; /* the X-Request-Id sent */
+    char response_id[64]; /* the response's own "id" (first one seen); "" (null) when none */
     char nonce[40];
     char prompt_hash[20]; /* short hash of the exact prompt bytes */
 
@@ -102,6 +103,10 @@ struct sb_record {
     long long server_predicted_n; /* tokens it decoded (timings.predicted_n) */
     double server_decode_ms;      /* its decode time (timings.predicted_ms) */
     long long server_cache_n;     /* prompt tokens it took from its cache (timings.cache_n) */
+    double server_queue_ms;       /* arrival to first scheduling (TensorRT-LLM, Dynamo) */
+    /* Where the server_* times came from: "llamacpp" (timings), "dynamo_nvext" (nvext.timing),
+       "trtllm_perf_metrics" (GET /perf_metrics joined after the run); "" (null) when none. */
+    char server_timings_src[24];
     /* The server counted far fewer prompt tokens than were sent (sb_prompt_truncated): it cut
        the prompt (llama.cpp's context shift) without saying so. */
     bool server_truncated;
@@ -116,7 +121,10 @@ struct sb_record {
 bool sb_prompt_truncated(long long reported, long long sent_est);
 
 struct sb_chunk;
-/* Copies a decoded chunk's llama.cpp "timings" (when it has them) into r's server_* fields. */
+/* Copies a decoded chunk's server timings into r's server_* fields: llama.cpp "timings"
+   (prompt_ms, predicted_ms), Dynamo "nvext.timing" (server_queue_ms = prefill_wait_time_ms,
+   server_prompt_ms = prefill_time_ms, else ttft_ms when the frontend saw no prefill start;
+   server_decode_ms = total_time_ms - ttft_ms), and the response "id" when r has none yet. */
 void sb_record_add_timings(struct sb_record *r, const struct sb_chunk *c);
 
 /*

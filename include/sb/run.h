@@ -66,6 +66,7 @@ struct sb_run_config {
     bool reset_cache;
     char *reset_cache_cmd;
     bool server_state;
+    bool server_perf_metrics; /* GET /perf_metrics after the run, joined to the records */
     double timeout_s;
     double connect_timeout_s;
     double max_error_rate;

@@ -29,6 +29,7 @@
 #include "sb/openai.h"
 #include "sb/run.h"
 #include "sb/procfs.h"
+#include "sb/perf_metrics.h"
 #include "sb/server_cache.h"
 #include "sb/stats.h"
 #include "sb/sysmon.h"
@@ -181,7 +182,38 @@ struct server_side {
     bool reset_asked, state_read;
     struct sb_cache_reset reset;
     struct sb_cache_state start, end;
+    bool perf_asked; /* --server-perf-metrics */
+    struct sb_perf_join perf;
+    char perf_error[600]; /* "" when the join was done */
 };
+
+/* --server-perf-metrics: TensorRT-LLM's per-request timings into the records (sb/perf_metrics.h).
+   Never fails the run: what happened goes to run.json and one line. */
+static void join_perf_metrics(const char *base, const char *mpath, struct server_side *ss,
+                              bool quiet)
+{
+    ss->perf_asked = true;
+    struct sb_buf body;
+    struct sb_perf_table t = {0};
+    struct sb_err err = {0};
+    if (sb_perf_metrics_fetch(base, 30, &body, &err) == 0 &&
+        sb_perf_metrics_parse(body.data, body.len, &t, &err) == 0 &&
+        sb_perf_join_file(mpath, &t, &ss->perf, &err) == 0) {
+        if (!quiet)
+            printf("server perf metrics: %lld entries, %lld of %lld records joined\n",
+                   ss->perf.entries, ss->perf.matched, ss->perf.records);
+        if (ss->perf.matched == 0)
+            snprintf(ss->perf_error, sizeof(ss->perf_error),
+                     "no entry matched a record's response id (streamed TensorRT-LLM "
+                     "responses say chatcmpl-<request_id>; non-streaming ones carry a random id)");
+    } else {
+        snprintf(ss->perf_error, sizeof(ss->perf_error), "%s", err.msg);
+    }
+    if (ss->perf_error[0])
+        fprintf(stderr, "sparkbench run: warning: --server-perf-metrics: %s\n", ss->perf_error);
+    sb_perf_table_release(&t);
+    sb_buf_release(&body);
+}
 
 static void add_cache_state(cJSON *o, const char *key, const struct sb_cache_state *st)
 {
@@ -327,6 +359,16 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
             add_cache_state(sc, "start", &ss->start);
             add_cache_state(sc, "end", &ss->end);
         }
+    }
+    if (ss->perf_asked) {
+        cJSON *pm = cJSON_AddObjectToObject(o, "server_perf_metrics");
+        cJSON_AddNumberToObject(pm, "entries", (double)ss->perf.entries);
+        cJSON_AddNumberToObject(pm, "records", (double)ss->perf.records);
+        cJSON_AddNumberToObject(pm, "matched", (double)ss->perf.matched);
+        if (ss->perf_error[0])
+            cJSON_AddStringToObject(pm, "error", ss->perf_error);
+        else
+            cJSON_AddNullToObject(pm, "error");
     }
     cJSON_AddStringToObject(o, "exit_reason", sb_exit_reason_name(res->reason));
     if (res->fatal_msg[0])
@@ -630,6 +672,8 @@ int cmd_run(int argc, char **argv)
         er.reason = SB_EXIT_FATAL;
         snprintf(er.fatal_msg, sizeof(er.fatal_msg), "%s", cerr.msg);
     }
+    if (cfg.server_perf_metrics && close_rc == 0)
+        join_perf_metrics(base, mpath, &ss, cfg.quiet);
     /* Every finished request made one record; those not in metrics.jsonl were lost (a full
        disk). Then the counts and percentiles are taken from the file: exactly what was written. */
     struct record_loss loss = {.written = (long long)sink.lines_written};

@@ -278,6 +278,13 @@ const struct sb_opt sb_run_options[] = {
      .argname = "CMD",
      .help = "with --reset-cache: run this shell command instead (servers without an endpoint); "
              "it must exit 0"},
+    {.key = "run.server_perf_metrics",
+     .flag = "server-perf-metrics",
+     .type = SB_OPT_BOOL,
+     .offset = O(server_perf_metrics),
+     .help = "after the run, GET <server>/perf_metrics once (TensorRT-LLM with "
+             "return_perf_metrics and perf_metrics_max_requests >= the requests sent) and write "
+             "its queue, prefill and decode times into the matching streamed records"},
     {.key = "run.server_state",
      .flag = "server-state",
      .type = SB_OPT_BOOL,

@@ -133,6 +133,13 @@ enum slot {
     S_T_PREDICTED_N,
     S_T_PROMPT_MS,
     S_T_PREDICTED_MS,
+    S_ID,
+    S_NVEXT,
+    S_NV_TIMING,
+    S_NV_WAIT,
+    S_NV_PREFILL,
+    S_NV_TTFT,
+    S_NV_TOTAL,
     S_COUNT,
     S_NONE = 0xff
 };
@@ -153,6 +160,8 @@ enum desc_id {
     D_DETAILS,
     D_XMOCK,
     D_TIMINGS,
+    D_NVEXT,
+    D_NVTIMING,
     D_COUNT
 };
 
@@ -182,6 +191,8 @@ static const struct field top_fields[] = {
     LEAF("code", S_CODE),
     FIELD("x_mock", S_XMOCK, D_XMOCK, S_NONE),
     FIELD("timings", S_TIMINGS, D_TIMINGS, S_NONE),
+    LEAF("id", S_ID),
+    FIELD("nvext", S_NVEXT, D_NVEXT, S_NONE),
 };
 static const struct field error_fields[] = {
     LEAF("message", S_ERR_MESSAGE),
@@ -223,6 +234,17 @@ static const struct field timings_fields[] = {
     LEAF("predicted_ms", S_T_PREDICTED_MS),
 };
 
+/* Dynamo's NvExtResponse and its TimingInfo (lib/llm/src/protocols/openai/nvext.rs). */
+static const struct field nvext_fields[] = {
+    FIELD("timing", S_NV_TIMING, D_NVTIMING, S_NONE),
+};
+static const struct field nvtiming_fields[] = {
+    LEAF("prefill_wait_time_ms", S_NV_WAIT),
+    LEAF("prefill_time_ms", S_NV_PREFILL),
+    LEAF("ttft_ms", S_NV_TTFT),
+    LEAF("total_time_ms", S_NV_TOTAL),
+};
+
 struct desc {
     const struct field *f;
     size_t n;
@@ -233,11 +255,12 @@ struct desc {
         a, SB_ARRAY_SIZE(a)                                                                        \
     }
 static const struct desc descs[D_COUNT] = {
-    [D_TOP] = DESC(top_fields),         [D_ERROR] = DESC(error_fields),
-    [D_CHOICE] = DESC(choice_fields),   [D_DELTA] = DESC(delta_fields),
-    [D_MESSAGE] = DESC(message_fields), [D_USAGE] = DESC(usage_fields),
-    [D_DETAILS] = DESC(details_fields), [D_XMOCK] = DESC(xmock_fields),
-    [D_TIMINGS] = DESC(timings_fields),
+    [D_TOP] = DESC(top_fields),           [D_ERROR] = DESC(error_fields),
+    [D_CHOICE] = DESC(choice_fields),     [D_DELTA] = DESC(delta_fields),
+    [D_MESSAGE] = DESC(message_fields),   [D_USAGE] = DESC(usage_fields),
+    [D_DETAILS] = DESC(details_fields),   [D_XMOCK] = DESC(xmock_fields),
+    [D_TIMINGS] = DESC(timings_fields),   [D_NVEXT] = DESC(nvext_fields),
+    [D_NVTIMING] = DESC(nvtiming_fields),
 };
 
 /* ---- the scanner ---- */
@@ -846,6 +869,14 @@ static void fill_chunk(const struct slots *sl, struct sb_chunk *c)
         c->timings_prompt_ms = ms_of(sl, S_T_PROMPT_MS);
         c->timings_predicted_ms = ms_of(sl, S_T_PREDICTED_MS);
     }
+    copy_str(sl, S_ID, c->response_id, sizeof(c->response_id));
+    if (t[S_NVEXT] == JT_OBJ && t[S_NV_TIMING] == JT_OBJ) {
+        c->has_nvext_timing = true;
+        c->nv_prefill_wait_ms = ms_of(sl, S_NV_WAIT);
+        c->nv_prefill_ms = ms_of(sl, S_NV_PREFILL);
+        c->nv_ttft_ms = ms_of(sl, S_NV_TTFT);
+        c->nv_total_ms = ms_of(sl, S_NV_TOTAL);
+    }
 }
 
 /* ---- decoding ---- */
@@ -857,6 +888,7 @@ void sb_chunk_init(struct sb_chunk *c)
     c->prompt_tokens = c->completion_tokens = c->cached_tokens = -1;
     c->timings_prompt_n = c->timings_cache_n = c->timings_predicted_n = -1;
     c->timings_prompt_ms = c->timings_predicted_ms = NAN;
+    c->nv_prefill_wait_ms = c->nv_prefill_ms = c->nv_ttft_ms = c->nv_total_ms = NAN;
 }
 
 static int decode_cjson(const char *what, const char *data, size_t len, struct sb_chunk *out,

@@ -59,7 +59,7 @@ void sb_record_init(struct sb_record *r)
     r->prompt_tokens = r->cached_tokens = -1;
     r->concurrency = r->max_inflight = -1;
     r->server_prompt_n = r->server_predicted_n = r->server_cache_n = -1;
-    r->server_prompt_ms = r->server_decode_ms = NAN;
+    r->server_prompt_ms = r->server_decode_ms = r->server_queue_ms = NAN;
 }
 
 bool sb_prompt_truncated(long long reported, long long sent_est)
@@ -69,8 +69,22 @@ bool sb_prompt_truncated(long long reported, long long sent_est)
 
 void sb_record_add_timings(struct sb_record *r, const struct sb_chunk *c)
 {
+    if (c->response_id[0] && !r->response_id[0])
+        snprintf(r->response_id, sizeof(r->response_id), "%s", c->response_id);
+    if (c->has_nvext_timing) {
+        snprintf(r->server_timings_src, sizeof(r->server_timings_src), "dynamo_nvext");
+        if (!isnan(c->nv_prefill_wait_ms))
+            r->server_queue_ms = c->nv_prefill_wait_ms;
+        if (!isnan(c->nv_prefill_ms))
+            r->server_prompt_ms = c->nv_prefill_ms;
+        else if (!isnan(c->nv_ttft_ms))
+            r->server_prompt_ms = c->nv_ttft_ms;
+        if (!isnan(c->nv_total_ms) && !isnan(c->nv_ttft_ms) && c->nv_total_ms >= c->nv_ttft_ms)
+            r->server_decode_ms = c->nv_total_ms - c->nv_ttft_ms;
+    }
     if (!c->has_timings)
         return;
+    snprintf(r->server_timings_src, sizeof(r->server_timings_src), "llamacpp");
     if (c->timings_prompt_n >= 0)
         r->server_prompt_n = c->timings_prompt_n;
     if (!isnan(c->timings_prompt_ms))
@@ -152,6 +166,7 @@ static const struct field fields[] = {
     FIELD(req_idx, F_LL),
     FIELD(seq, F_LL),
     FIELD(request_id, F_STR),
+    FIELD(response_id, F_STR_NULL),
     FIELD(nonce, F_STR_NULL),
     FIELD(prompt_hash, F_STR),
     FIELD(rc, F_INT),
@@ -189,6 +204,8 @@ static const struct field fields[] = {
     FIELD(server_predicted_n, F_LL_NULL),
     FIELD(server_decode_ms, F_MS),
     FIELD(server_cache_n, F_LL_NULL),
+    FIELD(server_queue_ms, F_MS),
+    FIELD(server_timings_src, F_STR_NULL),
     FIELD(server_truncated, F_FLAG),
 };
 

@@ -991,6 +991,63 @@ static void test_error_message(void **state)
     sb_openai_error_message("x", 1, NULL, 0); /* no output buffer: nothing happens */
 }
 
+/*
+ * Dynamo's frontend puts NvExtResponse {"timing": TimingInfo} on the chunk that carries the
+ * finish_reason when the request asked "nvext":{"extra_fields":["timing"]} (ai-dynamo/dynamo
+ * lib/llm/src/protocols/openai/nvext.rs NvExtResponse, lib/llm/src/request_tracker.rs TimingInfo:
+ * request_received_ms, prefill_wait_time_ms, prefill_time_ms, ttft_ms, total_time_ms, kv_hit_rate,
+ * router_queue_depth, the Options skipped when None). Both decoders, the top-level "id" too.
+ */
+static void test_decode_dynamo_nvext_timing(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name, *json, *id;
+        bool has;
+        double wait, prefill, ttft, total;
+    } cases[] = {
+        {"full TimingInfo on the finish chunk",
+         "{\"id\":\"chatcmpl-7c1e\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":"
+         "\"stop\"}],\"created\":1,\"model\":\"m\",\"object\":\"chat.completion.chunk\","
+         "\"nvext\":{\"worker_id\":{\"prefill_worker_id\":7587889,\"decode_worker_id\":7587889},"
+         "\"timing\":{\"request_received_ms\":1764921600123,\"prefill_wait_time_ms\":1.25,"
+         "\"prefill_time_ms\":40.5,\"ttft_ms\":41.75,\"total_time_ms\":241.75,\"kv_hit_rate\":0.5,"
+         "\"router_queue_depth\":0}}}",
+         "chatcmpl-7c1e", true, 1.25, 40.5, 41.75, 241.75},
+        {"older TimingInfo: ttft and total only",
+         "{\"id\":\"cmpl-1\",\"choices\":[{\"index\":0,\"text\":\"\",\"finish_reason\":\"length\"}]"
+         ","
+         "\"nvext\":{\"timing\":{\"request_received_ms\":1764921600123,\"ttft_ms\":12.0,"
+         "\"total_time_ms\":112.0}}}",
+         "cmpl-1", true, NAN, NAN, 12.0, 112.0},
+        {"nvext without timing", "{\"choices\":[],\"nvext\":{\"worker_id\":{}}}", "", false, NAN,
+         NAN, NAN, NAN},
+    };
+    static const enum sb_openai_decoder decs[] = {SB_OPENAI_DECODER_SCAN, SB_OPENAI_DECODER_CJSON};
+    for (size_t i = 0; i < SB_ARRAY_SIZE(cases); i++) {
+        for (size_t d = 0; d < SB_ARRAY_SIZE(decs); d++) {
+            struct sb_chunk c;
+            struct sb_err err = {0};
+            int rc = sb_openai_decode_chunk_with(decs[d], cases[i].json, strlen(cases[i].json), &c,
+                                                 &err);
+            if (rc != 0)
+                fail_msg("%s (decoder %zu): rc %d %s", cases[i].name, d, rc, err.msg);
+            if (strcmp(c.response_id, cases[i].id) != 0)
+                fail_msg("%s: id '%s', want '%s'", cases[i].name, c.response_id, cases[i].id);
+            if (c.has_nvext_timing != cases[i].has)
+                fail_msg("%s (decoder %zu): has_nvext_timing %d", cases[i].name, d,
+                         c.has_nvext_timing);
+            const double got[] = {c.nv_prefill_wait_ms, c.nv_prefill_ms, c.nv_ttft_ms,
+                                  c.nv_total_ms};
+            const double want[] = {cases[i].wait, cases[i].prefill, cases[i].ttft, cases[i].total};
+            for (size_t k = 0; k < 4; k++)
+                if (isnan(want[k]) ? !isnan(got[k]) : got[k] != want[k])
+                    fail_msg("%s (decoder %zu): value %zu is %g, want %g", cases[i].name, d, k,
+                             got[k], want[k]);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1001,6 +1058,7 @@ int main(void)
         cmocka_unit_test(test_build_request_extra_verbatim),
         cmocka_unit_test(test_build_request_prompt_roundtrip),
         cmocka_unit_test(test_decode_fixtures),
+        cmocka_unit_test(test_decode_dynamo_nvext_timing),
         cmocka_unit_test(test_decode_error_quote),
         cmocka_unit_test(test_decode_large_stamps),
         cmocka_unit_test(test_error_message),

@@ -169,12 +169,16 @@ static void test_json_text(void **state)
         {fill_full, "\"tpot_ms\":0.000000,", true},
         {fill_full, "\"tokens_src\":\"usage\",", true},
         {fill_full, "\"cached_tokens\":0,\"cached_src\":null,\"finish_reason\":\"length\",", true},
-        {fill_full, "\"server_cache_n\":null,\"server_truncated\":false}\n", true},
+        {fill_full,
+         "\"server_cache_n\":null,\"server_queue_ms\":null,\"server_timings_src\":null,"
+         "\"server_truncated\":false}\n",
+         true},
         {fill_empty, "\"phase\":\"measure\",\"repetition\":0,", true},
         {fill_empty, "phase_label", false},
         {fill_empty, "\"ts\":null,", true},
         {fill_empty, "\"rate\":null,", true},
         {fill_empty, "\"nonce\":null,", true},
+        {fill_empty, "\"request_id\":\"\",\"response_id\":null,", true},
         {fill_empty, "\"rc\":0,\"ok\":false,\"error\":null,", true},
         {fill_empty, "\"t_sched_ns\":null,", true},
         {fill_empty, "\"lat_e2e_ms\":null,", true},
@@ -182,7 +186,8 @@ static void test_json_text(void **state)
         {fill_empty,
          "\"prompt_tokens\":null,\"cached_tokens\":null,\"cached_src\":null,\"finish_reason\":null,"
          "\"server_prompt_n\":null,\"server_prompt_ms\":null,\"server_predicted_n\":null,"
-         "\"server_decode_ms\":null,\"server_cache_n\":null,\"server_truncated\":false}",
+         "\"server_decode_ms\":null,\"server_cache_n\":null,\"server_queue_ms\":null,"
+         "\"server_timings_src\":null,\"server_truncated\":false}",
          true},
         {fill_empty, "\"concurrency\":null,\"max_inflight\":null,", true},
         {fill_failed, "\"rate\":0.33333333333333331,", true},
@@ -673,6 +678,49 @@ static void test_llamacpp_timings_round_trip(void **state)
     sb_buf_release(&line);
 }
 
+/* Dynamo's nvext.timing on the finish chunk (lib/llm/src/request_tracker.rs TimingInfo) into the
+   record: queue = prefill_wait_time_ms, prefill = prefill_time_ms (ttft_ms when absent), decode =
+   total_time_ms - ttft_ms; written and read back with its source and the response id. */
+static void test_dynamo_nvext_timing_round_trip(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *json;
+        double queue, prompt, decode;
+    } cases[] = {
+        {"{\"id\":\"chatcmpl-7c1e\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":"
+         "\"stop\"}],\"nvext\":{\"timing\":{\"request_received_ms\":1764921600123,"
+         "\"prefill_wait_time_ms\":1.25,\"prefill_time_ms\":40.5,\"ttft_ms\":41.75,"
+         "\"total_time_ms\":241.75,\"kv_hit_rate\":0.5}}}",
+         1.25, 40.5, 200.0},
+        {"{\"id\":\"chatcmpl-7c1e\",\"choices\":[],\"nvext\":{\"timing\":{\"request_received_ms\":"
+         "1764921600123,\"ttft_ms\":12.0,\"total_time_ms\":112.0}}}",
+         NAN, 12.0, 100.0},
+    };
+    for (size_t i = 0; i < SB_ARRAY_SIZE(cases); i++) {
+        struct sb_chunk c;
+        struct sb_err err;
+        assert_int_equal(sb_openai_decode_chunk(cases[i].json, strlen(cases[i].json), &c, &err), 0);
+        struct sb_record a, b;
+        sb_record_init(&a);
+        sb_record_add_timings(&a, &c);
+        struct sb_buf line;
+        sb_buf_init(&line, 1 << 20);
+        assert_int_equal(sb_record_to_json(&a, &line), 0);
+        print_message("%.*s", (int)line.len, line.data);
+        assert_int_equal(sb_record_from_json(line.data, line.len, &b, &err), 0);
+        assert_string_equal(b.server_timings_src, "dynamo_nvext");
+        assert_string_equal(b.response_id, "chatcmpl-7c1e");
+        if (isnan(cases[i].queue))
+            assert_true(isnan(b.server_queue_ms));
+        else
+            assert_true(fabs(b.server_queue_ms - cases[i].queue) < 1e-9);
+        assert_true(fabs(b.server_prompt_ms - cases[i].prompt) < 1e-9);
+        assert_true(fabs(b.server_decode_ms - cases[i].decode) < 1e-9);
+        sb_buf_release(&line);
+    }
+}
+
 /* cached_tokens and its source, and the truncation rule at its edges. */
 static void test_derive_server(void **state)
 {
@@ -749,6 +797,7 @@ int main(void)
         cmocka_unit_test(test_error_kinds),
         cmocka_unit_test(test_strings_valid_utf8),
         cmocka_unit_test(test_llamacpp_timings_round_trip),
+        cmocka_unit_test(test_dynamo_nvext_timing_round_trip),
         cmocka_unit_test(test_derive_server),
         cmocka_unit_test(test_concurrency_fields),
     };
