@@ -10,13 +10,14 @@
 #include "sb/perf_metrics.h"
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "sb/http.h"
 
 #define BODY_MAX (256u << 20)
 
@@ -182,32 +183,15 @@ int sb_perf_join_file(const char *path, const struct sb_perf_table *t, struct sb
     return 0;
 }
 
-static size_t on_data(char *p, size_t size, size_t n, void *arg)
-{
-    return sb_buf_add(arg, p, size * n) == 0 ? size * n : 0;
-}
-
 int sb_perf_metrics_fetch(const char *base_url, double timeout_s, struct sb_buf *out,
                           struct sb_err *err)
 {
-    char url[1200];
+    char url[1200], why[160] = "";
     snprintf(url, sizeof(url), "%s/perf_metrics", base_url);
     sb_buf_init(out, BODY_MAX);
-    CURL *c = curl_easy_init();
-    if (!c)
-        return sb_err_set(err, "out of memory");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROXY, "");
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(timeout_s * 1000));
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    CURLcode rc = curl_easy_perform(c);
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(c);
-    if (rc != CURLE_OK)
-        return sb_err_set(err, "GET %s: %s", url, curl_easy_strerror(rc));
+    long status = sb_http_request("GET", url, timeout_s, out, why, sizeof(why));
+    if (status == 0)
+        return sb_err_set(err, "GET %s: %s", url, why);
     if (status != 200)
         return sb_err_set(err, "GET %s: HTTP %ld", url, status);
     return 0;

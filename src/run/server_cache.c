@@ -5,7 +5,6 @@
 #include "sb/server_cache.h"
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,46 +12,10 @@
 #include <sys/wait.h>
 
 #include "sb/buf.h"
+#include "sb/http.h"
 #include "sb/prom.h"
 
 #define PAGE_MAX (16u << 20)
-
-static size_t on_data(char *p, size_t size, size_t n, void *arg)
-{
-    return sb_buf_add(arg, p, size * n) == 0 ? size * n : 0;
-}
-
-/* One request: the HTTP status (0 when none came back) and the body in out. */
-static long http_do(const char *method, const char *url, double timeout_s, struct sb_buf *out,
-                    char *why, size_t why_cap)
-{
-    CURL *c = curl_easy_init();
-    if (!c) {
-        snprintf(why, why_cap, "out of memory");
-        return 0;
-    }
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROXY, "");
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(timeout_s * 1000));
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    struct curl_slist *h = NULL;
-    if (strcmp(method, "POST") == 0) {
-        h = curl_slist_append(NULL, "Content-Type: application/json");
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{}");
-    }
-    long status = 0;
-    CURLcode rc = curl_easy_perform(c);
-    if (rc == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    else
-        snprintf(why, why_cap, "%s", curl_easy_strerror(rc));
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return status;
-}
 
 /* ---- state ---- */
 
@@ -130,7 +93,7 @@ void sb_server_cache_read(const char *base_url, double timeout_s, struct sb_cach
     struct sb_buf page;
     sb_buf_init(&page, PAGE_MAX);
     char why[160] = "";
-    long status = http_do("GET", url, timeout_s, &page, why, sizeof(why));
+    long status = sb_http_request("GET", url, timeout_s, &page, why, sizeof(why));
     if (status != 200) {
         if (status)
             snprintf(st->error, sizeof(st->error), "GET /metrics: HTTP %ld", status);
@@ -169,7 +132,7 @@ static int reset_llamacpp(const char *base, double timeout_s, struct sb_cache_re
     snprintf(url, sizeof(url), "%s/slots", base);
     struct sb_buf page;
     sb_buf_init(&page, PAGE_MAX);
-    long st = http_do("GET", url, timeout_s, &page, why, sizeof(why));
+    long st = sb_http_request("GET", url, timeout_s, &page, why, sizeof(why));
     add_detail(out, "GET /slots", st, why);
     cJSON *j = st == 200 ? cJSON_ParseWithLength(page.data ? page.data : "", page.len) : NULL;
     sb_buf_release(&page);
@@ -189,7 +152,7 @@ static int reset_llamacpp(const char *base, double timeout_s, struct sb_cache_re
         snprintf(url, sizeof(url), "%s/slots/%d?action=erase", base, id->valueint);
         struct sb_buf body;
         sb_buf_init(&body, PAGE_MAX);
-        long est = http_do("POST", url, timeout_s, &body, why, sizeof(why));
+        long est = sb_http_request("POST", url, timeout_s, &body, why, sizeof(why));
         sb_buf_release(&body);
         add_detail(out, what, est, why);
         if (est < 200 || est > 299)
@@ -223,7 +186,7 @@ int sb_server_cache_reset(const char *base_url, const char *cmd, double timeout_
         snprintf(what, sizeof(what), "POST %s", posts[i].path);
         struct sb_buf body;
         sb_buf_init(&body, PAGE_MAX);
-        long st = http_do("POST", url, timeout_s, &body, why, sizeof(why));
+        long st = sb_http_request("POST", url, timeout_s, &body, why, sizeof(why));
         sb_buf_release(&body);
         add_detail(out, what, st, why);
         if (st >= 200 && st <= 299) {
