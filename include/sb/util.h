@@ -89,4 +89,8 @@ int sb_mkdir_p(const char *path, struct sb_err *err);
  */
 int sb_write_file_atomic(const char *path, const char *data, size_t len, struct sb_err *err);
 
+/* Appends x to the growable array *v of *n values (capacity *cap, doubled as needed, from 1024).
+   0, or -1 when memory runs out (the array is left as it was). */
+int sb_doubles_push(double **v, size_t *n, size_t *cap, double x);
+
 #endif

@@ -476,3 +476,17 @@ out:
         unlink(tmp);
     return rc;
 }
+
+int sb_doubles_push(double **v, size_t *n, size_t *cap, double x)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 1024;
+        double *nv = realloc(*v, nc * sizeof(double));
+        if (!nv)
+            return -1;
+        *v = nv;
+        *cap = nc;
+    }
+    (*v)[(*n)++] = x;
+    return 0;
+}

@@ -202,20 +202,6 @@ static void push_done(struct loop *l, uint64_t t_ns, long long tokens)
     l->done[l->n_done++] = (struct ok_done){t_ns, tokens};
 }
 
-static int push_double(double **v, size_t *n, size_t *cap, double x)
-{
-    if (*n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 1024;
-        double *nv = realloc(*v, nc * sizeof(double));
-        if (!nv)
-            return -1;
-        *v = nv;
-        *cap = nc;
-    }
-    (*v)[(*n)++] = x;
-    return 0;
-}
-
 static void set_fatal(struct loop *l, const char *msg)
 {
     struct shared *sh = l->sh;
@@ -916,9 +902,9 @@ static void finish_request(struct loop *l, struct req *r, CURLcode rc, bool canc
         push_done(l, rec->t_last_byte_ns, rec->output_tokens);
         if (!rec->warmup) {
             if (!isnan(rec->lat_ttft_ms))
-                push_double(&l->ttft, &l->n_ttft, &l->cap_ttft, rec->lat_ttft_ms);
+                sb_doubles_push(&l->ttft, &l->n_ttft, &l->cap_ttft, rec->lat_ttft_ms);
             if (!isnan(rec->lat_e2e_ms))
-                push_double(&l->e2e, &l->n_e2e, &l->cap_e2e, rec->lat_e2e_ms);
+                sb_doubles_push(&l->e2e, &l->n_e2e, &l->cap_e2e, rec->lat_e2e_ms);
             if (rec->output_tokens > 0)
                 l->output_tokens += rec->output_tokens;
         }

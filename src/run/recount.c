@@ -13,6 +13,7 @@
 #include "sb/engine.h"
 #include "sb/jsonl.h"
 #include "sb/record.h"
+#include "sb/util.h"
 
 struct recount {
     struct sb_engine_result *res;
@@ -20,20 +21,6 @@ struct recount {
     long long records;
     struct sb_err *err;
 };
-
-static int push(double **v, size_t *n, size_t *cap, double x)
-{
-    if (*n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 1024;
-        double *nv = realloc(*v, nc * sizeof(double));
-        if (!nv)
-            return -1;
-        *v = nv;
-        *cap = nc;
-    }
-    (*v)[(*n)++] = x;
-    return 0;
-}
 
 /* The same accounting as the engine's finish_request, from one written line. */
 static int on_line(char *line, size_t len, long lineno, void *arg)
@@ -58,8 +45,9 @@ static int on_line(char *line, size_t len, long lineno, void *arg)
     if (r.warmup)
         return 0;
     if ((!isnan(r.lat_ttft_ms) &&
-         push(&res->ttft_ms, &res->n_ttft, &rc->cap_ttft, r.lat_ttft_ms)) ||
-        (!isnan(r.lat_e2e_ms) && push(&res->e2e_ms, &res->n_e2e, &rc->cap_e2e, r.lat_e2e_ms))) {
+         sb_doubles_push(&res->ttft_ms, &res->n_ttft, &rc->cap_ttft, r.lat_ttft_ms)) ||
+        (!isnan(r.lat_e2e_ms) &&
+         sb_doubles_push(&res->e2e_ms, &res->n_e2e, &rc->cap_e2e, r.lat_e2e_ms))) {
         sb_err_set(rc->err, "out of memory counting the records of metrics.jsonl");
         return -1;
     }
