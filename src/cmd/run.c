@@ -416,10 +416,13 @@ static void print_summary(const char *run_id, const char *dir, const struct sb_e
     /* Throughput: completions inside the sending window, drain left out (sb/stats.h). */
     double window = sb_tput_window_s(&res->tput);
     double rps = sb_tput_req_s(&res->tput), tps = sb_tput_tok_s(&res->tput);
-    printf("  measured %.2f s: %.1f req/s achieved, %.1f output tok/s (%lld completed in the "
-           "window)%s",
-           window, isnan(rps) ? 0.0 : rps, isnan(tps) ? 0.0 : tps, res->tput.completed,
-           res->warmup ? "" : "\n");
+    if (isnan(rps)) /* e.g. stopped during warm-up: no window, no number (null in run.json) */
+        printf("  measured nothing: the run ended before its measurement window began%s",
+               res->warmup ? "" : "\n");
+    else
+        printf("  measured %.2f s: %.1f req/s achieved, %.1f output tok/s (%lld completed in the "
+               "window)%s",
+               window, rps, tps, res->tput.completed, res->warmup ? "" : "\n");
     if (res->warmup)
         printf(" (%lld warm-up/ramp requests excluded from the percentiles)\n", res->warmup);
     double *tt = malloc((res->n_ttft ? res->n_ttft : 1) * sizeof(double));

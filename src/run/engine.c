@@ -64,7 +64,8 @@ struct req {
     uint64_t resp_bytes;
     long status;
     bool is_sse, saw_done, saw_usage, too_large, bad_sse, bad_json, stream_err;
-    bool retried; /* already sent again on a fresh connection */
+    bool retried; /* already sent again on a fresh connection by the engine */
+    int sends;    /* times the request left (on_prereq): over 1 when libcurl or we re-sent it */
     char err_msg[256];
     char curl_err[CURL_ERROR_SIZE]; /* libcurl's own words for a failed transfer */
     struct user *user;
@@ -113,6 +114,7 @@ struct loop {
     /* results, merged after join */
     long long sent, ok, warmup, not_sent, late_sends, output_tokens, retried;
     uint64_t last_sched_ns; /* latest intended send */
+    uint64_t last_send_ns;  /* latest actual send (on_prereq) */
     struct ok_done *done;   /* every ok request's completion, for the throughput window */
     size_t n_done, cap_done;
     long long errors[SB_ERRK_COUNT];
@@ -148,7 +150,8 @@ struct shared {
     size_t backlog_cap, backlog_head, backlog_len;
     uint64_t anchor_mono_ns, anchor_real_ns; /* one instant on both clocks, for "ts" */
     _Atomic long long issued;                /* requests started, all loops */
-    _Atomic bool connected;    /* some request got a connection: the endpoint answers */
+    _Atomic bool answered;     /* some request got a response status line: the endpoint answers */
+    struct loop *loops;        /* every loop, to wake them all */
     _Atomic bool unreach_seen; /* some request failed to connect (unreach_msg says how) */
     char unreach_msg[SB_ERR_MSG_MAX / 2]; /* the first connect failure, under fatal_lock */
     _Atomic bool stop;
@@ -356,8 +359,11 @@ static size_t on_header(char *buf, size_t size, size_t n, void *arg)
         long code = 0;
         if (sp && (size_t)(sp - buf) + 4 <= len)
             code = strtol(sp + 1, NULL, 10);
-        if (code > 0)
+        if (code > 0) {
             r->status = code;
+            if (!atomic_load_explicit(&r->loop->sh->answered, memory_order_relaxed))
+                atomic_store(&r->loop->sh->answered, true);
+        }
         if (!(code >= 100 && code < 200) && !r->rec.t_first_byte_ns)
             r->rec.t_first_byte_ns = sb_mono_ns();
         r->is_sse = false;
@@ -517,10 +523,12 @@ static int on_prereq(void *arg, char *conn_primary_ip, char *conn_local_ip, int 
     /* The first departure: a request sent again (libcurl's retry of a dead reused connection,
        or ours) keeps it, so its client lag is not the dead connection's cost; that cost is in
        the latencies, which run from the intended send time. */
+    uint64_t now = sb_mono_ns();
     if (!r->rec.t_send_ns)
-        r->rec.t_send_ns = sb_mono_ns();
-    if (!atomic_load_explicit(&r->loop->sh->connected, memory_order_relaxed))
-        atomic_store(&r->loop->sh->connected, true);
+        r->rec.t_send_ns = now;
+    if (now > r->loop->last_send_ns)
+        r->loop->last_send_ns = now;
+    r->sends++;
     return CURL_PREREQFUNC_OK;
 }
 
@@ -703,6 +711,7 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
 
     r->rec.t_sched_ns = t_sched;
     r->rec.t_send_ns = 0; /* on_prereq stamps it when the request leaves */
+    r->sends = 0;
     r->rec.ramp = sh->ramp_ns && t_sched < sh->t0_ns + sh->ramp_ns;
     r->rec.warmup = t_sched < sh->t_warm_end_ns;
     if (t_sched > l->last_sched_ns)
@@ -885,6 +894,13 @@ static void finish_request(struct loop *l, struct req *r, CURLcode rc, bool canc
     atomic_store_explicit(&l->a_inflight, l->ninflight, memory_order_relaxed);
     classify(r, rc, now);
     struct sb_record *rec = &r->rec;
+    /* Every departure after the first is a re-send, libcurl's own (a dead reused connection,
+       Curl_retry_request) or the engine's: marked and counted, since the server may have got the
+       first one too. */
+    if (r->sends > 1) {
+        rec->retried = true;
+        l->retried += r->sends - 1;
+    }
     sb_record_derive_server(rec, l->p->workload->est_tokens);
     if (cancelled) {
         rec->ok = false;
@@ -914,9 +930,8 @@ static void finish_request(struct loop *l, struct req *r, CURLcode rc, bool canc
     } else {
         l->errors[rec->error]++;
         atomic_fetch_add_explicit(&l->a_errors, 1, memory_order_relaxed);
-        if (!cancelled && !rec->t_send_ns &&
-            (rec->error == SB_ERRK_CONNECT || rec->error == SB_ERRK_TIMEOUT))
-            note_unreachable(l, r);
+        if (!cancelled && !rec->t_first_byte_ns && r->status == 0)
+            note_unreachable(l, r); /* no answer at all */
         if (l->p->cfg->verbose)
             fprintf(stderr, "sparkbench run: request %s failed: %s (rc %d): %s\n", rec->request_id,
                     sb_error_kind_name(rec->error), rec->rc, rec->error_msg);
@@ -1033,8 +1048,12 @@ static uint64_t next_own_arrival(struct loop *l)
         uint64_t u = l->op_ns;
         long long k = l->arrival_idx++;
         l->op_ns += sb_arrival_next_gap_ns(&l->arrival);
-        if (k % sh->nloops == l->index)
-            return sh->t0_ns + ramp_warp(u, sh->ramp_ns);
+        if (k % sh->nloops != l->index)
+            continue;
+        uint64_t t = sh->t0_ns + ramp_warp(u, sh->ramp_ns);
+        /* Past the duration: no more arrivals for this loop (waiting for one would keep the run
+           alive long after its end, nloops / rate seconds at worst). */
+        return sh->t_end_ns && t >= sh->t_end_ns ? 0 : t;
     }
 }
 
@@ -1067,8 +1086,9 @@ static void schedule_next(struct loop *l, struct req *r, uint64_t now)
     struct user *u = r->user;
     const struct sb_run_config *cfg = l->p->cfg;
     uint64_t backoff = 0;
-    if (r->rec.error == SB_ERRK_CONNECT)
-        backoff = connect_backoff_ns(cfg, u);
+    if (!r->rec.ok && r->rec.error != SB_ERRK_CANCELLED && !r->rec.t_first_byte_ns &&
+        r->status == 0)
+        backoff = connect_backoff_ns(cfg, u); /* nothing answered: refused, reset, empty */
     else
         u->connect_fails = 0;
     /* The next intended send is after the backoff: waiting it out is not client lag. */
@@ -1108,8 +1128,7 @@ static bool retry_fresh(struct loop *l, struct req *r, CURLcode rc)
     if (curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &connects) != CURLE_OK || connects != 0)
         return false;
     curl_multi_remove_handle(l->multi, r->easy);
-    r->retried = r->rec.retried = true;
-    l->retried++;
+    r->retried = r->rec.retried = true; /* counted with libcurl's re-sends, from r->sends */
     r->err_msg[0] = r->curl_err[0] = '\0';
     r->is_sse = false;
     sb_sse_reset(&r->sse);
@@ -1399,17 +1418,19 @@ static void print_progress(struct loop *loops, int n, const struct shared *sh, b
  * the signal or fatal error that stopped the run, or the last intended send when --requests ran
  * out (or, with no limit at all, the last send); what completes after it is the drain.
  */
-static uint64_t measure_end(struct shared *sh, uint64_t last_sched)
+static uint64_t measure_end(struct shared *sh, uint64_t last_send)
 {
     const struct sb_run_config *cfg = sh->p->cfg;
-    uint64_t end = sh->t_end_ns ? sh->t_end_ns : UINT64_MAX;
+    bool used_up = cfg->requests > 0 && atomic_load(&sh->issued) >= cfg->requests;
+    uint64_t end;
+    if (used_up || !sh->t_end_ns)
+        end = last_send; /* --requests: sending stopped with the last request that left */
+    else /* the duration, or later while arrivals that waited for a slot were still leaving */
+        end = last_send > sh->t_end_ns ? last_send : sh->t_end_ns;
     uint64_t stop = atomic_load(&sh->t_stop_ns);
     if (stop && stop < end)
         end = stop;
-    bool used_up = cfg->requests > 0 && atomic_load(&sh->issued) >= cfg->requests;
-    if ((used_up || end == UINT64_MAX) && last_sched && last_sched < end)
-        end = last_sched;
-    if (end == UINT64_MAX || end < sh->t_warm_end_ns)
+    if (end < sh->t_warm_end_ns)
         end = sh->t_warm_end_ns;
     return end;
 }
@@ -1511,7 +1532,8 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
             int sig = (int)si.ssi_signo;
             if (reason == SB_EXIT_SIGINT || reason == SB_EXIT_SIGTERM)
                 atomic_store(&sh->abort_drain, true); /* a second signal: stop waiting */
-            reason = sig == SIGINT ? SB_EXIT_SIGINT : SB_EXIT_SIGTERM;
+            else                                      /* the first signal says why the run ended */
+                reason = sig == SIGINT ? SB_EXIT_SIGINT : SB_EXIT_SIGTERM;
             uint64_t zero = 0;
             atomic_compare_exchange_strong(&sh->t_stop_ns, &zero, sb_mono_ns());
             atomic_store(&sh->stop, true);
@@ -1523,9 +1545,10 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
         }
         if (pn > 0 && (pf[1].revents & POLLIN))
             drain_fd(sh->main_wake_fd);
-        /* Nothing ever connected for --connect-timeout-s: stop, say so once, record no more. */
+        /* Nothing ever answered for --connect-timeout-s (refused, or accepted and dropped):
+           stop, say so once, record no more. */
         if (reason == SB_EXIT_COMPLETED && atomic_load(&sh->unreach_seen) &&
-            !atomic_load(&sh->connected) &&
+            !atomic_load(&sh->answered) &&
             sb_mono_ns() >= sh->t0_ns + (uint64_t)(cfg->connect_timeout_s * 1e9)) {
             reason = SB_EXIT_UNREACHABLE;
             uint64_t zero = 0;
@@ -1559,7 +1582,7 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
         snprintf(res->fatal_msg, sizeof(res->fatal_msg), "%s", sh->fatal_msg);
     } else if (reason == SB_EXIT_UNREACHABLE) {
         snprintf(res->fatal_msg, sizeof(res->fatal_msg),
-                 "cannot connect to %s: %s for %g s; nothing was measured", p->url, sh->unreach_msg,
+                 "no answer from %s: %s for %g s; nothing was measured", p->url, sh->unreach_msg,
                  cfg->connect_timeout_s);
     } else if (reason == SB_EXIT_COMPLETED && sh->t_end_ns &&
                !(cfg->requests > 0 && atomic_load(&sh->issued) >= cfg->requests)) {
@@ -1567,11 +1590,11 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
     }
     res->reason = reason;
     res->t_end_ns = sh->t0_ns;
-    uint64_t last_sched = 0;
+    uint64_t last_send = 0;
     for (int i = 0; i < started; i++)
-        if (loops[i].last_sched_ns > last_sched)
-            last_sched = loops[i].last_sched_ns;
-    res->t_measure_end_ns = measure_end(sh, last_sched);
+        if (loops[i].last_send_ns > last_send)
+            last_send = loops[i].last_send_ns;
+    res->t_measure_end_ns = measure_end(sh, last_send);
     sb_tput_init(&res->tput, (double)sh->t_warm_end_ns / 1e9, (double)res->t_measure_end_ns / 1e9);
     for (int i = 0; i < started; i++)
         for (size_t k = 0; k < loops[i].n_done; k++)

@@ -653,6 +653,84 @@ static void test_ramp_up(void **state)
     paths_release(&p);
 }
 
+/* Open loop, the window ends when sending did: with a backlog (2 in flight at 500/s), the last
+   requests leave long after their intended times, and they are still the sending period. */
+static void test_open_loop_window_to_last_send(void **state)
+{
+    (void)state;
+    const char *margs[] = {"--prefill-base-ms",
+                           "0",
+                           "--prefill-per-token-us",
+                           "0",
+                           "--decode-base-ms",
+                           "5",
+                           "--decode-per-seq-us",
+                           "0",
+                           NULL};
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
+    struct paths p;
+    paths_init(&p, "olwin", mock.port, "/v1/completions");
+    const char *args[] = {"--rate",    "500", "--requests",   "50", "--max-inflight", "2",
+                          "--threads", "8",   "--max-tokens", "3",  "--quiet",        NULL};
+    char *out = NULL, *err = NULL;
+    int rc = run_limited(&p, args, &out, &err);
+    if (rc != 0)
+        fail_msg("run exited %d: %s", rc, err);
+    int n = 0;
+    cJSON **v = sb_test_read_jsonl(p.metrics, &n);
+    double last_send = 0, last_sched = 0;
+    for (int i = 0; i < n; i++) {
+        last_send = fmax(last_send, sb_test_num(v[i], "t_send_ns"));
+        last_sched = fmax(last_sched, sb_test_num(v[i], "t_sched_ns"));
+    }
+    cJSON *rj = sb_test_read_json(p.runjson);
+    const cJSON *tp = cJSON_GetObjectItemCaseSensitive(rj, "throughput");
+    double w1 = sb_test_num(tp, "window_end_mono_ns");
+    print_message("last intended send +%.1f ms, last actual send +%.1f ms, window end +%.1f ms "
+                  "(from the last intended send); %.0f completed in the window\n",
+                  0.0, (last_send - last_sched) / 1e6, (w1 - last_sched) / 1e6,
+                  sb_test_num(tp, "completed"));
+    assert_int_equal(n, 50);
+    assert_true(w1 >= last_send);
+    cJSON_Delete(rj);
+    sb_test_free_jsonl(v, n);
+    free(out);
+    free(err);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    paths_release(&p);
+}
+
+/* Open loop on many threads ends at its duration: a loop does not sleep until its next arrival
+   when that arrival is past the end (at 1 req/s on 16 loops, each loop's next one is ~16 s off). */
+static void test_open_loop_threads_end_on_time(void **state)
+{
+    (void)state;
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, fast_mock), 0);
+    struct paths p;
+    paths_init(&p, "oltail", mock.port, "/v1/completions");
+    const char *args[] = {"--rate",       "1", "--duration-s", "2", "--threads", "16",
+                          "--max-tokens", "2", "--quiet",      NULL};
+    const char *argv[32] = {bin,   "run",           "--endpoint", p.url, "--output-dir",
+                            p.out, "--prompts-dir", p.prompts};
+    int k = 8;
+    for (int i = 0; args[i]; i++)
+        argv[k++] = args[i];
+    argv[k] = NULL;
+    char *out = NULL, *err = NULL;
+    /* 2 s of sending and a few ms of requests: 8 s is four times that, and the old tail was
+       17-21 s. */
+    int rc = sb_proc_run_limit(argv, &out, &err, 8);
+    if (rc == -2)
+        fail_msg("a 2 s open-loop run on 16 threads was still running after 8 s");
+    assert_int_equal(rc, 0);
+    free(out);
+    free(err);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    paths_release(&p);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -662,10 +740,16 @@ int main(int argc, char **argv)
     bin = argv[1];
     srcdir = argv[2];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_threads_end),          cmocka_unit_test(test_threads_signals),
-        cmocka_unit_test(test_throughput_window),    cmocka_unit_test(test_shared_inflight_limit),
-        cmocka_unit_test(test_one_arrival_schedule), cmocka_unit_test(test_send_stamp),
-        cmocka_unit_test(test_ttfb_after_interim),   cmocka_unit_test(test_ramp_up),
+        cmocka_unit_test(test_threads_end),
+        cmocka_unit_test(test_threads_signals),
+        cmocka_unit_test(test_throughput_window),
+        cmocka_unit_test(test_shared_inflight_limit),
+        cmocka_unit_test(test_one_arrival_schedule),
+        cmocka_unit_test(test_send_stamp),
+        cmocka_unit_test(test_ttfb_after_interim),
+        cmocka_unit_test(test_ramp_up),
+        cmocka_unit_test(test_open_loop_window_to_last_send),
+        cmocka_unit_test(test_open_loop_threads_end_on_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

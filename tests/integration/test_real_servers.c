@@ -283,7 +283,7 @@ static void test_never_answered_stops(void **state)
     int rc = run_limited(&p, args, &out, &err);
     print_message("exit %d: %s", rc, err ? err : "");
     assert_int_equal(rc, 3);
-    assert_non_null(strstr(err, "cannot connect to http://127.0.0.1:1/v1/completions"));
+    assert_non_null(strstr(err, "no answer from http://127.0.0.1:1/v1/completions"));
     assert_non_null(strstr(err, "Connection refused for 1 s; nothing was measured"));
     assert_int_equal(sb_test_count(err, "\n"), 1);
     cJSON *rj = sb_test_read_json(p.runjson);
@@ -409,6 +409,80 @@ static void test_smoke_reuse_probe(void **state)
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
 }
 
+/* An endpoint that accepts and closes at once (a port proxy whose backend is down): it answers
+   nothing, so it is backed off and stopped like a refused port, not flooded. */
+static void test_accept_then_close_stops(void **state)
+{
+    (void)state;
+    struct sb_script_step steps[] = {{0, NULL}};
+    struct sb_script_server s = {.steps = steps, .backlog = 64, .close_after_response = true};
+    assert_int_equal(sb_script_server_start(&s), 0);
+    struct paths p;
+    paths_init(&p, "acclose", s.port, "/v1/completions");
+    const char *args[] = {
+        "--concurrency", "2", "--duration-s", "60", "--connect-timeout-s", "1", NULL};
+    char *out = NULL, *err = NULL;
+    int rc = run_limited(&p, args, &out, &err);
+    sb_script_server_stop(&s);
+    int n = 0;
+    cJSON **v = sb_test_read_jsonl(p.metrics, &n);
+    print_message("accept-then-close: exit %d, %d records, server read %d requests: %s", rc, n,
+                  atomic_load(&s.requests), err ? err : "");
+    assert_int_equal(rc, 3);
+    assert_non_null(strstr(err, "nothing was measured"));
+    assert_true(n < 50); /* backed off: a handful, not thousands */
+    cJSON *rj = sb_test_read_json(p.runjson);
+    assert_string_equal(sb_test_str(rj, "exit_reason"), "unreachable");
+    cJSON_Delete(rj);
+    sb_test_free_jsonl(v, n);
+    free(out);
+    free(err);
+    paths_release(&p);
+}
+
+/* Every time a request went out again — libcurl's own retry of a dead reused connection or the
+   engine's — is marked and counted: the server's request count equals the records plus the
+   re-sends. The mock drops 30 % of the connections after reading the request. */
+static void test_resends_counted(void **state)
+{
+    (void)state;
+    char logpath[] = "/tmp/sbtest-resend-XXXXXX";
+    close(mkstemp(logpath));
+    const char *margs[] = {"--fault-rate", "0.3", "--fault-kinds", "close", "--seed", "5", "--log",
+                           logpath,        NULL};
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
+    struct paths p;
+    paths_init(&p, "resend", mock.port, "/v1/completions");
+    const char *args[] = {"--requests", "60", "--concurrency", "1", "--no-stream", "--max-tokens",
+                          "5",          NULL};
+    char *out = NULL, *err = NULL;
+    int rc = run_limited(&p, args, &out, &err);
+    (void)rc;
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    char *log = sb_test_read_file(logpath);
+    int served = sb_test_count(log, "\n");
+    int n = 0;
+    cJSON **v = sb_test_read_jsonl(p.metrics, &n);
+    int marked = 0;
+    for (int i = 0; i < n; i++)
+        marked += sb_test_true(v[i], "retried");
+    cJSON *rj = sb_test_read_json(p.runjson);
+    int resent = (int)sb_test_num(cJSON_GetObjectItemCaseSensitive(rj, "counts"), "retried");
+    print_message("60 records, server saw %d requests, %d re-sends counted, %d records marked\n",
+                  served, resent, marked);
+    assert_int_equal(n, 60);
+    assert_int_equal(served, n + resent);
+    assert_true(marked <= resent && (resent == 0 || marked > 0));
+    cJSON_Delete(rj);
+    sb_test_free_jsonl(v, n);
+    free(log);
+    unlink(logpath);
+    free(out);
+    free(err);
+    paths_release(&p);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -426,6 +500,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_max_error_rate),
         cmocka_unit_test(test_one_write_last_byte),
         cmocka_unit_test(test_smoke_reuse_probe),
+        cmocka_unit_test(test_accept_then_close_stops),
+        cmocka_unit_test(test_resends_counted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
