@@ -1,0 +1,65 @@
+#!/usr/bin/env node
+// Writes tests/data/tokenizer/llama3_1_vectors.json: the token ids the reference encoder
+// llama3-tokenizer-js (an independent implementation of Llama 3 / 3.1's tokenizer, fetched by
+// `scripts/fetch-test-tokenizers.sh --reference` into tests/.cache/) gives for each file in
+// tests/data/tokenizer/cases/, and for one ~1 MB text built from them deterministically (the
+// same construction as tests/unit/test_tokenizer.c's big_text()). The tests need only the
+// committed output; node is needed only to regenerate it.
+//
+// Reference semantics, compared like with like:
+//  - encode(text, {bos: false, eos: false}): the reference adds BOS *and* EOS by default; HF's
+//    tokenizer.json adds only BOS (TemplateProcessing). Vectors hold text ids only; the test
+//    prepends 128000 itself for the BOS case (`bos_case`).
+//  - Special-token text such as "<|begin_of_text|>" inside the input becomes its id, as in HF
+//    (added tokens are matched before pre-tokenization).
+//  - Files are read as bytes and decoded as UTF-8 with U+FFFD for each invalid sequence (WHATWG
+//    rule, node's Buffer.toString): sparkbench's encoder does the same with invalid UTF-8.
+// Usage: node scripts/make-token-vectors.js
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const refdir = path.join(root, 'tests/.cache/llama3-tokenizer-js');
+const ref = (await import(path.join(refdir, 'bundle/llama3-tokenizer-with-baked-data.js'))).default;
+const refver = JSON.parse(fs.readFileSync(path.join(refdir, 'package.json'), 'utf8')).version;
+const casedir = path.join(root, 'tests/data/tokenizer/cases');
+const enc = (buf) => ref.encode(buf.toString('utf8'), { bos: false, eos: false });
+
+const names = fs.readdirSync(casedir).filter((f) => f.endsWith('.txt')).sort();
+const cases = names.map((f) => ({ name: f, ids: enc(fs.readFileSync(path.join(casedir, f))) }));
+
+// The big text: xorshift32 from BIG_SEED picks a case file (sorted order) and a number; append
+// the file's bytes, then "#<number>\n", until at least BIG_BYTES bytes.
+const BIG_SEED = 0x9e3779b9, BIG_BYTES = 1 << 20;
+const bufs = names.map((f) => fs.readFileSync(path.join(casedir, f)));
+let x = BIG_SEED >>> 0;
+const next = () => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x; };
+const parts = [];
+let n = 0;
+while (n < BIG_BYTES) {
+  const r = next();
+  const tail = Buffer.from(`#${next() % 100000}\n`);
+  parts.push(bufs[r % bufs.length], tail);
+  n += bufs[r % bufs.length].length + tail.length;
+}
+const big = Buffer.concat(parts);
+const bigIds = enc(big);
+let h = 0xcbf29ce484222325n;
+for (const id of bigIds) { // FNV-1a 64 over the ids as 4-byte little-endian words
+  for (let k = 0; k < 4; k++) { h ^= BigInt((id >>> (8 * k)) & 255); h = (h * 0x100000001b3n) & 0xffffffffffffffffn; }
+}
+const out = {
+  reference: `llama3-tokenizer-js ${refver}`,
+  options: 'encode(text, {bos: false, eos: false})',
+  bos_id: 128000,
+  cases,
+  big: { seed: BIG_SEED, min_bytes: BIG_BYTES, bytes: big.length, count: bigIds.length,
+         fnv1a64: h.toString(16).padStart(16, '0'), head: bigIds.slice(0, 256), tail: bigIds.slice(-256) },
+};
+let s = '{\n' + Object.entries(out).map(([k, v]) => {
+  if (k === 'cases') return `"cases": [\n${v.map((c) => '  ' + JSON.stringify(c)).join(',\n')}\n]`;
+  return `${JSON.stringify(k)}: ${JSON.stringify(v)}`;
+}).join(',\n') + '\n}\n';
+fs.writeFileSync(path.join(root, 'tests/data/tokenizer/llama3_1_vectors.json'), s);
+console.log(`wrote ${cases.length} cases and a ${big.length}-byte text (${bigIds.length} tokens)`);
