@@ -291,10 +291,11 @@ static const struct tok_merge *merge_find(const struct sb_tokenizer *t, int32_t 
 
 /* ---- loading --------------------------------------------------------------------------------- */
 
+/* A power of two with n filling at most 3/4 of it (linear probing stays short). */
 static size_t pow2_above(size_t n)
 {
     size_t c = 16;
-    while (c < n * 2)
+    while (c / 4 * 3 < n)
         c *= 2;
     return c;
 }
