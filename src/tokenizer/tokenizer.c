@@ -50,6 +50,7 @@ struct tok_span {
 struct tok_added {
     uint32_t off, len; /* content in the arena */
     int32_t id;
+    bool lstrip, rstrip; /* the token takes the whitespace before / after it */
 };
 
 struct tok_merge {
@@ -607,20 +608,20 @@ static int load_model(struct sb_tokenizer *t, const cJSON *root, bool byte_level
     cJSON_ArrayForEach(e, vocab)
     {
         int32_t id = (int32_t)e->valuedouble;
-        if (!bytelevel_decode(e->string, strlen(e->string), &b)) {
-            sb_err_set(err, "vocab entry '%.60s' is not in the ByteLevel alphabet in '%s'",
-                       e->string, t->path);
-            goto out;
-        }
+        /* an entry outside the ByteLevel alphabet ("a b", "[PAD] x") can never come out of the
+           byte-level pre-tokenizer: HF decodes it as its own text, and so do we */
+        bool alphabet = bytelevel_decode(e->string, strlen(e->string), &b);
         if (t->tokens[id].len != UINT32_MAX) {
             sb_err_set(err, "vocab id %d used twice in '%s'", id, t->path);
             goto out;
         }
-        if (set_token(t, id, b.data ? b.data : "", b.len, true) != 0) {
+        if ((alphabet ? set_token(t, id, b.data ? b.data : "", b.len, true)
+                      : set_token(t, id, e->string, strlen(e->string), true)) != 0) {
             sb_err_set(err, "out of memory loading '%s'", t->path);
             goto out;
         }
-        vocab_insert(t, id);
+        if (alphabet)
+            vocab_insert(t, id);
     }
     for (int c = 0; c < 256; c++) {
         unsigned char byte = (unsigned char)c;
@@ -660,7 +661,11 @@ static int load_model(struct sb_tokenizer *t, const cJSON *root, bool byte_level
             rl = strlen(r);
         }
         int32_t a = -1, bb = -1, ab = -1;
-        if (l && bytelevel_decode(l, ll, &lb) && bytelevel_decode(r, rl, &rb)) {
+        if (l && (!bytelevel_decode(l, ll, &lb) || !bytelevel_decode(r, rl, &rb))) {
+            rank++; /* a pair outside the alphabet can never apply */
+            continue;
+        }
+        if (l) {
             a = vocab_find(t, lb.data ? lb.data : "", lb.len);
             bb = vocab_find(t, rb.data ? rb.data : "", rb.len);
             if (sb_buf_add(&lb, rb.data ? rb.data : "", rb.len) == 0)
@@ -700,6 +705,13 @@ static int load_model(struct sb_tokenizer *t, const cJSON *root, bool byte_level
         }
         a->len = (uint32_t)strlen(content);
         a->id = id;
+        a->lstrip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "lstrip"));
+        a->rstrip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "rstrip"));
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "single_word"))) {
+            sb_err_set(err, "unsupported added_tokens option single_word (token '%.60s') in '%s'",
+                       content, t->path);
+            goto out;
+        }
     }
     qsort_r(t->added, t->nadded, sizeof(*t->added), cmp_added, t->arena);
     size_t k = 0;
@@ -753,7 +765,7 @@ int sb_tokenizer_resolve(const char *spec, char *out, size_t outsz, struct sb_er
     char looked[SB_ERR_MSG_MAX] = "";
     size_t llen = 0;
     for (size_t r = 0; r < nroots; r++) {
-        char repo[PATH_MAX], snap[PATH_MAX + 64], ref[128] = "";
+        char repo[PATH_MAX + 32], snap[PATH_MAX + 96], ref[128] = "";
         snprintf(repo, sizeof(repo), "%s/models--%.*s--%s", roots[r], (int)(slash - spec), spec,
                  slash + 1);
         int n = snprintf(looked + llen, sizeof(looked) - llen, "%s'%s/snapshots/*/tokenizer.json'",
@@ -1187,6 +1199,12 @@ static int encode_segment(struct sb_tokenizer *t, const char *p, size_t n, struc
     return 0;
 }
 
+/* ASCII whitespace, what an added token's lstrip / rstrip take */
+static bool tok_is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
 /* text made valid UTF-8 (each maximal invalid subpart becomes U+FFFD), in t->clean if changed */
 static const char *clean_utf8(struct sb_tokenizer *t, const char *text, size_t *len)
 {
@@ -1237,9 +1255,14 @@ int sb_tokenizer_encode(struct sb_tokenizer *t, const char *text, size_t len, bo
             i++;
             continue;
         }
-        if (encode_segment(t, s + seg, i - seg, out) != 0 || ids_push(out, hit->id) != 0)
+        size_t end = i;
+        while (hit->lstrip && end > seg && tok_is_space(s[end - 1]))
+            end--;
+        if (encode_segment(t, s + seg, end - seg, out) != 0 || ids_push(out, hit->id) != 0)
             return sb_err_set(err, "out of memory encoding %zu bytes", len);
         i += hit->len;
+        while (hit->rstrip && i < len && tok_is_space(s[i]))
+            i++;
         seg = i;
     }
     if (encode_segment(t, s + seg, len - seg, out) != 0)

@@ -36,8 +36,10 @@ static char *read_all(const char *path, size_t *len)
         sb_buf_release(&b);
         return NULL;
     }
-    if (!b.data)
-        sb_buf_add(&b, "", 0), b.data = calloc(1, 1);
+    if (!b.data) { /* an empty file: "" */
+        *len = 0;
+        return calloc(1, 1);
+    }
     return sb_buf_detach(&b, len);
 }
 
@@ -321,6 +323,51 @@ static void test_mini_merges(void **state)
     }
 }
 
+/* A vocabulary entry outside the ByteLevel alphabet loads and decodes as its own text (HF's
+   ByteLevel decoder does the same); added tokens with lstrip / rstrip take the spaces beside them.
+ */
+static void test_mini_extras(void **state)
+{
+    (void)state;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/extras.json", tmpdir);
+    write_file(path, "{\"added_tokens\":[{\"id\":9,\"content\":\"<m>\",\"lstrip\":true,"
+                     "\"rstrip\":false},{\"id\":10,\"content\":\"<r>\",\"rstrip\":true}]," MINI_PRE
+                     "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,"
+                     "\"[P D]\":2,\"Ġ\":5,\"ab\":3},\"merges\":[\"a b\"]}}");
+    struct sb_tokenizer *t;
+    struct sb_err err;
+    sb_err_clear(&err);
+    if (sb_tokenizer_load(path, &t, &err) != 0)
+        fail_msg("%s", err.msg);
+    int32_t id = 2;
+    struct sb_buf out;
+    sb_buf_init(&out, 1024);
+    assert_int_equal(sb_tokenizer_decode(t, &id, 1, &out, &err), 0);
+    assert_string_equal(out.data, "[P D]");
+    sb_buf_release(&out);
+    static const struct {
+        const char *text;
+        int32_t want[8];
+        size_t n;
+    } cases[] = {
+        {"a  <m>b", {0, 9, 1}, 3},      /* lstrip: both spaces before <m> go with it */
+        {"a <r>  b", {0, 5, 10, 1}, 4}, /* rstrip: the spaces after <r> go with it */
+        {"<m> a", {9, 5, 0}, 3},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct sb_ids ids = {0};
+        assert_int_equal(
+            sb_tokenizer_encode(t, cases[i].text, strlen(cases[i].text), false, &ids, &err), 0);
+        for (size_t k = 0; k < ids.n; k++)
+            if (k >= cases[i].n || ids.v[k] != cases[i].want[k])
+                fail_msg("'%s': token %zu is %d", cases[i].text, k, ids.v[k]);
+        assert_int_equal(ids.n, cases[i].n);
+        sb_ids_release(&ids);
+    }
+    sb_tokenizer_free(t);
+}
+
 /* Wrong or unsupported files: a one-line error naming the field or type and the file. */
 static void test_errors(void **state)
 {
@@ -435,6 +482,7 @@ int main(void)
     };
     const struct CMUnitTest file_tests[] = {
         cmocka_unit_test(test_mini_merges),
+        cmocka_unit_test(test_mini_extras),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_hf_cache),
     };
