@@ -32,7 +32,8 @@
 #define TOK_GPT2_REGEX                                                                             \
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 
-enum tok_step_kind { STEP_SPLIT, STEP_BYTELEVEL };
+enum tok_step_kind { STEP_SPLIT, STEP_BYTELEVEL, STEP_METASPACE };
+enum tok_prepend { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER };
 enum tok_behavior { BH_REMOVED, BH_ISOLATED, BH_MERGED_PREV, BH_MERGED_NEXT, BH_CONTIGUOUS };
 
 struct tok_step {
@@ -41,6 +42,8 @@ struct tok_step {
     enum tok_behavior behavior;
     bool invert;
     bool add_prefix_space; /* ByteLevel */
+    char rep[8];           /* Metaspace: the replacement character (UTF-8) */
+    enum tok_prepend prepend;
 };
 
 struct tok_span {
@@ -102,6 +105,9 @@ struct sb_tokenizer {
     size_t dec_strip; /* leading dec_strip_c characters taken off the decoded text */
     char dec_strip_c;
     bool dec_bytefallback;
+    bool dec_metaspace; /* Metaspace decoder: replacement -> ' ', none on the first token */
+    char meta_rep[8];
+    enum tok_prepend meta_prepend;
     struct tok_added *added; /* sorted by first byte, then longest first */
     size_t nadded;
     uint16_t added_first[257]; /* added[added_first[b] .. added_first[b+1]) start with byte b */
@@ -345,6 +351,8 @@ static int compile_regex(struct sb_tokenizer *t, const char *pattern, const char
     return 0;
 }
 
+static int json_literal(const cJSON *o, const char *field, char *out, size_t cap);
+
 static int add_step(struct sb_tokenizer *t, const struct tok_step *s, struct sb_err *err)
 {
     if (t->nsteps == TOK_MAX_STEPS)
@@ -430,6 +438,39 @@ static int load_pretokenizer(struct sb_tokenizer *t, const cJSON *p, bool *byte_
         if ((!ur || cJSON_IsTrue(ur)) &&
             compile_regex(t, TOK_GPT2_REGEX, "pre_tokenizer ByteLevel", &s.re, err) != 0)
             return -1;
+        if (add_step(t, &s, err) != 0) {
+            pcre2_code_free(s.re);
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(ty, "Metaspace") == 0) {
+        /* spaces become the replacement, one is prepended (always, or on the text's first piece
+           only), and the text is cut before each replacement (MergedWithNext) */
+        s.kind = STEP_METASPACE;
+        s.behavior = BH_MERGED_NEXT;
+        const cJSON *ps = cJSON_GetObjectItemCaseSensitive(p, "prepend_scheme");
+        const cJSON *aps = cJSON_GetObjectItemCaseSensitive(p, "add_prefix_space");
+        const cJSON *split = cJSON_GetObjectItemCaseSensitive(p, "split");
+        if (json_literal(p, "replacement", s.rep, sizeof(s.rep)) != 0 || !s.rep[0])
+            return sb_err_set(err, "pre_tokenizer Metaspace without a \"replacement\" in '%s'",
+                              t->path);
+        if (cJSON_IsString(ps))
+            s.prepend = strcmp(ps->valuestring, "first") == 0   ? PREPEND_FIRST
+                        : strcmp(ps->valuestring, "never") == 0 ? PREPEND_NEVER
+                                                                : PREPEND_ALWAYS;
+        else
+            s.prepend = aps && !cJSON_IsTrue(aps) ? PREPEND_NEVER : PREPEND_ALWAYS;
+        if (!split || cJSON_IsTrue(split)) {
+            int ec;
+            PCRE2_SIZE eo;
+            s.re = pcre2_compile((PCRE2_SPTR)s.rep, strlen(s.rep), PCRE2_LITERAL | PCRE2_UTF, &ec,
+                                 &eo, NULL);
+            if (!s.re)
+                return sb_err_set(err, "bad pre_tokenizer Metaspace replacement in '%s'", t->path);
+        }
+        t->meta_prepend = s.prepend;
+        snprintf(t->meta_rep, sizeof(t->meta_rep), "%s", s.rep);
         if (add_step(t, &s, err) != 0) {
             pcre2_code_free(s.re);
             return -1;
@@ -580,6 +621,17 @@ static int load_decoder(struct sb_tokenizer *t, const cJSON *d, struct sb_err *e
         return 0;
     if (strcmp(ty, "ByteFallback") == 0) {
         t->dec_bytefallback = true;
+        return 0;
+    }
+    if (strcmp(ty, "Metaspace") == 0) {
+        const cJSON *ps = cJSON_GetObjectItemCaseSensitive(d, "prepend_scheme");
+        const cJSON *aps = cJSON_GetObjectItemCaseSensitive(d, "add_prefix_space");
+        if (json_literal(d, "replacement", t->dec_from, sizeof(t->dec_from)) != 0 ||
+            !t->dec_from[0])
+            return sb_err_set(err, "decoder Metaspace without a \"replacement\" in '%s'", t->path);
+        snprintf(t->dec_to, sizeof(t->dec_to), " ");
+        t->dec_metaspace = cJSON_IsString(ps) ? strcmp(ps->valuestring, "never") != 0
+                                              : !(aps && !cJSON_IsTrue(aps));
         return 0;
     }
     if (strcmp(ty, "Replace") == 0) {
@@ -1311,7 +1363,57 @@ static int split_piece(struct sb_tokenizer *t, const struct tok_step *s, uint32_
 /* The ids of a segment between added tokens: pre-tokenizer steps, then each piece's BPE. */
 static const char *normalize(struct sb_tokenizer *t, const char *p, size_t *n);
 
-static int encode_segment(struct sb_tokenizer *t, const char *p, size_t n, struct sb_ids *out)
+/* Room for extra more bytes in the work buffer, so that appending a piece of it to itself cannot
+   move the bytes being copied. */
+static int work_reserve(struct sb_tokenizer *t, size_t extra)
+{
+    struct sb_buf *w = &t->work;
+    if (w->len + extra + 1 <= w->cap)
+        return 0;
+    size_t cap = w->cap ? w->cap : 256;
+    while (cap < w->len + extra + 1)
+        cap *= 2;
+    char *d = realloc(w->data, cap);
+    if (!d)
+        return -1;
+    w->data = d;
+    w->cap = cap;
+    return 0;
+}
+
+/* Metaspace on one piece: spaces become the replacement, which is prepended as the scheme says;
+   the rewritten piece is appended to the work buffer. */
+static int metaspace_piece(struct sb_tokenizer *t, const struct tok_step *s, struct tok_span *sp,
+                           bool text_start)
+{
+    size_t rl = strlen(s->rep), spaces = 0;
+    for (uint32_t i = 0; i < sp->len; i++)
+        spaces += t->work.data[sp->off + i] == ' ';
+    if (work_reserve(t, sp->len + (spaces + 1) * rl) != 0)
+        return -1;
+    const char *src = t->work.data + sp->off;
+    bool starts = sp->len && (src[0] == ' ' || (sp->len >= rl && memcmp(src, s->rep, rl) == 0));
+    bool prepend = !starts && (s->prepend == PREPEND_ALWAYS ||
+                               (s->prepend == PREPEND_FIRST && text_start && sp->off == 0));
+    size_t off = t->work.len;
+    char *o = t->work.data + off;
+    size_t k = 0;
+    if (prepend)
+        memcpy(o, s->rep, rl), k += rl;
+    for (uint32_t i = 0; i < sp->len; i++) {
+        if (src[i] == ' ')
+            memcpy(o + k, s->rep, rl), k += rl;
+        else
+            o[k++] = src[i];
+    }
+    t->work.len += k;
+    t->work.data[t->work.len] = '\0';
+    *sp = (struct tok_span){(uint32_t)off, (uint32_t)k};
+    return 0;
+}
+
+static int encode_segment(struct sb_tokenizer *t, const char *p, size_t n, bool text_start,
+                          struct sb_ids *out)
 {
     if (n == 0)
         return 0;
@@ -1330,12 +1432,16 @@ static int encode_segment(struct sb_tokenizer *t, const char *p, size_t n, struc
                 if (t->pa[i].len && t->work.data[t->pa[i].off] == ' ')
                     continue;
                 size_t off = t->work.len;
-                if (sb_buf_add(&t->work, " ", 1) != 0 ||
+                if (work_reserve(t, t->pa[i].len + 1) != 0 || sb_buf_add(&t->work, " ", 1) != 0 ||
                     sb_buf_add(&t->work, t->work.data + t->pa[i].off, t->pa[i].len) != 0)
                     return -1;
                 t->pa[i] = (struct tok_span){(uint32_t)off, t->pa[i].len + 1};
             }
         }
+        if (s->kind == STEP_METASPACE)
+            for (size_t i = 0; i < npa; i++)
+                if (metaspace_piece(t, s, &t->pa[i], text_start) != 0)
+                    return -1;
         if (!s->re)
             continue;
         t->npb_tmp = 0;
@@ -1442,14 +1548,15 @@ int sb_tokenizer_encode(struct sb_tokenizer *t, const char *text, size_t len, bo
         size_t end = i;
         while (hit->lstrip && end > seg && tok_is_space(s[end - 1]))
             end--;
-        if (encode_segment(t, s + seg, end - seg, out) != 0 || ids_push(out, hit->id) != 0)
+        if (encode_segment(t, s + seg, end - seg, seg == 0, out) != 0 ||
+            ids_push(out, hit->id) != 0)
             return sb_err_set(err, "out of memory encoding %zu bytes", len);
         i += hit->len;
         while (hit->rstrip && i < len && tok_is_space(s[i]))
             i++;
         seg = i;
     }
-    if (encode_segment(t, s + seg, len - seg, out) != 0)
+    if (encode_segment(t, s + seg, len - seg, seg == 0, out) != 0)
         return sb_err_set(err, "out of memory encoding %zu bytes", len);
     if (add_bos)
         for (size_t k = 0; k < t->nsuffix; k++)
@@ -1492,8 +1599,8 @@ int sb_tokenizer_decode(const struct sb_tokenizer *t, const int32_t *ids, size_t
                 const char *hit = fl ? memmem(s + j, sp->len - j, t->dec_from, fl) : NULL;
                 size_t upto = hit ? (size_t)(hit - s) : sp->len;
                 rc = sb_buf_add(out, s + j, upto - j);
-                if (rc == 0 && hit)
-                    rc = sb_buf_adds(out, t->dec_to);
+                if (rc == 0 && hit) /* Metaspace drops the first token's replacements */
+                    rc = sb_buf_adds(out, t->dec_metaspace && i == 0 ? "" : t->dec_to);
                 j = hit ? upto + fl : sp->len;
             }
         }

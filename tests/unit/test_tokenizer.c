@@ -408,6 +408,59 @@ static void test_mini_extras(void **state)
     sb_tokenizer_free(t);
 }
 
+/* The Metaspace pre-tokenizer and decoder (newer SentencePiece exports), as HF's metaspace.rs:
+   spaces become "▁", one is prepended (always, or on the text's first piece only), the text is cut
+   before each "▁"; decoding turns "▁" back into spaces, none for the first token. */
+static void test_mini_metaspace(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *scheme;
+        const char *text;
+        int32_t want[8];
+        size_t n;
+    } cases[] = {
+        {"first", "a b", {3, 4}, 2},       {"first", "a  b", {3, 0, 4}, 3}, /* "▁a", "▁", "▁b" */
+        {"first", "a<s>b", {3, 9, 2}, 3},  /* after an added token: no prepend */
+        {"always", "a<s>b", {3, 9, 4}, 3}, /* ... but with "always" there is */
+        {"never", "a b", {1, 4}, 2},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char path[128], json[2048];
+        snprintf(path, sizeof(path), "%s/meta%zu.json", tmpdir, i);
+        snprintf(json, sizeof(json),
+                 "{\"added_tokens\":[{\"id\":9,\"content\":\"<s>\",\"special\":true}],"
+                 "\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":"
+                 "\"▁\",\"prepend_scheme\":\"%s\",\"split\":true},\"model\":{\"type\":\"BPE\","
+                 "\"vocab\":{\"▁\":0,\"a\":1,\"b\":2,\"▁a\":3,\"▁b\":4},\"merges\":[\"▁ a\","
+                 "\"▁ b\"],\"byte_fallback\":false},\"decoder\":{\"type\":\"Metaspace\","
+                 "\"replacement\":\"▁\",\"prepend_scheme\":\"%s\",\"split\":true}}",
+                 cases[i].scheme, cases[i].scheme);
+        write_file(path, json);
+        struct sb_tokenizer *t;
+        struct sb_err err;
+        sb_err_clear(&err);
+        if (sb_tokenizer_load(path, &t, &err) != 0)
+            fail_msg("%s", err.msg);
+        struct sb_ids ids = {0};
+        assert_int_equal(
+            sb_tokenizer_encode(t, cases[i].text, strlen(cases[i].text), false, &ids, &err), 0);
+        for (size_t k = 0; k < ids.n; k++)
+            if (k >= cases[i].n || ids.v[k] != cases[i].want[k])
+                fail_msg("%s '%s': token %zu is %d", cases[i].scheme, cases[i].text, k, ids.v[k]);
+        assert_int_equal(ids.n, cases[i].n);
+        if (strcmp(cases[i].scheme, "first") == 0 && !strchr(cases[i].text, '<')) {
+            struct sb_buf out;
+            sb_buf_init(&out, 1024);
+            assert_int_equal(sb_tokenizer_decode(t, ids.v, ids.n, &out, &err), 0);
+            assert_string_equal(out.data, cases[i].text);
+            sb_buf_release(&out);
+        }
+        sb_ids_release(&ids);
+        sb_tokenizer_free(t);
+    }
+}
+
 /* Wrong or unsupported files: a one-line error naming the field or type and the file. */
 static void test_errors(void **state)
 {
@@ -432,7 +485,10 @@ static void test_errors(void **state)
          "cannot compile pre_tokenizer Split regex"},
         {"{\"pre_tokenizer\":{\"type\":\"Metaspace\"},\"model\":{\"type\":\"BPE\",\"vocab\":{},"
          "\"merges\":[],\"byte_fallback\":true}}",
-         "unsupported pre_tokenizer type 'Metaspace'"},
+         "pre_tokenizer Metaspace without a \"replacement\""},
+        {"{\"pre_tokenizer\":{\"type\":\"CharDelimiterSplit\"},\"model\":{\"type\":\"BPE\","
+         "\"vocab\":{},\"merges\":[]}}",
+         "unsupported pre_tokenizer type 'CharDelimiterSplit'"},
         {"{\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"Regex\":\" \"},\"content\":\"_\"},"
          "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[],\"byte_fallback\":true}}",
          "unsupported normalizer Replace"},
@@ -523,9 +579,8 @@ int main(void)
         cmocka_unit_test(test_llama2_vectors),
     };
     const struct CMUnitTest file_tests[] = {
-        cmocka_unit_test(test_mini_merges),
-        cmocka_unit_test(test_mini_extras),
-        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_mini_merges),    cmocka_unit_test(test_mini_extras),
+        cmocka_unit_test(test_mini_metaspace), cmocka_unit_test(test_errors),
         cmocka_unit_test(test_hf_cache),
     };
     int rc = cmocka_run_group_tests(file_tests, tmp_setup, tmp_teardown);
