@@ -81,8 +81,11 @@ const ref2 = (await import(path.join(ref2dir, 'mistral-tokenizer.js'))).default;
 const ref2ver = JSON.parse(fs.readFileSync(path.join(ref2dir, 'package.json'), 'utf8')).version;
 const cases2 = names.map((f) => ({ name: f,
   ids: ref2.encode(fs.readFileSync(path.join(casedir, f)).toString('utf8'), false, true) }));
+const big2 = ref2.encode(big.toString('utf8'), false, true);
 const out2 = { reference: `mistral-tokenizer-js ${ref2ver}`,
-  options: 'encode(text, add_bos_token=false, add_preceding_space=true)', bos_id: 1, cases: cases2 };
+  options: 'encode(text, add_bos_token=false, add_preceding_space=true)', bos_id: 1, cases: cases2,
+  big: { seed: BIG_SEED, min_bytes: BIG_BYTES, bytes: big.length, count: big2.length,
+         fnv1a64: fnv(big2), head: big2.slice(0, 256), tail: big2.slice(-256) } };
 s = '{\n' + Object.entries(out2).map(([k, v]) => {
   if (k === 'cases') return `"cases": [\n${v.map((c) => '  ' + JSON.stringify(c)).join(',\n')}\n]`;
   return `${JSON.stringify(k)}: ${JSON.stringify(v)}`;

@@ -895,6 +895,42 @@ out:
     return rc;
 }
 
+/*
+ * SentencePiece-style files without a pre-tokenizer make the whole text one word: BPE over
+ * megabytes in one piece, and no cache. When no vocabulary entry holds the space replacement R
+ * ("▁") after another character, no token can span a point where R follows a non-R character,
+ * so cutting there (before each run of R) gives exactly the same ids, in cacheable pieces.
+ */
+static int sp_auto_split(struct sb_tokenizer *t, const cJSON *root, struct sb_err *err)
+{
+    const char *r = NULL;
+    for (size_t k = 0; k < t->nnorms; k++)
+        if (t->norms[k].kind == NORM_REPLACE && strcmp(t->norms[k].from, " ") == 0)
+            r = t->norms[k].to;
+    if (t->byte_level || t->nsteps || !r || !*r || strchr(r, '\\'))
+        return 0;
+    size_t rl = strlen(r);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(
+                              cJSON_GetObjectItemCaseSensitive(root, "model"), "vocab"))
+    {
+        const char *k = e->string;
+        for (const char *hit = strstr(k, r); hit; hit = strstr(hit + rl, r))
+            if (hit > k && !((size_t)(hit - k) >= rl && memcmp(hit - rl, r, rl) == 0))
+                return 0; /* "x▁" in a token: a cut there could change the ids */
+    }
+    char pat[64];
+    snprintf(pat, sizeof(pat), "(?<!\\Q%s\\E)\\Q%s\\E", r, r);
+    struct tok_step st = {.kind = STEP_SPLIT, .behavior = BH_MERGED_NEXT};
+    if (compile_regex(t, pat, "implicit word", &st.re, err) != 0)
+        return -1;
+    if (add_step(t, &st, err) != 0) {
+        pcre2_code_free(st.re);
+        return -1;
+    }
+    return 0;
+}
+
 int sb_tokenizer_resolve(const char *spec, char *out, size_t outsz, struct sb_err *err)
 {
     struct stat st;
@@ -1006,7 +1042,7 @@ int sb_tokenizer_load(const char *spec, struct sb_tokenizer **out, struct sb_err
         byte_level = true;
     if (load_model(t, root, byte_level, err) != 0 ||
         load_postprocessor(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), err) != 0 ||
-        load_decoder(t, dec, err) != 0)
+        load_decoder(t, dec, err) != 0 || sp_auto_split(t, root, err) != 0)
         goto fail;
     t->md = pcre2_match_data_create(1, NULL);
     t->cache = calloc(TOK_CACHE_SLOTS, sizeof(*t->cache));

