@@ -53,6 +53,7 @@ bench: build
 	@bench/engine.sh $(BUILD)/sparkbench
 	@bench/sysmon.sh $(BUILD)/sparkbench
 	@bench/analyze.sh $(BUILD)/sparkbench
+	@bench/tokenizer.sh $(BUILD)/sparkbench
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(REL_BUILD)

