@@ -178,6 +178,23 @@ static void wait_for_records(const char *path)
     fail_msg("no records in '%s' after 10 s", path);
 }
 
+/* Waits (up to 20 s) until the mock reports n requests running. */
+static void wait_running(int port, int n)
+{
+    char url[100], want[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
+    snprintf(want, sizeof(want), "mock:num_requests_running %d\n", n);
+    for (int i = 0; i < 2000; i++) {
+        struct sb_http_resp r;
+        bool seen = sb_http("GET", url, NULL, &r) == 0 && r.body && strstr(r.body, want);
+        sb_http_resp_release(&r);
+        if (seen)
+            return;
+        usleep(10000);
+    }
+    fail_msg("the mock never had %d requests running", n);
+}
+
 static void test_threads_signals(void **state)
 {
     (void)state;
@@ -217,7 +234,9 @@ static void test_threads_signals(void **state)
                         "{\"ignore_eos\": true}",
                         NULL};
     pid = spawn_run(&p, a2);
-    usleep(500000); /* requests are in flight: each takes 4 s */
+    /* Signal only once the 4 requests are at the server (each takes 4 s): the run's signal
+       handling is set up by then (a fixed sleep raced a slow start under ASan). */
+    wait_running(mock.port, 4);
     kill(pid, SIGINT);
     usleep(300000);
     kill(pid, SIGINT);

@@ -107,7 +107,16 @@ static void test_sigint(void **state)
         execl(bin, bin, "sysmon", "--out", dir, "--interval-ms", "50", (char *)NULL);
         _exit(127);
     }
-    usleep(400000);
+    /* SIGINT once three ticks are written: the sampler is running and handles it (a fixed
+       sleep can beat a slow start, when the default action would kill it). */
+    for (int i = 0; i < 1000; i++) {
+        char *text = sb_test_read_file(path);
+        int lines = text ? sb_test_count(text, "\n") : 0;
+        free(text);
+        if (lines >= 3)
+            break;
+        usleep(10000);
+    }
     kill(pid, SIGINT);
     int status;
     waitpid(pid, &status, 0);
