@@ -10,8 +10,13 @@ set -euo pipefail
 # (scripts/fetch-test-tokenizers.sh).
 packages=(build-essential cmake pkg-config curl ca-certificates
           libcurl4-openssl-dev libyaml-dev libcjson-dev libjemalloc-dev libcmocka-dev libevent-dev
-          libpcre2-dev nodejs npm
+          libpcre2-dev
           zlib1g-dev sysstat gnuplot-nox chromium fonts-dejavu-core)
+# npm comes with Debian's nodejs + npm packages; a Node.js from elsewhere (NodeSource's bundles
+# npm and conflicts with Debian's npm package) is used as it is.
+if ! command -v npm >/dev/null 2>&1; then
+    packages+=(nodejs npm)
+fi
 if [[ "${1:-}" == "--bench" ]]; then
     packages+=(wrk util-linux time jq)
 fi
