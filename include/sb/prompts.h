@@ -7,6 +7,7 @@
 #ifndef SB_PROMPTS_H
 #define SB_PROMPTS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "sb/buf.h"
