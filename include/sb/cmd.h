@@ -19,6 +19,7 @@ extern const struct sb_command sb_commands[];
 
 int cmd_analyze(int argc, char **argv);
 int cmd_mock(int argc, char **argv);
+int cmd_prompts(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_smoke(int argc, char **argv);
 int cmd_sysmon(int argc, char **argv);

@@ -11,6 +11,7 @@ const struct sb_command sb_commands[] = {
     {"sysmon", cmd_sysmon, "host telemetry on an absolute 200 ms grid into sysmon.jsonl"},
     {"analyze", cmd_analyze, "percentiles, knees, gates, summary_v3.csv, figures and a report"},
     {"mock", cmd_mock, "simulated OpenAI-compatible LLM server (Stack A/B stand-in, CI replay)"},
+    {"prompts", cmd_prompts, "write prompt files of exactly N tokens under a tokenizer"},
     {"tokenize", cmd_tokenize,
      "count, list or decode the tokens of a text (native tokenizer.json BPE)"},
     {"version", cmd_version, "print the version and the library versions"},
