@@ -211,6 +211,85 @@ static void test_run_truncate_tokens(void **state)
     free(dir);
 }
 
+/* Runs smoke --tokenizer against a mock started with margs; returns its stdout. */
+static char *smoke_out(const char *const *margs)
+{
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
+    char url[160];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", mock.port);
+    const char *argv[] = {
+        bin, "smoke",        "--endpoint", url, "--tokenizer", tok, "--long-prompt-tokens",
+        "0", "--max-tokens", "4",          NULL};
+    char *out = NULL, *err = NULL;
+    int rc = sb_proc_run_limit(argv, &out, &err, RUN_LIMIT_S);
+    if (rc != 0)
+        fail_msg("smoke exit %d: %s%s", rc, out ? out : "", err ? err : "");
+    free(err);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    return out;
+}
+
+/* smoke --tokenizer against a mock counting with the same tokenizer: completions agree (+0: the
+   same BOS), chat differs by the Llama 3 wrapper's tokens less the BOS the client counted, and no
+   warning; against a mock that estimates bytes / 4, one warning naming both numbers. */
+static void test_smoke_overhead(void **state)
+{
+    (void)state;
+    char *dir = sb_test_tmpdir("/tmp", "stok");
+    const char *wrap = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n<|eot_id|>"
+                       "<|start_header_id|>assistant<|end_header_id|>\n\n";
+    long long overhead = count_of(dir, wrap, strlen(wrap), false) - 1;
+    assert_true(overhead > 5);
+
+    const char *same[] = {"--tokenizer", tok, "--decode-base-ms", "1", NULL};
+    char *out = smoke_out(same);
+    print_message("%s", out);
+    assert_non_null(strstr(out, "difference +0 (BOS handling)"));
+    char want[128];
+    snprintf(want, sizeof(want), "difference %+lld (the chat template's overhead)", overhead);
+    if (!strstr(out, want))
+        fail_msg("no '%s' in:\n%s", want, out);
+    assert_null(strstr(out, "not the served model's tokenizer"));
+    free(out);
+
+    const char *est[] = {"--decode-base-ms", "1", NULL};
+    out = smoke_out(est);
+    print_message("%s", out);
+    assert_int_equal(sb_test_count(out, "not the served model's tokenizer"), 1);
+    assert_non_null(strstr(out, "WARNING: completions: the server counts "));
+    free(out);
+    sb_test_rm_rf(dir);
+    free(dir);
+}
+
+/* A run against a mock with the same tokenizer: the server's prompt_tokens equal the client's
+   on /v1/completions (both count BOS once). */
+static void test_mock_exact_usage(void **state)
+{
+    (void)state;
+    const char *margs[] = {"--tokenizer", tok, "--decode-base-ms", "1", NULL};
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
+    char *dir = sb_test_tmpdir("/tmp", "mtok");
+    const char *args[] = {"--context-tokens", "4096", "--concurrency",    "2",
+                          "--requests",       "4",    "--nonce-per-user", NULL};
+    int n = 0;
+    cJSON *rj = NULL;
+    cJSON **v = run_tok(dir, mock.port, args, &n, &rj);
+    for (int j = 0; j < n; j++) {
+        long long server = (long long)sb_test_num(v[j], "prompt_tokens");
+        long long client = (long long)sb_test_num(v[j], "prompt_tokens_client");
+        if (server != client)
+            fail_msg("record %d: mock counted %lld, client %lld", j, server, client);
+    }
+    sb_test_free_jsonl(v, n);
+    cJSON_Delete(rj);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    sb_test_rm_rf(dir);
+    free(dir);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -223,6 +302,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_run_exact_counts),
         cmocka_unit_test(test_run_truncate_tokens),
+        cmocka_unit_test(test_smoke_overhead),
+        cmocka_unit_test(test_mock_exact_usage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
