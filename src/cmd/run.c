@@ -307,6 +307,14 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
     cJSON_AddItemToObject(wl, "exact_tokens",
                           w->exact_tokens >= 0 ? cJSON_CreateNumber((double)w->exact_tokens)
                                                : cJSON_CreateNull());
+    /* The first request's server count less the client's: BOS handling on completions, the
+       chat template's overhead on chat (the client cannot run the Jinja template). */
+    if (res->rs.first_seq > 0) {
+        cJSON_AddNumberToObject(wl, "server_minus_client_tokens", (double)res->rs.first_diff);
+        if (cfg->api == SB_API_CHOICE_CHAT || strstr(url, "/chat/"))
+            cJSON_AddNumberToObject(wl, "chat_template_overhead_tokens",
+                                    (double)res->rs.first_diff);
+    }
     if (w->trunc_from >= 0) {
         cJSON_AddNumberToObject(wl, "truncated_from_tokens", (double)w->trunc_from);
         cJSON_AddNumberToObject(wl, "truncated_to_tokens", (double)w->trunc_to);

@@ -23,6 +23,7 @@
 
 static const char *bin;
 static const char *srcdir;
+static const char *api_path = "/v1/completions"; /* run_tok's endpoint path */
 static char tok[1024];
 
 #define RUN_LIMIT_S 60.0
@@ -58,7 +59,7 @@ static char *slurp(const char *path, size_t *len)
 static cJSON **run_tok(const char *dir, int port, const char *const *args, int *n, cJSON **rj)
 {
     char url[160], out[600], metrics[700], runjson[700], prompts[600];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/completions", port);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, api_path);
     snprintf(out, sizeof(out), "%s/run", dir);
     snprintf(metrics, sizeof(metrics), "%s/metrics.jsonl", out);
     snprintf(runjson, sizeof(runjson), "%s/run.json", out);
@@ -283,6 +284,27 @@ static void test_mock_exact_usage(void **state)
         if (server != client)
             fail_msg("record %d: mock counted %lld, client %lld", j, server, client);
     }
+    /* completions: the first request's server count less the client's is 0 */
+    const cJSON *pr = cJSON_GetObjectItem(rj, "prompt");
+    assert_int_equal((long long)sb_test_num(pr, "server_minus_client_tokens"), 0);
+    sb_test_free_jsonl(v, n);
+    cJSON_Delete(rj);
+    char out[700];
+    snprintf(out, sizeof(out), "%s/run", dir);
+    sb_test_rm_rf(out);
+
+    /* chat: run.json records the template's overhead, measured on the first request */
+    const char *wrap = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n<|eot_id|>"
+                       "<|start_header_id|>assistant<|end_header_id|>\n\n";
+    long long overhead = count_of(dir, wrap, strlen(wrap), false) - 1;
+    api_path = "/v1/chat/completions";
+    v = run_tok(dir, mock.port, args, &n, &rj);
+    api_path = "/v1/completions";
+    pr = cJSON_GetObjectItem(rj, "prompt");
+    const cJSON *oh = cJSON_GetObjectItem(pr, "chat_template_overhead_tokens");
+    if (!cJSON_IsNumber(oh) || (long long)oh->valuedouble != overhead)
+        fail_msg("run.json prompt.chat_template_overhead_tokens %s, want %lld",
+                 oh ? cJSON_PrintUnformatted(oh) : "missing", overhead);
     sb_test_free_jsonl(v, n);
     cJSON_Delete(rj);
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
