@@ -69,7 +69,7 @@ static int keep_tail_tokens(struct sb_workload *w, long long keep, struct sb_err
 {
     struct sb_ids ids = {0};
     struct sb_buf dropped;
-    sb_buf_init(&dropped, w->prompt_len + 16);
+    sb_buf_init(&dropped, 4 * w->prompt_len + 16); /* U+FFFD for each invalid byte */
     int rc = sb_tokenizer_encode(w->tok, w->prompt, w->prompt_len, false, &ids, err);
     if (rc != 0 || (long long)ids.n <= keep)
         goto out;
