@@ -138,7 +138,8 @@ struct sb_run {
                                      records' concurrency of an open-loop run); -1 closed loop/unknown */
     double inflight_mean;         /* run.json inflight_mean: requests in flight on average over the
                                      window, measured from the records; NAN when absent */
-    double prompt_est_tokens;     /* run.json prompt.estimated_tokens (what was sent); NAN */
+    double prompt_est_tokens;     /* run.json prompt.exact_tokens (--tokenizer), else
+                                     estimated_tokens (bytes / 4): what was sent; NAN */
     double context_tokens_server; /* median prompt_tokens the server reported over the ok
                                      measured records; NAN when none reported */
     bool server_truncated;        /* run.json prompt.server_truncated, else sb_prompt_truncated() of

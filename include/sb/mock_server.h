@@ -39,7 +39,10 @@ struct sb_mock_config {
     char *quirks;             /* comma list of enum sb_mock_quirk names */
     bool context_shift;       /* llamacpp: truncate over-long prompts instead of refusing */
     char *served_model_names; /* comma list; the first is the default */
-    int mode;                 /* enum sb_mock_mode */
+    /* tokenizer.json (a path, a directory or a cached HF repo id): usage counts and KV blocks in
+       real tokens, chat requests with the Llama 3 chat wrapper's tokens; NULL: bytes / 4 */
+    char *tokenizer;
+    int mode; /* enum sb_mock_mode */
     long long seed;
     double prefill_base_ms;
     double prefill_per_token_us;

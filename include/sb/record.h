@@ -49,10 +49,11 @@ struct sb_record {
     char hypothesis[SB_RECORD_STR];
     char phase_label[SB_RECORD_STR]; /* --phase, a free label for the sweep step ("" = none) */
     long long repetition;
-    long long context_tokens;
-    long long concurrency;  /* closed-loop users; -1 (null) in open loop */
-    long long max_inflight; /* open loop: --max-inflight; -1 (null) in closed loop */
-    double rate;            /* open-loop target req/s; NAN in closed loop */
+    long long context_tokens; /* tokens sent: exact with --tokenizer, else the nominal size */
+    long long context_tokens_nominal; /* the prompt file's nominal size (--context-tokens) */
+    long long concurrency;            /* closed-loop users; -1 (null) in open loop */
+    long long max_inflight;           /* open loop: --max-inflight; -1 (null) in closed loop */
+    double rate;                      /* open-loop target req/s; NAN in closed loop */
 
     /* identity */
     double ts;   /* unix seconds of the intended send */
@@ -88,6 +89,9 @@ struct sb_record {
     bool tokens_from_usage; /* "tokens_src": "usage" | "counted" */
     long long content_chunks;
     long long prompt_tokens; /* -1 = not reported */
+    /* The client's exact count of the prompt text it sent (nonce and BOS included), with
+       --tokenizer; -1 (null) without one. */
+    long long prompt_tokens_client;
     long long cached_tokens; /* -1 = not reported */
     /* Where cached_tokens came from: "usage" (usage.prompt_tokens_details.cached_tokens),
        "timings" (llama.cpp: timings.cache_n, else prompt_tokens - timings.prompt_n); "" (null)
@@ -114,9 +118,9 @@ struct sb_record {
 
 /*
  * The silent-truncation rule: true when the server's prompt token count (reported >= 0) is below
- * half of what was sent (sent_est > 0: the workload's estimate, bytes / 4, until a tokenizer
- * gives exact counts). Half leaves room for any tokenizer's disagreement with bytes / 4 on
- * ordinary text, and a cut prompt (a context of 4096 holding a 65536-token prompt) is far below.
+ * half of what was sent (sent_est > 0: the client's exact count with a tokenizer, else the
+ * workload's estimate, bytes / 4). Half leaves room for any tokenizer's disagreement with bytes / 4
+ * on ordinary text, and a cut prompt (a context of 4096 holding a 65536-token prompt) is far below.
  */
 bool sb_prompt_truncated(long long reported, long long sent_est);
 
@@ -129,8 +133,9 @@ void sb_record_add_timings(struct sb_record *r, const struct sb_chunk *c);
 
 /*
  * Settles what follows from a finished request's server fields: cached_tokens from the timings
- * when the usage gave none (cached_src says which), and server_truncated against sent_est
- * (sb_prompt_truncated; sent_est <= 0: unknown, never truncated).
+ * when the usage gave none (cached_src says which), and server_truncated against the exact
+ * prompt_tokens_client when the record has one, else sent_est (sb_prompt_truncated; <= 0:
+ * unknown, never truncated).
  */
 void sb_record_derive_server(struct sb_record *r, long long sent_est);
 

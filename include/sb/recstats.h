@@ -18,7 +18,11 @@ struct sb_recstats {
     double *prompt_tokens; /* the server's prompt_tokens of measured ok records */
     size_t n_prompt, cap_prompt;
     long long truncated; /* measured ok records with server_truncated */
-    bool oom;            /* a sample was dropped for want of memory */
+    /* The first request (lowest seq, warmup included) whose record has both the server's
+       prompt_tokens and the client's exact count: the server's count less the client's (the chat
+       template's overhead on chat). first_seq is its seq + 1; 0: none. */
+    long long first_seq, first_diff;
+    bool oom; /* a sample was dropped for want of memory */
 };
 
 void sb_recstats_init(struct sb_recstats *s);

@@ -11,6 +11,7 @@
 #include "sb/buf.h"
 #include "sb/err.h"
 #include "sb/run.h"
+#include "sb/tokenizer.h"
 
 struct sb_workload {
     const struct sb_workload_ops *ops;
@@ -20,6 +21,13 @@ struct sb_workload {
     char *source;         /* the file it came from (owned) */
     long long est_tokens; /* estimated tokens of the base prompt (bytes / 4) */
     bool truncated;       /* cut to --max-input-len - --input-len-margin */
+
+    /* Exact counts, with a tokenizer (sb_workload_open()'s tok; NULL: none, counts -1). */
+    struct sb_tokenizer *tok; /* borrowed; used under tc's lock by every loop thread */
+    struct sb_tokcount *tc;   /* owned: the lock and the nonce-edge state (workload.c) */
+    long long exact_tokens;   /* tokens of the base prompt, BOS included (-1: no tokenizer) */
+    long long trunc_from;     /* tokens of the prompt text before its tail was kept (-1: not cut) */
+    long long trunc_to;       /* tokens of the kept text (no BOS) */
 };
 
 /* The prompt of one request, built into caller-owned storage. */
@@ -41,8 +49,22 @@ struct sb_workload_ops {
 
 extern const struct sb_workload_ops sb_workload_fixed_context;
 
-/* Finds the workload named in cfg->workload and initialises it. Errors name the workload/file. */
-int sb_workload_open(struct sb_workload *w, const struct sb_run_config *cfg, struct sb_err *err);
+/*
+ * Finds the workload named in cfg->workload and initialises it. Errors name the workload/file.
+ * tok (borrowed, may be NULL) gives exact counts and a --max-input-len cut in tokens: the prompt
+ * keeps its last N - M tokens (w->trunc_from / trunc_to say what was cut); without it, 4 bytes a
+ * token.
+ */
+int sb_workload_open(struct sb_workload *w, const struct sb_run_config *cfg,
+                     struct sb_tokenizer *tok, struct sb_err *err);
+
+/*
+ * The exact token count of a built prompt (BOS per the post-processor), into *out; -1 without a
+ * tokenizer. Thread-safe. The shared prompt is counted at open; a nonce costs the tokens of the
+ * prompt's edge only (checked against a full count on the first prompts).
+ */
+int sb_workload_count(const struct sb_workload *w, const struct sb_prompt *p, long long *out,
+                      struct sb_err *err);
 void sb_workload_release(struct sb_workload *w);
 
 void sb_prompt_init(struct sb_prompt *p);

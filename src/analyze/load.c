@@ -698,6 +698,13 @@ static int read_run_json(struct sb_run *r, const char *path, bool *truncation_kn
     r->inflight_mean = json_num(j, "inflight_mean");
     const cJSON *pr = cJSON_GetObjectItemCaseSensitive(j, "prompt");
     r->prompt_est_tokens = json_num(pr, "estimated_tokens");
+    /* With --tokenizer the context axis is the exact count of the prompt (BOS included, a
+       nonce's few tokens not: the same for every user), not the prompt file's nominal size. */
+    double exact = json_num(pr, "exact_tokens");
+    if (exact > 0 && exact < 9e18) {
+        r->context_tokens = (long long)exact;
+        r->prompt_est_tokens = exact;
+    }
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(pr, "server_truncated");
     if (cJSON_IsBool(st)) {
         r->server_truncated = cJSON_IsTrue(st);

@@ -34,6 +34,7 @@
 #include "sb/stats.h"
 #include "sb/sysmon.h"
 #include "sb/util.h"
+#include "sb/tokenizer.h"
 #include "sb/workload.h"
 
 static void usage(FILE *f)
@@ -168,7 +169,8 @@ static void record_facts_of(struct sb_engine_result *er, const struct sb_workloa
     f->server_prompt_tokens = sb_recstats_prompt_tokens_median(&er->rs);
     f->server_truncated =
         !isnan(f->server_prompt_tokens) &&
-        sb_prompt_truncated((long long)llround(f->server_prompt_tokens), w->est_tokens);
+        sb_prompt_truncated((long long)llround(f->server_prompt_tokens),
+                            w->exact_tokens > 0 ? w->exact_tokens : w->est_tokens);
 }
 
 /* What reached metrics.jsonl: the records written, and those lost (a full disk) and why. */
@@ -294,6 +296,29 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
     cJSON_AddNumberToObject(wl, "bytes", (double)w->prompt_len);
     cJSON_AddNumberToObject(wl, "estimated_tokens", (double)w->est_tokens);
     cJSON_AddBoolToObject(wl, "truncated", w->truncated);
+    /* Where the run's token counts came from, and the exact count of the base prompt. */
+    char src[4200];
+    if (w->tok)
+        snprintf(src, sizeof(src), "tokenizer %s", sb_tokenizer_path(w->tok));
+    else
+        snprintf(src, sizeof(src), "estimate bytes/4");
+    cJSON_AddStringToObject(wl, "tokens_src", src);
+    cJSON_AddNumberToObject(wl, "context_tokens_nominal", (double)cfg->context_tokens);
+    cJSON_AddItemToObject(wl, "exact_tokens",
+                          w->exact_tokens >= 0 ? cJSON_CreateNumber((double)w->exact_tokens)
+                                               : cJSON_CreateNull());
+    /* The first request's server count less the client's: BOS handling on completions, the
+       chat template's overhead on chat (the client cannot run the Jinja template). */
+    if (res->rs.first_seq > 0) {
+        cJSON_AddNumberToObject(wl, "server_minus_client_tokens", (double)res->rs.first_diff);
+        if (cfg->api == SB_API_CHOICE_CHAT || strstr(url, "/chat/"))
+            cJSON_AddNumberToObject(wl, "chat_template_overhead_tokens",
+                                    (double)res->rs.first_diff);
+    }
+    if (w->trunc_from >= 0) {
+        cJSON_AddNumberToObject(wl, "truncated_from_tokens", (double)w->trunc_from);
+        cJSON_AddNumberToObject(wl, "truncated_to_tokens", (double)w->trunc_to);
+    }
     /* What the server counted: far below the estimate means it cut the prompt silently. */
     cJSON_AddItemToObject(wl, "server_prompt_tokens",
                           sb_json_num_or_null(facts->server_prompt_tokens));
@@ -301,7 +326,9 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
     cJSON_AddNumberToObject(wl, "server_truncated_records", (double)facts->truncated_records);
     cJSON_AddNumberToObject(wl, "server_counted_records", (double)facts->prompt_records);
     cJSON_AddStringToObject(wl, "server_truncated_rule",
-                            "median server prompt_tokens below 50 % of estimated_tokens (bytes/4)");
+                            w->tok ? "median server prompt_tokens below 50 % of exact_tokens"
+                                   : "median server prompt_tokens below 50 % of estimated_tokens "
+                                     "(bytes/4)");
     /* The load: closed loop has users, open loop a rate and a cap; both have the in-flight
        count measured from the records' [t_send, t_last_byte] over the measurement window. */
     bool open_loop = cfg->rate > 0;
@@ -548,6 +575,7 @@ int cmd_run(int argc, char **argv)
     struct sb_opt_result res;
     struct sb_err err;
     struct sb_workload wl = {0};
+    struct sb_tokenizer *tok = NULL;
     struct sb_jsonl_sink sink;
     bool sink_open = false;
     struct sb_engine_result er = {0};
@@ -566,11 +594,11 @@ int cmd_run(int argc, char **argv)
         rc = sb_usage_error("run", "give --duration-s or --requests (or both)");
         goto out;
     }
-    if (cfg.tokenizer)
-        fprintf(stderr,
-                "sparkbench run: note: no tokenizer is built in yet; '%s' is recorded "
-                "and prompt sizes are estimated at 4 bytes per token\n",
-                cfg.tokenizer);
+    /* Loaded once: every count of the run comes from it (sb_workload_count). */
+    if (cfg.tokenizer && *cfg.tokenizer && sb_tokenizer_load(cfg.tokenizer, &tok, &err) != 0) {
+        fprintf(stderr, "sparkbench run: %s\n", err.msg);
+        goto out;
+    }
 
     char run_id[256];
     if (cfg.run_id && *cfg.run_id) {
@@ -613,11 +641,16 @@ int cmd_run(int argc, char **argv)
     if (ss.state_read)
         sb_server_cache_read(base, 2, &ss.start);
 
-    if (sb_workload_open(&wl, &cfg, &err) != 0) {
+    if (sb_workload_open(&wl, &cfg, tok, &err) != 0) {
         fprintf(stderr, "sparkbench run: %s\n", err.msg);
         rc = 1;
         goto out;
     }
+    if (wl.trunc_from >= 0) /* once per prompt */
+        fprintf(stderr,
+                "sparkbench run: note: prompt '%s' cut from %lld to its last %lld tokens "
+                "(--max-input-len %lld - --input-len-margin %lld)\n",
+                wl.source, wl.trunc_from, wl.trunc_to, cfg.max_input_len, cfg.input_len_margin);
     if (sb_mkdir_p(dir, &err) != 0) {
         fprintf(stderr, "sparkbench run: %s\n", err.msg);
         goto out;
@@ -750,6 +783,7 @@ out:
         sb_jsonl_close(&sink, &err);
     sb_engine_result_release(&er);
     sb_workload_release(&wl);
+    sb_tokenizer_free(tok);
     free(res.positional);
     sb_opt_release(sb_run_options, sb_run_noptions, &cfg);
     return rc;

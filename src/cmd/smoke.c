@@ -21,6 +21,7 @@
 #include "sb/openai.h"
 #include "sb/opt.h"
 #include "sb/sse.h"
+#include "sb/tokenizer.h"
 #include "sb/util.h"
 
 struct smoke_config {
@@ -31,6 +32,8 @@ struct smoke_config {
     double timeout_s;
     char *extra_body;
     long long long_prompt_tokens;
+    char *tokenizer;
+    struct sb_tokenizer *tok; /* loaded from --tokenizer (not an option field) */
 };
 
 #define O(f) offsetof(struct smoke_config, f)
@@ -82,6 +85,13 @@ static const struct sb_opt smoke_options[] = {
              "long one; 0 skips it",
      .min = 0,
      .max = 10000000},
+    {.flag = "tokenizer",
+     .type = SB_OPT_STR,
+     .offset = O(tokenizer),
+     .argname = "T",
+     .help = "tokenizer.json, a directory holding one, or a cached HF repo id: compare the "
+             "server's usage.prompt_tokens with the exact client count (BOS on completions, the "
+             "chat template's overhead on chat; a larger gap means the wrong tokenizer)"},
 };
 #define NOPTS (sizeof(smoke_options) / sizeof(smoke_options[0]))
 
@@ -252,6 +262,41 @@ static const char smoke_prompt[] =
     "NVMe drive, and why that might change the time to the first token. Keep it short. "
     "Storage, cache tiers, prefill and decode are the words to use.";
 
+/* Tokens a completions prompt may differ by and still be the same tokenizer (a doubled or
+   missing BOS, an EOS some servers count). */
+#define SAME_TOKENIZER_SLACK 2
+
+/*
+ * Prints the server's prompt count against the client's exact one (BOS per the post-processor):
+ * on /v1/completions the difference is BOS handling, on chat the template's overhead. A
+ * completions gap beyond SAME_TOKENIZER_SLACK, or a chat count below the text's, means another
+ * tokenizer than the served model's: one warning with both numbers. Returns the warnings (0, 1).
+ */
+static int compare_counts(const struct smoke_config *cfg, enum sb_api api, const char *name,
+                          const char *prompt, size_t len, long long server)
+{
+    size_t n = 0;
+    struct sb_err err;
+    if (sb_tokenizer_count(cfg->tok, prompt, len, true, &n, &err) != 0) {
+        printf("  WARNING: cannot count the prompt: %s\n", err.msg);
+        return 1;
+    }
+    long long client = (long long)n, diff = server - client;
+    bool chat = api == SB_API_CHAT;
+    printf("%-12s prompt tokens: server %lld, client %lld, difference %+lld (%s)\n", "", server,
+           client, diff, chat ? "the chat template's overhead" : "BOS handling");
+    if (server < client / 2) /* a cut prompt: the truncation warning says it */
+        return 0;
+    if (chat ? diff < 0 : (diff > SAME_TOKENIZER_SLACK || diff < -SAME_TOKENIZER_SLACK)) {
+        printf(
+            "  WARNING: %s: the server counts %lld prompt tokens where the tokenizer '%s' counts "
+            "%lld: it is not the served model's tokenizer\n",
+            name, server, sb_tokenizer_path(cfg->tok), client);
+        return 1;
+    }
+    return 0;
+}
+
 /*
  * Streams one request; prints its line; returns the number of problems that block a benchmark.
  * long_tokens > 0: the long-prompt probe (a prompt of about that many tokens), whose problems are
@@ -356,6 +401,8 @@ static int stream_probe(const char *base, enum sb_api api, const struct smoke_co
                    p.usage_prompt, est);
             (*warnings)++;
         }
+        if (cfg->tok && p.usage_prompt >= 0)
+            *warnings += compare_counts(cfg, api, name, prompt, prompt_len, p.usage_prompt);
         if (chunks == 0) {
             printf("  ERROR: no content tokens arrived\n");
             blocking++;
@@ -463,6 +510,14 @@ int cmd_smoke(int argc, char **argv)
     char *slash = scheme ? strchr(scheme + 3, '/') : NULL;
     if (slash)
         *slash = '\0';
+    if (cfg.tokenizer && *cfg.tokenizer) {
+        struct sb_err terr;
+        if (sb_tokenizer_load(cfg.tokenizer, &cfg.tok, &terr) != 0) {
+            fprintf(stderr, "sparkbench smoke: %s\n", terr.msg);
+            rc = 2;
+            goto out;
+        }
+    }
     const char *key = cfg.api_key_env ? getenv(cfg.api_key_env) : NULL;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int blocking = 0, warnings = 0;
@@ -536,6 +591,7 @@ int cmd_smoke(int argc, char **argv)
     curl_global_cleanup();
     rc = blocking ? 1 : 0;
 out:
+    sb_tokenizer_free(cfg.tok);
     free(res.positional);
     sb_opt_release(smoke_options, NOPTS, &cfg);
     return rc;

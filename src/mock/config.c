@@ -59,6 +59,13 @@ const struct sb_opt sb_mock_options[] = {
      .offset = O(context_shift),
      .help = "with --quirks llamacpp: truncate a prompt longer than --max-model-len (llama.cpp's "
              "--context-shift) instead of the in-stream error"},
+    {.key = "tokenizer",
+     .flag = "tokenizer",
+     .type = SB_OPT_STR,
+     .offset = O(tokenizer),
+     .argname = "T",
+     .help = "count prompts with this tokenizer.json (path, directory or cached HF repo id); chat "
+             "requests add the Llama 3 chat wrapper's tokens (default: 4 bytes a token)"},
     {.key = "served_model_name",
      .flag = "served-model-name",
      .type = SB_OPT_LIST,

@@ -41,6 +41,7 @@
 #include "sb/mock_storage.h"
 #include "sb/mock_text.h"
 #include "sb/mock_wire.h"
+#include "sb/tokenizer.h"
 #include "sb/util.h"
 
 #define MAX_BODY_BYTES    SB_MOCK_MAX_BODY_BYTES
@@ -111,6 +112,7 @@ struct kv_totals {
 
 struct mock_server {
     const struct sb_mock_config *cfg;
+    struct sb_tokenizer *tok; /* --tokenizer: exact prompt counts; NULL: bytes / 4 */
     struct event_base *base;
     struct evhttp *http;
     struct evhttp_bound_socket *listener;
@@ -1108,6 +1110,43 @@ static int refuse_unsupported(const cJSON *root, char *msg, size_t msgcap, const
     return 0;
 }
 
+/*
+ * The exact prompt count with --tokenizer: a completion prompt with BOS (the post-processor's); a
+ * chat request wrapped as Llama 3's template does it, <|begin_of_text|>, then per message
+ * <|start_header_id|>ROLE<|end_header_id|>\n\nCONTENT<|eot_id|>, then the generation prompt
+ * <|start_header_id|>assistant<|end_header_id|>\n\n (its special tokens are matched as such).
+ */
+static int exact_tokens(struct mock_server *s, const struct mreq *m, const cJSON *root,
+                        long long *out)
+{
+    struct sb_err err;
+    size_t n = 0;
+    if (!m->chat) {
+        if (sb_tokenizer_count(s->tok, m->prompt, m->prompt_len, true, &n, &err) != 0)
+            return -1;
+        *out = (long long)n;
+        return 0;
+    }
+    struct sb_buf t;
+    sb_buf_init(&t, MAX_BODY_BYTES * 2);
+    int rc = sb_buf_adds(&t, "<|begin_of_text|>");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(root, "messages"))
+    {
+        rc |= sb_buf_adds(&t, "<|start_header_id|>");
+        rc |= sb_buf_adds(&t, cJSON_GetObjectItemCaseSensitive(it, "role")->valuestring);
+        rc |= sb_buf_adds(&t, "<|end_header_id|>\n\n");
+        rc |= add_content(&t, cJSON_GetObjectItemCaseSensitive(it, "content"));
+        rc |= sb_buf_adds(&t, "<|eot_id|>");
+    }
+    rc |= sb_buf_adds(&t, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    if (rc == 0)
+        rc = sb_tokenizer_count(s->tok, t.data, t.len, false, &n, &err);
+    sb_buf_release(&t);
+    *out = (long long)n;
+    return rc;
+}
+
 /* Fills m from the JSON body; on a client error writes a message (and the field at fault in
  *param) and returns the HTTP status. */
 static int parse_body(struct mock_server *s, struct mreq *m, const cJSON *root, char *msg,
@@ -1193,7 +1232,15 @@ static int parse_body(struct mock_server *s, struct mreq *m, const cJSON *root, 
     }
     m->prompt_len = prompt.len;
     m->prompt = sb_buf_detach(&prompt, NULL);
-    m->prompt_tokens = token_ids >= 0 ? token_ids : sb_mock_estimate_tokens(m->prompt_len);
+    if (token_ids >= 0)
+        m->prompt_tokens = token_ids;
+    else if (s->tok) {
+        if (exact_tokens(s, m, root, &m->prompt_tokens) != 0) {
+            snprintf(msg, msgcap, "out of memory");
+            return 500;
+        }
+    } else
+        m->prompt_tokens = sb_mock_estimate_tokens(m->prompt_len);
     if (m->prompt_tokens < 1)
         m->prompt_tokens = 1;
 
@@ -2045,6 +2092,7 @@ static void server_release(struct mock_server *s)
     for (size_t i = 0; i < s->nmodels; i++)
         free(s->models[i]);
     free(s->models);
+    sb_tokenizer_free(s->tok);
     sb_buf_release(&s->scratch_buf);
     if (s->log_fd >= 0)
         close(s->log_fd);
@@ -2058,6 +2106,8 @@ int sb_mock_serve(const struct sb_mock_config *cfg, FILE *announce, struct sb_er
     s->cfg = cfg;
     s->log_fd = -1;
     s->start_ns = sb_mono_ns();
+    if (cfg->tokenizer && *cfg->tokenizer && sb_tokenizer_load(cfg->tokenizer, &s->tok, err) != 0)
+        return -1;
     /* Ids from the clock and the pid, not --seed: two runs must not hand out the same ids (faults
        and text stay fixed by --seed). */
     s->id_salt = sb_mix64(sb_real_ns() ^ ((uint64_t)getpid() << 40) ^ s->start_ns);

@@ -365,7 +365,9 @@ const struct sb_opt sb_run_options[] = {
      .type = SB_OPT_STR,
      .offset = O(tokenizer),
      .argname = "NAME",
-     .help = "tokenizer for exact counts (not yet available: bytes/4 estimate)"},
+     .help = "tokenizer.json, a directory holding one, or a cached HF repo id: exact prompt "
+             "counts (prompt_tokens_client) and --max-input-len cuts in tokens (default: 4 bytes a "
+             "token)"},
     {.key = "run.hypothesis",
      .flag = "hypothesis",
      .type = SB_OPT_STR,

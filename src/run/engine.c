@@ -606,7 +606,7 @@ static void fill_labels(struct loop *l, struct sb_record *rec)
     COPY_LABEL(phase_label, cfg->phase ? cfg->phase : "");
 #undef COPY_LABEL
     rec->repetition = cfg->repetition;
-    rec->context_tokens = cfg->context_tokens;
+    rec->context_tokens = rec->context_tokens_nominal = cfg->context_tokens;
     rec->concurrency = l->open_loop ? -1 : cfg->concurrency;
     rec->max_inflight = l->open_loop ? cfg->max_inflight : -1;
     rec->rate = cfg->rate > 0 ? cfg->rate : NAN;
@@ -678,6 +678,7 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
     if (body) {
         /* One prompt for everybody: its hash was taken once. */
         memcpy(r->rec.prompt_hash, sh->shared_hash, sizeof(r->rec.prompt_hash));
+        r->rec.prompt_tokens_client = w->exact_tokens;
     } else {
         if (w->ops->prompt(w, user_id, req_idx, &r->prompt, &err) != 0) {
             set_fatal(l, err.msg);
@@ -687,6 +688,12 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
         }
         snprintf(r->rec.nonce, sizeof(r->rec.nonce), "%s", r->prompt.nonce);
         snprintf(r->rec.prompt_hash, sizeof(r->rec.prompt_hash), "%s", r->prompt.hash);
+        if (sb_workload_count(w, &r->prompt, &r->rec.prompt_tokens_client, &err) != 0) {
+            set_fatal(l, err.msg);
+            r->next = l->free_reqs;
+            l->free_reqs = r;
+            return -1;
+        }
         sb_buf_reset(&r->body);
         if (build_body(p, &r->prompt, &r->body, &err) != 0) {
             set_fatal(l, err.msg);
@@ -697,6 +704,8 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
         body = r->body.data;
         body_len = r->body.len;
     }
+    if (r->rec.prompt_tokens_client >= 0)
+        r->rec.context_tokens = r->rec.prompt_tokens_client; /* exact: what was sent */
     curl_slist_free_all(r->hdrs);
     char idhdr[200];
     snprintf(idhdr, sizeof(idhdr), "X-Request-Id: %s", r->rec.request_id);

@@ -56,7 +56,7 @@ void sb_record_init(struct sb_record *r)
     r->lat_ttft_ms = r->lat_ttfb_ms = r->lat_first_chunk_ms = r->lat_e2e_ms =
         r->lat_sched_delay_ms = NAN;
     r->itl_mean_ms = r->itl_p50_ms = r->itl_p99_ms = r->itl_max_ms = r->tpot_ms = NAN;
-    r->prompt_tokens = r->cached_tokens = -1;
+    r->prompt_tokens = r->cached_tokens = r->prompt_tokens_client = -1;
     r->concurrency = r->max_inflight = -1;
     r->server_prompt_n = r->server_predicted_n = r->server_cache_n = -1;
     r->server_prompt_ms = r->server_decode_ms = r->server_queue_ms = NAN;
@@ -110,7 +110,8 @@ void sb_record_derive_server(struct sb_record *r, long long sent_est)
         r->cached_tokens = r->prompt_tokens - r->server_prompt_n;
         snprintf(r->cached_src, sizeof(r->cached_src), "timings");
     }
-    r->server_truncated = sb_prompt_truncated(r->prompt_tokens, sent_est);
+    r->server_truncated = sb_prompt_truncated(
+        r->prompt_tokens, r->prompt_tokens_client > 0 ? r->prompt_tokens_client : sent_est);
 }
 
 /* ---- the field table ---- */
@@ -159,6 +160,7 @@ static const struct field fields[] = {
     FIELD(phase_label, F_STR_OMIT),
     FIELD(repetition, F_LL),
     FIELD(context_tokens, F_LL),
+    FIELD(context_tokens_nominal, F_LL),
     FIELD(concurrency, F_LL_NULL),
     FIELD(max_inflight, F_LL_NULL),
     FIELD(rate, F_EXACT),
@@ -196,6 +198,7 @@ static const struct field fields[] = {
     FIELD_AS("tokens_src", tokens_from_usage, F_TOKSRC),
     FIELD(content_chunks, F_LL),
     FIELD(prompt_tokens, F_LL_NULL),
+    FIELD(prompt_tokens_client, F_LL_NULL),
     FIELD(cached_tokens, F_LL_NULL),
     FIELD(cached_src, F_STR_NULL),
     FIELD(finish_reason, F_STR_NULL),

@@ -47,6 +47,11 @@ void sb_recstats_add(struct sb_recstats *s, const struct sb_record *r)
             s->oom = true;
         }
     }
+    if (r->ok && r->prompt_tokens >= 0 && r->prompt_tokens_client >= 0 &&
+        (s->first_seq == 0 || r->seq + 1 < s->first_seq)) {
+        s->first_seq = r->seq + 1;
+        s->first_diff = r->prompt_tokens - r->prompt_tokens_client;
+    }
     if (!r->ok || r->warmup || r->prompt_tokens < 0)
         return;
     if (r->server_truncated)
@@ -81,6 +86,10 @@ void sb_recstats_merge(struct sb_recstats *dst, struct sb_recstats *src)
                 src->n_prompt, sizeof(double)))
         dst->oom = true;
     dst->truncated += src->truncated;
+    if (src->first_seq > 0 && (dst->first_seq == 0 || src->first_seq < dst->first_seq)) {
+        dst->first_seq = src->first_seq;
+        dst->first_diff = src->first_diff;
+    }
     dst->oom |= src->oom;
     sb_recstats_release(src);
 }

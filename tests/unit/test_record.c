@@ -184,7 +184,8 @@ static void test_json_text(void **state)
         {fill_empty, "\"lat_e2e_ms\":null,", true},
         {fill_empty, "\"tokens_src\":\"counted\",", true},
         {fill_empty,
-         "\"prompt_tokens\":null,\"cached_tokens\":null,\"cached_src\":null,\"finish_reason\":null,"
+         "\"prompt_tokens\":null,\"prompt_tokens_client\":null,\"cached_tokens\":null,\"cached_"
+         "src\":null,\"finish_reason\":null,"
          "\"server_prompt_n\":null,\"server_prompt_ms\":null,\"server_predicted_n\":null,"
          "\"server_decode_ms\":null,\"server_cache_n\":null,\"server_queue_ms\":null,"
          "\"server_timings_src\":null,\"server_truncated\":false}",
@@ -731,16 +732,22 @@ static void test_derive_server(void **state)
         long long want_cached;
         const char *want_src;
         bool want_trunc;
+        long long client_n; /* prompt_tokens_client (-1: no tokenizer) */
     } cases[] = {
-        {"usage wins", 100, 40, 90, 10, 100, 40, "usage", false},
-        {"cache_n when no usage details", 100, -1, 90, 10, 100, 10, "timings", false},
-        {"prompt_tokens - prompt_n without cache_n", 100, -1, 70, -1, 100, 30, "timings", false},
-        {"prompt_n above prompt_tokens: nothing derived", 100, -1, 120, -1, 100, -1, "", false},
-        {"nothing reported", -1, -1, -1, -1, 100, -1, "", false},
-        {"exactly half is not truncated", 50, -1, -1, -1, 100, -1, "", false},
-        {"just under half is", 49, -1, -1, -1, 100, -1, "", true},
-        {"the issue's run", 4434, -1, 4434, -1, 65536, 0, "timings", true},
-        {"unknown estimate", 10, -1, -1, -1, 0, -1, "", false},
+        {"usage wins", 100, 40, 90, 10, 100, 40, "usage", false, -1},
+        {"cache_n when no usage details", 100, -1, 90, 10, 100, 10, "timings", false, -1},
+        {"prompt_tokens - prompt_n without cache_n", 100, -1, 70, -1, 100, 30, "timings", false,
+         -1},
+        {"prompt_n above prompt_tokens: nothing derived", 100, -1, 120, -1, 100, -1, "", false, -1},
+        {"nothing reported", -1, -1, -1, -1, 100, -1, "", false, -1},
+        {"exactly half is not truncated", 50, -1, -1, -1, 100, -1, "", false, -1},
+        {"just under half is", 49, -1, -1, -1, 100, -1, "", true, -1},
+        {"the issue's run", 4434, -1, 4434, -1, 65536, 0, "timings", true, -1},
+        {"unknown estimate", 10, -1, -1, -1, 0, -1, "", false, -1},
+        /* The exact client count wins over the estimate: bytes / 4 said 100 (no cut), the
+           tokenizer says 300 were sent, and the server counted 120. */
+        {"exact client count: cut", 120, -1, -1, -1, 100, -1, "", true, 300},
+        {"exact client count: whole", 301, -1, -1, -1, 1000, -1, "", false, 300},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct sb_record r;
@@ -749,6 +756,7 @@ static void test_derive_server(void **state)
         r.cached_tokens = cases[i].cached_usage;
         r.server_prompt_n = cases[i].prompt_n;
         r.server_cache_n = cases[i].cache_n;
+        r.prompt_tokens_client = cases[i].client_n;
         sb_record_derive_server(&r, cases[i].sent);
         print_message("%s: cached %lld (%s), truncated %d\n", cases[i].name, r.cached_tokens,
                       r.cached_src, r.server_truncated);
