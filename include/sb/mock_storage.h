@@ -46,12 +46,15 @@ size_t sb_mock_storage_lora_count(const struct sb_mock_storage *st);
 const char *sb_mock_storage_lora_name(const struct sb_mock_storage *st, size_t i);
 
 /*
- * Plans a request: block hashes of the prompt bytes, blocks for the generated tokens. Returns 0,
- * or 1 when the request can never fit in tier 0 (the caller refuses it).
+ * Plans a request: block hashes of the prompt — over its token ids when the mock has a tokenizer
+ * (ids not NULL: the blocks a real server would cache), else over its bytes at 4 a token — and
+ * blocks for the generated tokens. Returns 0, or 1 when the request can never fit in tier 0 (the
+ * caller refuses it).
  */
 int sb_mock_storage_plan(struct sb_mock_storage *st, const char *prompt, size_t len,
-                         long long prompt_tokens, long long max_tokens, int lora,
-                         struct sb_mock_kvplan *plan, struct sb_err *err);
+                         const uint32_t *ids, size_t nids, long long prompt_tokens,
+                         long long max_tokens, int lora, struct sb_mock_kvplan *plan,
+                         struct sb_err *err);
 
 /*
  * Admits a planned request (the engine's admission hook): pins its blocks, onboards cached ones,

@@ -67,6 +67,8 @@ struct mreq {
     char *model_esc; /* JSON-escaped model name echoed in responses */
     char *prompt;    /* prompt text (echo mode); owned */
     size_t prompt_len;
+    struct sb_ids ids; /* --tokenizer: the prompt's token ids as the server sees them (BOS, chat
+                          wrapper): the KV blocks are hashed over these */
     long long prompt_tokens, max_tokens, min_tokens, emitted;
     long long created;
     struct sb_mock_textgen text;
@@ -350,6 +352,7 @@ static void mreq_free(struct mreq *m)
     sb_mock_kvplan_release(&m->kv);
     free(m->model_esc);
     free(m->prompt);
+    sb_ids_release(&m->ids);
     free(m);
 }
 
@@ -1116,15 +1119,13 @@ static int refuse_unsupported(const cJSON *root, char *msg, size_t msgcap, const
  * <|start_header_id|>ROLE<|end_header_id|>\n\nCONTENT<|eot_id|>, then the generation prompt
  * <|start_header_id|>assistant<|end_header_id|>\n\n (its special tokens are matched as such).
  */
-static int exact_tokens(struct mock_server *s, const struct mreq *m, const cJSON *root,
-                        long long *out)
+static int exact_tokens(struct mock_server *s, struct mreq *m, const cJSON *root, long long *out)
 {
     struct sb_err err;
-    size_t n = 0;
     if (!m->chat) {
-        if (sb_tokenizer_count(s->tok, m->prompt, m->prompt_len, true, &n, &err) != 0)
+        if (sb_tokenizer_encode(s->tok, m->prompt, m->prompt_len, true, &m->ids, &err) != 0)
             return -1;
-        *out = (long long)n;
+        *out = (long long)m->ids.n;
         return 0;
     }
     struct sb_buf t;
@@ -1141,9 +1142,9 @@ static int exact_tokens(struct mock_server *s, const struct mreq *m, const cJSON
     }
     rc |= sb_buf_adds(&t, "<|start_header_id|>assistant<|end_header_id|>\n\n");
     if (rc == 0)
-        rc = sb_tokenizer_count(s->tok, t.data, t.len, false, &n, &err);
+        rc = sb_tokenizer_encode(s->tok, t.data, t.len, false, &m->ids, &err);
     sb_buf_release(&t);
-    *out = (long long)n;
+    *out = (long long)m->ids.n;
     return rc;
 }
 
@@ -1314,8 +1315,9 @@ static int parse_body(struct mock_server *s, struct mreq *m, const cJSON *root, 
     if (s->storage) {
         struct sb_err err;
         int lora = m->kv.lora;
-        int fit = sb_mock_storage_plan(s->storage, m->prompt, m->prompt_len, m->prompt_tokens,
-                                       m->max_tokens, lora, &m->kv, &err);
+        int fit = sb_mock_storage_plan(s->storage, m->prompt, m->prompt_len,
+                                       m->ids.n ? (const uint32_t *)m->ids.v : NULL, m->ids.n,
+                                       m->prompt_tokens, m->max_tokens, lora, &m->kv, &err);
         if (fit < 0) {
             snprintf(msg, msgcap, "%s", err.msg);
             return 500;

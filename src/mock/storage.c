@@ -114,18 +114,20 @@ const char *sb_mock_storage_lora_name(const struct sb_mock_storage *st, size_t i
 }
 
 int sb_mock_storage_plan(struct sb_mock_storage *st, const char *prompt, size_t len,
-                         long long prompt_tokens, long long max_tokens, int lora,
-                         struct sb_mock_kvplan *plan, struct sb_err *err)
+                         const uint32_t *ids, size_t nids, long long prompt_tokens,
+                         long long max_tokens, int lora, struct sb_mock_kvplan *plan,
+                         struct sb_err *err)
 {
     memset(plan, 0, sizeof(*plan));
     plan->lora = lora;
     if (!st || !st->kv)
         return 0;
-    size_t cap = len / ((size_t)st->block_tokens * 4) + 1;
+    size_t cap = (ids ? nids : len / 4) / (size_t)st->block_tokens + 1;
     plan->hashes = malloc(cap * sizeof(uint64_t));
     if (!plan->hashes)
         return sb_err_set(err, "out of memory");
-    plan->nblocks = sb_kv_hash_prompt(prompt, len, st->block_tokens, plan->hashes, cap);
+    plan->nblocks = ids ? sb_kv_hash_tokens(ids, nids, st->block_tokens, plan->hashes, cap)
+                        : sb_kv_hash_prompt(prompt, len, st->block_tokens, plan->hashes, cap);
     long long rest = prompt_tokens - (long long)plan->nblocks * st->block_tokens;
     if (rest < 0)
         rest = 0;

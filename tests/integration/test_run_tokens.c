@@ -312,6 +312,41 @@ static void test_mock_exact_usage(void **state)
     free(dir);
 }
 
+/* With a tokenizer the mock's KV blocks are the server's: hashed over the prompt's token ids, so
+   a 1024-token prompt (+ BOS) leaves floor(1025 / 16) = 64 full blocks cached in tier 0, where
+   the byte estimate made 70 of the same file. */
+static void test_mock_kv_blocks_exact(void **state)
+{
+    (void)state;
+    const char *margs[] = {
+        "--tokenizer", tok, "--tier0-blocks", "4096", "--kv-block-tokens", "16", "--decode-base-ms",
+        "1",           NULL};
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
+    char *dir = sb_test_tmpdir("/tmp", "mkv");
+    const char *args[] = {"--context-tokens", "1024", "--requests", "1", "--max-tokens", "4", NULL};
+    int n = 0;
+    cJSON *rj = NULL;
+    cJSON **v = run_tok(dir, mock.port, args, &n, &rj);
+    assert_int_equal((int)sb_test_num(v[0], "prompt_tokens"), 1025);
+    char url[100];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", mock.port);
+    struct sb_http_resp r;
+    assert_int_equal(sb_http("GET", url, NULL, &r), 0);
+    const char *at = strstr(r.body, "mock_kv_tier_used_blocks{tier=\"0\"} ");
+    assert_non_null(at);
+    long used = strtol(at + strlen("mock_kv_tier_used_blocks{tier=\"0\"} "), NULL, 10);
+    print_message("tier-0 blocks cached after a 1025-token prompt: %ld (16 tokens a block)\n",
+                  used);
+    assert_int_equal(used, 64);
+    sb_http_resp_release(&r);
+    sb_test_free_jsonl(v, n);
+    cJSON_Delete(rj);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    sb_test_rm_rf(dir);
+    free(dir);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -322,10 +357,9 @@ int main(int argc, char **argv)
     srcdir = argv[2];
     snprintf(tok, sizeof(tok), "%s/tests/.cache/tokenizers/llama3_1/tokenizer.json", srcdir);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_run_exact_counts),
-        cmocka_unit_test(test_run_truncate_tokens),
-        cmocka_unit_test(test_smoke_overhead),
-        cmocka_unit_test(test_mock_exact_usage),
+        cmocka_unit_test(test_run_exact_counts),     cmocka_unit_test(test_run_truncate_tokens),
+        cmocka_unit_test(test_smoke_overhead),       cmocka_unit_test(test_mock_exact_usage),
+        cmocka_unit_test(test_mock_kv_blocks_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
