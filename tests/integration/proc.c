@@ -434,3 +434,20 @@ bool sb_test_true(const struct cJSON *j, const char *k)
 {
     return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, k));
 }
+
+void sb_run_paths_init(struct sb_run_paths *p, const char *srcdir, const char *tag, int port,
+                       const char *api)
+{
+    p->dir = sb_test_tmpdir("/tmp", tag);
+    snprintf(p->out, sizeof(p->out), "%s/run", p->dir);
+    snprintf(p->metrics, sizeof(p->metrics), "%s/metrics.jsonl", p->out);
+    snprintf(p->runjson, sizeof(p->runjson), "%s/run.json", p->out);
+    snprintf(p->prompts, sizeof(p->prompts), "%s/inputs/prompts", srcdir);
+    snprintf(p->url, sizeof(p->url), "http://127.0.0.1:%d%s", port, api);
+}
+
+void sb_run_paths_release(struct sb_run_paths *p)
+{
+    sb_test_rm_rf(p->dir);
+    free(p->dir);
+}

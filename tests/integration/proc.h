@@ -43,6 +43,17 @@ void sb_http_resp_release(struct sb_http_resp *r);
 /* "http://127.0.0.1:<port><path>" into buf. */
 const char *sb_url(char *buf, size_t cap, int port, const char *path);
 
+/* The paths of one `sparkbench run` in a test: a fresh directory "/tmp/sbtest-<tag>-XXXXXX", the
+   run directory inside it, its metrics.jsonl and run.json, the shipped prompts under srcdir and
+   the endpoint http://127.0.0.1:<port><api>. Release removes the directory. */
+struct sb_run_paths {
+    char *dir;
+    char out[512], metrics[600], runjson[600], prompts[512], url[160];
+};
+void sb_run_paths_init(struct sb_run_paths *p, const char *srcdir, const char *tag, int port,
+                       const char *api);
+void sb_run_paths_release(struct sb_run_paths *p);
+
 #endif
 
 /*

@@ -46,29 +46,9 @@ static const char *const fast_mock[] = {"--prefill-base-ms",
                                         "0",
                                         NULL};
 
-struct paths {
-    char *dir;
-    char out[512], metrics[600], runjson[600], prompts[512], url[160];
-};
-
-static void paths_init(struct paths *p, const char *tag, int port, const char *api)
-{
-    p->dir = sb_test_tmpdir("/tmp", tag);
-    snprintf(p->out, sizeof(p->out), "%s/run", p->dir);
-    snprintf(p->metrics, sizeof(p->metrics), "%s/metrics.jsonl", p->out);
-    snprintf(p->runjson, sizeof(p->runjson), "%s/run.json", p->out);
-    snprintf(p->prompts, sizeof(p->prompts), "%s/inputs/prompts", srcdir);
-    snprintf(p->url, sizeof(p->url), "http://127.0.0.1:%d%s", port, api);
-}
-
-static void paths_release(struct paths *p)
-{
-    sb_test_rm_rf(p->dir);
-    free(p->dir);
-}
-
 /* `sparkbench run --endpoint URL --output-dir OUT --prompts-dir P --quiet <args>` with a limit. */
-static int run_limited(const struct paths *p, const char *const *args, char **out, char **err)
+static int run_limited(const struct sb_run_paths *p, const char *const *args, char **out,
+                       char **err)
 {
     const char *argv[96];
     int n = 0;
@@ -90,7 +70,7 @@ static int cmp_double(const void *a, const void *b)
 
 /* ---- 1. --threads runs end, and answer signals ---- */
 
-static void expect_clean_end(const struct paths *p, const char *const *args, const char *why)
+static void expect_clean_end(const struct sb_run_paths *p, const char *const *args, const char *why)
 {
     char *out = NULL, *err = NULL;
     int rc = run_limited(p, args, &out, &err);
@@ -117,8 +97,8 @@ static void test_threads_end(void **state)
     const char *margs[] = {"--eos-prob", "0.3", "--decode-base-ms", "2", NULL};
     struct sb_proc mock;
     assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
-    struct paths p;
-    paths_init(&p, "thr", mock.port, "/v1/completions");
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "thr", mock.port, "/v1/completions");
     const char *closed[] = {"--concurrency", "2",   "--threads", "2",
                             "--duration-s",  "1.5", "--quiet",   NULL};
     for (int i = 0; i < 4; i++)
@@ -128,10 +108,10 @@ static void test_threads_end(void **state)
     for (int i = 0; i < 2; i++)
         expect_clean_end(&p, open, "open loop, gamma 0.1 on 8 threads");
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
-    paths_release(&p);
+    sb_run_paths_release(&p);
 }
 
-static pid_t spawn_run(const struct paths *p, const char *const *args)
+static pid_t spawn_run(const struct sb_run_paths *p, const char *const *args)
 {
     pid_t pid = fork();
     if (pid == 0) {
@@ -202,8 +182,8 @@ static void test_threads_signals(void **state)
     const char *margs[] = {"--decode-base-ms", "100", "--prefill-base-ms", "0", NULL};
     struct sb_proc mock;
     assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
-    struct paths p;
-    paths_init(&p, "sig", mock.port, "/v1/completions");
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "sig", mock.port, "/v1/completions");
 
     /* SIGTERM ends a 4-thread run: 143, run.json written. */
     const char *a1[] = {
@@ -250,7 +230,7 @@ static void test_threads_signals(void **state)
     assert_int_equal(cancelled, 4); /* every in-flight request is a record */
     sb_test_free_jsonl(v, n);
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
-    paths_release(&p);
+    sb_run_paths_release(&p);
 }
 
 /* ---- 2. throughput: completions inside a window without the drain ---- */
@@ -270,8 +250,8 @@ static void test_throughput_window(void **state)
                            NULL};
     struct sb_proc mock;
     assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
-    struct paths p;
-    paths_init(&p, "tput", mock.port, "/v1/completions");
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "tput", mock.port, "/v1/completions");
     const char *args[] = {
         "--concurrency", "4", "--max-tokens", "20", "--duration-s", "3", "--warmup-s", "1", NULL};
     char *out = NULL, *err = NULL;
@@ -343,7 +323,7 @@ static void test_throughput_window(void **state)
     free(out);
     free(err);
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
-    paths_release(&p);
+    sb_run_paths_release(&p);
 }
 
 /* ---- 3. one in-flight limit and one arrival schedule across threads ---- */
@@ -385,8 +365,8 @@ static void test_shared_inflight_limit(void **state)
                            NULL};
     struct sb_proc mock;
     assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
-    struct paths p;
-    paths_init(&p, "infl", mock.port, "/v1/completions");
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "infl", mock.port, "/v1/completions");
     const char *threads[] = {"1", "3", "4"};
     for (size_t t = 0; t < 3; t++) {
         const char *args[] = {"--rate",         "40",  "--arrival",    "constant",
@@ -409,7 +389,7 @@ static void test_shared_inflight_limit(void **state)
         sb_test_rm_rf(p.out);
     }
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
-    paths_release(&p);
+    sb_run_paths_release(&p);
 }
 
 /* The sorted gaps between intended send times of a run. */
@@ -444,8 +424,8 @@ static void test_one_arrival_schedule(void **state)
     (void)state;
     struct sb_proc mock;
     assert_int_equal(sb_proc_start_mock(&mock, bin, fast_mock), 0);
-    struct paths p;
-    paths_init(&p, "sched", mock.port, "/v1/completions");
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "sched", mock.port, "/v1/completions");
     double *gaps[2];
     int ngaps[2];
     const char *threads[] = {"1", "8"};
@@ -474,7 +454,7 @@ static void test_one_arrival_schedule(void **state)
     free(gaps[0]);
     free(gaps[1]);
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
-    paths_release(&p);
+    sb_run_paths_release(&p);
 }
 
 /* ---- 4. the send stamp is when the request leaves ---- */
@@ -507,8 +487,8 @@ static void late_send_run(const char *const *extra, cJSON **rec, cJSON **rj,
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(filler, (struct sockaddr *)&a, sizeof(a)), 0);
     close(filler); /* still queued: accept() takes it and reads EOF */
-    struct paths p;
-    paths_init(&p, "send", s.port, "/v1/completions");
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "send", s.port, "/v1/completions");
     const char *args[16] = {"--requests", "1", "--no-stream", "--quiet", "--no-server-state"};
     for (int i = 0, n = 5; extra[i] && n < 15; i++)
         args[n++] = extra[i];
@@ -526,7 +506,7 @@ static void late_send_run(const char *const *extra, cJSON **rec, cJSON **rj,
     free(out);
     free(err);
     sb_script_server_stop(&s);
-    paths_release(&p);
+    sb_run_paths_release(&p);
 }
 
 static void test_send_stamp(void **state)
@@ -577,8 +557,8 @@ static void test_ttfb_after_interim(void **state)
         {0, NULL}};
     struct sb_script_server s = {.steps = steps, .backlog = 16};
     assert_int_equal(sb_script_server_start(&s), 0);
-    struct paths p;
-    paths_init(&p, "ttfb", s.port, "/v1/completions");
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "ttfb", s.port, "/v1/completions");
     const char *args[] = {"--requests", "1", "--no-stream", "--quiet", "--no-server-state", NULL};
     char *out = NULL, *err = NULL;
     int rc = run_limited(&p, args, &out, &err);
@@ -597,7 +577,7 @@ static void test_ttfb_after_interim(void **state)
     free(out);
     free(err);
     sb_script_server_stop(&s);
-    paths_release(&p);
+    sb_run_paths_release(&p);
 }
 
 /* ---- 8. --ramp-up-s ---- */
@@ -607,8 +587,8 @@ static void test_ramp_up(void **state)
     (void)state;
     struct sb_proc mock;
     assert_int_equal(sb_proc_start_mock(&mock, bin, fast_mock), 0);
-    struct paths p;
-    paths_init(&p, "ramp", mock.port, "/v1/completions");
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "ramp", mock.port, "/v1/completions");
 
     /* Closed loop: user i starts at i x ramp / users. */
     const char *a1[] = {"--concurrency", "4", "--ramp-up-s", "2",  "--duration-s", "3",
@@ -669,7 +649,7 @@ static void test_ramp_up(void **state)
     free(out);
     free(err);
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
-    paths_release(&p);
+    sb_run_paths_release(&p);
 }
 
 /* Open loop, the window ends when sending did: with a backlog (2 in flight at 500/s), the last
@@ -688,8 +668,8 @@ static void test_open_loop_window_to_last_send(void **state)
                            NULL};
     struct sb_proc mock;
     assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
-    struct paths p;
-    paths_init(&p, "olwin", mock.port, "/v1/completions");
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "olwin", mock.port, "/v1/completions");
     const char *args[] = {"--rate",    "500", "--requests",   "50", "--max-inflight", "2",
                           "--threads", "8",   "--max-tokens", "3",  "--quiet",        NULL};
     char *out = NULL, *err = NULL;
@@ -717,7 +697,7 @@ static void test_open_loop_window_to_last_send(void **state)
     free(out);
     free(err);
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
-    paths_release(&p);
+    sb_run_paths_release(&p);
 }
 
 /* Open loop on many threads ends at its duration: a loop does not sleep until its next arrival
@@ -727,8 +707,8 @@ static void test_open_loop_threads_end_on_time(void **state)
     (void)state;
     struct sb_proc mock;
     assert_int_equal(sb_proc_start_mock(&mock, bin, fast_mock), 0);
-    struct paths p;
-    paths_init(&p, "oltail", mock.port, "/v1/completions");
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "oltail", mock.port, "/v1/completions");
     const char *args[] = {"--rate",       "1", "--duration-s", "2", "--threads", "16",
                           "--max-tokens", "2", "--quiet",      NULL};
     const char *argv[32] = {bin,   "run",           "--endpoint", p.url, "--output-dir",
@@ -747,7 +727,7 @@ static void test_open_loop_threads_end_on_time(void **state)
     free(out);
     free(err);
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
-    paths_release(&p);
+    sb_run_paths_release(&p);
 }
 
 int main(int argc, char **argv)

@@ -30,29 +30,9 @@ static const char *srcdir;
 
 #define RUN_LIMIT_S 60.0 /* a run that has not ended by then hangs: the test fails */
 
-struct paths {
-    char *dir;
-    char out[512], metrics[600], runjson[600], prompts[512], url[160];
-};
-
-static void paths_init(struct paths *p, const char *tag, int port, const char *api)
-{
-    p->dir = sb_test_tmpdir("/tmp", tag);
-    snprintf(p->out, sizeof(p->out), "%s/run", p->dir);
-    snprintf(p->metrics, sizeof(p->metrics), "%s/metrics.jsonl", p->out);
-    snprintf(p->runjson, sizeof(p->runjson), "%s/run.json", p->out);
-    snprintf(p->prompts, sizeof(p->prompts), "%s/inputs/prompts", srcdir);
-    snprintf(p->url, sizeof(p->url), "http://127.0.0.1:%d%s", port, api);
-}
-
-static void paths_release(struct paths *p)
-{
-    sb_test_rm_rf(p->dir);
-    free(p->dir);
-}
-
 /* `sparkbench run --endpoint URL --output-dir OUT --prompts-dir P --quiet <args>` with a limit. */
-static int run_limited(const struct paths *p, const char *const *args, char **out, char **err)
+static int run_limited(const struct sb_run_paths *p, const char *const *args, char **out,
+                       char **err)
 {
     const char *argv[96];
     int n = 0;
@@ -100,8 +80,8 @@ static void run_stream_script(const struct sb_script_step *steps, const char *ta
 {
     struct sb_script_server srv = {.steps = steps, .backlog = 16, .close_after_response = true};
     assert_int_equal(sb_script_server_start(&srv), 0);
-    struct paths p;
-    paths_init(&p, tag, srv.port, "/v1/completions");
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, tag, srv.port, "/v1/completions");
     char nreq[16];
     snprintf(nreq, sizeof(nreq), "%d", requests);
     const char *args[] = {"--requests", nreq, "--concurrency", "1", NULL};
@@ -135,7 +115,7 @@ static void run_stream_script(const struct sb_script_step *steps, const char *ta
     sb_test_free_jsonl(v, n);
     free(out);
     free(err);
-    paths_release(&p);
+    sb_run_paths_release(&p);
 }
 
 static void test_llamacpp_error_field(void **state)
@@ -206,8 +186,8 @@ static void test_llamacpp_closes_kept_alive(void **state)
     struct sb_script_server srv = {
         .steps = steps, .backlog = 16, .close_after_response = true, .close_delay_ms = 50};
     assert_int_equal(sb_script_server_start(&srv), 0);
-    struct paths p;
-    paths_init(&p, "keepalive", srv.port, "/v1/completions");
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "keepalive", srv.port, "/v1/completions");
     const int N = 20;
     const char *args[] = {"--requests", "20", "--concurrency", "1", NULL};
     char *out = NULL, *err = NULL;
@@ -240,7 +220,7 @@ static void test_llamacpp_closes_kept_alive(void **state)
     sb_test_free_jsonl(v, n);
     free(out);
     free(err);
-    paths_release(&p);
+    sb_run_paths_release(&p);
 }
 
 /* ---- item 3: an endpoint nobody listens on ---- */
@@ -249,8 +229,8 @@ static void test_refused_port_bounded(void **state)
 {
     (void)state;
     /* Port 1: connection refused at once. Before, 2 users sent ~30,000 requests a second. */
-    struct paths p;
-    paths_init(&p, "refused", 1, "/v1/completions");
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "refused", 1, "/v1/completions");
     const char *args[] = {"--concurrency", "2", "--duration-s", "2", NULL};
     char *out = NULL, *err = NULL;
     int rc = run_limited(&p, args, &out, &err);
@@ -268,15 +248,15 @@ static void test_refused_port_bounded(void **state)
     sb_test_free_jsonl(v, n);
     free(out);
     free(err);
-    paths_release(&p);
+    sb_run_paths_release(&p);
 }
 
 static void test_never_answered_stops(void **state)
 {
     (void)state;
     /* A 60 s run against a dead endpoint stops after --connect-timeout-s with one message. */
-    struct paths p;
-    paths_init(&p, "unreach", 1, "/v1/completions");
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "unreach", 1, "/v1/completions");
     const char *args[] = {
         "--concurrency", "2", "--duration-s", "60", "--connect-timeout-s", "1", NULL};
     char *out = NULL, *err = NULL;
@@ -292,7 +272,7 @@ static void test_never_answered_stops(void **state)
     cJSON_Delete(rj);
     free(out);
     free(err);
-    paths_release(&p);
+    sb_run_paths_release(&p);
 }
 
 static void test_max_error_rate(void **state)
@@ -312,8 +292,8 @@ static void test_max_error_rate(void **state)
                            NULL};
     struct sb_proc mock;
     assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
-    struct paths p;
-    paths_init(&p, "maxerr", mock.port, "/v1/completions");
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "maxerr", mock.port, "/v1/completions");
     const char *strict[] = {"--requests", "40", "--max-error-rate", "0.2", NULL};
     char *out = NULL, *err = NULL;
     int rc = run_limited(&p, strict, &out, &err);
@@ -331,7 +311,7 @@ static void test_max_error_rate(void **state)
     free(out);
     free(err);
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
-    paths_release(&p);
+    sb_run_paths_release(&p);
 }
 
 /* ---- item 10: the first token and the last byte in one write ---- */
@@ -351,8 +331,8 @@ static void test_one_write_last_byte(void **state)
     const struct sb_script_step steps[] = {{0, whole}, {0, NULL}};
     struct sb_script_server srv = {.steps = steps, .backlog = 16};
     assert_int_equal(sb_script_server_start(&srv), 0);
-    struct paths p;
-    paths_init(&p, "onewrite", srv.port, "/v1/completions");
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "onewrite", srv.port, "/v1/completions");
     const char *args[] = {"--requests", "10", NULL};
     char *out = NULL, *err = NULL;
     int rc = run_limited(&p, args, &out, &err);
@@ -372,7 +352,7 @@ static void test_one_write_last_byte(void **state)
     sb_test_free_jsonl(v, n);
     free(out);
     free(err);
-    paths_release(&p);
+    sb_run_paths_release(&p);
 }
 
 /* ---- smoke: the connection-reuse probe ---- */
@@ -417,8 +397,8 @@ static void test_accept_then_close_stops(void **state)
     struct sb_script_step steps[] = {{0, NULL}};
     struct sb_script_server s = {.steps = steps, .backlog = 64, .close_after_response = true};
     assert_int_equal(sb_script_server_start(&s), 0);
-    struct paths p;
-    paths_init(&p, "acclose", s.port, "/v1/completions");
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "acclose", s.port, "/v1/completions");
     const char *args[] = {
         "--concurrency", "2", "--duration-s", "60", "--connect-timeout-s", "1", NULL};
     char *out = NULL, *err = NULL;
@@ -437,7 +417,7 @@ static void test_accept_then_close_stops(void **state)
     sb_test_free_jsonl(v, n);
     free(out);
     free(err);
-    paths_release(&p);
+    sb_run_paths_release(&p);
 }
 
 /* Every time a request went out again — libcurl's own retry of a dead reused connection or the
@@ -452,8 +432,8 @@ static void test_resends_counted(void **state)
                            logpath,        NULL};
     struct sb_proc mock;
     assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
-    struct paths p;
-    paths_init(&p, "resend", mock.port, "/v1/completions");
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "resend", mock.port, "/v1/completions");
     const char *args[] = {"--requests", "60", "--concurrency", "1", "--no-stream", "--max-tokens",
                           "5",          NULL};
     char *out = NULL, *err = NULL;
@@ -480,7 +460,7 @@ static void test_resends_counted(void **state)
     unlink(logpath);
     free(out);
     free(err);
-    paths_release(&p);
+    sb_run_paths_release(&p);
 }
 
 int main(int argc, char **argv)
