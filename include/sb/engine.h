@@ -13,6 +13,7 @@
 
 #include "sb/err.h"
 #include "sb/jsonl.h"
+#include "sb/lora_select.h"
 #include "sb/openai.h"
 #include "sb/record.h"
 #include "sb/recstats.h"
@@ -30,6 +31,11 @@ struct sb_engine_params {
     const char *api_key;    /* Bearer token, NULL for none (never written anywhere) */
     struct sb_jsonl_sink *sink;
     bool progress; /* a live progress line on stderr */
+    /* LoRA suite: with lora set, each request names the adapter lora picks for its seq, as
+       lora_mode says (sb/lora_select.h); both borrowed. NULL: no adapters. */
+    const struct sb_lora_list *lora_list;
+    struct sb_lora_selector *lora;
+    int lora_mode;
 };
 
 enum sb_exit_reason {

@@ -51,20 +51,26 @@ struct sb_request_params {
      * NULL, empty/whitespace, or the text of a JSON object whose members are appended at the top
      * level as they are written, byte for byte (extra_body: ignore_eos, min_tokens, lora_request,
      * seed...). A member named like a built-in field (model, prompt or messages, max_tokens,
-     * temperature, top_p, stream, stream_options) replaces it, so the body never holds a key
-     * twice; a key repeated inside extra_json is an error.
+     * temperature, top_p, stream, stream_options, lora_request) replaces it, so the body never
+     * holds a key twice; a key repeated inside extra_json is an error.
      */
     const char *extra_json;
+    /* Non-NULL: adds TensorRT-LLM's "lora_request": {"lora_name": lora_name, "lora_int_id":
+     * lora_id, "lora_path": lora_path ("" when NULL)}; an extra_json "lora_request" replaces it. */
+    const char *lora_name;
+    long long lora_id;
+    const char *lora_path;
 };
 
 /*
  * Appends the request body to out: {"model", "prompt" (completions) or "messages":
  * [{"role":"user","content": prompt}] (chat), "max_tokens", "temperature", "top_p", "stream",
- * "stream_options", extra members}, each optional field as described above, numbers written so
- * that they parse back to the same double. Without extra_json no JSON library is involved.
- * Returns 0, or -1 with err filled when extra_json is not a JSON object (invalid JSON, another
- * kind of value, a duplicate key, an unpaired surrogate escape, nesting deeper than 64), when a
- * number is not finite, or when out's limit would be exceeded; on failure out is left as it was.
+ * "stream_options", "lora_request", extra members}, each optional field as described above, numbers
+ * written so that they parse back to the same double. Without extra_json no JSON library is
+ * involved. Returns 0, or -1 with err filled when extra_json is not a JSON object (invalid JSON,
+ * another kind of value, a duplicate key, an unpaired surrogate escape, nesting deeper than 64),
+ * when a number is not finite, or when out's limit would be exceeded; on failure out is left as it
+ * was.
  */
 int sb_openai_build_request(const struct sb_request_params *p, struct sb_buf *out,
                             struct sb_err *err);

@@ -114,6 +114,11 @@ struct sb_record {
     /* The server counted far fewer prompt tokens than were sent (sb_prompt_truncated): it cut
        the prompt (llama.cpp's context shift) without saying so. */
     bool server_truncated;
+
+    /* LoRA suite: the adapter named by the request ("" = null: none), and its 1-based use count
+       in the run's request sequence at send time (1: its first use, cold); -1 (null) without. */
+    char adapter[128];
+    long long adapter_use;
 };
 
 /*

@@ -109,6 +109,10 @@ struct sb_run_config {
     bool kv_sharing_enabled;
     char *kv_cache_tiers;
     char *notes;
+    /* LoRA suite (H1): the adapter list, how each request picks one, how it is named */
+    char *lora_list;
+    char *lora_select;
+    int lora_mode; /* enum sb_lora_mode (sb/lora_select.h) */
 };
 
 extern const struct sb_opt sb_run_options[];

@@ -36,6 +36,7 @@
 #include "sb/util.h"
 #include "sb/tokenizer.h"
 #include "sb/workload.h"
+#include "sb/lora_select.h"
 
 static void usage(FILE *f)
 {
@@ -241,12 +242,42 @@ static void base_of(const char *url, char *out, size_t cap)
     snprintf(out, cap, "%.*s", (int)n, url);
 }
 
+/* run.json's "lora": the list, how adapters were picked and named, and requests per adapter. */
+static void add_lora(cJSON *o, const struct sb_engine_params *ep, const struct sb_run_config *cfg)
+{
+    const struct sb_lora_list *l = ep->lora_list;
+    long long *counts = calloc(l->n, sizeof(*counts));
+    if (!counts)
+        return;
+    sb_lora_selector_counts(ep->lora, counts);
+    cJSON *lo = cJSON_AddObjectToObject(o, "lora");
+    cJSON_AddStringToObject(lo, "list", l->file);
+    cJSON_AddStringToObject(lo, "mode", ep->lora_mode == SB_LORA_MODE_TRTLLM ? "trtllm" : "model");
+    cJSON_AddStringToObject(lo, "select", cfg->lora_select);
+    cJSON *arr = cJSON_AddArrayToObject(lo, "adapters");
+    for (size_t i = 0; i < l->n; i++) {
+        cJSON *a = cJSON_CreateObject();
+        cJSON_AddStringToObject(a, "name", l->a[i].name);
+        if (l->a[i].id >= 0)
+            cJSON_AddNumberToObject(a, "id", (double)l->a[i].id);
+        else
+            cJSON_AddNullToObject(a, "id");
+        if (l->a[i].path)
+            cJSON_AddStringToObject(a, "path", l->a[i].path);
+        else
+            cJSON_AddNullToObject(a, "path");
+        cJSON_AddNumberToObject(a, "requests", (double)counts[i]);
+        cJSON_AddItemToArray(arr, a);
+    }
+    free(counts);
+}
+
 static int write_run_json(const char *dir, const char *run_id, const char *url, int argc,
                           char **argv, const struct sb_engine_result *res, uint64_t wall_start,
                           uint64_t wall_end, const struct sb_workload *w,
                           const struct record_loss *loss, const struct server_side *ss,
                           const struct sb_run_config *cfg, const struct record_facts *facts,
-                          struct sb_err *err)
+                          const struct sb_engine_params *ep, struct sb_err *err)
 {
     cJSON *o = cJSON_CreateObject();
     char t[64];
@@ -397,6 +428,8 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
         else
             cJSON_AddNullToObject(pm, "error");
     }
+    if (ep->lora)
+        add_lora(o, ep, cfg);
     cJSON_AddStringToObject(o, "exit_reason", sb_exit_reason_name(res->reason));
     if (res->fatal_msg[0])
         cJSON_AddStringToObject(o, res->reason == SB_EXIT_FATAL ? "fatal_error" : "stop_message",
@@ -579,6 +612,8 @@ int cmd_run(int argc, char **argv)
     struct sb_jsonl_sink sink;
     bool sink_open = false;
     struct sb_engine_result er = {0};
+    struct sb_lora_list lora_list = {0};
+    struct sb_lora_selector *lora = NULL;
     int rc = 1;
     sb_err_clear(&err);
     if (sb_cmd_parse("run", sb_run_options, sb_run_noptions, &cfg, argc, argv, usage, &res, &rc) !=
@@ -593,6 +628,28 @@ int cmd_run(int argc, char **argv)
     if (cfg.duration_s <= 0 && cfg.requests <= 0) {
         rc = sb_usage_error("run", "give --duration-s or --requests (or both)");
         goto out;
+    }
+    /* The LoRA suite's list and policy, checked before anything is sent or written. */
+    struct sb_lora_policy pol;
+    if (sb_lora_policy_parse(cfg.lora_select, &pol, &err) != 0) {
+        rc = sb_usage_error("run", err.msg);
+        goto out;
+    }
+    if (cfg.lora_list && *cfg.lora_list) {
+        if (sb_lora_list_load(cfg.lora_list, &lora_list, &err) != 0 ||
+            sb_lora_list_check_mode(&lora_list, (enum sb_lora_mode)cfg.lora_mode, &err) != 0 ||
+            sb_lora_selector_new(&lora_list, &pol, (uint64_t)cfg.seed, &lora, &err) != 0) {
+            fprintf(stderr, "sparkbench run: %s\n", err.msg);
+            rc = 1;
+            goto out;
+        }
+        char name[64];
+        free(cfg.lora_select); /* resolved, as config.yaml and run.json show it */
+        cfg.lora_select = strdup(sb_lora_policy_name(&pol, name, sizeof(name)));
+        if (!cfg.lora_select) {
+            fprintf(stderr, "sparkbench run: out of memory\n");
+            goto out;
+        }
     }
     /* Loaded once: every count of the run comes from it (sb_workload_count). */
     if (cfg.tokenizer && *cfg.tokenizer && sb_tokenizer_load(cfg.tokenizer, &tok, &err) != 0) {
@@ -681,6 +738,9 @@ int cmd_run(int argc, char **argv)
         .api_key = key,
         .sink = &sink,
         .progress = !cfg.quiet && isatty(2),
+        .lora_list = lora ? &lora_list : NULL,
+        .lora = lora,
+        .lora_mode = cfg.lora_mode,
     };
     struct sysmon_thread sm;
     bool sm_running = cfg.sysmon && sysmon_start(&sm, &cfg, dir) == 0;
@@ -729,7 +789,7 @@ int cmd_run(int argc, char **argv)
     struct record_facts facts;
     record_facts_of(&er, &wl, &facts);
     bool json_failed = write_run_json(dir, run_id, url, argc, argv, &er, wall_start, wall_end, &wl,
-                                      &loss, &ss, &cfg, &facts, &err) != 0;
+                                      &loss, &ss, &cfg, &facts, &p, &err) != 0;
     if (json_failed)
         fprintf(stderr, "sparkbench run: %s\n", err.msg);
     if (!cfg.quiet)
@@ -783,6 +843,8 @@ out:
         sb_jsonl_close(&sink, &err);
     sb_engine_result_release(&er);
     sb_workload_release(&wl);
+    sb_lora_selector_free(lora);
+    sb_lora_list_release(&lora_list);
     sb_tokenizer_free(tok);
     free(res.positional);
     sb_opt_release(sb_run_options, sb_run_noptions, &cfg);

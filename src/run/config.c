@@ -13,6 +13,7 @@
 static const char *const arrival_choices[] = {"poisson", "constant", "gamma", NULL};
 static const char *const api_choices[] = {"auto", "completions", "chat", NULL};
 static const char *const nonce_pos_choices[] = {"start", "end", NULL};
+static const char *const lora_mode_choices[] = {"model", "trtllm", NULL};
 
 const struct sb_opt sb_run_options[] = {
     {.flag = "config",
@@ -368,6 +369,31 @@ const struct sb_opt sb_run_options[] = {
      .help = "tokenizer.json, a directory holding one, or a cached HF repo id: exact prompt "
              "counts (prompt_tokens_client) and --max-input-len cuts in tokens (default: 4 bytes a "
              "token)"},
+    /* LoRA suite (H1) */
+    {.key = "run.lora_list",
+     .flag = "lora-list",
+     .type = SB_OPT_STR,
+     .offset = O(lora_list),
+     .argname = "FILE",
+     .help = "LoRA adapters, one a line: NAME [ID [PATH]] ('#' comments); each request names "
+             "one (records: adapter, adapter_use)"},
+    {.key = "run.lora_select",
+     .flag = "lora-select",
+     .type = SB_OPT_STR,
+     .offset = O(lora_select),
+     .def = "round_robin",
+     .argname = "HOW",
+     .help = "with --lora-list: round_robin, uniform or zipf:S (rank = list order), by request "
+             "number and --seed"},
+    {.key = "run.lora_mode",
+     .flag = "lora-mode",
+     .type = SB_OPT_ENUM,
+     .offset = O(lora_mode),
+     .def = "model",
+     .argname = "MODE",
+     .help = "with --lora-list: model (the adapter name as \"model\": vLLM, SGLang, Dynamo) or "
+             "trtllm (TensorRT-LLM's lora_request with the list's id and path)",
+     .choices = lora_mode_choices},
     {.key = "run.hypothesis",
      .flag = "hypothesis",
      .type = SB_OPT_STR,

@@ -160,6 +160,7 @@ struct shared {
     pthread_mutex_t fatal_lock;
     const char *shared_body; /* one body for every request, when possible */
     size_t shared_body_len;
+    struct sb_buf *lora_bodies; /* with a shared body and a LoRA list: one body per adapter */
     char shared_hash[20];
     char auth_header[1024];
     int main_wake_fd; /* eventfd: a loop has finished */
@@ -614,7 +615,7 @@ static void fill_labels(struct loop *l, struct sb_record *rec)
 
 /* The request body for one prompt, from the run's options. */
 static int build_body(const struct sb_engine_params *p, const struct sb_prompt *pr,
-                      struct sb_buf *out, struct sb_err *err)
+                      long long lora_idx, struct sb_buf *out, struct sb_err *err)
 {
     const struct sb_run_config *cfg = p->cfg;
     struct sb_request_params rp = {
@@ -629,6 +630,8 @@ static int build_body(const struct sb_engine_params *p, const struct sb_prompt *
         .include_usage = cfg->stream,
         .extra_json = cfg->extra_body,
     };
+    if (lora_idx >= 0) /* the adapter of this request (LoRA suite) */
+        sb_lora_apply(p->lora_list, (enum sb_lora_mode)p->lora_mode, (size_t)lora_idx, &rp);
     return sb_openai_build_request(&rp, out, err);
 }
 
@@ -670,6 +673,14 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
     r->rec.req_idx = req_idx;
     r->rec.seq = seq;
     snprintf(r->rec.request_id, sizeof(r->rec.request_id), "%s-%lld", p->run_id, seq);
+    long long lora_idx = -1;
+    if (p->lora) { /* by seq, whichever loop sends it */
+        size_t ai;
+        sb_lora_selector_take(p->lora, seq, &ai, &r->rec.adapter_use);
+        lora_idx = (long long)ai;
+        const char *an = p->lora_list->a[ai].name;
+        sb_utf8_copy(r->rec.adapter, sizeof(r->rec.adapter), an, strlen(an));
+    }
 
     struct sb_err err;
     const struct sb_workload *w = p->workload;
@@ -679,6 +690,10 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
         /* One prompt for everybody: its hash was taken once. */
         memcpy(r->rec.prompt_hash, sh->shared_hash, sizeof(r->rec.prompt_hash));
         r->rec.prompt_tokens_client = w->exact_tokens;
+        if (lora_idx >= 0) {
+            body = sh->lora_bodies[lora_idx].data;
+            body_len = sh->lora_bodies[lora_idx].len;
+        }
     } else {
         if (w->ops->prompt(w, user_id, req_idx, &r->prompt, &err) != 0) {
             set_fatal(l, err.msg);
@@ -695,7 +710,7 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
             return -1;
         }
         sb_buf_reset(&r->body);
-        if (build_body(p, &r->prompt, &r->body, &err) != 0) {
+        if (build_body(p, &r->prompt, lora_idx, &r->body, &err) != 0) {
             set_fatal(l, err.msg);
             r->next = l->free_reqs;
             l->free_reqs = r;
@@ -1422,6 +1437,22 @@ static void print_progress(struct loop *loops, int n, const struct shared *sh, b
         final ? "\n" : "");
 }
 
+/* The shared body of each adapter of the LoRA list, into sh->lora_bodies. 0 or -1 with err. */
+static int build_lora_bodies(struct shared *sh, const struct sb_prompt *pr, struct sb_err *err)
+{
+    const struct sb_engine_params *p = sh->p;
+    size_t n = p->lora_list->n;
+    sh->lora_bodies = calloc(n, sizeof(*sh->lora_bodies));
+    if (!sh->lora_bodies)
+        return sb_err_set(err, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        sb_buf_init(&sh->lora_bodies[i], 1u << 30);
+        if (build_body(p, pr, (long long)i, &sh->lora_bodies[i], err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 /*
  * The end of the measured window: when sending stopped. That is the duration's end, or earlier
  * the signal or fatal error that stopped the run, or the last intended send when --requests ran
@@ -1479,8 +1510,10 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
             sb_prompt_release(&pr);
             goto out;
         }
-        int brc = build_body(p, &pr, &shared_body, err);
+        int brc = build_body(p, &pr, -1, &shared_body, err);
         memcpy(sh->shared_hash, pr.hash, sizeof(sh->shared_hash));
+        if (brc == 0 && p->lora) /* the body names the adapter: one per adapter */
+            brc = build_lora_bodies(sh, &pr, err);
         sb_prompt_release(&pr);
         if (brc != 0)
             goto out;
@@ -1653,6 +1686,9 @@ out:
         if (sh->main_wake_fd >= 0)
             close(sh->main_wake_fd);
         free(sh->backlog);
+        for (size_t i = 0; sh->lora_bodies && i < p->lora_list->n; i++)
+            sb_buf_release(&sh->lora_bodies[i]);
+        free(sh->lora_bodies);
     }
     free(sh);
     free(loops);

@@ -1060,6 +1060,7 @@ enum {
     B_TOP_P = 1 << 5,
     B_STREAM = 1 << 6,
     B_STREAM_OPTIONS = 1 << 7,
+    B_LORA_REQUEST = 1 << 8,
 };
 
 static const struct {
@@ -1074,6 +1075,7 @@ static const struct {
     {"top_p", B_TOP_P},
     {"stream", B_STREAM},
     {"stream_options", B_STREAM_OPTIONS},
+    {"lora_request", B_LORA_REQUEST},
 };
 
 /* One top-level member of extra_json: raw spans into it, and its decoded key. */
@@ -1273,6 +1275,18 @@ int sb_openai_build_request(const struct sb_request_params *p, struct sb_buf *ou
     if (p->stream && p->include_usage && !(ov & B_STREAM_OPTIONS)) {
         rc |= add_key(out, &first, "stream_options");
         rc |= sb_buf_adds(out, "{\"include_usage\":true,\"continuous_usage_stats\":false}");
+    }
+    if (p->lora_name && !(ov & B_LORA_REQUEST)) {
+        /* TensorRT-LLM's LoRARequest (tensorrt_llm/executor/request.py: lora_name, lora_int_id,
+           lora_path; the server checks that the path exists), the `lora_request` member of its
+           CompletionRequest / ChatCompletionRequest (tensorrt_llm/serve/openai_protocol.py). */
+        rc |= add_key(out, &first, "lora_request");
+        rc |= sb_buf_adds(out, "{\"lora_name\":\"");
+        rc |= sb_buf_add_json_escaped(out, p->lora_name, strlen(p->lora_name));
+        rc |= sb_buf_addf(out, "\",\"lora_int_id\":%lld,\"lora_path\":\"", p->lora_id);
+        const char *lp = p->lora_path ? p->lora_path : "";
+        rc |= sb_buf_add_json_escaped(out, lp, strlen(lp));
+        rc |= sb_buf_adds(out, "\"}");
     }
     for (size_t i = 0; i < x.n; i++) {
         const struct member *m = &x.m[i];

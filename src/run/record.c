@@ -60,6 +60,7 @@ void sb_record_init(struct sb_record *r)
     r->concurrency = r->max_inflight = -1;
     r->server_prompt_n = r->server_predicted_n = r->server_cache_n = -1;
     r->server_prompt_ms = r->server_decode_ms = r->server_queue_ms = NAN;
+    r->adapter_use = -1;
 }
 
 bool sb_prompt_truncated(long long reported, long long sent_est)
@@ -171,6 +172,8 @@ static const struct field fields[] = {
     FIELD(response_id, F_STR_NULL),
     FIELD(nonce, F_STR_NULL),
     FIELD(prompt_hash, F_STR),
+    FIELD(adapter, F_STR_NULL),
+    FIELD(adapter_use, F_LL_NULL),
     FIELD(rc, F_INT),
     FIELD(ok, F_BOOL),
     FIELD(error, F_ERRKIND),
