@@ -54,6 +54,14 @@ struct sb_file_report {
     char first_problem[256]; /* "metrics.jsonl line 17: ..." or "" */
 };
 
+/* One adapter's first uses (cold) and later uses (warm) in a run: the LoRA suite's H1 split. */
+struct sb_lora_split {
+    char adapter[128];         /* "*" for all adapters together */
+    size_t n[2];               /* [0] cold, [1] warm: ok records with a TTFT */
+    size_t errors[2];          /* failed records */
+    struct sb_summary ttft[2]; /* TTFT (ms) of those ok records */
+};
+
 struct sb_run {
     /* ---- identity (strings owned; "" when unknown, never NULL after loading) ---- */
     char *dir;    /* the run directory as found */
@@ -147,6 +155,11 @@ struct sb_run {
     /* client TTFT - the server's prefill time (llama.cpp timings.prompt_ms) over the ok measured
        records having both: the client-side overhead */
     struct sb_summary client_overhead;
+
+    /* ---- the LoRA suite (lora.c): by adapter, sorted by name, then "*" (all); NULL/0 when the
+       run named no adapters ---- */
+    struct sb_lora_split *lora;
+    size_t nlora;
 };
 
 struct sb_analyze_opts {
@@ -278,6 +291,15 @@ void sb_analyze_set_split(int max_parts, size_t min_part_bytes);
  * the telemetry part of r over [r->t0, r->t1]. default_cadence_s (config telemetry.cadence_ms,
  * else 0.2) is used for a file with fewer than two ticks. Never fails: problems become warnings.
  */
+/*
+ * The LoRA suite's split of metrics.jsonl at path (a run made with --lora-list): per adapter, its
+ * first use (adapter_use 1: cold, whatever the phase, since a first use happens once and usually
+ * early) and its later uses (warm, measured phase only), ok records' TTFT summarized and failures
+ * counted, into r->lora. Records without an adapter are left out; lines that do not parse are the
+ * metrics reader's to report. 0, or -1 with err (the file cannot be read, out of memory).
+ */
+int sb_run_read_lora(struct sb_run *r, const char *path, struct sb_err *err);
+
 void sb_run_read_telemetry(struct sb_run *r, const char *sysmon_path, const char *dynkv_path,
                            double default_cadence_s);
 

@@ -49,11 +49,22 @@ int sb_lora_list_parse(const char *text, size_t len, const char *name, struct sb
 int sb_lora_list_load(const char *path, struct sb_lora_list *out, struct sb_err *err);
 void sb_lora_list_release(struct sb_lora_list *l);
 
-/* How the adapter is named in a request. */
+/*
+ * How the adapter is named in a request.
+ *   model: the adapter's name is the request's "model". vLLM resolves it so
+ *     (vllm/entrypoints/openai/serving_engine.py _maybe_get_adapters: request.model ==
+ *     lora.lora_name for each --lora-modules adapter); Dynamo registers each loaded LoRA as a
+ *     model of /v1/models and routes by that name (docs.nvidia.com/dynamo, user-guides/LoRA
+ *     Adapters; vLLM backend); SGLang takes "model": "BASE:ADAPTER" (its examples/runtime/lora.py,
+ *     the adapter from --lora-paths NAME=PATH), so its list names are written that way.
+ *   trtllm: "model" stays the base; TensorRT-LLM's CompletionRequest / ChatCompletionRequest take
+ *     "lora_request": LoRARequest {lora_name: str, lora_int_id: int, lora_path: str}
+ *     (tensorrt_llm/serve/openai_protocol.py, tensorrt_llm/executor/request.py, whose
+ *     __post_init__ requires lora_path to exist on the server).
+ */
 enum sb_lora_mode {
-    SB_LORA_MODE_MODEL,  /* "model": the adapter name (vLLM, SGLang "base:adapter", Dynamo) */
-    SB_LORA_MODE_TRTLLM, /* the base model, plus "lora_request": {lora_name, lora_int_id,
-                            lora_path} (TensorRT-LLM) */
+    SB_LORA_MODE_MODEL,
+    SB_LORA_MODE_TRTLLM,
 };
 
 /*

@@ -528,7 +528,7 @@ static int labels_from_config(struct sb_run *r, const struct cfgmap *c, double *
  */
 static const struct setting_key {
     const char *key;
-    enum { ALWAYS, CLOSED_LOOP, OPEN_LOOP, GAMMA } when;
+    enum { ALWAYS, CLOSED_LOOP, OPEN_LOOP, GAMMA, LORA } when;
 } setting_keys[] = {
     {"run.served_model", ALWAYS},
     {"run.api", ALWAYS},
@@ -553,6 +553,9 @@ static const struct setting_key {
     {"model.precision", ALWAYS},
     {"model.max_num_tokens", ALWAYS},
     {"runtime.kv_sharing_enabled", ALWAYS},
+    {"run.lora_list", LORA},
+    {"run.lora_select", LORA},
+    {"run.lora_mode", LORA},
 };
 
 static int cmp_str_ptr(const void *a, const void *b)
@@ -582,9 +585,12 @@ static int settings_build(struct sb_run *r, const struct cfgmap *c, const char *
     int rc = 0;
     const char *arrival = cfg_get(c, KEYS("run.arrival"));
     bool open_loop = !isnan(r->rate);
+    const char *lora_list = cfg_get(c, KEYS("run.lora_list"));
+    bool lora = lora_list && *lora_list && strcmp(lora_list, "null") != 0;
     for (size_t i = 0; i < SB_ARRAY_SIZE(setting_keys); i++) {
         const struct setting_key *k = &setting_keys[i];
-        if ((k->when == CLOSED_LOOP && open_loop) || (k->when == OPEN_LOOP && !open_loop) ||
+        if ((k->when == LORA && !lora) || (k->when == CLOSED_LOOP && open_loop) ||
+            (k->when == OPEN_LOOP && !open_loop) ||
             (k->when == GAMMA && (!open_loop || !arrival || strcmp(arrival, "gamma") != 0)))
             continue;
         const char *v = cfg_get(c, (const char *const[]){k->key, NULL});
@@ -794,6 +800,13 @@ int sb_run_load(const char *dir, const struct sb_analyze_opts *opts, struct sb_r
     if (labels_from_config(r, &cfg, &cadence) != 0 ||
         settings_build(r, &cfg, json_settings, json_endpoint) != 0)
         goto oom;
+    /* A LoRA suite run: the H1 split by adapter and first use, a second pass over its records. */
+    const char *lora_list = cfg_get(&cfg, KEYS("run.lora_list"));
+    if (lora_list && *lora_list && strcmp(lora_list, "null") != 0) {
+        PATH_OF(path, "metrics.jsonl");
+        if (sb_run_read_lora(r, path, err) != 0)
+            goto out;
+    }
     /* The directory's name is the run id when nothing else says. */
     char base[256];
     snprintf(base, sizeof(base), "%.*s", (int)strcspn(base_name(dir), "/"), base_name(dir));
@@ -851,5 +864,6 @@ void sb_run_release(struct sb_run *r)
         free(r->warnings[i]);
     free(r->warnings);
     free(r->h7);
+    free(r->lora);
     memset(r, 0, sizeof(*r));
 }

@@ -326,6 +326,96 @@ static int rows_h1(const struct sb_analysis *an, struct sb_table *t)
     return sb_table_failed(t) ? -1 : 0;
 }
 
+/* The LoRA suite's split: one row per run and adapter (then "*", all adapters), cold beside
+   warm. Every run made with --lora-list, whatever its hypothesis label. */
+static const char *const h1a_header[] = {"run_id",
+                                         "hypothesis",
+                                         "stack",
+                                         "model",
+                                         "phase",
+                                         "adapter",
+                                         "adapter_idx",
+                                         "cold_requests",
+                                         "cold_errors",
+                                         "cold_ttft_p50_ms",
+                                         "cold_ttft_p99_ms",
+                                         "warm_requests",
+                                         "warm_errors",
+                                         "warm_ttft_p50_ms",
+                                         "warm_ttft_p99_ms",
+                                         "cold_minus_warm_p50_ms"};
+
+static int rows_h1_adapters(const struct sb_analysis *an, struct sb_table *t)
+{
+    for (size_t i = 0; i < an->nruns; i++) {
+        const struct sb_run *r = &an->runs[i];
+        char hyp[16];
+        for (size_t a = 0; a < r->nlora; a++) {
+            const struct sb_lora_split *ls = &r->lora[a];
+            sb_table_row(t);
+            sb_table_str(t, r->run_id);
+            sb_table_str(t, sb_run_hypothesis(r, hyp, sizeof(hyp)));
+            sb_table_str(t, r->stack);
+            sb_table_str(t, r->model);
+            sb_table_str(t, r->phase);
+            sb_table_str(t, ls->adapter);
+            sb_table_int(t, (long long)a + 1);
+            for (int k = 0; k < 2; k++) {
+                sb_table_int(t, (long long)ls->n[k]);
+                sb_table_int(t, (long long)ls->errors[k]);
+                sb_table_num(t, ls->ttft[k].p50);
+                sb_table_num(t, ls->ttft[k].p99);
+            }
+            sb_table_num(t, ls->ttft[0].p50 - ls->ttft[1].p50);
+        }
+    }
+    return sb_table_failed(t) ? -1 : 0;
+}
+
+/* Cold and warm TTFT p50 per adapter (x: the adapter, named on the axis), one colour per run. */
+static int plot_h1_adapters(const struct sb_analysis *an, const struct sb_table *t,
+                            struct sb_buf *gp)
+{
+    (void)an;
+    size_t run = sb_table_col(t, "run_id"), name = sb_table_col(t, "adapter");
+    size_t x = sb_table_col(t, "adapter_idx");
+    size_t ys[2] = {sb_table_col(t, "cold_ttft_p50_ms"), sb_table_col(t, "warm_ttft_p50_ms")};
+    gp_titles(gp, "H1: TTFT p50 of each adapter's first use (cold) and later uses (warm)",
+              "adapter", "TTFT p50 (ms)");
+    /* Tick labels from the first run's rows (the adapters of every run, when they share one). */
+    sb_buf_adds(gp, "set xtics rotate by -30 (");
+    const char *first_run = t->nrows ? sb_table_cell(t, 1, run) : "";
+    bool firsttic = true;
+    for (size_t r = 1; r <= t->nrows; r++) {
+        if (strcmp(sb_table_cell(t, r, run), first_run) != 0)
+            continue;
+        sb_buf_adds(gp, firsttic ? "" : ", ");
+        firsttic = false;
+        const char *nm = sb_table_cell(t, r, name);
+        gp_str(gp, strcmp(nm, "*") == 0 ? "all" : nm);
+        sb_buf_addf(gp, " %s", sb_table_cell(t, r, x));
+    }
+    sb_buf_adds(gp, ")\nset offsets 0.5, 0.5, 0, 0\nset yrange [0:*]\n");
+    static const char *const names[2] = {"cold", "warm"};
+    const char *vals[64];
+    size_t nv = distinct(t, run, vals, SB_ARRAY_SIZE(vals));
+    bool first = true;
+    int n = 0;
+    for (size_t v = 0; v < nv; v++)
+        for (int k = 0; k < 2; k++) {
+            if (!has_xy(t, run, vals[v], x, ys[k]))
+                continue;
+            char style[96], title[400];
+            snprintf(style, sizeof(style), "with points pt %d ps 1.6 lc %zu", k ? 6 : 7, v + 1);
+            snprintf(title, sizeof(title), "%s %s", vals[v], names[k]);
+            gp_clause(gp, &first, run, vals[v], x, ys[k], style, title);
+            n++;
+        }
+    if (n)
+        sb_buf_adds(gp, "\n");
+    return n;
+}
+
 static const char *const h2_hyps[] = {"H2A", "H2B", NULL};
 static const char *const h2_header[] = {
     "series",        "hypothesis",          "stack",       "model",      "workload",
@@ -974,6 +1064,8 @@ static const struct fig_kind kinds[] = {
     KIND("H0_latency_vs_concurrency", "H0", "H0: p50 / p95 / p99 vs concurrency", h0_header,
          rows_h0, plot_h0, 900, 560),
     KIND("H1_cold_vs_warm", "H1", "H1: cold vs warm LoRA", h1_header, rows_h1, NULL, 0, 0),
+    KIND("H1_adapter_cold_warm", "H1", "H1: TTFT by adapter, first use (cold) vs later uses (warm)",
+         h1a_header, rows_h1_adapters, plot_h1_adapters, 900, 560),
     KIND("H2_p99_vs_context", "H2", "H2A vs H2B: p99 vs context", h2_header, rows_h2, plot_h2, 900,
          560),
     KIND("H2B_tier_hits_vs_context", "H2", "H2B: tier hit ratios vs context", h2b_header, rows_h2b,
