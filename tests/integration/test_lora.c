@@ -349,17 +349,20 @@ static void test_uniform_open_loop_threads(void **state)
     struct seen *s1 = calloc(1, sizeof(*s1)), *s3 = calloc(1, sizeof(*s3));
     char out[700];
     char *err = NULL;
-    /* Open loop, one thread and three: the same adapter for every request number. */
-    const char *a1[] = {"--lora-list", e.list, "--lora-select", "uniform", "--rate", "400",
-                        "--requests",  "400",  "--threads",     "1",       NULL};
+    /* Open loop, one thread and three: the same adapter for every request number; a nonce per
+       request, so each body is built for its request (not one shared body per adapter). */
+    const char *a1[] = {"--lora-list", e.list, "--lora-select",       "uniform",
+                        "--rate",      "400",  "--requests",          "400",
+                        "--threads",   "1",    "--nonce-per-request", NULL};
     int rc = run_into(&e, "uni1", "/v1/completions", a1, out, sizeof(out), &err);
     if (rc != 0)
         fail_msg("run exited %d: %s", rc, err);
     free(err);
     read_run(out, s1);
     assert_int_equal(check_mock_log(e.log, s1, false), 400);
-    const char *a3[] = {"--lora-list", e.list, "--lora-select", "uniform", "--rate", "400",
-                        "--requests",  "400",  "--threads",     "3",       NULL};
+    const char *a3[] = {"--lora-list", e.list, "--lora-select",       "uniform",
+                        "--rate",      "400",  "--requests",          "400",
+                        "--threads",   "3",    "--nonce-per-request", NULL};
     rc = run_into(&e, "uni3", "/v1/completions", a3, out, sizeof(out), &err);
     if (rc != 0)
         fail_msg("run exited %d: %s", rc, err);
