@@ -586,7 +586,7 @@ static int settings_build(struct sb_run *r, const struct cfgmap *c, const char *
     const char *arrival = cfg_get(c, KEYS("run.arrival"));
     bool open_loop = !isnan(r->rate);
     const char *lora_list = cfg_get(c, KEYS("run.lora_list"));
-    bool lora = lora_list && *lora_list && strcmp(lora_list, "null") != 0;
+    bool lora = lora_list && *lora_list;
     for (size_t i = 0; i < SB_ARRAY_SIZE(setting_keys); i++) {
         const struct setting_key *k = &setting_keys[i];
         if ((k->when == LORA && !lora) || (k->when == CLOSED_LOOP && open_loop) ||
@@ -802,7 +802,7 @@ int sb_run_load(const char *dir, const struct sb_analyze_opts *opts, struct sb_r
         goto oom;
     /* A LoRA suite run: the H1 split by adapter and first use, a second pass over its records. */
     const char *lora_list = cfg_get(&cfg, KEYS("run.lora_list"));
-    if (lora_list && *lora_list && strcmp(lora_list, "null") != 0) {
+    if (lora_list && *lora_list) {
         PATH_OF(path, "metrics.jsonl");
         if (sb_run_read_lora(r, path, err) != 0)
             goto out;
