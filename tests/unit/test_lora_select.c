@@ -139,7 +139,7 @@ static struct sb_lora_list make_list(size_t n)
     struct sb_err err;
     char text[4096] = "";
     for (size_t i = 0; i < n; i++) {
-        char line[64];
+        char line[128];
         snprintf(line, sizeof(line), "ad%zu %zu /loras/ad%zu\n", i, i + 1, i);
         strncat(text, line, sizeof(text) - strlen(text) - 1);
     }
