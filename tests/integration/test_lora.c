@@ -150,7 +150,7 @@ static void read_run(const char *out, struct seen *s)
         const char *ad = sb_test_str(v[i], "adapter");
         assert_non_null(ad);
         assert_true(strncmp(ad, "ad", 2) == 0);
-        int a = atoi(ad + 2);
+        int a = (int)strtol(ad + 2, NULL, 10);
         assert_true(a >= 0 && a < NAD);
         s->adapter[seq] = a;
         s->use[seq] = (long long)sb_test_num(v[i], "adapter_use");
@@ -266,7 +266,7 @@ static void test_round_robin_model_mode(void **state)
         if (strncmp(line, "run_id,", 7) == 0)
             continue;
         /* run_id,hypothesis,stack,model,phase,adapter,idx,cold_n,cold_err,cold_p50,... */
-        char *f[16];
+        char *f[16] = {0};
         int nf = 0;
         for (char *p = line; nf < 16; nf++) {
             f[nf] = p;
@@ -280,10 +280,10 @@ static void test_round_robin_model_mode(void **state)
         }
         assert_int_equal(nf, 16);
         bool all = strcmp(f[5], "*") == 0;
-        assert_int_equal(atoi(f[7]), all ? NAD : 1);
-        assert_int_equal(atoi(f[11]), all ? 36 : 9);
-        assert_int_equal(atoi(f[8]) + atoi(f[12]), 0);
-        assert_true(atof(f[9]) >= LOAD_MS); /* cold p50 */
+        assert_int_equal(strtol(f[7], NULL, 10), all ? NAD : 1);
+        assert_int_equal(strtol(f[11], NULL, 10), all ? 36 : 9);
+        assert_int_equal(strtol(f[8], NULL, 10) + strtol(f[12], NULL, 10), 0);
+        assert_true(strtod(f[9], NULL) >= LOAD_MS); /* cold p50 */
         rows++;
     }
     assert_int_equal(rows, NAD + 1);
