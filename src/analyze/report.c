@@ -747,7 +747,8 @@ static const struct section {
      "multiple of p50 until the knee."},
     {"H1", "H1: cold vs warm LoRA",
      "LoRA loads are a weight-storage story: cold vs warm should change TTFT but not the "
-     "KV-driven tails."},
+     "KV-driven tails. Runs made with --lora-list are split by adapter: each adapter's first use "
+     "(cold, adapter_use 1) beside its later uses (warm, measured phase)."},
     {"H2", "H2A vs H2B: KV behaviour",
      "Stack A should show no KV storage traffic as context grows (NVMe flat); Stack B should "
      "show RAM-tier overflow turn into tier-2 fetches and a storage knee."},

@@ -453,6 +453,24 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
     return rc;
 }
 
+/* One line: the adapters' request counts (the first 8, then how many more). */
+static void print_lora(const struct sb_engine_params *ep, const struct sb_run_config *cfg)
+{
+    const struct sb_lora_list *l = ep->lora_list;
+    long long *counts = calloc(l->n, sizeof(*counts));
+    if (!counts)
+        return;
+    sb_lora_selector_counts(ep->lora, counts);
+    printf("  LoRA: %zu adapters, %s, %s mode:", l->n, cfg->lora_select,
+           ep->lora_mode == SB_LORA_MODE_TRTLLM ? "trtllm" : "model");
+    for (size_t i = 0; i < l->n && i < 8; i++)
+        printf("%s %s %lld", i ? "," : "", l->a[i].name, counts[i]);
+    if (l->n > 8)
+        printf(", ... (%zu more; run.json lora)", l->n - 8);
+    printf("\n");
+    free(counts);
+}
+
 static void print_summary(const char *run_id, const char *dir, const struct sb_engine_result *res,
                           const struct sb_run_config *cfg, const struct record_facts *facts)
 {
@@ -794,6 +812,8 @@ int cmd_run(int argc, char **argv)
         fprintf(stderr, "sparkbench run: %s\n", err.msg);
     if (!cfg.quiet)
         print_summary(run_id, dir, &er, &cfg, &facts);
+    if (!cfg.quiet && lora)
+        print_lora(&p, &cfg);
     if (facts.server_truncated) /* once per run, quiet or not: every figure depends on it */
         fprintf(stderr,
                 "sparkbench run: warning: the server counted %.0f prompt tokens (median of %lld "
