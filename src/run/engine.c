@@ -1437,6 +1437,9 @@ static void print_progress(struct loop *loops, int n, const struct shared *sh, b
         final ? "\n" : "");
 }
 
+/* Bytes of shared bodies kept, one per LoRA adapter. */
+#define SB_LORA_BODIES_MAX (64u << 20)
+
 /* The shared body of each adapter of the LoRA list, into sh->lora_bodies. 0 or -1 with err. */
 static int build_lora_bodies(struct shared *sh, const struct sb_prompt *pr, struct sb_err *err)
 {
@@ -1512,13 +1515,21 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
         }
         int brc = build_body(p, &pr, -1, &shared_body, err);
         memcpy(sh->shared_hash, pr.hash, sizeof(sh->shared_hash));
-        if (brc == 0 && p->lora) /* the body names the adapter: one per adapter */
-            brc = build_lora_bodies(sh, &pr, err);
+        /* The body names the adapter: one per adapter, unless a long list of long prompts
+           would hold more than SB_LORA_BODIES_MAX of them (each request builds its own then). */
+        bool per_request = false;
+        if (brc == 0 && p->lora) {
+            per_request = shared_body.len > SB_LORA_BODIES_MAX / p->lora_list->n;
+            if (!per_request)
+                brc = build_lora_bodies(sh, &pr, err);
+        }
         sb_prompt_release(&pr);
         if (brc != 0)
             goto out;
-        sh->shared_body = shared_body.data;
-        sh->shared_body_len = shared_body.len;
+        if (!per_request) {
+            sh->shared_body = shared_body.data;
+            sh->shared_body_len = shared_body.len;
+        }
     }
 
     long long per = total_users / nthreads, extra = total_users % nthreads, first = 0;
