@@ -138,10 +138,10 @@ int sb_kv_admit(struct sb_kv_cache *kv, uint64_t seq_id, const uint64_t *hashes,
  * (borrowed) is the chain over the sequence as the next turn's prompt will carry it; its first
  * blocks must be the prompt's. Blocks past the prompt's become cached tier-0 blocks, taken from
  * the sequence's generation blocks, then from free tier-0 room (nothing is evicted), pinned
- * until sb_kv_release(); a block already cached is shared instead. Written through to tier 1 like
- * a computed prompt block. *added: the blocks appended. Returns 0 (also without prefix_reuse,
- * adding nothing), or -1 with err (unknown sequence, a prefix that is not the prompt's, out of
- * memory), nothing changed.
+ * until sb_kv_release(); a block already cached is shared instead. Written through to tiers 1
+ * and 2 (subject to the second-use filter) like a prompt block its admission computed. *added: the
+ * blocks appended. Returns 0 (also without prefix_reuse, adding nothing), or -1 with err (unknown
+ * sequence, a prefix that is not the prompt's, out of memory), nothing changed.
  */
 int sb_kv_extend(struct sb_kv_cache *kv, uint64_t seq_id, const uint64_t *hashes, size_t n,
                  size_t *added, struct sb_err *err);

@@ -1000,12 +1000,16 @@ int sb_kv_extend(struct sb_kv_cache *kv, uint64_t seq_id, const uint64_t *hashes
                 kv->used[SB_KV_T0]--;
             }
             t0_add_pinned(kv, j, kv->tick++);
+            struct sb_kv_match m;
+            memset(&m, 0, sizeof(m));
             if (kv->cfg.offload == SB_KV_WRITE_THROUGH && kv->cap[SB_KV_T1] &&
-                !(kv->ent[j].tiers & BIT(SB_KV_T1))) {
-                struct sb_kv_match m;
-                memset(&m, 0, sizeof(m));
+                !(kv->ent[j].tiers & BIT(SB_KV_T1)))
                 tier_insert(kv, SB_KV_T1, j, SB_KV_T0, &m);
-            }
+            /* and to disk as an admission writes its computed blocks, through the filter */
+            if (kv->cfg.offload == SB_KV_WRITE_THROUGH && kv->cap[SB_KV_T2] &&
+                !(kv->ent[j].tiers & BIT(SB_KV_T2)) && disk_allowed(kv, h))
+                tier_insert(kv, SB_KV_T2, j,
+                            (kv->ent[j].tiers & BIT(SB_KV_T1)) ? SB_KV_T1 : SB_KV_T0, &m);
         }
         s->blocks[s->nblocks++] = j;
     }
