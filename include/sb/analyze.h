@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "sb/analyze_sess.h"
 #include "sb/err.h"
 #include "sb/record.h"
 #include "sb/stats.h"
@@ -147,6 +148,9 @@ struct sb_run {
     /* client TTFT - the server's prefill time (llama.cpp timings.prompt_ms) over the ok measured
        records having both: the client-side overhead */
     struct sb_summary client_overhead;
+
+    /* ---- the KV-reuse workloads (issue 13): sb/analyze_sess.h; empty for other runs ---- */
+    struct sb_sess sess;
 };
 
 struct sb_analyze_opts {
