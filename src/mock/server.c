@@ -388,6 +388,8 @@ static void cache_reply(struct mock_server *s, struct mreq *m)
 {
     if (!caches_reply(s) || !m->kv.admitted || !m->finish_reason || m->emitted == 0)
         return;
+    if (m->prompt_len == 0 && m->ids.n == 0)
+        return; /* a prompt of token ids: its blocks were never hashed, the reply's mean nothing */
     bool by_length = strcmp(m->finish_reason, "length") == 0;
     const char *reply = m->text_acc.data ? m->text_acc.data : "";
     size_t rlen = m->text_acc.len;
