@@ -2,8 +2,8 @@
  * The KV-reuse view of a run (sb/analyze_sess.h): a second pass over metrics.jsonl for runs whose
  * records carry the oracle fields, kept apart from the fast metrics scanner so that the other
  * workloads' runs pay one look at their first lines and nothing more. Success, phase and TTFT
- * come from sb_metrics_parse_line (the one definition analyze uses everywhere); the oracle fields
- * from a JSON parse of the same line.
+ * come from sb_metrics_parse_line (the one definition analyze uses everywhere), which also
+ * validates the line; the oracle fields from a key search in it.
  */
 #include "sb/analyze_sess.h"
 
@@ -20,6 +20,7 @@
 #include "sb/util.h"
 
 #define SNIFF_LINES  32
+#define PRIME        "\"phase\":\"prime\""
 #define RUN_JSON_MAX (64u << 20)
 
 /* One counted record. NAN: the field was null or absent. */
@@ -68,6 +69,28 @@ static double num_or_nan(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+/*
+ * The number under key in a flat JSON object line, NAN when absent, null or not a number. A key
+ * search is exact on valid JSON: inside a string every quote is escaped, so `"key":` can only be
+ * a key (our records are flat objects). The line was validated by sb_metrics_parse_line first.
+ */
+static double line_num(const char *line, size_t len, const char *key)
+{
+    char pat[64];
+    int pl = snprintf(pat, sizeof(pat), "\"%s\":", key);
+    const char *p = memmem(line, len, pat, (size_t)pl);
+    if (!p)
+        return NAN;
+    p += pl;
+    while (*p == ' ')
+        p++;
+    if (*p != '-' && (*p < '0' || *p > '9'))
+        return NAN;
+    char *end;
+    double v = strtod(p, &end);
+    return end > p && isfinite(v) ? v : NAN;
 }
 
 /* Whether the line's record has one of the workloads' fields set. */
@@ -271,20 +294,17 @@ static int read_records(struct sb_sess *s, const char *path, struct srec **out, 
         struct sb_err err;
         if (sb_metrics_parse_line(sc, line, (size_t)len, &m, &err) != 0)
             continue;
-        cJSON *j = cJSON_ParseWithLength(line, (size_t)len);
-        if (!j)
-            continue;
-        const cJSON *ph = cJSON_GetObjectItemCaseSensitive(j, "phase");
-        if (cJSON_IsString(ph) && strcmp(ph->valuestring, "prime") == 0)
+        const size_t ul = (size_t)len;
+        if (memmem(line, ul, PRIME, sizeof(PRIME) - 1))
             s->prime++;
-        bool fields = carries_fields(j);
-        s->sessioned |= !isnan(num_or_nan(j, "session"));
-        if (!m.warmup && m.ok && fields) {
+        double session = line_num(line, ul, "session"), turn = line_num(line, ul, "turn");
+        double reusable = line_num(line, ul, "reusable_tokens");
+        s->sessioned |= !isnan(session);
+        if (!m.warmup && m.ok && (!isnan(session) || !isnan(turn) || !isnan(reusable))) {
             if (n == rcap) {
                 size_t nc = rcap ? 2 * rcap : 1024;
                 struct srec *q = realloc(recs, nc * sizeof(*q));
                 if (!q) {
-                    cJSON_Delete(j);
                     rc = -1;
                     goto out;
                 }
@@ -292,15 +312,14 @@ static int read_records(struct sb_sess *s, const char *path, struct srec **out, 
                 rcap = nc;
             }
             recs[n++] = (struct srec){
-                .turn = num_or_nan(j, "turn"),
-                .dist = num_or_nan(j, "reuse_distance_tokens"),
+                .turn = turn,
+                .dist = line_num(line, ul, "reuse_distance_tokens"),
                 .ttft = m.lat[SB_LAT_TTFT],
-                .cached = num_or_nan(j, "cached_tokens"),
-                .reusable = num_or_nan(j, "reusable_tokens"),
+                .cached = line_num(line, ul, "cached_tokens"),
+                .reusable = reusable,
                 .prompt = m.prompt_tokens >= 0 ? (double)m.prompt_tokens : NAN,
             };
         }
-        cJSON_Delete(j);
     }
 out:
     free(line);
