@@ -370,6 +370,10 @@ int sb_sess_load(struct sb_run *r, const char *dir, const struct sb_analyze_opts
     read_workload_state(s, dir);
     if (isnan(s->kv_bytes_per_token) && opts && opts->kv_bytes_per_token > 0)
         s->kv_bytes_per_token = opts->kv_bytes_per_token;
+    /* H5's x for the other workloads is concurrency x context x bytes a token; a sessions run
+       has a measured one: the live sessions' tokens. */
+    if (isnan(r->kv_working_set_bytes) && s->ws_tokens_mean >= 0 && s->kv_bytes_per_token > 0)
+        r->kv_working_set_bytes = s->ws_tokens_mean * s->kv_bytes_per_token;
     const uint64_t bytes[3] = {r->tier0_bytes, r->tier1_bytes, r->tier2_bytes};
     for (int t = 0; t < 3; t++)
         if (bytes[t] > 0 && s->kv_bytes_per_token > 0)

@@ -136,6 +136,8 @@ static void test_sessioned_run(void **state)
     assert_int_equal(s->ws_points, 5);
     assert_close(s->ws_tokens_mean, 400);
     assert_close(s->ws_tokens_max, 600);
+    /* and H5's working set in bytes is the live one: no context to multiply here */
+    assert_close(r.kv_working_set_bytes, 400.0 * 1024);
     /* config: tier0 1 MiB, tier1 4 MiB, tier2 allocate 16 MiB */
     assert_close(s->tier_tokens[0], 1024);
     assert_close(s->tier_tokens[1], 4096);
@@ -162,6 +164,7 @@ static void test_other_workload_untouched(void **state)
     assert_true(isnan(r.sess.realized_over_oracle));
     assert_true(isnan(r.sess.ws_tokens_mean));
     assert_int_equal(r.sess.sessions, -1);
+    assert_close(r.kv_working_set_bytes, 4.0 * 256 * 131072); /* concurrency x context x bytes */
     sb_run_release(&r);
 }
 
