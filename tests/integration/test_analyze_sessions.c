@@ -89,9 +89,15 @@ static void test_sessions_sweep(void **state)
     (void)state;
     char *dir = sb_test_tmpdir("/tmp", "ansess");
     char data[600], other[600], out[650], path[800];
-    snprintf(data, sizeof(data), "%s/tests/data/analyze_sess", srcdir);
-    snprintf(other, sizeof(other), "%s/tests/data/analyze/20261201_100000_H0_stackA_L8B_U4",
-             srcdir);
+    /* analyze writes summary.json into each run directory: work on copies */
+    snprintf(data, sizeof(data), "%s/runs", dir);
+    snprintf(other, sizeof(other), "%s/h0", dir);
+    char cmd[2000];
+    snprintf(cmd, sizeof(cmd),
+             "cp -r '%s/tests/data/analyze_sess' '%s' && mkdir -p '%s' && cp -r "
+             "'%s/tests/data/analyze/20261201_100000_H0_stackA_L8B_U4' '%s/'",
+             srcdir, data, other, srcdir, other);
+    assert_int_equal(system(cmd), 0);
     snprintf(out, sizeof(out), "%s/analysis", dir);
     char uwork[700];
     snprintf(uwork, sizeof(uwork), "%s/uwork.txt", dir);
