@@ -133,8 +133,11 @@ int sb_kv_admit(struct sb_kv_cache *kv, uint64_t seq_id, const uint64_t *hashes,
 
 /*
  * Caches what admitted sequence seq_id computed past its prompt (decode-block caching, as vLLM
- * does: KVCacheManager.allocate_slots caches min(computed + new, request.num_tokens) tokens every
- * step, generated tokens included, so the full blocks of a reply outlive the request). hashes
+ * does: vllm/v1/core/kv_cache_manager.py, KVCacheManager.allocate_slots, runs every step with
+ * num_tokens_to_cache = min(total_computed_tokens + num_new_tokens, request.num_tokens) and
+ * coordinator.cache_blocks(request, num_tokens_to_cache), generated tokens included, so the full
+ * blocks of a reply outlive the request; the last sampled token is never fed back, so its KV is
+ * never computed). hashes
  * (borrowed) is the chain over the sequence as the next turn's prompt will carry it; its first
  * blocks must be the prompt's. Blocks past the prompt's become cached tier-0 blocks, taken from
  * the sequence's generation blocks, then from free tier-0 room (nothing is evicted), pinned
