@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "sb/analyze_sess.h"
 #include "sb/err.h"
 #include "sb/record.h"
 #include "sb/stats.h"
@@ -160,6 +161,8 @@ struct sb_run {
        run named no adapters ---- */
     struct sb_lora_split *lora;
     size_t nlora;
+    /* ---- the KV-reuse workloads (issue 13): sb/analyze_sess.h; empty for other runs ---- */
+    struct sb_sess sess;
 };
 
 struct sb_analyze_opts {

@@ -66,6 +66,8 @@ struct sb_kv_config {
     bool prefix_reuse;          /* false: nothing is ever matched or cached (Stack A "KV sharing
                                    off"); the prompt's blocks are private to the sequence */
     double tier1_fetch_us;      /* cost per tier-1 block on top of the real memcpy */
+    double tier2_fetch_us;      /* cost per tier-2 block on top of the measured read (a slower
+                                   device than the machine's) */
 };
 
 struct sb_kv_cache; /* opaque */
@@ -128,6 +130,31 @@ struct sb_kv_match {
  */
 int sb_kv_admit(struct sb_kv_cache *kv, uint64_t seq_id, const uint64_t *hashes, size_t nblocks,
                 size_t extra_blocks, struct sb_kv_match *m, struct sb_err *err);
+
+/*
+ * Caches what admitted sequence seq_id computed past its prompt (decode-block caching, as vLLM
+ * does: vllm/v1/core/kv_cache_manager.py, KVCacheManager.allocate_slots, runs every step with
+ * num_tokens_to_cache = min(total_computed_tokens + num_new_tokens, request.num_tokens) and
+ * coordinator.cache_blocks(request, num_tokens_to_cache), generated tokens included, so the full
+ * blocks of a reply outlive the request; the last sampled token is never fed back, so its KV is
+ * never computed). hashes
+ * (borrowed) is the chain over the sequence as the next turn's prompt will carry it; its first
+ * blocks must be the prompt's. Blocks past the prompt's become cached tier-0 blocks, taken from
+ * the sequence's generation blocks, then from free tier-0 room (nothing is evicted), pinned
+ * until sb_kv_release(); a block already cached is shared instead. Written through to tiers 1
+ * and 2 (subject to the second-use filter) like a prompt block its admission computed. *added: the
+ * blocks appended. Returns 0 (also without prefix_reuse, adding nothing), or -1 with err (unknown
+ * sequence, a prefix that is not the prompt's, out of memory), nothing changed.
+ */
+int sb_kv_extend(struct sb_kv_cache *kv, uint64_t seq_id, const uint64_t *hashes, size_t n,
+                 size_t *added, struct sb_err *err);
+
+/*
+ * What sb_kv_admit would serve from each tier now, without changing anything: hit[t] prefix
+ * blocks from tier t (the fastest holding each), *miss the rest.
+ */
+void sb_kv_peek(const struct sb_kv_cache *kv, const uint64_t *hashes, size_t nblocks,
+                size_t hit[SB_KV_TIERS], size_t *miss);
 
 /* The sequence finished: unpin its blocks (cached ones stay, generation blocks are freed). An
  * unknown seq_id is ignored. */

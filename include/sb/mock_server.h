@@ -70,6 +70,8 @@ struct sb_mock_config {
     bool disk_offload_filter; /* KVBM's "second use" filter before disk */
     bool prefix_reuse;
     double tier1_fetch_us;
+    double tier2_fetch_us; /* modelled cost per tier-2 block on top of the measured read */
+    bool cache_decode;     /* a finished reply's full blocks stay cached (vLLM) */
     bool tier2_direct;
     bool keep_tier2;
     int kv_full_status;     /* index into {"503", "429"}: a request whose KV can never fit */

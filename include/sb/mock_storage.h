@@ -30,6 +30,7 @@ struct sb_mock_kvplan {
     long long cached_tokens;
     bool lora_cold;
     int64_t lora_ns;
+    size_t decode_blocks; /* reply blocks left cached at the end (sb_mock_storage_extend) */
 };
 
 /* Opens what cfg asks for (nothing when tier0_blocks is 0 and no adapters). Errors name the dir. */
@@ -68,6 +69,20 @@ int64_t sb_mock_storage_admit(struct sb_mock_storage *st, uint64_t seq_id,
 /* The sequence left the batch: unpin its blocks. */
 void sb_mock_storage_release(struct sb_mock_storage *st, uint64_t seq_id,
                              struct sb_mock_kvplan *plan);
+
+/*
+ * Decode-block caching (--cache-decode): before the release of a finished request, caches the
+ * full blocks of its sequence as the next turn's prompt carries it — bytes (len, at 4 a token) or,
+ * with a tokenizer, ids (not NULL) — cut by the caller to the tokens whose KV was computed. Does
+ * nothing without the KV model, an admission or cache_decode. Returns 0 or -1 with err.
+ */
+int sb_mock_storage_extend(struct sb_mock_storage *st, uint64_t seq_id, struct sb_mock_kvplan *plan,
+                           const char *bytes, size_t len, const uint32_t *ids, size_t nids,
+                           struct sb_err *err);
+
+/* Which tiers hold the planned prompt's prefix now (sb_kv_peek); all miss without a KV model. */
+void sb_mock_storage_peek(const struct sb_mock_storage *st, const struct sb_mock_kvplan *plan,
+                          size_t hit[3], size_t *miss);
 
 /* Empties the prefix cache (sb_kv_reset); returns the tier copies dropped (0 without a KV model).
  */

@@ -748,6 +748,7 @@ static int run_init(struct sb_run *r, const char *dir)
     for (int i = 0; i < 3; i++)
         r->tier_hits[i] = r->tier_misses[i] = r->tier_hit_ratio[i] = NAN;
     r->tier2_share = NAN;
+    sb_sess_init(&r->sess);
     struct sb_tstat *ts[] = {
         &r->cpu_iowait, &r->nvme_rps,    &r->nvme_rmbs, &r->nvme_r_await,  &r->nvme_util,
         &r->nvme_aqu,   &r->psi_io_some, &r->gpu_util,  &r->mem_available, &r->tier2_fetch_p95_ms};
@@ -822,6 +823,8 @@ int sb_run_load(const char *dir, const struct sb_analyze_opts *opts, struct sb_r
         r->server_truncated = sb_prompt_truncated((long long)llround(r->context_tokens_server),
                                                   (long long)llround(r->prompt_est_tokens));
     sb_run_derive(r, opts);
+    if (sb_sess_load(r, dir, opts) != 0)
+        goto oom;
     rc = 0;
     goto out;
 oom:
@@ -865,5 +868,6 @@ void sb_run_release(struct sb_run *r)
     free(r->warnings);
     free(r->h7);
     free(r->lora);
+    sb_sess_release(&r->sess);
     memset(r, 0, sizeof(*r));
 }

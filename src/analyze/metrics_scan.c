@@ -642,7 +642,8 @@ static __attribute__((noinline)) int decode_field(const struct sb_mscan *s, int 
             if (scan_plain_string(&p, end, &w, &wn) != 0)
                 return -1;
             v->set = true;
-            v->a = word_is(w, wn, "warmup", 6) || word_is(w, wn, "ramp", 4);
+            v->a = word_is(w, wn, "warmup", 6) || word_is(w, wn, "ramp", 4) ||
+                   word_is(w, wn, "prime", 5);
         } else if (scan_literal(&p) != 2) {
             return -1;
         }

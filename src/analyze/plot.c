@@ -1054,6 +1054,331 @@ static int plot_h8(const struct sb_analysis *an, const struct sb_table *t, struc
     return n;
 }
 
+/* ---- the KV-reuse workloads: sessioned_chat and trace replay (sb/analyze_sess.h) ---- */
+
+/* "stack / model / workload": what a run's curve is called in these figures. */
+static void sess_label(const struct sb_run *r, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s / %s / %s", str_or(r->stack, "?"), str_or(r->model, "?"),
+             str_or(r->workload, "?"));
+}
+
+static const char *const sess_turn_header[] = {"run_id",
+                                               "series",
+                                               "turn",
+                                               "requests",
+                                               "ttft_p50_ms",
+                                               "ttft_p99_ms",
+                                               "ttft_mean_ms",
+                                               "cached_tokens",
+                                               "reusable_tokens",
+                                               "prompt_tokens",
+                                               "oracle_hit_ratio",
+                                               "realized_hit_ratio",
+                                               "realized_over_oracle"};
+
+/* The hit ratios of one group, as the summary's: over the records having every operand. */
+static void sess_ratios(struct sb_table *t, const struct sb_sess_group *g)
+{
+    sb_table_num(t, g->nhit ? g->cached : NAN);
+    sb_table_num(t, g->nhit ? g->reusable : NAN);
+    sb_table_num(t, g->nprompt ? g->prompt : NAN);
+    sb_table_num(t, g->prompt > 0 ? g->reusable_p / g->prompt : NAN);
+    sb_table_num(t, g->prompt > 0 ? g->cached_p / g->prompt : NAN);
+    sb_table_num(t, g->reusable > 0 ? g->cached / g->reusable : NAN);
+}
+
+static int rows_sess_turn(const struct sb_analysis *an, struct sb_table *t)
+{
+    for (size_t i = 0; i < an->nruns; i++) {
+        const struct sb_run *r = &an->runs[i];
+        char label[400];
+        sess_label(r, label, sizeof(label));
+        for (size_t k = 0; k < r->sess.nturns; k++) {
+            const struct sb_sess_group *g = &r->sess.turns[k];
+            sb_table_row(t);
+            sb_table_str(t, r->run_id);
+            sb_table_str(t, label);
+            sb_table_num(t, g->lo);
+            sb_table_int(t, (long long)g->n);
+            sb_table_num(t, g->ttft_p50);
+            sb_table_num(t, g->ttft_p99);
+            sb_table_num(t, g->ttft_mean);
+            sess_ratios(t, g);
+        }
+    }
+    return sb_table_failed(t) ? -1 : 0;
+}
+
+static int plot_sess_turn(const struct sb_analysis *an, const struct sb_table *t, struct sb_buf *gp)
+{
+    (void)an;
+    size_t ys[2] = {sb_table_col(t, "ttft_p50_ms"), sb_table_col(t, "ttft_p99_ms")};
+    static const char *const names[2] = {"p50", "p99"};
+    gp_titles(gp, "TTFT p50 / p99 per turn of a session", "turn", "TTFT (ms)");
+    bool first = true;
+    int n = gp_series_lines(gp, t, sb_table_col(t, "run_id"), sb_table_col(t, "turn"), ys, names, 2,
+                            &first);
+    if (n)
+        sb_buf_adds(gp, "\n");
+    return n;
+}
+
+static const char *const sess_dist_header[] = {"run_id",
+                                               "series",
+                                               "distance_lo_tokens",
+                                               "distance_hi_tokens",
+                                               "distance_x_tokens",
+                                               "requests",
+                                               "ttft_p50_ms",
+                                               "ttft_p99_ms",
+                                               "ttft_mean_ms",
+                                               "cached_tokens",
+                                               "reusable_tokens",
+                                               "prompt_tokens",
+                                               "oracle_hit_ratio",
+                                               "realized_hit_ratio",
+                                               "realized_over_oracle",
+                                               "tier0_tokens",
+                                               "tier1_tokens",
+                                               "tier2_tokens",
+                                               "kv_bytes_per_token"};
+
+static int rows_sess_dist(const struct sb_analysis *an, struct sb_table *t)
+{
+    for (size_t i = 0; i < an->nruns; i++) {
+        const struct sb_run *r = &an->runs[i];
+        char label[400];
+        sess_label(r, label, sizeof(label));
+        for (size_t k = 0; k < r->sess.ndist; k++) {
+            const struct sb_sess_group *g = &r->sess.dist[k];
+            sb_table_row(t);
+            sb_table_str(t, r->run_id);
+            sb_table_str(t, label);
+            sb_table_num(t, g->lo);
+            sb_table_num(t, g->hi);
+            sb_table_num(t, sb_sess_bin_x(g->lo, g->hi));
+            sb_table_int(t, (long long)g->n);
+            sb_table_num(t, g->ttft_p50);
+            sb_table_num(t, g->ttft_p99);
+            sb_table_num(t, g->ttft_mean);
+            sess_ratios(t, g);
+            for (int k2 = 0; k2 < 3; k2++)
+                sb_table_num(t, r->sess.tier_tokens[k2]);
+            sb_table_num(t, r->sess.kv_bytes_per_token);
+        }
+    }
+    return sb_table_failed(t) ? -1 : 0;
+}
+
+/* The tier capacities (tokens) of the runs in the table, each once, as vertical lines; the x
+ * range grows to show them. */
+static void gp_tier_lines(struct sb_buf *gp, const struct sb_table *t, size_t x)
+{
+    static const char *const tier_rgb[3] = {"#2a7ab0", "#d0701a", "#555555"};
+    double lo, hi;
+    if (!col_range(t, x, &lo, &hi))
+        return;
+    double caps[64];
+    int tiers[64];
+    size_t nc = 0;
+    for (int k = 0; k < 3; k++) {
+        char col[32];
+        snprintf(col, sizeof(col), "tier%d_tokens", k);
+        size_t c = sb_table_col(t, col);
+        for (size_t r = 1; c != SIZE_MAX && r <= t->nrows; r++) {
+            double v;
+            if (sb_parse_double(sb_table_cell(t, r, c), &v) != 0 || !(v > 0) || !isfinite(v))
+                continue;
+            size_t j = 0;
+            while (j < nc && !(caps[j] == v && tiers[j] == k))
+                j++;
+            if (j == nc && nc < SB_ARRAY_SIZE(caps)) {
+                caps[nc] = v;
+                tiers[nc++] = k;
+            }
+        }
+    }
+    for (size_t j = 0; j < nc; j++) {
+        lo = caps[j] < lo ? caps[j] : lo;
+        hi = caps[j] > hi ? caps[j] : hi;
+    }
+    sb_buf_adds(gp, "set logscale x 2\n");
+    sb_buf_addf(gp, "set xrange [%.17g:%.17g]\n", lo / 2, hi * 2);
+    sb_buf_adds(gp, "unset arrow\nunset label\n");
+    for (size_t j = 0; j < nc; j++) {
+        char text[96];
+        snprintf(text, sizeof(text), "tier %d holds %.0f tokens", tiers[j], caps[j]);
+        /* label inside the plot, left of the line in its right part, one height per tier */
+        double pos = log(caps[j] / (lo / 2)) / log(4 * hi / lo);
+        sb_buf_addf(gp,
+                    "set arrow from %.17g, graph 0 to %.17g, graph 1 nohead dt %d lw 2 lc rgb "
+                    "\"%s\"\n"
+                    "set label \"%s\" at %.17g, graph %.2f %s tc rgb \"%s\"\n",
+                    caps[j], caps[j], 2 + tiers[j], tier_rgb[tiers[j]], text, caps[j],
+                    0.95 - 0.06 * tiers[j],
+                    pos > 0.6 ? "right offset char -0.5,0" : "left offset char 0.5,0",
+                    tier_rgb[tiers[j]]);
+    }
+}
+
+static int plot_sess_dist(const struct sb_analysis *an, const struct sb_table *t, struct sb_buf *gp)
+{
+    (void)an;
+    size_t x = sb_table_col(t, "distance_x_tokens");
+    size_t ys[2] = {sb_table_col(t, "ttft_p50_ms"), sb_table_col(t, "ttft_p99_ms")};
+    static const char *const names[2] = {"p50", "p99"};
+    gp_titles(gp, "TTFT vs reuse distance (log2 bins; dashed: tier capacities)",
+              "reuse distance (tokens of other requests since the session's last turn)",
+              "TTFT (ms)");
+    gp_tier_lines(gp, t, x);
+    bool first = true;
+    int n = gp_series_lines(gp, t, sb_table_col(t, "run_id"), x, ys, names, 2, &first);
+    if (n)
+        sb_buf_adds(gp, "\n");
+    return n;
+}
+
+static const char *const sess_hit_header[] = {"run_id",
+                                              "series",
+                                              "scope",
+                                              "key",
+                                              "requests",
+                                              "cached_tokens",
+                                              "reusable_tokens",
+                                              "prompt_tokens",
+                                              "oracle_hit_ratio",
+                                              "realized_hit_ratio",
+                                              "realized_over_oracle",
+                                              "distance_x_tokens"};
+
+static void sess_hit_row(struct sb_table *t, const struct sb_run *r, const char *label,
+                         const char *scope, const struct sb_sess_group *g, double key, double x)
+{
+    sb_table_row(t);
+    sb_table_str(t, r->run_id);
+    sb_table_str(t, label);
+    sb_table_str(t, scope);
+    sb_table_num(t, key);
+    sb_table_int(t, (long long)g->nhit);
+    sess_ratios(t, g);
+    sb_table_num(t, x);
+}
+
+static int rows_sess_hit(const struct sb_analysis *an, struct sb_table *t)
+{
+    for (size_t i = 0; i < an->nruns; i++) {
+        const struct sb_run *r = &an->runs[i];
+        if (!r->sess.present)
+            continue;
+        char label[400];
+        sess_label(r, label, sizeof(label));
+        sess_hit_row(t, r, label, "all", &r->sess.all, NAN, NAN);
+        for (size_t k = 0; k < r->sess.nturns; k++)
+            sess_hit_row(t, r, label, "turn", &r->sess.turns[k], r->sess.turns[k].lo, NAN);
+        for (size_t k = 0; k < r->sess.ndist; k++) {
+            const struct sb_sess_group *g = &r->sess.dist[k];
+            sess_hit_row(t, r, label, "distance", g, g->lo, sb_sess_bin_x(g->lo, g->hi));
+        }
+    }
+    return sb_table_failed(t) ? -1 : 0;
+}
+
+static int plot_sess_hit(const struct sb_analysis *an, const struct sb_table *t, struct sb_buf *gp)
+{
+    (void)an;
+    size_t x = sb_table_col(t, "distance_x_tokens");
+    size_t ys[2] = {sb_table_col(t, "oracle_hit_ratio"), sb_table_col(t, "realized_hit_ratio")};
+    static const char *const names[2] = {"oracle", "realized"};
+    gp_titles(gp, "Prefix-hit ratio vs reuse distance: oracle (unbounded cache) and realized",
+              "reuse distance (tokens)", "hit ratio (tokens / prompt tokens)");
+    gp_logx(gp, t, x);
+    sb_buf_adds(gp, "set yrange [0:1.05]\n");
+    bool first = true;
+    int n = gp_series_lines(gp, t, sb_table_col(t, "run_id"), x, ys, names, 2, &first);
+    if (n)
+        sb_buf_adds(gp, "\n");
+    return n;
+}
+
+static const char *const h5s_header[] = {
+    "series",      "sessions",    "runs",       "working_set_tokens_mean", "working_set_tokens_max",
+    "ttft_p50_ms", "ttft_p99_ms", "e2e_p99_ms", "realized_over_oracle"};
+
+static int cmp_h5s(const void *a, const void *b, void *arg)
+{
+    const struct sb_run *runs = arg;
+    const struct sb_run *x = &runs[*(const size_t *)a], *y = &runs[*(const size_t *)b];
+    int c = strcmp(x->stack, y->stack);
+    if (!c)
+        c = strcmp(x->model, y->model);
+    if (!c)
+        c = strcmp(x->workload, y->workload);
+    if (!c)
+        c = (x->sess.sessions > y->sess.sessions) - (x->sess.sessions < y->sess.sessions);
+    return c;
+}
+
+/* H5 from a sessions sweep: one point per (stack, model, workload, sessions), the runs of it
+   averaged; x the live working set (run.json), y the TTFT p99 of the measured requests. */
+static int rows_h5s(const struct sb_analysis *an, struct sb_table *t)
+{
+    size_t *idx = malloc((an->nruns ? an->nruns : 1) * sizeof(*idx));
+    if (!idx)
+        return -1;
+    size_t n = 0;
+    for (size_t i = 0; i < an->nruns; i++)
+        if (an->runs[i].sess.sessioned && !isnan(an->runs[i].sess.ws_tokens_mean))
+            idx[n++] = i;
+    qsort_r(idx, n, sizeof(*idx), cmp_h5s, (void *)an->runs);
+    for (size_t a = 0; a < n;) {
+        size_t b = a + 1;
+        while (b < n && cmp_h5s(&idx[a], &idx[b], (void *)an->runs) == 0)
+            b++;
+        double v[6] = {0};
+        size_t c[6] = {0};
+        for (size_t k = a; k < b; k++) {
+            const struct sb_run *r = &an->runs[idx[k]];
+            const double x[6] = {r->sess.ws_tokens_mean,  r->sess.ws_tokens_max,
+                                 r->lat[SB_LAT_TTFT].p50, r->lat[SB_LAT_TTFT].p99,
+                                 r->lat[SB_LAT_E2E].p99,  r->sess.realized_over_oracle};
+            for (int q = 0; q < 6; q++)
+                if (!isnan(x[q])) {
+                    v[q] += x[q];
+                    c[q]++;
+                }
+        }
+        const struct sb_run *r = &an->runs[idx[a]];
+        char label[400];
+        sess_label(r, label, sizeof(label));
+        sb_table_row(t);
+        sb_table_str(t, label);
+        sb_table_int(t, r->sess.sessions);
+        sb_table_int(t, (long long)(b - a));
+        for (int q = 0; q < 6; q++)
+            sb_table_num(t, c[q] ? v[q] / (double)c[q] : NAN);
+        a = b;
+    }
+    free(idx);
+    return sb_table_failed(t) ? -1 : 0;
+}
+
+static int plot_h5s(const struct sb_analysis *an, const struct sb_table *t, struct sb_buf *gp)
+{
+    (void)an;
+    size_t x = sb_table_col(t, "working_set_tokens_mean");
+    size_t ys[2] = {sb_table_col(t, "ttft_p50_ms"), sb_table_col(t, "ttft_p99_ms")};
+    static const char *const names[2] = {"p50", "p99"};
+    gp_titles(gp, "H5: TTFT p99 vs live KV working set (sessions sweep)",
+              "working set (tokens held by live sessions, mean over the window)", "TTFT (ms)");
+    gp_logx(gp, t, x);
+    bool first = true;
+    int n = gp_series_lines(gp, t, sb_table_col(t, "series"), x, ys, names, 2, &first);
+    if (n)
+        sb_buf_adds(gp, "\n");
+    return n;
+}
+
 #define KIND(stem_, section_, title_, header_, rows_, plot_, w_, h_)                               \
     {                                                                                              \
         .stem = stem_, .section = section_, .title = title_, .header = header_,                    \
@@ -1093,6 +1418,16 @@ static const struct fig_kind kinds[] = {
     KIND("H7_fit", "H7", "H7: fits", h7fit_header, rows_h7fit, NULL, 0, 0),
     KIND("H8_iowait_vs_p99", "H8", "H8A / H8B: iowait vs p99", h8_header, rows_h8, plot_h8, 900,
          560),
+    KIND("H5_p99_vs_session_working_set", "H5", "H5: TTFT p99 vs working set (sessions sweep)",
+         h5s_header, rows_h5s, plot_h5s, 900, 560),
+    KIND("SESS_ttft_by_turn", "SESS", "TTFT per turn index", sess_turn_header, rows_sess_turn,
+         plot_sess_turn, 900, 560),
+    KIND("SESS_ttft_vs_reuse_distance", "SESS", "TTFT vs reuse distance, tier capacities marked",
+         sess_dist_header, rows_sess_dist, plot_sess_dist, 900, 560),
+    KIND("SESS_hit_ratio", "SESS",
+         "Oracle vs realized prefix-hit ratio (all, per turn, per "
+         "reuse-distance bin)",
+         sess_hit_header, rows_sess_hit, plot_sess_hit, 900, 560),
 };
 
 /* ---- gnuplot ---- */

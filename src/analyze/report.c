@@ -767,6 +767,12 @@ static const struct section {
      "NVMe reads predicted from the KV telemetry (tier-2 bytes out per tick) against the reads "
      "the disk saw, over every H7, H2B and H4B tick; and p99 against the tier-2 fetch p95 per "
      "run."},
+    {"SESS", "KV reuse: sessions and traces",
+     "Runs whose records carry the client's oracle (sessioned_chat, trace replay): TTFT per turn "
+     "and against reuse distance (the tokens other requests sent since a session's previous "
+     "turn; log2 bins, tier capacities from the config as vertical lines), and the prefix-hit "
+     "ratio an unbounded cache would give (oracle: reusable / prompt tokens) beside the one the "
+     "server gave (realized: cached / prompt tokens)."},
     {"H8", "H8A / H8B: CPU iowait",
      "iowait against p99 (from the H8A/H8B runs and the H2A/H2B sweeps): flat for a queue-bound "
      "Stack A, tracking tier-2 activity for Stack B."},

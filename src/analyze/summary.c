@@ -172,6 +172,14 @@ struct column {
     X("n_client_overhead", C_SIZE, client_overhead.n)                                              \
     X("p50_client_overhead_ms", C_DBL, client_overhead.p50)                                        \
     X("p99_client_overhead_ms", C_DBL, client_overhead.p99)                                        \
+    X("sessions", C_LL, sess.sessions)                                                             \
+    X("sess_records", C_SIZE, sess.records)                                                        \
+    X("prime_records", C_SIZE, sess.prime)                                                         \
+    X("working_set_tokens_mean", C_DBL, sess.ws_tokens_mean)                                       \
+    X("working_set_tokens_max", C_DBL, sess.ws_tokens_max)                                         \
+    X("oracle_hit_ratio", C_DBL, sess.oracle_hit_ratio)                                            \
+    X("realized_hit_ratio", C_DBL, sess.realized_hit_ratio)                                        \
+    X("realized_over_oracle", C_DBL, sess.realized_over_oracle)                                    \
     X("dir", C_STR, dir)
 
 #define AS_COLUMN(n, t, m) {n, t, offsetof(struct sb_run, m)},

@@ -608,6 +608,8 @@ int sb_kv_init(struct sb_kv_cache **out, const struct sb_kv_config *cfg, const s
         return sb_err_set(err, "kv cache: unknown offload policy %d", (int)cfg->offload);
     if (!(cfg->tier1_fetch_us >= 0) || !isfinite(cfg->tier1_fetch_us))
         return sb_err_set(err, "kv cache: tier-1 fetch cost must be a finite number >= 0");
+    if (!(cfg->tier2_fetch_us >= 0) || !isfinite(cfg->tier2_fetch_us))
+        return sb_err_set(err, "kv cache: tier-2 fetch cost must be a finite number >= 0");
     if (cfg->tier_blocks[SB_KV_T2] && (!io || !io->write_block || !io->read_block))
         return sb_err_set(err, "kv cache: a disk tier needs read and write callbacks");
     if (cfg->tier_blocks[SB_KV_T1] && cfg->block_bytes > SIZE_MAX / 2)
@@ -873,7 +875,7 @@ int sb_kv_admit(struct sb_kv_cache *kv, uint64_t seq_id, const uint64_t *hashes,
                 stop = i;
                 break;
             }
-            m->fetch_ns += (uint64_t)ns;
+            m->fetch_ns += (uint64_t)ns + (uint64_t)llround(kv->cfg.tier2_fetch_us * 1000.0);
             m->disk_read_bytes += kv->cfg.block_bytes;
         }
         count_lookups(kv, t);
@@ -942,6 +944,76 @@ int sb_kv_admit(struct sb_kv_cache *kv, uint64_t seq_id, const uint64_t *hashes,
     s->blocks = blocks;
     s->nblocks = reuse ? (uint32_t)nblocks : 0;
     s->private_blocks = private_blocks;
+    return 0;
+}
+
+int sb_kv_extend(struct sb_kv_cache *kv, uint64_t seq_id, const uint64_t *hashes, size_t n,
+                 size_t *added, struct sb_err *err)
+{
+    *added = 0;
+    uint32_t si = seq_find(kv, seq_id);
+    if (si == NIL)
+        return sb_err_set(err, "kv cache: sequence %llu is not admitted",
+                          (unsigned long long)seq_id);
+    struct kv_seq *s = &kv->seq[si];
+    if (!kv->cfg.prefix_reuse || n <= s->nblocks)
+        return 0;
+    if (!hashes)
+        return sb_err_set(err, "kv cache: sequence %llu extended without hashes",
+                          (unsigned long long)seq_id);
+    for (uint32_t i = 0; i < s->nblocks; i++)
+        if (kv->ent[s->blocks[i]].hash != hashes[i])
+            return sb_err_set(err,
+                              "kv cache: sequence %llu: block %u of the extension is not "
+                              "the prompt's",
+                              (unsigned long long)seq_id, i);
+    /* The sequence's own generation blocks become cached ones, then free tier-0 room (the
+       mock's words are not 4-byte tokens, so a reply's bytes can outgrow its reservation);
+       nothing is evicted for it. */
+    size_t more = n - s->nblocks;
+    uint64_t room = s->private_blocks + (kv->cap[SB_KV_T0] - kv->used[SB_KV_T0]);
+    if (more > room)
+        more = (size_t)room;
+    if (more == 0)
+        return 0;
+    if (admit_reserve(kv, more, 0, 0) < 0)
+        return sb_err_set(err, "kv cache: out of memory extending sequence %llu",
+                          (unsigned long long)seq_id);
+    s = &kv->seq[si]; /* admit_reserve may have moved the sequence table */
+    uint32_t *blocks = realloc(s->blocks, (s->nblocks + more) * sizeof(*blocks));
+    if (!blocks)
+        return sb_err_set(err, "kv cache: out of memory extending sequence %llu",
+                          (unsigned long long)seq_id);
+    s->blocks = blocks;
+    for (size_t k = 0; k < more; k++) {
+        uint64_t h = hashes[s->nblocks];
+        uint32_t j = entry_find(kv, h);
+        if (kv->freq)
+            freq_bump(kv, h);
+        if (j != NIL && (kv->ent[j].tiers & BIT(SB_KV_T0))) {
+            pin(kv, j); /* another sequence cached the same text first: ours stays private */
+        } else {
+            if (j == NIL)
+                j = entry_new(kv, h);
+            if (s->private_blocks) {
+                s->private_blocks--;
+                kv->used[SB_KV_T0]--;
+            }
+            t0_add_pinned(kv, j, kv->tick++);
+            struct sb_kv_match m;
+            memset(&m, 0, sizeof(m));
+            if (kv->cfg.offload == SB_KV_WRITE_THROUGH && kv->cap[SB_KV_T1] &&
+                !(kv->ent[j].tiers & BIT(SB_KV_T1)))
+                tier_insert(kv, SB_KV_T1, j, SB_KV_T0, &m);
+            /* and to disk as an admission writes its computed blocks, through the filter */
+            if (kv->cfg.offload == SB_KV_WRITE_THROUGH && kv->cap[SB_KV_T2] &&
+                !(kv->ent[j].tiers & BIT(SB_KV_T2)) && disk_allowed(kv, h))
+                tier_insert(kv, SB_KV_T2, j,
+                            (kv->ent[j].tiers & BIT(SB_KV_T1)) ? SB_KV_T1 : SB_KV_T0, &m);
+        }
+        s->blocks[s->nblocks++] = j;
+    }
+    *added = more;
     return 0;
 }
 
@@ -1018,4 +1090,20 @@ void sb_kv_get_stats(const struct sb_kv_cache *kv, struct sb_kv_tier_stats out[S
         kvbm->disk_cache_hit_rate =
             kv->win_total ? (double)kv->win_disk / (double)kv->win_total : 0.0;
     }
+}
+
+void sb_kv_peek(const struct sb_kv_cache *kv, const uint64_t *hashes, size_t nblocks,
+                size_t hit[SB_KV_TIERS], size_t *miss)
+{
+    for (int t = 0; t < SB_KV_TIERS; t++)
+        hit[t] = 0;
+    size_t i = 0;
+    for (; kv->cfg.prefix_reuse && i < nblocks; i++) {
+        uint32_t j = entry_find(kv, hashes[i]);
+        unsigned tiers = j == NIL ? 0 : kv->ent[j].tiers;
+        if (!tiers)
+            break;
+        hit[(tiers & BIT(SB_KV_T0)) ? SB_KV_T0 : (tiers & BIT(SB_KV_T1)) ? SB_KV_T1 : SB_KV_T2]++;
+    }
+    *miss = nblocks - i;
 }

@@ -69,6 +69,9 @@ struct mreq {
     size_t prompt_len;
     struct sb_ids ids; /* --tokenizer: the prompt's token ids as the server sees them (BOS, chat
                           wrapper): the KV blocks are hashed over these */
+    char *tmpl;        /* --tokenizer chat with decode caching: the templated prompt text; owned */
+    size_t tmpl_len;
+    size_t last_tok_len; /* bytes of the last generated token's text */
     long long prompt_tokens, max_tokens, min_tokens, emitted;
     long long created;
     struct sb_mock_textgen text;
@@ -352,6 +355,7 @@ static void mreq_free(struct mreq *m)
     sb_mock_kvplan_release(&m->kv);
     free(m->model_esc);
     free(m->prompt);
+    free(m->tmpl);
     sb_ids_release(&m->ids);
     free(m);
 }
@@ -367,10 +371,73 @@ static void mreq_put(struct mreq *m)
         mreq_free(m);
 }
 
+/* Whether a finished reply's blocks are worth keeping: the text is accumulated only then. */
+static bool caches_reply(const struct mock_server *s)
+{
+    return s->cfg->cache_decode && sb_mock_storage_kv_enabled(s->storage);
+}
+
+/*
+ * Decode-block caching: the blocks of the sequence as the next turn's prompt will carry it — the
+ * chat prompt, the reply and the message's terminator ("\n" between contents, <|eot_id|> with the
+ * template), or a completion's prompt and reply — cut to the tokens whose KV was computed: the
+ * last sampled token is never fed back (vLLM caches min(computed + new, num_tokens) tokens per
+ * step), so an EOS-ended reply keeps prompt + reply and a length-ended one loses its last token.
+ */
+static void cache_reply(struct mock_server *s, struct mreq *m)
+{
+    if (!caches_reply(s) || !m->kv.admitted || !m->finish_reason || m->emitted == 0)
+        return;
+    if (m->prompt_len == 0 && m->ids.n == 0)
+        return; /* a prompt of token ids: its blocks were never hashed, the reply's mean nothing */
+    bool by_length = strcmp(m->finish_reason, "length") == 0;
+    const char *reply = m->text_acc.data ? m->text_acc.data : "";
+    size_t rlen = m->text_acc.len;
+    struct sb_err err = {0};
+    int rc = 0;
+    if (s->tok && m->ids.n) {
+        struct sb_ids ids = {0};
+        struct sb_buf t;
+        sb_buf_init(&t, (size_t)-1);
+        if (m->chat && m->tmpl) {
+            rc |= sb_buf_add(&t, m->tmpl, m->tmpl_len);
+            rc |= sb_buf_add(&t, reply, rlen);
+            rc |= sb_buf_adds(&t, "<|eot_id|>");
+        } else {
+            rc |= sb_buf_add(&t, m->prompt, m->prompt_len);
+            rc |= sb_buf_add(&t, reply, rlen);
+        }
+        if (rc == 0 && t.len)
+            rc = sb_tokenizer_encode(s->tok, t.data, t.len, !m->chat, &ids, &err);
+        size_t n = ids.n, cut = (m->chat ? 1 : 0) + (by_length ? 1 : 0);
+        n = n > cut ? n - cut : 0;
+        if (rc == 0)
+            rc = sb_mock_storage_extend(s->storage, m->req_no, &m->kv, NULL, 0,
+                                        (const uint32_t *)ids.v, n, &err);
+        sb_ids_release(&ids);
+        sb_buf_release(&t);
+    } else {
+        struct sb_buf t;
+        sb_buf_init(&t, (size_t)-1);
+        rc |= sb_buf_add(&t, m->prompt ? m->prompt : "", m->prompt_len);
+        rc |= sb_buf_add(&t, reply, rlen);
+        size_t n = t.len;
+        if (by_length)
+            n = n > m->last_tok_len ? n - m->last_tok_len : 0;
+        if (rc == 0)
+            rc = sb_mock_storage_extend(s->storage, m->req_no, &m->kv, t.data, n, NULL, 0, &err);
+        sb_buf_release(&t);
+    }
+    if (rc != 0)
+        fprintf(stderr, "sparkbench mock: caching the reply's blocks failed: %s\n",
+                err.msg[0] ? err.msg : "out of memory");
+}
+
 /* The sequence leaves the engine (finished, dropped or cancelled): its KV blocks are unpinned. */
 static void leave_batch(struct mreq *m)
 {
     struct mock_server *s = m->srv;
+    cache_reply(s, m);
     if (m->slot >= 0) {
         sb_mock_slots_put(&s->slots, m->slot, m->emitted);
         m->slot = -1;
@@ -488,8 +555,45 @@ static void add_usage(struct evbuffer *b, const struct mreq *m)
 
 static void add_stamp(struct evbuffer *b, const struct mreq *m)
 {
-    evbuffer_add_printf(b, ",\"x_mock\":{\"recv_ns\":%" PRIu64 ",\"first_token_ns\":%" PRIu64 "}",
+    evbuffer_add_printf(b, ",\"x_mock\":{\"recv_ns\":%" PRIu64 ",\"first_token_ns\":%" PRIu64,
                         m->recv_ns, m->first_token_ns);
+    if (m->kv.admitted)
+        evbuffer_add_printf(b,
+                            ",\"tier_hits\":{\"t0\":%zu,\"t1\":%zu,\"t2\":%zu,\"miss\":%zu,"
+                            "\"cached_tokens\":%lld},\"fetch_ns\":%" PRIu64,
+                            m->kv.hit[0], m->kv.hit[1], m->kv.hit[2], m->kv.miss,
+                            m->kv.cached_tokens, m->kv.fetch_ns);
+    evbuffer_add(b, "}", 1);
+}
+
+/*
+ * x-mock-tier-hits: the prompt's blocks by the tier that served them (KV model on). A plain
+ * response has been admitted: the admission's own figures. A stream's headers leave when it is
+ * queued, before its admission (as vLLM's do), so they carry what the tiers hold at that moment:
+ * the admission's figures unless another admission changes the cache first. The first chunk's
+ * x_mock.tier_hits and the --log line always have the admission's.
+ */
+static void add_tier_header(struct mock_server *s, struct mreq *m)
+{
+    if (!m->req || !sb_mock_storage_kv_enabled(s->storage))
+        return;
+    size_t hit[3], miss;
+    long long cached;
+    if (m->kv.admitted) {
+        for (int t = 0; t < 3; t++)
+            hit[t] = m->kv.hit[t];
+        miss = m->kv.miss;
+        cached = m->kv.cached_tokens;
+    } else {
+        sb_mock_storage_peek(s->storage, &m->kv, hit, &miss);
+        cached = (long long)(hit[0] + hit[1] + hit[2]) * s->cfg->kv_block_tokens;
+        if (cached > m->prompt_tokens)
+            cached = m->prompt_tokens;
+    }
+    char v[160];
+    snprintf(v, sizeof(v), "t0=%zu,t1=%zu,t2=%zu,miss=%zu,cached_tokens=%lld", hit[0], hit[1],
+             hit[2], miss, cached);
+    add_header(m->req, "x-mock-tier-hits", v);
 }
 
 static void add_chunk_head(struct evbuffer *b, const struct mreq *m)
@@ -680,6 +784,7 @@ static void send_full_response(struct mreq *m)
         b = cut;
     }
     add_header(m->req, "Content-Type", "application/json");
+    add_tier_header(m->srv, m);
     m->reply_ended = true;
     evhttp_send_reply(m->req, 200, "OK", b);
     evbuffer_free(b);
@@ -770,8 +875,11 @@ static bool on_token(struct sb_mock_seq *seq, uint64_t now, void *arg)
     char tok[64];
     size_t len = sb_mock_textgen_next(&m->text, tok, sizeof(tok));
     const char *text = tok; /* what this token's chunk carries */
+    m->last_tok_len = len;
     if (m->nstops || !m->stream) {
         text = take_text(m, tok, len, &len);
+    } else if (caches_reply(s)) {
+        sb_buf_add(&m->text_acc, tok, len); /* the reply whose blocks stay cached */
     }
     if (m->finish_reason) {
         /* a stop string ended it */
@@ -1143,6 +1251,10 @@ static int exact_tokens(struct mock_server *s, struct mreq *m, const cJSON *root
     rc |= sb_buf_adds(&t, "<|start_header_id|>assistant<|end_header_id|>\n\n");
     if (rc == 0)
         rc = sb_tokenizer_encode(s->tok, t.data, t.len, false, &m->ids, &err);
+    if (rc == 0 && caches_reply(s)) {
+        m->tmpl_len = t.len;
+        m->tmpl = sb_buf_detach(&t, NULL);
+    }
     sb_buf_release(&t);
     *out = (long long)m->ids.n;
     return rc;
@@ -1369,6 +1481,7 @@ static void admit(struct mreq *m)
             evhttp_remove_header(evhttp_request_get_input_headers(m->req), "Connection");
             evhttp_add_header(h, "Connection", "close");
         }
+        add_tier_header(s, m);
         evhttp_send_reply_start(m->req, 200, "OK");
         m->headers_sent = true;
     }

@@ -65,6 +65,7 @@ int sb_mock_storage_open(struct sb_mock_storage **out, const struct sb_mock_conf
             .disk_second_use_filter = cfg->disk_offload_filter,
             .prefix_reuse = cfg->prefix_reuse,
             .tier1_fetch_us = cfg->tier1_fetch_us,
+            .tier2_fetch_us = cfg->tier2_fetch_us,
         };
         if (sb_kv_init(&st->kv, &kc, &io, err) != 0)
             goto fail;
@@ -190,6 +191,35 @@ void sb_mock_storage_release(struct sb_mock_storage *st, uint64_t seq_id,
         sb_kv_release(st->kv, seq_id);
         plan->admitted = false;
     }
+}
+
+void sb_mock_storage_peek(const struct sb_mock_storage *st, const struct sb_mock_kvplan *plan,
+                          size_t hit[3], size_t *miss)
+{
+    hit[0] = hit[1] = hit[2] = 0;
+    *miss = plan->nblocks;
+    if (st && st->kv)
+        sb_kv_peek(st->kv, plan->hashes, plan->nblocks, hit, miss);
+}
+
+int sb_mock_storage_extend(struct sb_mock_storage *st, uint64_t seq_id, struct sb_mock_kvplan *plan,
+                           const char *bytes, size_t len, const uint32_t *ids, size_t nids,
+                           struct sb_err *err)
+{
+    if (!st || !st->kv || !plan->admitted || !st->cfg->cache_decode)
+        return 0;
+    size_t cap = (ids ? nids : len / 4) / (size_t)st->block_tokens + 1;
+    uint64_t *h = malloc(cap * sizeof(*h));
+    if (!h)
+        return sb_err_set(err, "out of memory");
+    size_t n = ids ? sb_kv_hash_tokens(ids, nids, st->block_tokens, h, cap)
+                   : sb_kv_hash_prompt(bytes, len, st->block_tokens, h, cap);
+    size_t added = 0;
+    int rc = sb_kv_extend(st->kv, seq_id, h, n, &added, err);
+    free(h);
+    if (rc == 0)
+        plan->decode_blocks = added;
+    return rc;
 }
 
 uint64_t sb_mock_storage_reset(struct sb_mock_storage *st)

@@ -974,7 +974,7 @@ static int store(struct sb_record *r, const struct field *f, const struct value 
         if (v->kind != V_STR)
             break;
         r->ramp = strcmp(sbuf, "ramp") == 0;
-        *AT(r, f, bool) = r->ramp || strcmp(sbuf, "warmup") == 0;
+        *AT(r, f, bool) = r->ramp || strcmp(sbuf, "warmup") == 0 || strcmp(sbuf, "prime") == 0;
         return 0;
     case F_TOKSRC:
         if (is_null)

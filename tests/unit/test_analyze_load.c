@@ -1041,7 +1041,9 @@ static const char *const csv_header =
     "tier2_hits,tier2_misses,tier2_hit_ratio,tier2_share,tier2_fetch_p95_ms_mean,"
     "tier2_fetch_p95_ms_p95,h7_points,kv_block_size_bytes,tier0_bytes,tier1_bytes,tier2_bytes,"
     "kv_working_set_bytes,max_inflight,inflight_mean,prompt_est_tokens,context_tokens_server,"
-    "server_truncated,n_client_overhead,p50_client_overhead_ms,p99_client_overhead_ms,dir";
+    "server_truncated,n_client_overhead,p50_client_overhead_ms,p99_client_overhead_ms,"
+    "sessions,sess_records,prime_records,working_set_tokens_mean,working_set_tokens_max,"
+    "oracle_hit_ratio,realized_hit_ratio,realized_over_oracle,dir";
 
 /* Splits one CSV line (no quoted commas in these rows) into cells, in place. */
 static int split_cells(char *line, char **cells, int max)
@@ -1121,6 +1123,10 @@ static void test_summary_csv(void **state)
             assert_string_equal(cells[i], ""); /* no dynkv.jsonl: empty, not 0 */
         if (strcmp(name, "bad_lines") == 0)
             assert_string_equal(cells[i], "3");
+        if (strcmp(name, "sessions") == 0 || strcmp(name, "oracle_hit_ratio") == 0 ||
+            strcmp(name, "realized_over_oracle") == 0 ||
+            strcmp(name, "working_set_tokens_mean") == 0)
+            assert_string_equal(cells[i], ""); /* not a KV-reuse workload: empty, not 0 */
         if (strcmp(name, "errors_http") == 0)
             assert_string_equal(cells[i], "3");
         if (strcmp(name, "sysmon_window_samples") == 0)

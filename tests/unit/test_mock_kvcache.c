@@ -1045,6 +1045,96 @@ static void test_reset_drops_unpinned(void **state)
     }
 }
 
+/* Decode-block caching: the blocks past the prompt become cached tier-0 blocks at the release,
+   from the generation reservation then free room, never by evicting; a next turn reuses them. */
+static void test_extend_caches_reply_blocks(void **state)
+{
+    (void)state;
+    struct sb_kv_config cfg = config(8, 4, 0, SB_KV_WRITE_THROUGH);
+    struct fake_io f;
+    struct sb_kv_cache *kv = make(cfg, &f);
+    struct sb_err err;
+    sb_err_clear(&err);
+    uint64_t turn[6] = {11, 12, 13, 14, 15, 16}; /* prompt 11-12, reply 13-15, next user 16 */
+    admit(kv, 1, turn, 2, 2);
+    size_t added = 99;
+    assert_int_equal(sb_kv_extend(kv, 1, turn, 5, &added, &err), 0);
+    assert_int_equal(added, 3); /* 2 generation blocks + 1 of free room */
+    sb_kv_release(kv, 1);
+    for (int i = 0; i < 5; i++)
+        assert_true(sb_kv_where(kv, turn[i]) & T0);
+    assert_true(sb_kv_where(kv, turn[4]) & T1); /* written through like a computed block */
+    size_t hit[SB_KV_TIERS], miss;
+    sb_kv_peek(kv, turn, 6, hit, &miss);
+    assert_int_equal(hit[0], 5);
+    assert_int_equal(miss, 1);
+    struct sb_kv_match m = visit(kv, 2, turn, 6);
+    assert_int_equal(m.hit[0], 5);
+    assert_int_equal(m.miss, 1);
+
+    /* a wrong prefix, an unknown sequence: errors, nothing changed */
+    uint64_t other[3] = {91, 92, 93};
+    admit(kv, 3, turn, 2, 1);
+    assert_int_equal(sb_kv_extend(kv, 3, other, 3, &added, &err), -1);
+    assert_non_null(strstr(err.msg, "not the prompt's"));
+    assert_int_equal(sb_kv_extend(kv, 77, turn, 3, &added, &err), -1);
+    sb_kv_release(kv, 3);
+    assert_int_equal(sb_kv_where(kv, 93), 0);
+
+    /* a full tier 0: only the reservation is used, nothing cached is evicted for the reply */
+    struct sb_kv_cache *full = make(config(4, 0, 0, SB_KV_WRITE_THROUGH), &f);
+    uint64_t a[4] = {1, 2, 3, 4}, b[2] = {7, 8};
+    visit(full, 1, b, 2);
+    admit(full, 2, a, 1, 1); /* 1 prompt + 1 generation + 2 cached = full */
+    assert_int_equal(sb_kv_extend(full, 2, a, 4, &added, &err), 0);
+    assert_int_equal(added, 1);
+    sb_kv_release(full, 2);
+    assert_true(sb_kv_where(full, 7) & T0);
+    assert_true(sb_kv_where(full, 8) & T0);
+    assert_int_equal(sb_kv_where(full, 3), 0);
+    check_identities(full, &f, 4096);
+    sb_kv_free(full);
+
+    /* without prefix reuse nothing is cached */
+    cfg.prefix_reuse = false;
+    struct sb_kv_cache *off = make(cfg, &f);
+    admit(off, 1, turn, 2, 2);
+    assert_int_equal(sb_kv_extend(off, 1, turn, 5, &added, &err), 0);
+    assert_int_equal(added, 0);
+    sb_kv_release(off, 1);
+    assert_int_equal(sb_kv_where(off, turn[3]), 0);
+    sb_kv_free(off);
+    sb_kv_free(kv);
+}
+
+/* The peek names the tier an admission would serve each prefix block from, and a modelled
+   tier-2 cost is added to the measured read. */
+static void test_peek_and_tier2_cost(void **state)
+{
+    (void)state;
+    struct sb_kv_config cfg = config(2, 4, 8, SB_KV_WRITE_THROUGH);
+    cfg.disk_second_use_filter = false;
+    cfg.tier2_fetch_us = 500;
+    struct fake_io f;
+    struct sb_kv_cache *kv = make(cfg, &f);
+    uint64_t a[2] = {1, 2}, b[2] = {3, 4}, c[2] = {5, 6};
+    visit(kv, 1, a, 2);
+    visit(kv, 2, b, 2); /* a leaves tier 0, stays in 1 and 2 */
+    visit(kv, 3, c, 2); /* b leaves tier 0, a leaves tier 1 (lru): a only on disk */
+    size_t hit[SB_KV_TIERS], miss;
+    sb_kv_peek(kv, a, 2, hit, &miss);
+    assert_int_equal(hit[2], 2);
+    assert_int_equal(hit[0] + hit[1] + miss, 0);
+    sb_kv_peek(kv, b, 2, hit, &miss);
+    assert_int_equal(hit[1], 2);
+    sb_kv_peek(kv, c, 2, hit, &miss);
+    assert_int_equal(hit[0], 2);
+    struct sb_kv_match m = visit(kv, 4, a, 2);
+    assert_int_equal(m.hit[2], 2);
+    assert_int_equal(m.fetch_ns, 2 * (2000 + 500000));
+    sb_kv_free(kv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1067,6 +1157,8 @@ int main(void)
         cmocka_unit_test(test_victims_go_down_after_onboarding),
         cmocka_unit_test(test_random_workload),
         cmocka_unit_test(test_reset_drops_unpinned),
+        cmocka_unit_test(test_extend_caches_reply_blocks),
+        cmocka_unit_test(test_peek_and_tier2_cost),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
