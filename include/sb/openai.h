@@ -55,6 +55,10 @@ struct sb_request_params {
      * twice; a key repeated inside extra_json is an error.
      */
     const char *extra_json;
+    /* Chat only: a whole "messages" JSON array written as it is (sessioned_chat's history);
+       NULL: one user message holding prompt. */
+    const char *messages_json;
+    size_t messages_len;
 };
 
 /*

@@ -35,6 +35,7 @@
 #include "sb/sysmon.h"
 #include "sb/util.h"
 #include "sb/tokenizer.h"
+#include "sb/sessions.h"
 #include "sb/workload.h"
 
 static void usage(FILE *f)
@@ -397,6 +398,8 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
         else
             cJSON_AddNullToObject(pm, "error");
     }
+    if (w->ops && w->ops->state_json)
+        w->ops->state_json(w, o);
     cJSON_AddStringToObject(o, "exit_reason", sb_exit_reason_name(res->reason));
     if (res->fatal_msg[0])
         cJSON_AddStringToObject(o, res->reason == SB_EXIT_FATAL ? "fatal_error" : "stop_message",
@@ -584,6 +587,10 @@ int cmd_run(int argc, char **argv)
     if (sb_cmd_parse("run", sb_run_options, sb_run_noptions, &cfg, argc, argv, usage, &res, &rc) !=
         0)
         goto out;
+    if (sb_sessions_check_config(&cfg, &err) != 0) {
+        rc = sb_usage_error("run", err.msg);
+        goto out;
+    }
     char url[4096];
     enum sb_api api = SB_API_COMPLETIONS;
     if (resolve_endpoint(&cfg, url, sizeof(url), &api, &err) != 0) {
