@@ -663,6 +663,117 @@ static void test_idle_parking(void **state)
     sb_proc_stop(&mock, 15);
 }
 
+/* Open loop on two threads with fewer sessions than arrivals can use: an arrival that finds no
+   ready session waits for one (holding its slot), so a session never has two turns in flight and
+   its turns go 1, 2, 3 in order. */
+static void test_open_loop_waits(void **state)
+{
+    (void)state;
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, NULL), 0);
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "sess-open", mock.port, "/v1/chat/completions");
+    const char *extra[] = {"--sessions",
+                           "2",
+                           "--turns",
+                           "100",
+                           "--rate",
+                           "400",
+                           "--threads",
+                           "2",
+                           "--requests",
+                           "24",
+                           "--think-ms",
+                           "uniform:5:20",
+                           "--system-tokens",
+                           "8",
+                           "--session-context-tokens",
+                           "8",
+                           "--turn-tokens",
+                           "8",
+                           "--session-order",
+                           "uniform",
+                           NULL};
+    assert_int_equal(run_sessions(&p, extra, NULL), 0);
+    int n;
+    cJSON **v = records(p.metrics, &n);
+    assert_int_equal(n, 24);
+    /* per session: turns 1..k each once, and each sent after the previous one's last byte */
+    long long next_turn[2] = {1, 1};
+    double last_end[2] = {0, 0};
+    for (int t = 1; t <= 24; t++) {
+        for (int i = 0; i < n; i++) {
+            long long s = num(v[i], "session");
+            assert_true(s == 0 || s == 1);
+            assert_true(sb_test_true(v[i], "ok"));
+            if (num(v[i], "turn") != t)
+                continue;
+            assert_int_equal(t, next_turn[s]++);
+            assert_true(sb_test_num(v[i], "t_send_ns") > last_end[s]);
+            last_end[s] = sb_test_num(v[i], "t_last_byte_ns");
+        }
+    }
+    assert_int_equal(next_turn[0] + next_turn[1] - 2, 24);
+    sb_test_free_jsonl(v, n);
+    sb_run_paths_release(&p);
+    sb_proc_stop(&mock, 15);
+}
+
+/* With --tokenizer every message is exactly its length in tokens: the mock, counting with the same
+   tokenizer inside the Llama 3 chat wrapper, sees the client's count plus the wrapper (1 + 5 a
+   message + 4), and a first turn's new text is system + context + user. */
+static void test_exact_lengths_tokenizer(void **state)
+{
+    (void)state;
+    char tok[700];
+    snprintf(tok, sizeof(tok), "%s/tests/.cache/tokenizers/llama3_1/tokenizer.json", srcdir);
+    if (access(tok, R_OK) != 0) {
+        print_message("no cached tokenizer at %s: skipped\n", tok);
+        skip();
+    }
+    struct sb_proc mock;
+    const char *ma[] = {"--tokenizer", tok, NULL};
+    assert_int_equal(sb_proc_start_mock(&mock, bin, ma), 0);
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "sess-tok", mock.port, "/v1/chat/completions");
+    const char *extra[] = {"--sessions",
+                           "2",
+                           "--turns",
+                           "4",
+                           "--concurrency",
+                           "1",
+                           "--requests",
+                           "6",
+                           "--system-tokens",
+                           "40",
+                           "--session-context-tokens",
+                           "100",
+                           "--turn-tokens",
+                           "20",
+                           "--history",
+                           "synthetic",
+                           "--tokenizer",
+                           tok,
+                           NULL};
+    assert_int_equal(run_sessions(&p, extra, NULL), 0);
+    int n;
+    cJSON **v = records(p.metrics, &n);
+    assert_int_equal(n, 6);
+    for (int i = 0; i < n; i++) {
+        long long t = num(v[i], "turn"), client = num(v[i], "prompt_tokens_client");
+        assert_int_equal(client, num(v[i], "history_tokens") + num(v[i], "new_tokens"));
+        if (t == 1)
+            assert_int_equal(num(v[i], "new_tokens"), 160);
+        else
+            assert_int_equal(num(v[i], "new_tokens"), 20);
+        long long messages = 2 * t; /* system, then user (+ assistant, user) per later turn */
+        assert_int_equal(num(v[i], "prompt_tokens") - client, 1 + 5 * messages + 4);
+    }
+    sb_test_free_jsonl(v, n);
+    sb_run_paths_release(&p);
+    sb_proc_stop(&mock, 15);
+}
+
 /* Bad values: exit 2, and the message names the option and the value. */
 static void test_bad_options(void **state)
 {
@@ -718,6 +829,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_prime),
         cmocka_unit_test(test_max_context),
         cmocka_unit_test(test_idle_parking),
+        cmocka_unit_test(test_open_loop_waits),
+        cmocka_unit_test(test_exact_lengths_tokenizer),
         cmocka_unit_test(test_bad_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
