@@ -620,7 +620,7 @@ static int sess_next(const struct sb_workload *w, uint64_t now, struct sb_prompt
         if (reuse_u > 0)
             dist = 0; /* the system prompt is in every request */
     }
-    long long ptok = pu / ss->scale;
+    long long ptok = (pu + ss->scale - 1) / ss->scale; /* the mock's estimate: ceil(bytes / 4) */
     memset(t, 0, sizeof(*t));
     t->slot = (long long)i;
     t->session = s->id;
