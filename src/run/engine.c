@@ -1325,6 +1325,8 @@ static void begin_stop(struct loop *l)
         l->sh->backlog_len = 0;
         pthread_mutex_unlock(&l->sh->ol_lock);
     }
+    for (size_t i = 0; i < l->nheap; i++) /* arrivals that waited for a ready session */
+        l->not_sent += l->heap[i].user == NULL;
     l->nheap = 0;
     l->next_arrival_ns = 0;
     arm_sched(l);

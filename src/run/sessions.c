@@ -613,6 +613,12 @@ static int sess_next(const struct sb_workload *w, uint64_t now, struct sb_prompt
     long long reuse_u, dist = -1;
     bool same_prefix = k > 0 && s->prev_first == s->first;
     if (same_prefix) {
+        /* The reply's KV counts with --history server: vLLM caches every full block up to
+           request.num_tokens, prompt and generated tokens alike (vllm/v1/core/kv_cache_manager.py,
+           allocate_slots: num_tokens_to_cache = min(total_computed_tokens + num_new_tokens,
+           request.num_tokens); cache_blocks), and the generation prompt the server appended is
+           what the template writes before the assistant message re-sent here. A synthetic reply
+           was never computed by the server, so only the previous prompt is reusable. */
         reuse_u = s->prev_prompt_u + (ss->server_history ? s->t[k - 1].reply_u : 0);
         dist = ss->g_sent - s->mark;
     } else {
