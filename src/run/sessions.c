@@ -304,6 +304,14 @@ int sb_sessions_check_config(struct sb_run_config *cfg, struct sb_err *err)
         return sb_err_set(err, "--workload sessioned_chat sends chat messages: --api completions "
                                "does not fit (use chat or auto)");
     cfg->api = SB_API_CHOICE_CHAT;
+    /* A session has one turn in flight at a time: more users than sessions would leave some
+       always waiting (polling for a reply) and the load would not be what --concurrency says. */
+    if (cfg->rate <= 0 && cfg->concurrency > cfg->sessions)
+        return sb_err_set(err,
+                          "--concurrency %lld > --sessions %lld: a session has one turn in flight "
+                          "at a time, so some users would never send; give --sessions >= "
+                          "--concurrency",
+                          cfg->concurrency, cfg->sessions);
     if (cfg->nonce_per_user || cfg->nonce_per_request)
         return sb_err_set(err, "--workload sessioned_chat: nonces do not apply (every session's "
                                "text is its own; --salt separates runs)");

@@ -795,6 +795,7 @@ static void test_bad_options(void **state)
         {"--max-context", "10", "--max-context 10", false},
         {"--history", "disk", "disk", false},
         {"--idle-prob", "2", "idle-prob", false},
+        {"--concurrency", "200", "--concurrency 200 > --sessions 100", false},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *argv[] = {
