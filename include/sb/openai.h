@@ -60,6 +60,10 @@ struct sb_request_params {
     const char *lora_name;
     long long lora_id;
     const char *lora_path;
+    /* Chat only: a whole "messages" JSON array written as it is (sessioned_chat's history);
+       NULL: one user message holding prompt. */
+    const char *messages_json;
+    size_t messages_len;
 };
 
 /*

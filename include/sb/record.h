@@ -119,6 +119,13 @@ struct sb_record {
        in the run's request sequence at send time (1: its first use, cold); -1 (null) without. */
     char adapter[128];
     long long adapter_use;
+    /* sessioned_chat: the client's oracle of what it sent before (sb/sessions.h, README
+       "sessioned_chat"); -1 / NAN (null) for other workloads. */
+    long long session, turn;
+    long long history_tokens, new_tokens, reusable_tokens, reuse_distance_tokens;
+    double idle_ms;     /* since the session's previous reply; NAN on a first turn */
+    signed char parked; /* -1 (null), 0 or 1: parked by --idle-prob before this turn */
+    bool prime;         /* sent by --prime: "phase": "prime" (warmup is true as well) */
 };
 
 /*

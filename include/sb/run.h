@@ -29,6 +29,16 @@ enum sb_nonce_position {
     SB_NONCE_END,
 };
 
+enum sb_history {
+    SB_HISTORY_SERVER,
+    SB_HISTORY_SYNTHETIC,
+};
+
+enum sb_ctx_policy {
+    SB_CTX_END,
+    SB_CTX_SLIDE,
+};
+
 struct sb_run_config {
     char *config;
     /* run: */
@@ -44,8 +54,25 @@ struct sb_run_config {
     double warmup_s;
     double ramp_up_s;
     long long seed;
-    double think_ms;
+    double think_ms;     /* from think_ms_spec when it is a number (sb_sessions_check_config) */
+    char *think_ms_spec; /* --think-ms as given: a number or a distribution */
     double rate;
+    /* sessioned_chat (sb/sessions.h) */
+    long long sessions;
+    char *session_order;
+    long long system_tokens;
+    long long session_context_tokens;
+    long long turn_tokens;
+    char *turns;
+    int history; /* SB_HISTORY_* */
+    long long max_context;
+    int context_policy; /* SB_CTX_* */
+    double idle_prob;
+    char *idle_s;
+    double idle_cap_s;
+    bool prime;
+    char *salt;
+    double kv_bytes_per_token;
     int arrival;
     double burstiness;
     long long max_inflight;

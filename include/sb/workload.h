@@ -13,8 +13,13 @@
 #include "sb/run.h"
 #include "sb/tokenizer.h"
 
+struct sb_sessions;
+struct cJSON;
+struct sb_record;
+
 struct sb_workload {
     const struct sb_workload_ops *ops;
+    struct sb_sessions *sess; /* sessioned_chat's shared state (owned; NULL otherwise) */
     const struct sb_run_config *cfg;
     char *prompt; /* the base prompt bytes (owned) */
     size_t prompt_len;
@@ -34,7 +39,23 @@ struct sb_workload {
 struct sb_prompt {
     struct sb_buf text;
     char nonce[40]; /* "" when no nonce */
+    bool messages;  /* text is a chat "messages" JSON array (sessioned_chat), not prompt text */
     char hash[20];  /* 16 hex digits of a hash of the exact bytes */
+};
+
+/*
+ * What a stateful workload (sessioned_chat) sent in one request: which session and turn, and the
+ * client's oracle of what a prefix cache could hold (copied into the record, sb/sessions.h).
+ */
+struct sb_turn {
+    long long slot; /* session slot; -1: none */
+    long long session, turn;
+    long long history_tokens, new_tokens, reusable_tokens, reuse_distance_tokens;
+    long long prompt_tokens; /* exact with a tokenizer (chat template not included), else -1 */
+    long long est_tokens;    /* the prompt's tokens, exact or estimated */
+    double idle_ms;          /* NAN on a first turn */
+    bool parked, prime;
+    bool want_reply; /* --history server: the engine collects the streamed reply text */
 };
 
 struct sb_workload_ops {
@@ -45,9 +66,24 @@ struct sb_workload_ops {
                   struct sb_prompt *p, struct sb_err *err);
     /* True when every request of a user has the same prompt (bodies can be built once). */
     int (*per_user_constant)(const struct sb_workload *w);
+
+    /* Stateful workloads only (NULL otherwise). Thread-safe: sessions are shared by the loops. */
+    /* Picks the next turn at now_ns and builds its messages into p (p->messages set): 0; 1 when
+       no session is ready (*ready_ns: when to ask again); -1 with err. */
+    int (*next)(const struct sb_workload *w, uint64_t now_ns, struct sb_prompt *p,
+                struct sb_turn *t, uint64_t *ready_ns, struct sb_err *err);
+    /* The turn's outcome (rec NULL: never sent) and, when t->want_reply, the reply text. */
+    void (*done)(const struct sb_workload *w, const struct sb_turn *t, const struct sb_record *rec,
+                 const char *reply, size_t reply_len, uint64_t now_ns);
+    /* When the measurement may start (the end of --prime); 0: no constraint. */
+    uint64_t (*measure_start_ns)(const struct sb_workload *w);
+    /* Adds the workload's own object(s) to run.json. */
+    void (*state_json)(const struct sb_workload *w, struct cJSON *run);
+    void (*release)(struct sb_workload *w);
 };
 
 extern const struct sb_workload_ops sb_workload_fixed_context;
+extern const struct sb_workload_ops sb_workload_sessioned_chat; /* src/run/sessions.c */
 
 /*
  * Finds the workload named in cfg->workload and initialises it. Errors name the workload/file.

@@ -35,6 +35,7 @@
 #include "sb/sysmon.h"
 #include "sb/util.h"
 #include "sb/tokenizer.h"
+#include "sb/sessions.h"
 #include "sb/workload.h"
 #include "sb/lora_select.h"
 
@@ -430,6 +431,8 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
     }
     if (ep->lora)
         add_lora(o, ep, cfg);
+    if (w->ops && w->ops->state_json)
+        w->ops->state_json(w, o);
     cJSON_AddStringToObject(o, "exit_reason", sb_exit_reason_name(res->reason));
     if (res->fatal_msg[0])
         cJSON_AddStringToObject(o, res->reason == SB_EXIT_FATAL ? "fatal_error" : "stop_message",
@@ -637,6 +640,10 @@ int cmd_run(int argc, char **argv)
     if (sb_cmd_parse("run", sb_run_options, sb_run_noptions, &cfg, argc, argv, usage, &res, &rc) !=
         0)
         goto out;
+    if (sb_sessions_check_config(&cfg, &err) != 0) {
+        rc = sb_usage_error("run", err.msg);
+        goto out;
+    }
     char url[4096];
     enum sb_api api = SB_API_COMPLETIONS;
     if (resolve_endpoint(&cfg, url, sizeof(url), &api, &err) != 0) {

@@ -33,6 +33,7 @@
 
 #include "sb/arrival.h"
 #include "sb/buf.h"
+#include "sb/sessions.h"
 #include "sb/sse.h"
 #include "sb/stats.h"
 #include "sb/util.h"
@@ -70,6 +71,8 @@ struct req {
     char curl_err[CURL_ERROR_SIZE]; /* libcurl's own words for a failed transfer */
     struct user *user;
     struct req *prev, *next; /* in-flight list, or free list (next only) */
+    struct sb_turn turn;     /* a stateful workload's session and turn (slot -1: none) */
+    struct sb_buf reply;     /* the streamed reply text, when turn.want_reply (bounded) */
 };
 
 /* A pending send: a closed-loop user after think time, kept in a binary min-heap. */
@@ -432,6 +435,8 @@ static int on_event(const struct sb_sse_event *ev, void *arg)
         note_error(r, c.error_msg, strlen(c.error_msg));
         return 0;
     }
+    if (r->turn.want_reply && c.content_len > 0 && sb_chat_reply_text(d, dl, &r->reply) != 0)
+        r->turn.want_reply = false;            /* over the cap: sessions.c ends the session */
     if (c.content_len + c.reasoning_len > 0) { /* reasoning tokens are tokens too */
         if (!r->rec.t_first_token_ns) {
             r->rec.t_first_token_ns = now;
@@ -555,6 +560,8 @@ static struct req *req_new(struct loop *l)
     sb_buf_init(&r->body, 1u << 30);
     sb_buf_init(&r->resp, (size_t)cfg->max_response_bytes);
     sb_prompt_init(&r->prompt);
+    sb_buf_init(&r->reply, SB_SESSION_REPLY_CAP);
+    r->turn.slot = -1;
     sb_sse_init(&r->sse, (size_t)cfg->max_response_bytes, on_event, r);
     CURL *e = r->easy;
     curl_easy_setopt(e, CURLOPT_URL, l->p->url);
@@ -589,6 +596,7 @@ static void req_free(struct req *r)
     sb_buf_release(&r->body);
     sb_buf_release(&r->resp);
     sb_prompt_release(&r->prompt);
+    sb_buf_release(&r->reply);
     sb_sse_release(&r->sse);
     free(r->itl_us);
     free(r);
@@ -629,25 +637,102 @@ static int build_body(const struct sb_engine_params *p, const struct sb_prompt *
         .stream = cfg->stream,
         .include_usage = cfg->stream,
         .extra_json = cfg->extra_body,
+        .messages_json = pr->messages ? pr->text.data : NULL,
+        .messages_len = pr->messages ? pr->text.len : 0,
     };
     if (lora_idx >= 0) /* the adapter of this request (LoRA suite) */
         sb_lora_apply(p->lora_list, (enum sb_lora_mode)p->lora_mode, (size_t)lora_idx, &rp);
     return sb_openai_build_request(&rp, out, err);
 }
 
+static int heap_push(struct loop *l, uint64_t t, struct user *u);
+static void arm_sched(struct loop *l);
+
+/* The oracle of a stateful workload's turn, into its record (sb/sessions.h). */
+static void sb_turn_to_record(const struct sb_turn *t, struct sb_record *rec)
+{
+    rec->session = t->session;
+    rec->turn = t->turn;
+    rec->history_tokens = t->history_tokens;
+    rec->new_tokens = t->new_tokens;
+    rec->reusable_tokens = t->reusable_tokens;
+    rec->reuse_distance_tokens = t->reuse_distance_tokens;
+    rec->idle_ms = t->idle_ms;
+    rec->parked = t->parked ? 1 : 0;
+    if (t->prime) /* priming builds the working set: not measured */
+        rec->prime = rec->warmup = true;
+}
+
+/*
+ * A stateful workload's next turn, into a fresh *rp. 0 when built; when no session is ready the
+ * send waits for the one that will be (closed loop: the user; open loop: the arrival, holding its
+ * slot, with its intended time moved there) and 2 is returned, which callers treat as started;
+ * 1 when --requests is used up; -1 on a fatal error.
+ */
+static int pick_turn(struct loop *l, struct user *u, uint64_t t_sched, struct req **rp)
+{
+    const struct sb_run_config *cfg = l->p->cfg;
+    const struct sb_workload *w = l->p->workload;
+    struct sb_err err;
+    if (cfg->requests > 0 &&
+        atomic_load_explicit(&l->sh->issued, memory_order_relaxed) >= cfg->requests)
+        return 1;
+    struct req *r = req_new(l);
+    if (!r) {
+        set_fatal(l, "out of memory starting a request");
+        return -1;
+    }
+    uint64_t ready = 0;
+    uint64_t now = sb_mono_ns();
+    int nrc = w->ops->next(w, now > t_sched ? now : t_sched, &r->prompt, &r->turn, &ready, &err);
+    if (nrc == 0) {
+        sb_buf_reset(&r->reply);
+        *rp = r;
+        return 0;
+    }
+    r->turn.slot = -1;
+    r->next = l->free_reqs;
+    l->free_reqs = r;
+    if (nrc < 0) {
+        set_fatal(l, err.msg);
+        return -1;
+    }
+    if (heap_push(l, ready, u) != 0) {
+        set_fatal(l, "out of memory scheduling a turn");
+        return -1;
+    }
+    arm_sched(l);
+    return 2;
+}
+
 /*
  * Starts one request intended for t_sched. Returns 0; 1 when --requests is used up; -1 on a fatal
- * error (already reported through set_fatal).
+ * error (already reported through set_fatal); 2 when a stateful workload deferred it (pick_turn).
  */
 static int start_request(struct loop *l, struct user *u, long long user_id, uint64_t t_sched)
 {
     struct shared *sh = l->sh;
     const struct sb_engine_params *p = l->p;
     const struct sb_run_config *cfg = p->cfg;
+    const struct sb_workload *w = p->workload;
+    struct sb_err err;
+    struct req *r = NULL;
+    if (w->ops->next) { /* a stateful workload picks its session and turn first */
+        int nrc = pick_turn(l, u, t_sched, &r);
+        if (nrc != 0)
+            return nrc;
+    }
     long long seq = atomic_fetch_add(&sh->issued, 1);
-    if (cfg->requests > 0 && seq >= cfg->requests)
+    if (cfg->requests > 0 && seq >= cfg->requests) {
+        if (r) {
+            w->ops->done(w, &r->turn, NULL, NULL, 0, sb_mono_ns());
+            r->next = l->free_reqs;
+            l->free_reqs = r;
+        }
         return 1; /* another loop took the last one */
-    struct req *r = req_new(l);
+    }
+    if (!r)
+        r = req_new(l);
     if (!r) {
         set_fatal(l, "out of memory starting a request");
         return -1;
@@ -682,11 +767,23 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
         sb_utf8_copy(r->rec.adapter, sizeof(r->rec.adapter), an, strlen(an));
     }
 
-    struct sb_err err;
-    const struct sb_workload *w = p->workload;
     const char *body = sh->shared_body;
     size_t body_len = sh->shared_body_len;
-    if (body) {
+    if (w->ops->next) {
+        memcpy(r->rec.prompt_hash, r->prompt.hash, sizeof(r->rec.prompt_hash));
+        r->rec.prompt_tokens_client = r->turn.prompt_tokens;
+        r->rec.context_tokens = r->rec.context_tokens_nominal = r->turn.est_tokens;
+        sb_buf_reset(&r->body);
+        if (build_body(p, &r->prompt, lora_idx, &r->body, &err) != 0) {
+            w->ops->done(w, &r->turn, NULL, NULL, 0, sb_mono_ns());
+            set_fatal(l, err.msg);
+            r->next = l->free_reqs;
+            l->free_reqs = r;
+            return -1;
+        }
+        body = r->body.data;
+        body_len = r->body.len;
+    } else if (body) {
         /* One prompt for everybody: its hash was taken once. */
         memcpy(r->rec.prompt_hash, sh->shared_hash, sizeof(r->rec.prompt_hash));
         r->rec.prompt_tokens_client = w->exact_tokens;
@@ -738,6 +835,8 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
     r->sends = 0;
     r->rec.ramp = sh->ramp_ns && t_sched < sh->t0_ns + sh->ramp_ns;
     r->rec.warmup = t_sched < sh->t_warm_end_ns;
+    if (r->turn.slot >= 0)
+        sb_turn_to_record(&r->turn, &r->rec);
     if (t_sched > l->last_sched_ns)
         l->last_sched_ns = t_sched;
     r->prev = NULL;
@@ -925,7 +1024,8 @@ static void finish_request(struct loop *l, struct req *r, CURLcode rc, bool canc
         rec->retried = true;
         l->retried += r->sends - 1;
     }
-    sb_record_derive_server(rec, l->p->workload->est_tokens);
+    sb_record_derive_server(rec,
+                            r->turn.slot >= 0 ? r->turn.est_tokens : l->p->workload->est_tokens);
     if (cancelled) {
         rec->ok = false;
         rec->error = SB_ERRK_CANCELLED;
@@ -977,6 +1077,16 @@ static void finish_request(struct loop *l, struct req *r, CURLcode rc, bool canc
                sb_jsonl_batch_add(&l->batch, l->line.data, l->line.len, now, &err) != 0) {
         set_fatal(l, err.msg);
     }
+    if (r->turn.slot >= 0) {
+        const struct sb_workload *w = l->p->workload;
+        if (r->turn.want_reply && !r->is_sse && rec->ok &&
+            sb_chat_reply_text(r->resp.data ? r->resp.data : "", r->resp.len, &r->reply) != 0)
+            r->turn.want_reply = false;
+        /* NULL: no reply text (synthetic history, or over the cap: the session ends) */
+        const char *text = r->turn.want_reply ? (r->reply.data ? r->reply.data : "") : NULL;
+        w->ops->done(w, &r->turn, rec, text, text ? r->reply.len : 0, now);
+        r->turn.slot = -1;
+    }
     schedule_next(l, r, now);
     r->next = l->free_reqs;
     r->prev = NULL;
@@ -1007,7 +1117,8 @@ static int backlog_push(struct shared *sh, uint64_t t)
    it does not start. */
 static void start_open(struct loop *l, uint64_t t)
 {
-    if (start_request(l, NULL, -1, t) == 0)
+    int rc = start_request(l, NULL, -1, t);
+    if (rc == 0 || rc == 2) /* 2: deferred to when a session is ready, holding its slot */
         return;
     pthread_mutex_lock(&l->sh->ol_lock);
     l->sh->ol_inflight--;
@@ -1126,7 +1237,8 @@ static void schedule_next(struct loop *l, struct req *r, uint64_t now)
         arm_sched(l);
         return;
     }
-    if (start_request(l, u, u->id, now) != 0)
+    int rc = start_request(l, u, u->id, now);
+    if (rc == 1 || rc < 0)
         u->done = true;
 }
 
@@ -1185,11 +1297,22 @@ static void on_sched(struct loop *l)
     uint64_t now = sb_mono_ns();
     while (l->nheap && l->heap[0].t <= now) {
         struct pending pd = heap_pop(l);
+        if (!pd.user) { /* an open-loop arrival that waited for a ready session */
+            if (may_start(l, pd.t)) {
+                start_open(l, pd.t);
+            } else {
+                pthread_mutex_lock(&l->sh->ol_lock);
+                l->sh->ol_inflight--;
+                pthread_mutex_unlock(&l->sh->ol_lock);
+            }
+            continue;
+        }
         if (!may_start(l, pd.t)) {
             pd.user->done = true;
             continue;
         }
-        if (start_request(l, pd.user, pd.user->id, pd.t) != 0)
+        int rc = start_request(l, pd.user, pd.user->id, pd.t);
+        if (rc == 1 || rc < 0)
             pd.user->done = true;
     }
     while (l->open_loop && l->next_arrival_ns && l->next_arrival_ns <= now) {
@@ -1217,6 +1340,8 @@ static void begin_stop(struct loop *l)
         l->sh->backlog_len = 0;
         pthread_mutex_unlock(&l->sh->ol_lock);
     }
+    for (size_t i = 0; i < l->nheap; i++) /* arrivals that waited for a ready session */
+        l->not_sent += l->heap[i].user == NULL;
     l->nheap = 0;
     l->next_arrival_ns = 0;
     arm_sched(l);
@@ -1506,7 +1631,7 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
     if (p->api_key && p->api_key[0])
         snprintf(sh->auth_header, sizeof(sh->auth_header), "Authorization: Bearer %s", p->api_key);
     /* Without a per-request nonce, and with the same prompt for everybody, one body serves all. */
-    if (!cfg->nonce_per_user && !cfg->nonce_per_request) {
+    if (!cfg->nonce_per_user && !cfg->nonce_per_request && !p->workload->ops->next) {
         struct sb_prompt pr;
         sb_prompt_init(&pr);
         if (p->workload->ops->prompt(p->workload, 0, 0, &pr, err) != 0) {
@@ -1643,6 +1768,13 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
     }
     res->reason = reason;
     res->t_end_ns = sh->t0_ns;
+    if (p->workload->ops->measure_start_ns) { /* e.g. after --prime built the working set */
+        uint64_t ms = p->workload->ops->measure_start_ns(p->workload);
+        if (ms > sh->t_warm_end_ns) {
+            sh->t_warm_end_ns = ms;
+            res->t_measure_start_ns = ms;
+        }
+    }
     uint64_t last_send = 0;
     for (int i = 0; i < started; i++)
         if (loops[i].last_send_ns > last_send)

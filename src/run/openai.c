@@ -1243,7 +1243,10 @@ int sb_openai_build_request(const struct sb_request_params *p, struct sb_buf *ou
         rc |= sb_buf_add_json_escaped(out, p->model, strlen(p->model));
         rc |= sb_buf_add(out, "\"", 1);
     }
-    if (p->api == SB_API_CHAT && !(ov & B_MESSAGES)) {
+    if (p->api == SB_API_CHAT && !(ov & B_MESSAGES) && p->messages_json) {
+        rc |= add_key(out, &first, "messages");
+        rc |= sb_buf_add(out, p->messages_json, p->messages_len);
+    } else if (p->api == SB_API_CHAT && !(ov & B_MESSAGES)) {
         rc |= add_key(out, &first, "messages");
         rc |= sb_buf_adds(out, "[{\"role\":\"user\",\"content\":\"");
         rc |= sb_buf_add_json_escaped(out, prompt, p->prompt_len);

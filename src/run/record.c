@@ -61,6 +61,10 @@ void sb_record_init(struct sb_record *r)
     r->server_prompt_n = r->server_predicted_n = r->server_cache_n = -1;
     r->server_prompt_ms = r->server_decode_ms = r->server_queue_ms = NAN;
     r->adapter_use = -1;
+    r->session = r->turn = r->history_tokens = r->new_tokens = r->reusable_tokens =
+        r->reuse_distance_tokens = -1;
+    r->idle_ms = NAN;
+    r->parked = -1;
 }
 
 bool sb_prompt_truncated(long long reported, long long sent_est)
@@ -118,20 +122,21 @@ void sb_record_derive_server(struct sb_record *r, long long sent_est)
 /* ---- the field table ---- */
 
 enum field_type {
-    F_STR,      /* char[]: always a string */
-    F_STR_NULL, /* char[]: null when empty */
-    F_STR_OMIT, /* char[]: left out when empty */
-    F_LL,       /* long long */
-    F_LL_NULL,  /* long long: null when -1 ("not reported") */
-    F_U64,      /* uint64_t stamp: null when 0 */
-    F_MS,       /* double, fixed 6 decimals: null when NAN */
-    F_EXACT,    /* double, shortest text that reads back bit-exact: null when NAN */
-    F_INT,      /* int (rc) */
-    F_BOOL,     /* bool (ok, retried) */
-    F_FLAG,     /* bool: true | false (any other bool field) */
-    F_PHASE,    /* bool warmup (+ bool ramp): "ramp" | "warmup" | "measure" */
-    F_TOKSRC,   /* bool tokens_from_usage: "usage" | "counted" */
-    F_ERRKIND,  /* enum sb_error_kind: null for NONE */
+    F_STR,       /* char[]: always a string */
+    F_STR_NULL,  /* char[]: null when empty */
+    F_STR_OMIT,  /* char[]: left out when empty */
+    F_LL,        /* long long */
+    F_LL_NULL,   /* long long: null when -1 ("not reported") */
+    F_U64,       /* uint64_t stamp: null when 0 */
+    F_MS,        /* double, fixed 6 decimals: null when NAN */
+    F_EXACT,     /* double, shortest text that reads back bit-exact: null when NAN */
+    F_INT,       /* int (rc) */
+    F_BOOL,      /* bool (ok, retried) */
+    F_FLAG,      /* bool: true | false (any other bool field) */
+    F_PHASE,     /* bool warmup (+ bool ramp): "ramp" | "warmup" | "measure" */
+    F_TOKSRC,    /* bool tokens_from_usage: "usage" | "counted" */
+    F_ERRKIND,   /* enum sb_error_kind: null for NONE */
+    F_BOOL_NULL, /* signed char: -1 null, 0 false, 1 true */
 };
 
 struct field {
@@ -213,6 +218,14 @@ static const struct field fields[] = {
     FIELD(server_queue_ms, F_MS),
     FIELD(server_timings_src, F_STR_NULL),
     FIELD(server_truncated, F_FLAG),
+    FIELD(session, F_LL_NULL),
+    FIELD(turn, F_LL_NULL),
+    FIELD(history_tokens, F_LL_NULL),
+    FIELD(new_tokens, F_LL_NULL),
+    FIELD(reusable_tokens, F_LL_NULL),
+    FIELD(reuse_distance_tokens, F_LL_NULL),
+    FIELD(idle_ms, F_MS),
+    FIELD(parked, F_BOOL_NULL),
 };
 
 #define AT(r, f, type)  ((type *)(void *)((char *)(r) + (f)->off))
@@ -475,8 +488,20 @@ int sb_record_to_json(const struct sb_record *r, struct sb_buf *out)
             else
                 put(&o, "false", 5);
             break;
+        case F_BOOL_NULL: {
+            signed char v = *CAT(r, f, signed char);
+            if (v < 0)
+                put(&o, "null", 4);
+            else if (v)
+                put(&o, "true", 4);
+            else
+                put(&o, "false", 5);
+            break;
+        }
         case F_PHASE:
-            if (r->ramp)
+            if (r->prime)
+                put(&o, "\"prime\"", 7);
+            else if (r->ramp)
                 put(&o, "\"ramp\"", 6);
             else if (*CAT(r, f, bool))
                 put(&o, "\"warmup\"", 8);
@@ -968,13 +993,23 @@ static int store(struct sb_record *r, const struct field *f, const struct value 
             break;
         *AT(r, f, bool) = v->b;
         return 0;
+    case F_BOOL_NULL:
+        if (is_null) {
+            *AT(r, f, signed char) = -1;
+            return 0;
+        }
+        if (v->kind != V_BOOL)
+            break;
+        *AT(r, f, signed char) = v->b ? 1 : 0;
+        return 0;
     case F_PHASE:
         if (is_null)
             return 0;
         if (v->kind != V_STR)
             break;
         r->ramp = strcmp(sbuf, "ramp") == 0;
-        *AT(r, f, bool) = r->ramp || strcmp(sbuf, "warmup") == 0 || strcmp(sbuf, "prime") == 0;
+        r->prime = strcmp(sbuf, "prime") == 0;
+        *AT(r, f, bool) = r->ramp || r->prime || strcmp(sbuf, "warmup") == 0;
         return 0;
     case F_TOKSRC:
         if (is_null)

@@ -171,7 +171,13 @@ static void test_json_text(void **state)
         {fill_full, "\"cached_tokens\":0,\"cached_src\":null,\"finish_reason\":\"length\",", true},
         {fill_full,
          "\"server_cache_n\":null,\"server_queue_ms\":null,\"server_timings_src\":null,"
-         "\"server_truncated\":false}\n",
+         "\"server_truncated\":false,",
+         true},
+        /* sessioned_chat's oracle: null for other workloads */
+        {fill_full,
+         "\"session\":null,\"turn\":null,\"history_tokens\":null,\"new_tokens\":null,"
+         "\"reusable_tokens\":null,\"reuse_distance_tokens\":null,\"idle_ms\":null,"
+         "\"parked\":null}\n",
          true},
         {fill_empty, "\"phase\":\"measure\",\"repetition\":0,", true},
         {fill_empty, "phase_label", false},
@@ -188,7 +194,7 @@ static void test_json_text(void **state)
          "src\":null,\"finish_reason\":null,"
          "\"server_prompt_n\":null,\"server_prompt_ms\":null,\"server_predicted_n\":null,"
          "\"server_decode_ms\":null,\"server_cache_n\":null,\"server_queue_ms\":null,"
-         "\"server_timings_src\":null,\"server_truncated\":false}",
+         "\"server_timings_src\":null,\"server_truncated\":false,",
          true},
         {fill_empty, "\"concurrency\":null,\"max_inflight\":null,", true},
         {fill_failed, "\"rate\":0.33333333333333331,", true},
