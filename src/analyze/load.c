@@ -523,12 +523,13 @@ static int labels_from_config(struct sb_run *r, const struct cfgmap *c, double *
  * run measures, beside the ones sb_run holds as fields (stack, model, workload, context,
  * concurrency, rate, tiers, eviction policy, phase). Left out on purpose: the id, seed, repetition,
  * duration, request count, warm-up and ramp-up (a repetition may be longer or seeded apart),
- * output paths, timeouts, threads and telemetry. A key a run's config lacks is left out of its
- * settings, so the old harness's configs compare as before.
+ * sessioned_chat's --salt (every repetition draws its own, so that it misses the cache of the run
+ * before), output paths, timeouts, threads and telemetry. A key a run's config lacks is left out of
+ * its settings, so the old harness's configs compare as before.
  */
 static const struct setting_key {
     const char *key;
-    enum { ALWAYS, CLOSED_LOOP, OPEN_LOOP, GAMMA, LORA } when;
+    enum { ALWAYS, CLOSED_LOOP, OPEN_LOOP, GAMMA, LORA, SESSIONS } when;
 } setting_keys[] = {
     {"run.served_model", ALWAYS},
     {"run.api", ALWAYS},
@@ -556,6 +557,21 @@ static const struct setting_key {
     {"run.lora_list", LORA},
     {"run.lora_select", LORA},
     {"run.lora_mode", LORA},
+    /* sessioned_chat: the working set and its reuse are what H5 and H6 sweep */
+    {"run.sessions", SESSIONS},
+    {"run.session_order", SESSIONS},
+    {"run.system_tokens", SESSIONS},
+    {"run.session_context_tokens", SESSIONS},
+    {"run.turn_tokens", SESSIONS},
+    {"run.turns", SESSIONS},
+    {"run.history", SESSIONS},
+    {"run.max_context", SESSIONS},
+    {"run.context_policy", SESSIONS},
+    {"run.idle_prob", SESSIONS},
+    {"run.idle_s", SESSIONS},
+    {"run.idle_cap_s", SESSIONS},
+    {"run.prime", SESSIONS},
+    {"run.kv_bytes_per_token", SESSIONS},
 };
 
 static int cmp_str_ptr(const void *a, const void *b)
@@ -587,10 +603,12 @@ static int settings_build(struct sb_run *r, const struct cfgmap *c, const char *
     bool open_loop = !isnan(r->rate);
     const char *lora_list = cfg_get(c, KEYS("run.lora_list"));
     bool lora = lora_list && *lora_list;
+    /* config.yaml holds the session options for every workload: they count for this one only */
+    bool sessions = r->workload && strcmp(r->workload, "sessioned_chat") == 0;
     for (size_t i = 0; i < SB_ARRAY_SIZE(setting_keys); i++) {
         const struct setting_key *k = &setting_keys[i];
-        if ((k->when == LORA && !lora) || (k->when == CLOSED_LOOP && open_loop) ||
-            (k->when == OPEN_LOOP && !open_loop) ||
+        if ((k->when == LORA && !lora) || (k->when == SESSIONS && !sessions) ||
+            (k->when == CLOSED_LOOP && open_loop) || (k->when == OPEN_LOOP && !open_loop) ||
             (k->when == GAMMA && (!open_loop || !arrival || strcmp(arrival, "gamma") != 0)))
             continue;
         const char *v = cfg_get(c, (const char *const[]){k->key, NULL});

@@ -30,22 +30,24 @@ struct variant {
     int repetition;
     const char *key, *value; /* a run: key replaced, or NULL */
     const char *label;       /* what its series label must show; NULL: the base series */
+    const char *extra;       /* more lines of the run: section (sessioned_chat's options) */
 };
 
 static const struct variant variants[] = {
-    {"20260101_000001_H0_A_m_rep1", 1, NULL, NULL, NULL},
-    {"20260101_000002_H0_A_m_rep2", 2, "seed", "7", NULL}, /* another seed: still a repetition */
-    {"20260101_000003_H0_A_m_rep1b", 1, NULL, NULL, NULL}, /* repetition 1 again: a warning */
-    {"20260101_000004_H0_A_m_nostream", 1, "stream", "false", "stream=false"},
-    {"20260101_000005_H0_A_m_newconn", 1, "new_connection", "true", "new_connection=true"},
-    {"20260101_000006_H0_A_m_nonce", 1, "nonce_per_user", "true", "nonce_per_user=true"},
-    {"20260101_000007_H0_A_m_maxtok", 1, "max_tokens", "64", "max_tokens=64"},
-    {"20260101_000008_H0_A_m_think", 1, "think_ms", "100", "think_ms=100"},
+    {"20260101_000001_H0_A_m_rep1", 1, NULL, NULL, NULL, NULL},
+    {"20260101_000002_H0_A_m_rep2", 2, "seed", "7", NULL,
+     NULL}, /* another seed: still a repetition */
+    {"20260101_000003_H0_A_m_rep1b", 1, NULL, NULL, NULL, NULL}, /* repetition 1 again: a warning */
+    {"20260101_000004_H0_A_m_nostream", 1, "stream", "false", "stream=false", NULL},
+    {"20260101_000005_H0_A_m_newconn", 1, "new_connection", "true", "new_connection=true", NULL},
+    {"20260101_000006_H0_A_m_nonce", 1, "nonce_per_user", "true", "nonce_per_user=true", NULL},
+    {"20260101_000007_H0_A_m_maxtok", 1, "max_tokens", "64", "max_tokens=64", NULL},
+    {"20260101_000008_H0_A_m_think", 1, "think_ms", "100", "think_ms=100", NULL},
     {"20260101_000009_H0_A_m_port", 1, "endpoint", "\"http://127.0.0.1:9001/v1/completions\"",
-     "endpoint=http://127.0.0.1:9001/v1/completions"},
+     "endpoint=http://127.0.0.1:9001/v1/completions", NULL},
     {"20260101_000010_H0_A_m_ignore", 1, "extra_body", "{\"ignore_eos\": true}",
-     "extra_body.ignore_eos=true"},
-    {"20260101_000011_H0_A_m_chat", 1, "api", "\"chat\"", "api=chat"},
+     "extra_body.ignore_eos=true", NULL},
+    {"20260101_000011_H0_A_m_chat", 1, "api", "\"chat\"", "api=chat", NULL},
 };
 #define NVAR  (sizeof(variants) / sizeof(variants[0]))
 #define NBASE 3 /* the first three are one point */
@@ -73,7 +75,7 @@ static void make_run(const char *root, const struct variant *v)
     snprintf(text, sizeof(text),
              "# Resolved configuration of this run (sparkbench 0.1.0); secrets are never written.\n"
              "run:\n  id: \"%s\"\n  stack: \"A\"\n  model: \"m\"\n  served_model: null\n"
-             "  workload: \"fixed_context\"\n  context_tokens: 256\n  concurrency: 4\n"
+             "  workload: %s\n  context_tokens: 256\n  concurrency: 4\n"
              "  duration_s: 2\n  requests: 0\n  warmup_s: 0\n  ramp_up_s: 0\n  seed: %s\n"
              "  think_ms: %s\n  rate: 0\n  arrival: \"poisson\"\n  burstiness: 1\n"
              "  max_inflight: 1024\n  threads: 1\n  max_tokens: %s\n  temperature: 0\n"
@@ -83,13 +85,14 @@ static void make_run(const char *root, const struct variant *v)
              "  results_dir: \"results\"\n  new_connection: %s\n  timeout_s: 600\n"
              "  connect_timeout_s: 10\n  max_response_bytes: 16777216\n  drain_s: 10\n"
              "  max_input_len: 0\n  input_len_margin: 64\n  tokenizer: null\n"
-             "  hypothesis: \"H0\"\n  phase: \"U4\"\n  repetition: %d\n  repetitions: 1\n"
+             "  hypothesis: \"H0\"\n  phase: \"U4\"\n  repetition: %d\n  repetitions: 1\n%s"
              "server:\n  endpoint: %s\n  api_key_env: \"OPENAI_API_KEY\"\n  extra_body: %s\n"
              "telemetry:\n  cadence_ms: 200\n  sysmon: false\n  prom: []\nnotes: null\n",
-             v->id, value_of(v, "seed", "42"), value_of(v, "think_ms", "0"),
-             value_of(v, "max_tokens", "16"), value_of(v, "stream", "true"),
-             value_of(v, "api", "\"auto\""), value_of(v, "nonce_per_user", "false"), dir,
-             value_of(v, "new_connection", "false"), v->repetition,
+             v->id, value_of(v, "workload", "\"fixed_context\""), value_of(v, "seed", "42"),
+             value_of(v, "think_ms", "0"), value_of(v, "max_tokens", "16"),
+             value_of(v, "stream", "true"), value_of(v, "api", "\"auto\""),
+             value_of(v, "nonce_per_user", "false"), dir, value_of(v, "new_connection", "false"),
+             v->repetition, v->extra ? v->extra : "",
              value_of(v, "endpoint", "\"http://127.0.0.1:9000/v1/completions\""),
              value_of(v, "extra_body", "{}"));
     write_text(path, text);
@@ -187,6 +190,78 @@ static void test_settings_split_repetitions(void **state)
     free(root);
 }
 
+/* sessioned_chat's options as config.yaml writes them, with the sessions and salt given. */
+#define SESS_LINES(n, salt)                                                                        \
+    "  sessions: " #n "\n  session_order: \"zipf:1.0\"\n  system_tokens: 64\n"                     \
+    "  session_context_tokens: 128\n  turn_tokens: 32\n  turns: \"8\"\n  history: \"server\"\n"    \
+    "  max_context: 0\n  context_policy: \"end\"\n  idle_prob: 0\n  idle_s: \"60\"\n"              \
+    "  idle_cap_s: 600\n  prime: true\n  salt: \"" salt "\"\n  kv_bytes_per_token: 0\n"
+
+static const struct variant sess_variants[] = {
+    {"20260101_000101_H0_A_m_s8rep1", 1, "workload", "\"sessioned_chat\"", NULL,
+     SESS_LINES(8, "aa01")},
+    /* another salt (each run draws its own): still a repetition */
+    {"20260101_000102_H0_A_m_s8rep2", 2, "workload", "\"sessioned_chat\"", NULL,
+     SESS_LINES(8, "bb02")},
+    {"20260101_000103_H0_A_m_s64rep1", 1, "workload", "\"sessioned_chat\"", "sessions=64",
+     SESS_LINES(64, "cc03")},
+};
+
+/* Runs that differ only in --sessions are two points, not repetitions of one (that failed the
+   reproducible gate); runs that differ only in --salt are repetitions. */
+static void test_sessions_split_groups(void **state)
+{
+    (void)state;
+    char *root = sb_test_tmpdir("/tmp", "groups");
+    char runs[300], out[300], uwork[300], path[400];
+    snprintf(runs, sizeof(runs), "%s/results", root);
+    snprintf(out, sizeof(out), "%s/analysis", root);
+    snprintf(uwork, sizeof(uwork), "%s/uwork.txt", root);
+    assert_int_equal(mkdir(runs, 0755), 0);
+    size_t n = sizeof(sess_variants) / sizeof(sess_variants[0]);
+    for (size_t i = 0; i < n; i++)
+        make_run(runs, &sess_variants[i]);
+    const char *argv[] = {bin,       "analyze", runs,           "--out", out,
+                          "--uwork", uwork,     "--no-figures", NULL};
+    char *sout = NULL, *serr = NULL;
+    int rc = sb_proc_run(argv, &sout, &serr);
+    print_message("stderr:\n%s\n", serr ? serr : "");
+    assert_int_equal(rc, 0);
+
+    snprintf(path, sizeof(path), "%s/uwork.json", root);
+    char *js = sb_test_read_file(path);
+    assert_non_null(js);
+    cJSON *j = cJSON_Parse(js);
+    free(js);
+    assert_non_null(j);
+    cJSON *groups = cJSON_GetObjectItem(j, "groups");
+    assert_int_equal(cJSON_GetArraySize(groups), 2);
+    int with64 = 0;
+    cJSON *g;
+    cJSON_ArrayForEach(g, groups)
+    {
+        const char *label = cJSON_GetObjectItem(g, "series")->valuestring;
+        print_message("series: %s\n", label);
+        with64 += strstr(label, "sessions=64") != NULL;
+        assert_null(strstr(label, "salt"));
+    }
+    assert_int_equal(with64, 1);
+    cJSON_Delete(j);
+
+    /* The 8-session point has its 2 repetitions, the 64-session point 1. */
+    snprintf(path, sizeof(path), "%s/figures/H0_latency_vs_concurrency.csv", out);
+    char *csv = sb_test_read_file(path);
+    assert_non_null(csv);
+    print_message("%s\n", csv);
+    assert_int_equal(sb_test_count(csv, ",256,4,2,20,"), 1);
+    assert_int_equal(sb_test_count(csv, ",256,4,1,10,"), 1);
+    free(csv);
+    free(sout);
+    free(serr);
+    sb_test_rm_rf(root);
+    free(root);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -196,6 +271,7 @@ int main(int argc, char **argv)
     bin = argv[1];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_settings_split_repetitions),
+        cmocka_unit_test(test_sessions_split_groups),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
