@@ -5,9 +5,10 @@
  * (checked against --tokenizer at open, kept to those that are) and 4 bytes with its separator, so
  * a run of n words is exactly n tokens with the tokenizer and 4n - 1 bytes, which with the newline
  * the mock puts after each message is n tokens by its bytes/4 estimate too. Word i of a message is
- * chosen by a hash of (seed, salt, session id, turn, role, i): the shared system prompt is hashed
- * without the salt (it stays shared across runs), everything of a session with it (a new run never
- * hits the previous run's cache). So nothing but lengths is stored, except the real replies of
+ * chosen by a hash of (seed, salt, session id, turn, role, i); the shared system prompt by a hash
+ * of (seed, salt) alone, so it is one prompt for every session of a run but another in the next
+ * run: the salt is at the start of every request and a new run never hits the previous run's cache,
+ * not even its system prompt. So nothing but lengths is stored, except the real replies of
  * --history server.
  *
  * Units: the oracle sums message sizes in "units", tokens with a tokenizer, else bytes as the mock
@@ -399,7 +400,8 @@ static uint64_t text_key(const struct sb_sessions *ss, long long id, long long t
 
 static uint64_t system_key(const struct sb_sessions *ss)
 {
-    return sb_mix64(ss->seed ^ 0x73797374656dull); /* no salt: shared across runs */
+    /* shared by the run's sessions, not across runs (the salt is at the start of every prompt) */
+    return sb_mix64(ss->seed ^ sb_mix64(ss->salt ^ 0x73797374656dull));
 }
 
 /* Appends n words from key, separated by spaces (a space first when !first). */

