@@ -69,14 +69,16 @@ struct sb_workload_ops {
 
     /* Stateful workloads only (NULL otherwise). Thread-safe: sessions are shared by the loops. */
     /* Picks the next turn at now_ns and builds its messages into p (p->messages set): 0; 1 when
-       no session is ready (*ready_ns: when to ask again); -1 with err. */
+       no session is ready (*ready_ns: when to ask again); 3 in the --prime stage when every
+       first turn is handed out (the asking user's part of the prime is over); -1 with err. */
     int (*next)(const struct sb_workload *w, uint64_t now_ns, struct sb_prompt *p,
                 struct sb_turn *t, uint64_t *ready_ns, struct sb_err *err);
     /* The turn's outcome (rec NULL: never sent) and, when t->want_reply, the reply text. */
     void (*done)(const struct sb_workload *w, const struct sb_turn *t, const struct sb_record *rec,
                  const char *reply, size_t reply_len, uint64_t now_ns);
-    /* When the measurement may start (the end of --prime); 0: no constraint. */
-    uint64_t (*measure_start_ns)(const struct sb_workload *w);
+    /* The measured run begins (after the --prime stage, if any): its window starts at
+       measure_start_ns (run.json's measure_start_ts, after ramp-up and warm-up). */
+    void (*measure_begins)(const struct sb_workload *w, uint64_t measure_start_ns);
     /* Adds the workload's own object(s) to run.json. */
     void (*state_json)(const struct sb_workload *w, struct cJSON *run);
     void (*release)(struct sb_workload *w);

@@ -99,6 +99,7 @@ struct loop {
 
     /* open loop: this loop's share of the one schedule */
     bool open_loop;
+    bool was_open_loop;        /* an open loop that sends the --prime stage as a closed one */
     struct sb_arrival arrival; /* the whole schedule's process, drawn in full by every loop */
     uint64_t op_ns;            /* operational time of the next arrival drawn (before the ramp) */
     long long arrival_idx;     /* index of the next arrival drawn */
@@ -144,8 +145,13 @@ struct shared {
     int nloops;
     uint64_t t0_ns, t_warm_end_ns, t_end_ns; /* t_end 0: no duration limit */
     uint64_t ramp_ns;                        /* --ramp-up-s */
-    _Atomic uint64_t t_stop_ns;              /* when a signal or fatal error stopped sending */
-    _Atomic bool abort_drain;                /* a second signal: cancel what is in flight now */
+    long long req_limit; /* requests may start while issued < req_limit (0: no limit); --requests
+                            counts from the end of --prime */
+    bool priming;        /* the --prime stage runs (set and cleared while no loop runs) */
+    bool priming_done;   /* it ran */
+    uint64_t saved_ramp_ns;
+    _Atomic uint64_t t_stop_ns; /* when a signal or fatal error stopped sending */
+    _Atomic bool abort_drain;   /* a second signal: cancel what is in flight now */
     /* open loop: one in-flight limit and one backlog of arrivals waiting for a slot */
     pthread_mutex_t ol_lock;
     long long ol_inflight, ol_max;
@@ -671,11 +677,10 @@ static void sb_turn_to_record(const struct sb_turn *t, struct sb_record *rec)
  */
 static int pick_turn(struct loop *l, struct user *u, uint64_t t_sched, struct req **rp)
 {
-    const struct sb_run_config *cfg = l->p->cfg;
     const struct sb_workload *w = l->p->workload;
     struct sb_err err;
-    if (cfg->requests > 0 &&
-        atomic_load_explicit(&l->sh->issued, memory_order_relaxed) >= cfg->requests)
+    if (l->sh->req_limit > 0 &&
+        atomic_load_explicit(&l->sh->issued, memory_order_relaxed) >= l->sh->req_limit)
         return 1;
     struct req *r = req_new(l);
     if (!r) {
@@ -693,6 +698,8 @@ static int pick_turn(struct loop *l, struct user *u, uint64_t t_sched, struct re
     r->turn.slot = -1;
     r->next = l->free_reqs;
     l->free_reqs = r;
+    if (nrc == 3) /* the prime is handed out: this user's part of it is over */
+        return 1;
     if (nrc < 0) {
         set_fatal(l, err.msg);
         return -1;
@@ -713,7 +720,6 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
 {
     struct shared *sh = l->sh;
     const struct sb_engine_params *p = l->p;
-    const struct sb_run_config *cfg = p->cfg;
     const struct sb_workload *w = p->workload;
     struct sb_err err;
     struct req *r = NULL;
@@ -723,7 +729,7 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
             return nrc;
     }
     long long seq = atomic_fetch_add(&sh->issued, 1);
-    if (cfg->requests > 0 && seq >= cfg->requests) {
+    if (sh->req_limit > 0 && seq >= sh->req_limit) {
         if (r) {
             w->ops->done(w, &r->turn, NULL, NULL, 0, sb_mono_ns());
             r->next = l->free_reqs;
@@ -855,13 +861,12 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
 static bool may_start(struct loop *l, uint64_t t_sched)
 {
     struct shared *sh = l->sh;
-    const struct sb_run_config *cfg = l->p->cfg;
     if (l->stopping || atomic_load_explicit(&sh->stop, memory_order_relaxed))
         return false;
     if (sh->t_end_ns && t_sched >= sh->t_end_ns)
         return false;
-    if (cfg->requests > 0 &&
-        atomic_load_explicit(&sh->issued, memory_order_relaxed) >= cfg->requests)
+    if (sh->req_limit > 0 &&
+        atomic_load_explicit(&sh->issued, memory_order_relaxed) >= sh->req_limit)
         return false;
     return true;
 }
@@ -1588,8 +1593,7 @@ static int build_lora_bodies(struct shared *sh, const struct sb_prompt *pr, stru
  */
 static uint64_t measure_end(struct shared *sh, uint64_t last_send)
 {
-    const struct sb_run_config *cfg = sh->p->cfg;
-    bool used_up = cfg->requests > 0 && atomic_load(&sh->issued) >= cfg->requests;
+    bool used_up = sh->req_limit > 0 && atomic_load(&sh->issued) >= sh->req_limit;
     uint64_t end;
     if (used_up || !sh->t_end_ns)
         end = last_send; /* --requests: sending stopped with the last request that left */
@@ -1601,6 +1605,132 @@ static uint64_t measure_end(struct shared *sh, uint64_t last_send)
     if (end < sh->t_warm_end_ns)
         end = sh->t_warm_end_ns;
     return end;
+}
+
+/*
+ * Starts every loop thread and waits until each has finished (a signal, a fatal error or nothing
+ * answering stops them; *reason_io says which), then joins them. Returns how many threads ran
+ * (fewer than n when one could not be created: the others carry the load).
+ */
+static int run_stage(struct shared *sh, struct loop *loops, int n, int sfd,
+                     enum sb_exit_reason *reason_io)
+{
+    const struct sb_engine_params *p = sh->p;
+    const struct sb_run_config *cfg = p->cfg;
+    enum sb_exit_reason reason = *reason_io;
+    int started = 0;
+    for (int i = 0; i < n; i++) {
+        atomic_store(&loops[i].a_finished, false);
+        if (pthread_create(&loops[i].thread, NULL, loop_main, &loops[i]) != 0)
+            break;
+        started++;
+    }
+    int running = started;
+    uint64_t next_progress = sb_mono_ns();
+    while (running > 0) {
+        struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN},
+                               {.fd = sh->main_wake_fd, .events = POLLIN}};
+        int pn = poll(pf, 2, 250);
+        struct signalfd_siginfo si;
+        while (pn > 0 && read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+            int sig = (int)si.ssi_signo;
+            if (reason == SB_EXIT_SIGINT || reason == SB_EXIT_SIGTERM)
+                atomic_store(&sh->abort_drain, true); /* a second signal: stop waiting */
+            else                                      /* the first signal says why the run ended */
+                reason = sig == SIGINT ? SB_EXIT_SIGINT : SB_EXIT_SIGTERM;
+            uint64_t zero = 0;
+            atomic_compare_exchange_strong(&sh->t_stop_ns, &zero, sb_mono_ns());
+            atomic_store(&sh->stop, true);
+            for (int i = 0; i < started; i++) {
+                uint64_t one = 1;
+                ssize_t w = write(loops[i].wake_fd, &one, sizeof(one));
+                (void)w;
+            }
+        }
+        if (pn > 0 && (pf[1].revents & POLLIN))
+            drain_fd(sh->main_wake_fd);
+        /* Nothing ever answered for --connect-timeout-s (refused, or accepted and dropped):
+           stop, say so once, record no more. */
+        if (reason == SB_EXIT_COMPLETED && atomic_load(&sh->unreach_seen) &&
+            !atomic_load(&sh->answered) &&
+            sb_mono_ns() >= sh->t0_ns + (uint64_t)(cfg->connect_timeout_s * 1e9)) {
+            reason = SB_EXIT_UNREACHABLE;
+            uint64_t zero = 0;
+            atomic_compare_exchange_strong(&sh->t_stop_ns, &zero, sb_mono_ns());
+            atomic_store(&sh->abort_drain, true);
+            atomic_store(&sh->stop, true);
+            for (int i = 0; i < started; i++) {
+                uint64_t one = 1;
+                ssize_t w = write(loops[i].wake_fd, &one, sizeof(one));
+                (void)w;
+            }
+        }
+        if (p->progress && sb_mono_ns() >= next_progress) {
+            print_progress(loops, started, sh, false);
+            next_progress = sb_mono_ns() + 250000000ull;
+        }
+        running = 0;
+        for (int i = 0; i < started; i++)
+            running += !atomic_load(&loops[i].a_finished);
+    }
+    /* Each loop thread is joined exactly once, after it has said it is finished. */
+    for (int i = 0; i < started; i++)
+        pthread_join(loops[i].thread, NULL);
+    *reason_io = reason;
+    return started;
+}
+
+/*
+ * The --prime stage runs as a closed loop without a clock: the closed loop's users, or for an open
+ * loop --max-inflight senders (its in-flight cap; the arrival schedule belongs to the measured
+ * run), each sending first turns until the workload has handed them all out (next() returns 3).
+ * No duration, ramp, warm-up or --requests limit applies; its records are phase "prime".
+ */
+static void prime_stage_begin(struct shared *sh, struct loop *loops, int n, uint64_t t0)
+{
+    const struct sb_run_config *cfg = sh->p->cfg;
+    sh->priming = true;
+    sh->t0_ns = t0;
+    sh->t_warm_end_ns = sh->t_end_ns = 0;
+    sh->req_limit = 0;
+    sh->saved_ramp_ns = sh->ramp_ns;
+    sh->ramp_ns = 0;
+    long long total = cfg->rate > 0 ? (sh->ol_max > 0 ? sh->ol_max : 1) : 0;
+    long long first = 0;
+    for (int i = 0; i < n; i++) {
+        struct loop *l = &loops[i];
+        if (!l->open_loop)
+            continue;
+        long long nu = total / n + (i < total % n);
+        l->open_loop = false;
+        l->was_open_loop = true;
+        l->nusers = nu;
+        l->users = calloc((size_t)(nu > 0 ? nu : 1), sizeof(*l->users));
+        if (!l->users)
+            l->nusers = 0; /* this loop sends no prime turns; the others do */
+        for (long long k = 0; k < l->nusers; k++)
+            l->users[k].id = first + k;
+        first += nu;
+    }
+}
+
+static void prime_stage_end(struct shared *sh, struct loop *loops, int n)
+{
+    sh->priming = false;
+    sh->priming_done = true;
+    sh->ramp_ns = sh->saved_ramp_ns;
+    for (int i = 0; i < n; i++) {
+        struct loop *l = &loops[i];
+        if (l->was_open_loop) {
+            free(l->users);
+            l->users = NULL;
+            l->nusers = 0;
+            l->open_loop = true;
+            l->was_open_loop = false;
+        }
+        for (long long k = 0; k < l->nusers; k++)
+            l->users[k].done = false;
+    }
 }
 
 int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res,
@@ -1686,70 +1816,29 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
     sh->anchor_real_ns = sb_real_ns();
     res->anchor_mono_ns = sh->anchor_mono_ns;
     res->anchor_real_ns = sh->anchor_real_ns;
-    sh->t0_ns = sb_mono_ns() + 1000000; /* a millisecond to get every loop running */
+    enum sb_exit_reason reason = SB_EXIT_COMPLETED;
+    int started = 0;
+    uint64_t t_first_ns = sb_mono_ns() + 1000000;
+    if (cfg->prime && p->workload->ops->next) {
+        /* --prime: every session's first turn, before the measured run and outside its clock */
+        prime_stage_begin(sh, loops, nthreads, t_first_ns);
+        started = run_stage(sh, loops, nthreads, sfd, &reason);
+        prime_stage_end(sh, loops, nthreads);
+        if (reason != SB_EXIT_COMPLETED || atomic_load(&sh->fatal))
+            goto stages_done;
+    }
+    /* The measured run's clock: the duration, warm-up, ramp-up, the open loop's schedule and the
+       --requests count start here, after the prime (t_first_ns otherwise). */
+    sh->t0_ns = sh->priming_done ? sb_mono_ns() + 1000000 : t_first_ns;
     sh->t_warm_end_ns = sh->t0_ns + sh->ramp_ns + (uint64_t)(cfg->warmup_s * 1e9);
     sh->t_end_ns = cfg->duration_s > 0 ? sh->t0_ns + (uint64_t)(cfg->duration_s * 1e9) : 0;
-    res->t_start_ns = sh->t0_ns;
-    res->t_measure_start_ns = sh->t_warm_end_ns;
-
-    int started = 0;
-    for (int i = 0; i < nthreads; i++) {
-        if (pthread_create(&loops[i].thread, NULL, loop_main, &loops[i]) != 0)
-            break;
-        started++;
-    }
-    enum sb_exit_reason reason = SB_EXIT_COMPLETED;
-    int running = started;
-    uint64_t next_progress = sb_mono_ns();
-    while (running > 0) {
-        struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN},
-                               {.fd = sh->main_wake_fd, .events = POLLIN}};
-        int pn = poll(pf, 2, 250);
-        struct signalfd_siginfo si;
-        while (pn > 0 && read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-            int sig = (int)si.ssi_signo;
-            if (reason == SB_EXIT_SIGINT || reason == SB_EXIT_SIGTERM)
-                atomic_store(&sh->abort_drain, true); /* a second signal: stop waiting */
-            else                                      /* the first signal says why the run ended */
-                reason = sig == SIGINT ? SB_EXIT_SIGINT : SB_EXIT_SIGTERM;
-            uint64_t zero = 0;
-            atomic_compare_exchange_strong(&sh->t_stop_ns, &zero, sb_mono_ns());
-            atomic_store(&sh->stop, true);
-            for (int i = 0; i < started; i++) {
-                uint64_t one = 1;
-                ssize_t w = write(loops[i].wake_fd, &one, sizeof(one));
-                (void)w;
-            }
-        }
-        if (pn > 0 && (pf[1].revents & POLLIN))
-            drain_fd(sh->main_wake_fd);
-        /* Nothing ever answered for --connect-timeout-s (refused, or accepted and dropped):
-           stop, say so once, record no more. */
-        if (reason == SB_EXIT_COMPLETED && atomic_load(&sh->unreach_seen) &&
-            !atomic_load(&sh->answered) &&
-            sb_mono_ns() >= sh->t0_ns + (uint64_t)(cfg->connect_timeout_s * 1e9)) {
-            reason = SB_EXIT_UNREACHABLE;
-            uint64_t zero = 0;
-            atomic_compare_exchange_strong(&sh->t_stop_ns, &zero, sb_mono_ns());
-            atomic_store(&sh->abort_drain, true);
-            atomic_store(&sh->stop, true);
-            for (int i = 0; i < started; i++) {
-                uint64_t one = 1;
-                ssize_t w = write(loops[i].wake_fd, &one, sizeof(one));
-                (void)w;
-            }
-        }
-        if (p->progress && sb_mono_ns() >= next_progress) {
-            print_progress(loops, started, sh, false);
-            next_progress = sb_mono_ns() + 250000000ull;
-        }
-        running = 0;
-        for (int i = 0; i < started; i++)
-            running += !atomic_load(&loops[i].a_finished);
-    }
-    /* Each loop thread is joined exactly once, after it has said it is finished. */
-    for (int i = 0; i < started; i++)
-        pthread_join(loops[i].thread, NULL);
+    sh->req_limit = cfg->requests > 0 ? atomic_load(&sh->issued) + cfg->requests : 0;
+    if (p->workload->ops->measure_begins)
+        p->workload->ops->measure_begins(p->workload, sh->t_warm_end_ns);
+    started = run_stage(sh, loops, nthreads, sfd, &reason);
+stages_done:
+    res->t_start_ns = t_first_ns;
+    res->t_measure_start_ns = sh->t_warm_end_ns ? sh->t_warm_end_ns : t_first_ns;
     close(sfd);
     if (p->progress)
         print_progress(loops, started, sh, true);
@@ -1763,18 +1852,11 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
                  "no answer from %s: %s for %g s; nothing was measured", p->url, sh->unreach_msg,
                  cfg->connect_timeout_s);
     } else if (reason == SB_EXIT_COMPLETED && sh->t_end_ns &&
-               !(cfg->requests > 0 && atomic_load(&sh->issued) >= cfg->requests)) {
+               !(sh->req_limit > 0 && atomic_load(&sh->issued) >= sh->req_limit)) {
         reason = SB_EXIT_DURATION;
     }
     res->reason = reason;
     res->t_end_ns = sh->t0_ns;
-    if (p->workload->ops->measure_start_ns) { /* e.g. after --prime built the working set */
-        uint64_t ms = p->workload->ops->measure_start_ns(p->workload);
-        if (ms > sh->t_warm_end_ns) {
-            sh->t_warm_end_ns = ms;
-            res->t_measure_start_ns = ms;
-        }
-    }
     uint64_t last_send = 0;
     for (int i = 0; i < started; i++)
         if (loops[i].last_send_ns > last_send)

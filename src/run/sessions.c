@@ -380,7 +380,8 @@ struct sb_sessions {
     size_t nwords;
     size_t prime_next;
     long long prime_inflight;
-    uint64_t prime_end_ns;
+    bool measuring;       /* the measured run began (after the --prime stage) */
+    uint64_t measure_ns;  /* its window's start: working_set's t_s counts from it */
     uint64_t now_scratch; /* the pick's clock, for ready_ok */
     long long ws_u, live;
     struct ws_sample *samples;
@@ -577,18 +578,17 @@ static int sess_next(const struct sb_workload *w, uint64_t now, struct sb_prompt
     }
     size_t i;
     bool prime = false;
-    if (cfg->prime && ss->prime_next < ss->n) {
+    if (cfg->prime && !ss->measuring) {
+        /* The engine's prime stage: first turns only; it ends when all are answered and the
+           measured run starts then, so the working set exists when measuring starts. */
+        if (ss->prime_next >= ss->n) {
+            pthread_mutex_unlock(&ss->lock);
+            return 3;
+        }
         i = ss->prime_next++;
         prime = true;
         ss->prime_inflight++;
-    } else if (cfg->prime && ss->prime_inflight > 0) {
-        /* Measured turns wait until every first turn is answered: the working set exists. */
-        *ready_ns = now + 1000000;
-        pthread_mutex_unlock(&ss->lock);
-        return 1;
     } else {
-        if (cfg->prime && !ss->prime_end_ns)
-            ss->prime_end_ns = now;
         ss->now_scratch = now;
         i = sb_picker_pick(&ss->pick, ready_ok, ss);
         if (i == SIZE_MAX) { /* wait for the earliest ready session, or a reply */
@@ -751,13 +751,13 @@ static void sess_done(const struct sb_workload *w, const struct sb_turn *t,
     pthread_mutex_unlock(&ss->lock);
 }
 
-static uint64_t sess_measure_start(const struct sb_workload *w)
+static void sess_measure_begins(const struct sb_workload *w, uint64_t measure_start_ns)
 {
     struct sb_sessions *ss = w->sess;
     pthread_mutex_lock(&ss->lock);
-    uint64_t t = ss->prime_end_ns;
+    ss->measuring = true;
+    ss->measure_ns = measure_start_ns;
     pthread_mutex_unlock(&ss->lock);
-    return t;
 }
 
 static void sess_state_json(const struct sb_workload *w, struct cJSON *run)
@@ -934,7 +934,7 @@ const struct sb_workload_ops sb_workload_sessioned_chat = {
     .per_user_constant = sess_constant,
     .next = sess_next,
     .done = sess_done,
-    .measure_start_ns = sess_measure_start,
+    .measure_begins = sess_measure_begins,
     .state_json = sess_state_json,
     .release = sess_release,
 };

@@ -121,6 +121,79 @@ static void test_salt_separates_runs(void **state)
     sb_proc_stop(&mock, 15);
 }
 
+/*
+ * --prime before the measured run: 24 first turns of 100 ms each on 2 users take longer than the
+ * 1 s duration, which used to leave no measured window at all; now the window (throughput's and
+ * measure_start_ts) starts after the last first turn's reply and is the whole duration, every
+ * measured turn is scheduled in it. A second run: --requests counts measured turns only.
+ */
+static void test_prime_before_measure(void **state)
+{
+    (void)state;
+    struct sb_proc mock;
+    const char *ma[] = {"--prefill-base-ms", "100", "--decode-base-ms", "0", NULL};
+    assert_int_equal(sb_proc_start_mock(&mock, bin, ma), 0);
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "sess-prime-dur", mock.port, "/v1/chat/completions");
+    const char *extra[] = {"--sessions",
+                           "24",
+                           "--turns",
+                           "100",
+                           "--concurrency",
+                           "2",
+                           "--prime",
+                           "--duration-s",
+                           "1",
+                           "--system-tokens",
+                           "16",
+                           "--session-context-tokens",
+                           "16",
+                           "--turn-tokens",
+                           "8",
+                           NULL};
+    assert_int_equal(run_sessions(&p, extra), 0);
+    cJSON *rj = sb_test_read_json(p.runjson);
+    assert_non_null(rj);
+    cJSON *tp = cJSON_GetObjectItem(rj, "throughput");
+    double w0 = sb_test_num(tp, "window_start_mono_ns"), w1 = sb_test_num(tp, "window_end_mono_ns");
+    double ms0 = sb_test_num(rj, "measure_start_ts"), st = sb_test_num(rj, "start_ts");
+    print_message("prime %.3f s, measured window %.3f s of 1 s\n", ms0 - st, (w1 - w0) / 1e9);
+    assert_true(w1 - w0 >= 1e9);
+    assert_true(ms0 - st >= 24 / 2 * 0.1 - 0.01); /* the prime came first, outside the window */
+    int n, nprime = 0, nmeasure = 0;
+    cJSON **v = records(p.metrics, &n);
+    for (int i = 0; i < n; i++) {
+        const char *phase = sb_test_str(v[i], "phase");
+        if (strcmp(phase, "prime") == 0) {
+            nprime++;
+            assert_true(sb_test_num(v[i], "t_last_byte_ns") <= w0);
+        } else {
+            assert_string_equal(phase, "measure");
+            nmeasure++;
+            assert_true(sb_test_num(v[i], "t_sched_ns") >= w0);
+        }
+    }
+    assert_int_equal(nprime, 24);
+    assert_true(nmeasure > 0);
+    sb_test_free_jsonl(v, n);
+    cJSON_Delete(rj);
+    sb_run_paths_release(&p);
+
+    /* --requests 5 after a prime of 6: 5 measured turns */
+    sb_run_paths_init(&p, srcdir, "sess-prime-req", mock.port, "/v1/chat/completions");
+    const char *extra2[] = {
+        "--sessions", "6",       "--turns",         "10", "--concurrency", "3", "--requests",
+        "5",          "--prime", "--system-tokens", "8",  "--turn-tokens", "8", NULL};
+    assert_int_equal(run_sessions(&p, extra2), 0);
+    v = records(p.metrics, &n);
+    assert_int_equal(n, 11);
+    for (int i = 0; i < n; i++)
+        assert_string_equal(sb_test_str(v[i], "phase"), i < 6 ? "prime" : "measure");
+    sb_test_free_jsonl(v, n);
+    sb_run_paths_release(&p);
+    sb_proc_stop(&mock, 15);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -131,6 +204,7 @@ int main(int argc, char **argv)
     srcdir = argv[2];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_salt_separates_runs),
+        cmocka_unit_test(test_prime_before_measure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
