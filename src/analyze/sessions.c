@@ -225,8 +225,11 @@ static void read_workload_state(struct sb_sess *s, const char *dir)
     double kb = num_or_nan(ws, "kv_bytes_per_token");
     if (kb > 0)
         s->kv_bytes_per_token = kb;
-    /* t_s counts from the run's start: the measured window in the same terms. */
-    double start = num_or_nan(j, "start_ts");
+    /* t_s counts from the ts that working_set_t0 names: measure_start_ts (sparkbench writes
+       that, src/run/sessions.c), or start_ts (runs written before it said). The measured window
+       in the same terms. */
+    const cJSON *t0 = cJSON_GetObjectItemCaseSensitive(ws, "working_set_t0");
+    double start = num_or_nan(j, cJSON_IsString(t0) ? t0->valuestring : "start_ts");
     double w0 = num_or_nan(j, "measure_start_ts") - start;
     double w1 = num_or_nan(j, "measure_end_ts") - start;
     const cJSON *pts = cJSON_GetObjectItemCaseSensitive(ws, "working_set");

@@ -357,7 +357,7 @@ struct sess {
 };
 
 struct ws_sample {
-    double t_s;
+    uint64_t t_ns; /* monotonic */
     long long sessions, tokens;
 };
 
@@ -509,8 +509,7 @@ static void *sampler_main(void *arg)
                 }
             }
             if (ss->nsamples < ss->capsamples)
-                ss->samples[ss->nsamples++] =
-                    (struct ws_sample){(double)(now - ss->t0_ns) / 1e9, ss->live, ws_tokens(ss)};
+                ss->samples[ss->nsamples++] = (struct ws_sample){now, ss->live, ws_tokens(ss)};
             next += 1000000000ull;
             continue;
         }
@@ -777,13 +776,17 @@ static void sess_state_json(const struct sb_workload *w, struct cJSON *run)
     if (ss->t0_ns) { /* the end state too: a run shorter than a second still has one */
         uint64_t now = sb_mono_ns();
         if (ss->nsamples < ss->capsamples)
-            ss->samples[ss->nsamples++] =
-                (struct ws_sample){(double)(now - ss->t0_ns) / 1e9, ss->live, ws_tokens(ss)};
+            ss->samples[ss->nsamples++] = (struct ws_sample){now, ss->live, ws_tokens(ss)};
     }
+    /* t_s: seconds since run.json's measure_start_ts (negative while --prime, ramp-up and
+       warm-up ran), so that a sample and the measured window compare without the run's start */
+    uint64_t ref = ss->measuring ? ss->measure_ns : ss->t0_ns;
+    cJSON_AddStringToObject(o, "working_set_t0", ss->measuring ? "measure_start_ts" : "start_ts");
     cJSON *a = cJSON_AddArrayToObject(o, "working_set");
     for (size_t i = 0; i < ss->nsamples; i++) {
         cJSON *e = cJSON_CreateObject();
-        cJSON_AddNumberToObject(e, "t_s", round(ss->samples[i].t_s * 1000) / 1000);
+        double t_s = ((double)ss->samples[i].t_ns - (double)ref) / 1e9;
+        cJSON_AddNumberToObject(e, "t_s", round(t_s * 1000) / 1000);
         cJSON_AddNumberToObject(e, "sessions", (double)ss->samples[i].sessions);
         cJSON_AddNumberToObject(e, "tokens", (double)ss->samples[i].tokens);
         if (cfg->kv_bytes_per_token > 0)

@@ -125,7 +125,8 @@ static void test_salt_separates_runs(void **state)
  * --prime before the measured run: 24 first turns of 100 ms each on 2 users take longer than the
  * 1 s duration, which used to leave no measured window at all; now the window (throughput's and
  * measure_start_ts) starts after the last first turn's reply and is the whole duration, every
- * measured turn is scheduled in it. A second run: --requests counts measured turns only.
+ * measured turn is scheduled in it, and the working set's clock starts there (prime samples are
+ * negative). A second run: --requests counts measured turns only.
  */
 static void test_prime_before_measure(void **state)
 {
@@ -175,6 +176,19 @@ static void test_prime_before_measure(void **state)
     }
     assert_int_equal(nprime, 24);
     assert_true(nmeasure > 0);
+    /* working_set: t_s from measure_start_ts, so the prime's samples are before 0 */
+    cJSON *ws = cJSON_GetObjectItem(cJSON_GetObjectItem(rj, "workload_state"), "working_set");
+    int neg = 0, pos = 0;
+    cJSON *e;
+    cJSON_ArrayForEach(e, ws)
+    {
+        double t = sb_test_num(e, "t_s");
+        neg += t < 0;
+        pos += t >= 0;
+        assert_true(t <= (w1 - w0) / 1e9 + 30);
+    }
+    assert_true(neg >= 1);
+    assert_true(pos >= 1);
     sb_test_free_jsonl(v, n);
     cJSON_Delete(rj);
     sb_run_paths_release(&p);

@@ -130,7 +130,8 @@ static void test_sessioned_run(void **state)
         assert_close(g->reusable, bins[k].reusable);
     }
 
-    /* run.json: 4 sessions, 1024 bytes a token; working set samples at t_s 1..5 of 0..6 */
+    /* run.json: 4 sessions, 1024 bytes a token; working set samples at t_s 0..4 of -1..5, from
+       measure_start_ts (working_set_t0): the measured window (S8 keeps the older start_ts form) */
     assert_int_equal(s->sessions, 4);
     assert_close(s->kv_bytes_per_token, 1024);
     assert_int_equal(s->ws_points, 5);
