@@ -55,7 +55,8 @@ struct sb_turn {
     long long est_tokens;    /* the prompt's tokens, exact or estimated */
     double idle_ms;          /* NAN on a first turn */
     bool parked, prime;
-    bool want_reply; /* --history server: the engine collects the streamed reply text */
+    bool want_reply;       /* --history server: the engine collects the streamed reply text */
+    size_t reply_last_len; /* bytes of the reply's last streamed chunk (0: not streamed) */
 };
 
 struct sb_workload_ops {

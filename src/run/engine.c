@@ -441,8 +441,13 @@ static int on_event(const struct sb_sse_event *ev, void *arg)
         note_error(r, c.error_msg, strlen(c.error_msg));
         return 0;
     }
-    if (r->turn.want_reply && c.content_len > 0 && sb_chat_reply_text(d, dl, &r->reply) != 0)
-        r->turn.want_reply = false;            /* over the cap: sessions.c ends the session */
+    if (r->turn.want_reply && c.content_len > 0) {
+        size_t before = r->reply.len;
+        if (sb_chat_reply_text(d, dl, &r->reply) != 0)
+            r->turn.want_reply = false; /* over the cap: sessions.c ends the session */
+        else if (r->reply.len > before) /* the last token's text (one token a chunk) */
+            r->turn.reply_last_len = r->reply.len - before;
+    }
     if (c.content_len + c.reasoning_len > 0) { /* reasoning tokens are tokens too */
         if (!r->rec.t_first_token_ns) {
             r->rec.t_first_token_ns = now;

@@ -335,6 +335,7 @@ static const char *const all_words[] = {
 struct turnrec {
     uint32_t reply_n;   /* tokens of the reply (usage), the synthetic reply's word count */
     uint32_t reply_u;   /* units of the assistant message */
+    uint32_t reuse_u;   /* units of it whose KV the server computed (--history server) */
     uint32_t reply_len; /* bytes of reply (--history server) */
     char *reply;
 };
@@ -626,9 +627,10 @@ static int sess_next(const struct sb_workload *w, uint64_t now, struct sb_prompt
            request.num_tokens, prompt and generated tokens alike (vllm/v1/core/kv_cache_manager.py,
            allocate_slots: num_tokens_to_cache = min(total_computed_tokens + num_new_tokens,
            request.num_tokens); cache_blocks), and the generation prompt the server appended is
-           what the template writes before the assistant message re-sent here. A synthetic reply
-           was never computed by the server, so only the previous prompt is reusable. */
-        reuse_u = s->prev_prompt_u + (ss->server_history ? s->t[k - 1].reply_u : 0);
+           what the template writes before the assistant message re-sent here; but not the last
+           sampled token, which is never fed back (reuse_u, sess_done). A synthetic reply was
+           never computed by the server, so only the previous prompt is reusable. */
+        reuse_u = s->prev_prompt_u + (ss->server_history ? s->t[k - 1].reuse_u : 0);
         dist = ss->g_sent - s->mark;
     } else {
         reuse_u = ss->sys_sent ? sys_u(ss) : 0;
@@ -728,6 +730,22 @@ static void sess_done(const struct sb_workload *w, const struct sb_turn *t,
             tr->reply_u = 0;
         else
             tr->reply_u = tr->reply_len + 1; /* content and the mock's newline, in bytes */
+        /*
+         * The reusable part: the server computed the KV of every token it fed back, which is the
+         * reply but its last sampled token (vLLM caches min(computed + new, num_tokens) tokens
+         * a step, see sess_next; the sampled token that ended the reply is never computed). A
+         * reply that ended by EOS or a stop string ends with a token that is not in its text, so
+         * the whole text is reusable; one that ended by length loses its last token (the last
+         * streamed chunk's bytes, or 1 token with a tokenizer). The end-of-message terminator
+         * (the mock's newline, the template's end-of-turn) comes after and is not computed.
+         */
+        bool by_length = strcmp(rec->finish_reason, "length") == 0;
+        if (ss->tok)
+            tr->reuse_u = tr->reply_u - (by_length && tr->reply_u > 0 ? 1 : 0);
+        else
+            tr->reuse_u =
+                tr->reply_len -
+                (by_length && t->reply_last_len <= tr->reply_len ? (uint32_t)t->reply_last_len : 0);
     } else {
         tr->reply_u = (uint32_t)gen_u(ss, tr->reply_n);
     }

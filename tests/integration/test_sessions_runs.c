@@ -208,6 +208,105 @@ static void test_prime_before_measure(void **state)
     sb_proc_stop(&mock, 15);
 }
 
+/* The --log line of the mock whose x_request_id is id (NULL when none). */
+static cJSON *mock_log_line(const char *path, const char *id)
+{
+    char *text = sb_test_read_file(path);
+    assert_non_null(text);
+    cJSON *found = NULL;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line && !found;
+         line = strtok_r(NULL, "\n", &save)) {
+        cJSON *j = cJSON_Parse(line);
+        assert_non_null(j);
+        if (strcmp(sb_test_str(j, "x_request_id"), id) == 0)
+            found = j;
+        else
+            cJSON_Delete(j);
+    }
+    free(text);
+    return found;
+}
+
+/*
+ * --history server on a mock that caches decode blocks and holds everything: the realized
+ * cached_tokens are exactly the oracle's reusable_tokens cut to whole KV blocks (the reply's KV
+ * included, less its last sampled token, whose KV is never computed, when it ended by length),
+ * and the mock's own tier hits (its --log line, as in x-mock-tier-hits) say the same.
+ */
+static void test_server_history_cached_exact(void **state)
+{
+    (void)state;
+    char *dir = sb_test_tmpdir("/tmp", "sess-dec");
+    char logp[400];
+    snprintf(logp, sizeof(logp), "%s/mock.log", dir);
+    struct sb_proc mock;
+    const char *ma[] = {"--tier0-blocks",
+                        "100000",
+                        "--kv-block-tokens",
+                        "8",
+                        "--cache-decode",
+                        "--log",
+                        logp,
+                        NULL};
+    assert_int_equal(sb_proc_start_mock(&mock, bin, ma), 0);
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "sess-dec", mock.port, "/v1/chat/completions");
+    const char *extra[] = {"--sessions",
+                           "3",
+                           "--turns",
+                           "6",
+                           "--concurrency",
+                           "1",
+                           "--requests",
+                           "18",
+                           "--history",
+                           "server",
+                           "--system-tokens",
+                           "40",
+                           "--session-context-tokens",
+                           "60",
+                           "--turn-tokens",
+                           "10",
+                           NULL};
+    assert_int_equal(run_sessions(&p, extra), 0);
+    sb_proc_stop(&mock, 15); /* the log is complete once the mock has stopped */
+    int n;
+    cJSON **v = records(p.metrics, &n);
+    assert_int_equal(n, 18);
+    long long prev_prompt[3] = {-1, -1, -1};
+    int reply_reused = 0;
+    long long cached_sum = 0, reuse_sum = 0;
+    for (int i = 0; i < n; i++) {
+        assert_true(sb_test_true(v[i], "ok"));
+        long long reuse = num(v[i], "reusable_tokens"), cached = num(v[i], "cached_tokens");
+        long long s = num(v[i], "session"), t = num(v[i], "turn");
+        if (cached != reuse / 8 * 8)
+            fail_msg("record %d (session %lld turn %lld, %s): cached %lld, reusable %lld", i, s, t,
+                     sb_test_str(v[i], "finish_reason"), cached, reuse);
+        cJSON *lj = mock_log_line(logp, sb_test_str(v[i], "request_id"));
+        assert_non_null(lj);
+        assert_int_equal(num(lj, "cached_tokens"), cached);
+        assert_int_equal(num(lj, "kv_hit_t0") * 8, cached);
+        assert_int_equal(num(lj, "kv_hit_t1") + num(lj, "kv_hit_t2"), 0);
+        cJSON_Delete(lj);
+        if (s >= 0 && s < 3) {
+            if (t > 1 && cached > prev_prompt[s] / 8 * 8)
+                reply_reused++; /* more than the previous prompt: the reply's blocks */
+            prev_prompt[s] = num(v[i], "prompt_tokens");
+        }
+        cached_sum += cached;
+        reuse_sum += reuse;
+    }
+    print_message("oracle reusable %lld, mock cached %lld tokens; %d turns reused reply KV\n",
+                  reuse_sum, cached_sum, reply_reused);
+    assert_true(reply_reused > 0);
+    sb_test_free_jsonl(v, n);
+    sb_run_paths_release(&p);
+    sb_test_rm_rf(dir);
+    free(dir);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -219,6 +318,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_salt_separates_runs),
         cmocka_unit_test(test_prime_before_measure),
+        cmocka_unit_test(test_server_history_cached_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
