@@ -79,6 +79,7 @@ struct req {
 struct pending {
     uint64_t t;
     struct user *user;
+    bool wake; /* waits for a ready session: also due when any turn ends (wake_waiting) */
 };
 
 struct loop {
@@ -100,6 +101,7 @@ struct loop {
     /* open loop: this loop's share of the one schedule */
     bool open_loop;
     bool was_open_loop;        /* an open loop that sends the --prime stage as a closed one */
+    long long nwaiting;        /* heap entries with wake set */
     struct sb_arrival arrival; /* the whole schedule's process, drawn in full by every loop */
     uint64_t op_ns;            /* operational time of the next arrival drawn (before the ramp) */
     long long arrival_idx;     /* index of the next arrival drawn */
@@ -149,6 +151,10 @@ struct shared {
                             counts from the end of --prime */
     bool priming;        /* the --prime stage runs (set and cleared while no loop runs) */
     bool priming_done;   /* it ran */
+    /* Sends waiting for a ready session (all loops) and turns ended so far: a turn's end wakes
+       the waiters at once instead of their polling (pick_turn, finish_request). */
+    _Atomic long long sess_waiters;
+    _Atomic uint64_t turns_ended;
     uint64_t saved_ramp_ns;
     _Atomic uint64_t t_stop_ns; /* when a signal or fatal error stopped sending */
     _Atomic bool abort_drain;   /* a second signal: cancel what is in flight now */
@@ -241,7 +247,7 @@ static int progress_bucket(double ms)
 
 /* ---- heap of closed-loop users waiting out their think time ---- */
 
-static int heap_push(struct loop *l, uint64_t t, struct user *u)
+static int heap_push_w(struct loop *l, uint64_t t, struct user *u, bool wake)
 {
     if (l->nheap == l->capheap) {
         size_t nc = l->capheap ? l->capheap * 2 : 64;
@@ -259,8 +265,35 @@ static int heap_push(struct loop *l, uint64_t t, struct user *u)
         l->heap[i] = l->heap[parent];
         i = parent;
     }
-    l->heap[i] = (struct pending){t, u};
+    l->heap[i] = (struct pending){t, u, wake};
     return 0;
+}
+
+static int heap_push(struct loop *l, uint64_t t, struct user *u)
+{
+    return heap_push_w(l, t, u, false);
+}
+
+/* Restores the heap order of the whole heap (after times were lowered in place). */
+static void heap_rebuild(struct loop *l)
+{
+    size_t n = l->nheap;
+    for (size_t k = n / 2; k-- > 0;) {
+        size_t i = k;
+        struct pending v = l->heap[i];
+        for (;;) {
+            size_t c = 2 * i + 1;
+            if (c >= n)
+                break;
+            if (c + 1 < n && l->heap[c + 1].t < l->heap[c].t)
+                c++;
+            if (v.t <= l->heap[c].t)
+                break;
+            l->heap[i] = l->heap[c];
+            i = c;
+        }
+        l->heap[i] = v;
+    }
 }
 
 static struct pending heap_pop(struct loop *l)
@@ -659,6 +692,26 @@ static int build_body(const struct sb_engine_params *p, const struct sb_prompt *
 static int heap_push(struct loop *l, uint64_t t, struct user *u);
 static void arm_sched(struct loop *l);
 
+/* The sends of this loop that wait for a ready session are due now (a turn ended). */
+static void wake_waiting(struct loop *l)
+{
+    if (!l->nwaiting)
+        return;
+    uint64_t now = sb_mono_ns();
+    long long n = 0;
+    for (size_t i = 0; i < l->nheap; i++)
+        if (l->heap[i].wake) {
+            if (l->heap[i].t > now)
+                l->heap[i].t = now;
+            l->heap[i].wake = false;
+            n++;
+        }
+    l->nwaiting -= n;
+    atomic_fetch_sub(&l->sh->sess_waiters, n);
+    heap_rebuild(l);
+    arm_sched(l);
+}
+
 /* The oracle of a stateful workload's turn, into its record (sb/sessions.h). */
 static void sb_turn_to_record(const struct sb_turn *t, struct sb_record *rec)
 {
@@ -694,6 +747,7 @@ static int pick_turn(struct loop *l, struct user *u, uint64_t t_sched, struct re
     }
     uint64_t ready = 0;
     uint64_t now = sb_mono_ns();
+    uint64_t ended = atomic_load(&l->sh->turns_ended); /* before next() looks at the sessions */
     int nrc = w->ops->next(w, now > t_sched ? now : t_sched, &r->prompt, &r->turn, &ready, &err);
     if (nrc == 0) {
         sb_buf_reset(&r->reply);
@@ -709,10 +763,18 @@ static int pick_turn(struct loop *l, struct user *u, uint64_t t_sched, struct re
         set_fatal(l, err.msg);
         return -1;
     }
-    if (heap_push(l, ready, u) != 0) {
+    /* Wait for the earliest session's think or idle time (ready), or for any turn to end, which
+       may free a session sooner: no polling. ready 0: every session is in flight. */
+    if (heap_push_w(l, ready ? ready : UINT64_MAX, u, true) != 0) {
         set_fatal(l, "out of memory scheduling a turn");
         return -1;
     }
+    l->nwaiting++;
+    atomic_fetch_add(&l->sh->sess_waiters, 1);
+    /* A turn that ended after next() looked may have seen no waiter yet: then look again now
+       (finish_request counts the end, then reads sess_waiters; here the other way round). */
+    if (atomic_load(&l->sh->turns_ended) != ended)
+        wake_waiting(l);
     arm_sched(l);
     return 2;
 }
@@ -1096,6 +1158,17 @@ static void finish_request(struct loop *l, struct req *r, CURLcode rc, bool canc
         const char *text = r->turn.want_reply ? (r->reply.data ? r->reply.data : "") : NULL;
         w->ops->done(w, &r->turn, rec, text, text ? r->reply.len : 0, now);
         r->turn.slot = -1;
+        atomic_fetch_add(&l->sh->turns_ended, 1);
+        if (atomic_load(&l->sh->sess_waiters) > 0) { /* a session may be ready: wake waiters */
+            wake_waiting(l);
+            for (int i = 0; i < l->sh->nloops; i++) {
+                uint64_t one = 1;
+                if (&l->sh->loops[i] != l) {
+                    ssize_t wr = write(l->sh->loops[i].wake_fd, &one, sizeof(one));
+                    (void)wr;
+                }
+            }
+        }
     }
     schedule_next(l, r, now);
     r->next = l->free_reqs;
@@ -1307,6 +1380,10 @@ static void on_sched(struct loop *l)
     uint64_t now = sb_mono_ns();
     while (l->nheap && l->heap[0].t <= now) {
         struct pending pd = heap_pop(l);
+        if (pd.wake) { /* its time came before a turn ended */
+            l->nwaiting--;
+            atomic_fetch_sub(&l->sh->sess_waiters, 1);
+        }
         if (!pd.user) { /* an open-loop arrival that waited for a ready session */
             if (may_start(l, pd.t)) {
                 start_open(l, pd.t);
@@ -1353,6 +1430,8 @@ static void begin_stop(struct loop *l)
     for (size_t i = 0; i < l->nheap; i++) /* arrivals that waited for a ready session */
         l->not_sent += l->heap[i].user == NULL;
     l->nheap = 0;
+    atomic_fetch_sub(&l->sh->sess_waiters, l->nwaiting);
+    l->nwaiting = 0;
     l->next_arrival_ns = 0;
     arm_sched(l);
     l->drain_deadline_ns = sb_mono_ns() + (uint64_t)(l->p->cfg->drain_s * 1e9);
@@ -1429,6 +1508,7 @@ static void *loop_main(void *arg)
                     set_fatal(l, err.msg);
             } else if (fd == l->wake_fd) {
                 drain_fd(fd);
+                wake_waiting(l); /* another loop's turn ended, or a signal */
             } else {
                 uint32_t ev = events[i].events;
                 int action = (ev & EPOLLIN ? CURL_CSELECT_IN : 0) |
@@ -1757,6 +1837,7 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
         goto out;
     }
     sh->p = p;
+    sh->loops = loops;
     sh->nloops = nthreads;
     sh->main_wake_fd = -1;
     pthread_mutex_init(&sh->fatal_lock, NULL);

@@ -385,6 +385,7 @@ struct sb_sessions {
     uint64_t measure_ns;  /* its window's start: working_set's t_s counts from it */
     uint64_t now_scratch; /* the pick's clock, for ready_ok */
     long long ws_u, live;
+    long long waits; /* sends that found no ready session and waited */
     struct ws_sample *samples;
     size_t nsamples, capsamples;
     pthread_t sampler;
@@ -591,12 +592,15 @@ static int sess_next(const struct sb_workload *w, uint64_t now, struct sb_prompt
     } else {
         ss->now_scratch = now;
         i = sb_picker_pick(&ss->pick, ready_ok, ss);
-        if (i == SIZE_MAX) { /* wait for the earliest ready session, or a reply */
+        if (i == SIZE_MAX) {
+            /* Wait for the earliest ready session (0: all are in flight); the engine wakes the
+               waiter sooner when any turn ends, so nothing polls. */
             uint64_t best = 0;
             for (size_t j = 0; j < ss->n; j++)
                 if (!ss->s[j].inflight && (!best || ss->s[j].ready_ns < best))
                     best = ss->s[j].ready_ns;
-            *ready_ns = best > now ? best : now + 1000000;
+            *ready_ns = best > now ? best : 0;
+            ss->waits++;
             pthread_mutex_unlock(&ss->lock);
             return 1;
         }
@@ -791,6 +795,7 @@ static void sess_state_json(const struct sb_workload *w, struct cJSON *run)
                             ss->tok ? "tokenizer (chat template not counted)"
                                     : "estimate bytes/4 (content + newline)");
     cJSON_AddNumberToObject(o, "sessions_created", (double)ss->next_id);
+    cJSON_AddNumberToObject(o, "waits", (double)ss->waits);
     if (ss->t0_ns) { /* the end state too: a run shorter than a second still has one */
         uint64_t now = sb_mono_ns();
         if (ss->nsamples < ss->capsamples)

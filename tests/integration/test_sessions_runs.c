@@ -208,6 +208,54 @@ static void test_prime_before_measure(void **state)
     sb_proc_stop(&mock, 15);
 }
 
+/*
+ * Open loop, one session: 40 arrivals 25 ms apart (1 s), turns of at least 50 ms, so arrivals wait
+ * for the session, which is in flight. A waiting arrival is woken when a turn ends, so it waits at
+ * most once per turn end and once more: waits <= 40 x (turns + 1). Polling every millisecond (as
+ * before) made it thousands.
+ */
+static void test_open_loop_wakes(void **state)
+{
+    (void)state;
+    struct sb_proc mock;
+    const char *ma[] = {"--prefill-base-ms", "50", "--decode-base-ms", "0", NULL};
+    assert_int_equal(sb_proc_start_mock(&mock, bin, ma), 0);
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "sess-wake", mock.port, "/v1/chat/completions");
+    const char *extra[] = {"--sessions",
+                           "1",
+                           "--turns",
+                           "1000",
+                           "--rate",
+                           "40",
+                           "--arrival",
+                           "constant",
+                           "--duration-s",
+                           "1",
+                           "--system-tokens",
+                           "8",
+                           "--session-context-tokens",
+                           "8",
+                           "--turn-tokens",
+                           "8",
+                           NULL};
+    assert_int_equal(run_sessions(&p, extra), 0);
+    int n;
+    cJSON **v = records(p.metrics, &n);
+    assert_true(n >= 2);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(num(v[i], "turn"), i + 1);
+    cJSON *rj = sb_test_read_json(p.runjson);
+    double waits = sb_test_num(cJSON_GetObjectItem(rj, "workload_state"), "waits");
+    print_message("%g waits for a ready session, %d turns, 40 arrivals\n", waits, n);
+    assert_true(waits >= 1);
+    assert_true(waits <= 40.0 * (n + 1));
+    cJSON_Delete(rj);
+    sb_test_free_jsonl(v, n);
+    sb_run_paths_release(&p);
+    sb_proc_stop(&mock, 15);
+}
+
 /* The --log line of the mock whose x_request_id is id (NULL when none). */
 static cJSON *mock_log_line(const char *path, const char *id)
 {
@@ -319,6 +367,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_salt_separates_runs),
         cmocka_unit_test(test_prime_before_measure),
         cmocka_unit_test(test_server_history_cached_exact),
+        cmocka_unit_test(test_open_loop_wakes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
