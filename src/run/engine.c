@@ -149,8 +149,7 @@ struct shared {
     uint64_t ramp_ns;                        /* --ramp-up-s */
     long long req_limit; /* requests may start while issued < req_limit (0: no limit); --requests
                             counts from the end of --prime */
-    bool priming;        /* the --prime stage runs (set and cleared while no loop runs) */
-    bool priming_done;   /* it ran */
+    bool priming_done;   /* the --prime stage ran (set while no loop runs) */
     /* Sends waiting for a ready session (all loops) and turns ended so far: a turn's end wakes
        the waiters at once instead of their polling (pick_turn, finish_request). */
     _Atomic long long sess_waiters;
@@ -1774,7 +1773,6 @@ static int run_stage(struct shared *sh, struct loop *loops, int n, int sfd,
 static void prime_stage_begin(struct shared *sh, struct loop *loops, int n, uint64_t t0)
 {
     const struct sb_run_config *cfg = sh->p->cfg;
-    sh->priming = true;
     sh->t0_ns = t0;
     sh->t_warm_end_ns = sh->t_end_ns = 0;
     sh->req_limit = 0;
@@ -1801,7 +1799,6 @@ static void prime_stage_begin(struct shared *sh, struct loop *loops, int n, uint
 
 static void prime_stage_end(struct shared *sh, struct loop *loops, int n)
 {
-    sh->priming = false;
     sh->priming_done = true;
     sh->ramp_ns = sh->saved_ramp_ns;
     for (int i = 0; i < n; i++) {
@@ -1923,8 +1920,10 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
         p->workload->ops->measure_begins(p->workload, sh->t_warm_end_ns);
     started = run_stage(sh, loops, nthreads, sfd, &reason);
 stages_done:
+    if (!sh->t_warm_end_ns) /* stopped during the prime: nothing was measured, an empty window */
+        sh->t_warm_end_ns = sb_mono_ns();
     res->t_start_ns = t_first_ns;
-    res->t_measure_start_ns = sh->t_warm_end_ns ? sh->t_warm_end_ns : t_first_ns;
+    res->t_measure_start_ns = sh->t_warm_end_ns;
     close(sfd);
     if (p->progress)
         print_progress(loops, started, sh, true);
