@@ -21,8 +21,8 @@ mock_pid=$!
 for _ in $(seq 1 200); do [[ -s "$work/port" ]] && break; sleep 0.05; done
 port=$(head -n1 "$work/port")
 
-requests=$((sessions * 2))
-echo "== sessioned_chat: $sessions sessions of ~8k tokens, $requests turns, --history server"
+requests=$sessions # measured turns: --requests counts from the end of --prime
+echo "== sessioned_chat: $sessions sessions of ~8k tokens, $((sessions + requests)) turns, --history server"
 /usr/bin/time -v -o "$work/time.txt" "$bin" run --endpoint "http://127.0.0.1:$port" \
     --workload sessioned_chat --sessions "$sessions" --concurrency 64 --requests "$requests" \
     --prime --turns 8 --system-tokens 256 --session-context-tokens 7680 --turn-tokens 128 \
