@@ -114,6 +114,11 @@ struct sb_record {
     /* The server counted far fewer prompt tokens than were sent (sb_prompt_truncated): it cut
        the prompt (llama.cpp's context shift) without saying so. */
     bool server_truncated;
+
+    /* Workload oracle fields (-1: null, not this workload's): see each workload. */
+    long long reusable_tokens;       /* leading prompt tokens an unbounded prefix cache holds */
+    long long reuse_distance_tokens; /* tokens sent since the reused prefix was last used */
+    long long trace_idx;             /* trace replay: 0-based line index of the request */
 };
 
 /*

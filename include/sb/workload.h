@@ -10,6 +10,7 @@
 
 #include "sb/buf.h"
 #include "sb/err.h"
+#include "sb/record.h"
 #include "sb/run.h"
 #include "sb/tokenizer.h"
 
@@ -28,13 +29,16 @@ struct sb_workload {
     long long exact_tokens;   /* tokens of the base prompt, BOS included (-1: no tokenizer) */
     long long trunc_from;     /* tokens of the prompt text before its tail was kept (-1: not cut) */
     long long trunc_to;       /* tokens of the kept text (no BOS) */
+    void *priv;               /* the workload's own state (owned; freed by ops->release) */
 };
 
 /* The prompt of one request, built into caller-owned storage. */
 struct sb_prompt {
     struct sb_buf text;
-    char nonce[40]; /* "" when no nonce */
-    char hash[20];  /* 16 hex digits of a hash of the exact bytes */
+    char nonce[40];       /* "" when no nonce */
+    char hash[20];        /* 16 hex digits of a hash of the exact bytes */
+    long long max_tokens; /* this request's max_tokens; -1: --max-tokens */
+    struct sb_buf extra;  /* this request's extra fields (a JSON object); empty: --extra-body */
 };
 
 struct sb_workload_ops {
@@ -45,9 +49,26 @@ struct sb_workload_ops {
                   struct sb_prompt *p, struct sb_err *err);
     /* True when every request of a user has the same prompt (bodies can be built once). */
     int (*per_user_constant)(const struct sb_workload *w);
+    /* Optional. A schedule of the workload's own (trace replay): arrival k is due this many ns
+       after the run's start, UINT64_MAX when there is no arrival k. The run is then open loop
+       with these arrivals instead of --rate's, and req_idx is the arrival's index. */
+    uint64_t (*arrival_ns)(const struct sb_workload *w, long long k);
+    /* Optional. Fills the workload's fields of request req_idx's record (after its prompt was
+       built and counted). */
+    void (*annotate)(const struct sb_workload *w, long long req_idx, struct sb_record *rec);
+    /* Optional. Frees priv. */
+    void (*release)(struct sb_workload *w);
 };
 
 extern const struct sb_workload_ops sb_workload_fixed_context;
+extern const struct sb_workload_ops sb_workload_trace; /* workload_trace.c */
+
+struct sb_trace;
+/* The trace a `trace` workload replays (NULL for any other workload), the requests the run may
+   send (*n_replay: the file cut by --requests and --duration-s) and the gaps --trace-max-gap-s
+   capped. Either out pointer may be NULL. */
+const struct sb_trace *sb_workload_trace_of(const struct sb_workload *w, size_t *n_replay,
+                                            size_t *capped);
 
 /*
  * Finds the workload named in cfg->workload and initialises it. Errors name the workload/file.

@@ -100,6 +100,7 @@ struct loop {
     uint64_t op_ns;            /* operational time of the next arrival drawn (before the ramp) */
     long long arrival_idx;     /* index of the next arrival drawn */
     uint64_t next_arrival_ns;  /* this loop's next arrival; 0: no more */
+    long long next_arrival_k;  /* its index in the schedule (the trace line it sends) */
 
     struct req *inflight;
     long long ninflight;
@@ -136,6 +137,12 @@ struct ok_done {
     long long tokens;
 };
 
+/* An open-loop arrival waiting for a slot: its intended time and its index in the schedule. */
+struct arrival {
+    uint64_t t;
+    long long k;
+};
+
 struct shared {
     const struct sb_engine_params *p;
     int nloops;
@@ -146,7 +153,7 @@ struct shared {
     /* open loop: one in-flight limit and one backlog of arrivals waiting for a slot */
     pthread_mutex_t ol_lock;
     long long ol_inflight, ol_max;
-    uint64_t *backlog; /* intended times, a ring */
+    struct arrival *backlog; /* a ring */
     size_t backlog_cap, backlog_head, backlog_len;
     uint64_t anchor_mono_ns, anchor_real_ns; /* one instant on both clocks, for "ts" */
     _Atomic long long issued;                /* requests started, all loops */
@@ -622,21 +629,23 @@ static int build_body(const struct sb_engine_params *p, const struct sb_prompt *
         .model = p->model_sent,
         .prompt = pr->text.data,
         .prompt_len = pr->text.len,
-        .max_tokens = cfg->max_tokens,
+        .max_tokens = pr->max_tokens >= 0 ? pr->max_tokens : cfg->max_tokens,
         .temperature = cfg->temperature,
         .top_p = cfg->top_p,
         .stream = cfg->stream,
         .include_usage = cfg->stream,
-        .extra_json = cfg->extra_body,
+        .extra_json = pr->extra.len ? pr->extra.data : cfg->extra_body,
     };
     return sb_openai_build_request(&rp, out, err);
 }
 
 /*
- * Starts one request intended for t_sched. Returns 0; 1 when --requests is used up; -1 on a fatal
+ * Starts one request intended for t_sched; an open-loop one is arrival k of the schedule (its
+ * req_idx), a closed-loop one has k -1. Returns 0; 1 when --requests is used up; -1 on a fatal
  * error (already reported through set_fatal).
  */
-static int start_request(struct loop *l, struct user *u, long long user_id, uint64_t t_sched)
+static int start_request(struct loop *l, struct user *u, long long user_id, uint64_t t_sched,
+                         long long k)
 {
     struct shared *sh = l->sh;
     const struct sb_engine_params *p = l->p;
@@ -665,7 +674,7 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
     sb_sse_reset(&r->sse);
     sb_record_init(&r->rec);
     fill_labels(l, &r->rec);
-    long long req_idx = u ? u->next_req++ : seq;
+    long long req_idx = u ? u->next_req++ : (k >= 0 ? k : seq);
     r->rec.user = user_id;
     r->rec.req_idx = req_idx;
     r->rec.seq = seq;
@@ -694,6 +703,8 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
             l->free_reqs = r;
             return -1;
         }
+        if (w->ops->annotate)
+            w->ops->annotate(w, req_idx, &r->rec);
         sb_buf_reset(&r->body);
         if (build_body(p, &r->prompt, &r->body, &err) != 0) {
             set_fatal(l, err.msg);
@@ -969,11 +980,11 @@ static void finish_request(struct loop *l, struct req *r, CURLcode rc, bool canc
 }
 
 /* Appends an intended time to the shared backlog (ol_lock held). -1 when out of memory. */
-static int backlog_push(struct shared *sh, uint64_t t)
+static int backlog_push(struct shared *sh, uint64_t t, long long k)
 {
     if (sh->backlog_len == sh->backlog_cap) {
         size_t nc = sh->backlog_cap ? sh->backlog_cap * 2 : 1024;
-        uint64_t *nb = malloc(nc * sizeof(uint64_t));
+        struct arrival *nb = malloc(nc * sizeof(*nb));
         if (!nb)
             return -1;
         for (size_t i = 0; i < sh->backlog_len; i++)
@@ -983,16 +994,16 @@ static int backlog_push(struct shared *sh, uint64_t t)
         sh->backlog_cap = nc;
         sh->backlog_head = 0;
     }
-    sh->backlog[(sh->backlog_head + sh->backlog_len) % sh->backlog_cap] = t;
+    sh->backlog[(sh->backlog_head + sh->backlog_len) % sh->backlog_cap] = (struct arrival){t, k};
     sh->backlog_len++;
     return 0;
 }
 
 /* Starts an open-loop request that holds a slot of the shared limit; gives the slot back when
    it does not start. */
-static void start_open(struct loop *l, uint64_t t)
+static void start_open(struct loop *l, uint64_t t, long long k)
 {
-    if (start_request(l, NULL, -1, t) == 0)
+    if (start_request(l, NULL, -1, t, k) == 0)
         return;
     pthread_mutex_lock(&l->sh->ol_lock);
     l->sh->ol_inflight--;
@@ -1007,19 +1018,21 @@ static void release_open_slot(struct loop *l)
     pthread_mutex_lock(&sh->ol_lock);
     sh->ol_inflight--;
     uint64_t t = 0;
+    long long k = -1;
     if (sending && sh->backlog_len > 0 && sh->ol_inflight < sh->ol_max) {
-        t = sh->backlog[sh->backlog_head];
+        t = sh->backlog[sh->backlog_head].t;
+        k = sh->backlog[sh->backlog_head].k;
         sh->backlog_head = (sh->backlog_head + 1) % sh->backlog_cap;
         sh->backlog_len--;
         sh->ol_inflight++;
     }
     pthread_mutex_unlock(&sh->ol_lock);
     if (t)
-        start_open(l, t);
+        start_open(l, t, k);
 }
 
 /* A due arrival: a free slot of the shared limit, or a place in the shared backlog. */
-static void arrive_open(struct loop *l, uint64_t t)
+static void arrive_open(struct loop *l, uint64_t t, long long k)
 {
     struct shared *sh = l->sh;
     pthread_mutex_lock(&sh->ol_lock);
@@ -1028,12 +1041,12 @@ static void arrive_open(struct loop *l, uint64_t t)
     if (now)
         sh->ol_inflight++;
     else /* no free slot: the arrival waits, and its wait counts in its latency */
-        rc = backlog_push(sh, t);
+        rc = backlog_push(sh, t, k);
     pthread_mutex_unlock(&sh->ol_lock);
     if (rc != 0)
         set_fatal(l, "out of memory queueing late arrivals");
     else if (now)
-        start_open(l, t);
+        start_open(l, t, k);
 }
 
 /* Operational time u (ns after t0 at the full rate) to real time after t0: the rate climbs
@@ -1049,16 +1062,25 @@ static uint64_t ramp_warp(uint64_t u, uint64_t ramp)
 }
 
 /* This loop's next arrival of the one schedule: every loop draws every gap, and keeps the
-   arrivals with index = its own mod the loop count. */
+   arrivals with index = its own mod the loop count (l->next_arrival_k gets the index). A
+   workload with a schedule of its own (trace replay) gives the times itself. */
 static uint64_t next_own_arrival(struct loop *l)
 {
     struct shared *sh = l->sh;
+    const struct sb_workload *w = l->p->workload;
     for (;;) {
-        uint64_t u = l->op_ns;
         long long k = l->arrival_idx++;
-        l->op_ns += sb_arrival_next_gap_ns(&l->arrival);
+        uint64_t u;
+        if (w->ops->arrival_ns) {
+            if ((u = w->ops->arrival_ns(w, k)) == UINT64_MAX)
+                return 0;
+        } else {
+            u = l->op_ns;
+            l->op_ns += sb_arrival_next_gap_ns(&l->arrival);
+        }
         if (k % sh->nloops != l->index)
             continue;
+        l->next_arrival_k = k;
         uint64_t t = sh->t0_ns + ramp_warp(u, sh->ramp_ns);
         /* Past the duration: no more arrivals for this loop (waiting for one would keep the run
            alive long after its end, nloops / rate seconds at worst). */
@@ -1111,7 +1133,7 @@ static void schedule_next(struct loop *l, struct req *r, uint64_t now)
         arm_sched(l);
         return;
     }
-    if (start_request(l, u, u->id, now) != 0)
+    if (start_request(l, u, u->id, now, -1) != 0)
         u->done = true;
 }
 
@@ -1174,17 +1196,18 @@ static void on_sched(struct loop *l)
             pd.user->done = true;
             continue;
         }
-        if (start_request(l, pd.user, pd.user->id, pd.t) != 0)
+        if (start_request(l, pd.user, pd.user->id, pd.t, -1) != 0)
             pd.user->done = true;
     }
     while (l->open_loop && l->next_arrival_ns && l->next_arrival_ns <= now) {
         uint64_t t = l->next_arrival_ns;
+        long long k = l->next_arrival_k;
         if (!may_start(l, t)) {
             l->next_arrival_ns = 0;
             break;
         }
         l->next_arrival_ns = next_own_arrival(l);
-        arrive_open(l, t);
+        arrive_open(l, t, k);
         if (l->fatal)
             break;
     }
@@ -1339,11 +1362,14 @@ static int loop_init(struct loop *l, struct shared *sh, int index, long long fir
     curl_multi_setopt(l->multi, CURLMOPT_SOCKETDATA, l);
     curl_multi_setopt(l->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(l->multi, CURLMOPT_TIMERDATA, l);
-    long conns = (long)(cfg->rate > 0 ? cfg->max_inflight : nusers) + 16;
+    bool open = cfg->rate > 0 || p->workload->ops->arrival_ns;
+    long conns = (long)(open ? cfg->max_inflight : nusers) + 16;
     curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, conns);
     sb_buf_init(&l->line, 1u << 20);
     sb_jsonl_batch_init(&l->batch, p->sink, sb_mono_ns());
-    if (cfg->rate > 0) {
+    if (open && !(cfg->rate > 0)) {
+        l->open_loop = true; /* the workload's own schedule */
+    } else if (open) {
         l->open_loop = true;
         const struct sb_arrival_ops *ops =
             sb_arrival_find(cfg->arrival == SB_ARRIVAL_POISSON
@@ -1451,7 +1477,7 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
     memset(res, 0, sizeof(*res));
     int nthreads = (int)cfg->threads;
     long long total_users = cfg->concurrency;
-    if (cfg->rate <= 0 && total_users < nthreads)
+    if (cfg->rate <= 0 && !p->workload->ops->arrival_ns && total_users < nthreads)
         nthreads = (int)total_users;
     struct shared *sh = calloc(1, sizeof(*sh));
     struct loop *loops = calloc((size_t)nthreads, sizeof(*loops));
@@ -1472,7 +1498,8 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
     if (p->api_key && p->api_key[0])
         snprintf(sh->auth_header, sizeof(sh->auth_header), "Authorization: Bearer %s", p->api_key);
     /* Without a per-request nonce, and with the same prompt for everybody, one body serves all. */
-    if (!cfg->nonce_per_user && !cfg->nonce_per_request) {
+    if (!cfg->nonce_per_user && !cfg->nonce_per_request &&
+        p->workload->ops->per_user_constant(p->workload)) {
         struct sb_prompt pr;
         sb_prompt_init(&pr);
         if (p->workload->ops->prompt(p->workload, 0, 0, &pr, err) != 0) {

@@ -59,6 +59,7 @@ void sb_record_init(struct sb_record *r)
     r->prompt_tokens = r->cached_tokens = r->prompt_tokens_client = -1;
     r->concurrency = r->max_inflight = -1;
     r->server_prompt_n = r->server_predicted_n = r->server_cache_n = -1;
+    r->reusable_tokens = r->reuse_distance_tokens = r->trace_idx = -1;
     r->server_prompt_ms = r->server_decode_ms = r->server_queue_ms = NAN;
 }
 
@@ -210,6 +211,9 @@ static const struct field fields[] = {
     FIELD(server_queue_ms, F_MS),
     FIELD(server_timings_src, F_STR_NULL),
     FIELD(server_truncated, F_FLAG),
+    FIELD(reusable_tokens, F_LL_NULL),
+    FIELD(reuse_distance_tokens, F_LL_NULL),
+    FIELD(trace_idx, F_LL_NULL),
 };
 
 #define AT(r, f, type)  ((type *)(void *)((char *)(r) + (f)->off))

@@ -171,7 +171,8 @@ static void test_json_text(void **state)
         {fill_full, "\"cached_tokens\":0,\"cached_src\":null,\"finish_reason\":\"length\",", true},
         {fill_full,
          "\"server_cache_n\":null,\"server_queue_ms\":null,\"server_timings_src\":null,"
-         "\"server_truncated\":false}\n",
+         "\"server_truncated\":false,\"reusable_tokens\":null,\"reuse_distance_tokens\":null,"
+         "\"trace_idx\":null}\n",
          true},
         {fill_empty, "\"phase\":\"measure\",\"repetition\":0,", true},
         {fill_empty, "phase_label", false},
@@ -188,7 +189,8 @@ static void test_json_text(void **state)
          "src\":null,\"finish_reason\":null,"
          "\"server_prompt_n\":null,\"server_prompt_ms\":null,\"server_predicted_n\":null,"
          "\"server_decode_ms\":null,\"server_cache_n\":null,\"server_queue_ms\":null,"
-         "\"server_timings_src\":null,\"server_truncated\":false}",
+         "\"server_timings_src\":null,\"server_truncated\":false,"
+         "\"reusable_tokens\":null,\"reuse_distance_tokens\":null,\"trace_idx\":null}",
          true},
         {fill_empty, "\"concurrency\":null,\"max_inflight\":null,", true},
         {fill_failed, "\"rate\":0.33333333333333331,", true},
