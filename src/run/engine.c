@@ -69,7 +69,8 @@ struct req {
     char err_msg[256];
     char curl_err[CURL_ERROR_SIZE]; /* libcurl's own words for a failed transfer */
     struct user *user;
-    struct req *prev, *next; /* in-flight list, or free list (next only) */
+    long long ready_k;       /* a prepared request: the arrival it is for */
+    struct req *prev, *next; /* in-flight list, or free or ready list (next only) */
 };
 
 /* A pending send: a closed-loop user after think time, kept in a binary min-heap. */
@@ -101,6 +102,11 @@ struct loop {
     long long arrival_idx;     /* index of the next arrival drawn */
     uint64_t next_arrival_ns;  /* this loop's next arrival; 0: no more */
     long long next_arrival_k;  /* its index in the schedule (the trace line it sends) */
+    /* A workload schedule's next arrivals, prepared (prompt and body built) while the loop is
+       idle, so a burst of arrivals at one instant is not sent one body build after another. */
+    struct req *ready, *ready_tail;
+    int n_ready;
+    long long prep_k; /* the next arrival to prepare */
 
     struct req *inflight;
     long long ninflight;
@@ -644,20 +650,19 @@ static int build_body(const struct sb_engine_params *p, const struct sb_prompt *
  * req_idx), a closed-loop one has k -1. Returns 0; 1 when --requests is used up; -1 on a fatal
  * error (already reported through set_fatal).
  */
-static int start_request(struct loop *l, struct user *u, long long user_id, uint64_t t_sched,
-                         long long k)
+static void recycle(struct loop *l, struct req *r)
+{
+    r->next = l->free_reqs;
+    l->free_reqs = r;
+}
+
+/* Builds request req_idx's record labels, prompt and body into r. -1 (reported through
+   set_fatal, r recycled) on failure. */
+static int build_request(struct loop *l, struct req *r, struct user *u, long long user_id,
+                         long long req_idx)
 {
     struct shared *sh = l->sh;
     const struct sb_engine_params *p = l->p;
-    const struct sb_run_config *cfg = p->cfg;
-    long long seq = atomic_fetch_add(&sh->issued, 1);
-    if (cfg->requests > 0 && seq >= cfg->requests)
-        return 1; /* another loop took the last one */
-    struct req *r = req_new(l);
-    if (!r) {
-        set_fatal(l, "out of memory starting a request");
-        return -1;
-    }
     r->user = u;
     r->status = 0;
     r->is_sse = r->saw_done = r->saw_usage = r->too_large = r->bad_sse = r->bad_json =
@@ -674,49 +679,117 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
     sb_sse_reset(&r->sse);
     sb_record_init(&r->rec);
     fill_labels(l, &r->rec);
-    long long req_idx = u ? u->next_req++ : (k >= 0 ? k : seq);
     r->rec.user = user_id;
     r->rec.req_idx = req_idx;
-    r->rec.seq = seq;
-    snprintf(r->rec.request_id, sizeof(r->rec.request_id), "%s-%lld", p->run_id, seq);
 
     struct sb_err err;
     const struct sb_workload *w = p->workload;
-    const char *body = sh->shared_body;
-    size_t body_len = sh->shared_body_len;
-    if (body) {
+    if (sh->shared_body) {
         /* One prompt for everybody: its hash was taken once. */
         memcpy(r->rec.prompt_hash, sh->shared_hash, sizeof(r->rec.prompt_hash));
         r->rec.prompt_tokens_client = w->exact_tokens;
     } else {
-        if (w->ops->prompt(w, user_id, req_idx, &r->prompt, &err) != 0) {
+        if (w->ops->prompt(w, user_id, req_idx, &r->prompt, &err) != 0 ||
+            sb_workload_count(w, &r->prompt, &r->rec.prompt_tokens_client, &err) != 0) {
             set_fatal(l, err.msg);
-            r->next = l->free_reqs;
-            l->free_reqs = r;
+            recycle(l, r);
             return -1;
         }
         snprintf(r->rec.nonce, sizeof(r->rec.nonce), "%s", r->prompt.nonce);
         snprintf(r->rec.prompt_hash, sizeof(r->rec.prompt_hash), "%s", r->prompt.hash);
-        if (sb_workload_count(w, &r->prompt, &r->rec.prompt_tokens_client, &err) != 0) {
-            set_fatal(l, err.msg);
-            r->next = l->free_reqs;
-            l->free_reqs = r;
-            return -1;
-        }
         if (w->ops->annotate)
             w->ops->annotate(w, req_idx, &r->rec);
         sb_buf_reset(&r->body);
         if (build_body(p, &r->prompt, &r->body, &err) != 0) {
             set_fatal(l, err.msg);
-            r->next = l->free_reqs;
-            l->free_reqs = r;
+            recycle(l, r);
             return -1;
         }
-        body = r->body.data;
-        body_len = r->body.len;
     }
     if (r->rec.prompt_tokens_client >= 0)
         r->rec.context_tokens = r->rec.prompt_tokens_client; /* exact: what was sent */
+    return 0;
+}
+
+/* The prepared request for arrival k, if there is one; prepared ones for earlier arrivals
+   (started by another loop from the shared backlog) are recycled. */
+static struct req *take_ready(struct loop *l, long long k)
+{
+    while (l->ready && l->ready->ready_k <= k) {
+        struct req *r = l->ready;
+        l->ready = r->next;
+        if (!l->ready)
+            l->ready_tail = NULL;
+        l->n_ready--;
+        if (r->ready_k == k)
+            return r;
+        recycle(l, r);
+    }
+    return NULL;
+}
+
+/*
+ * Prepares the next arrival of the workload's own schedule ahead of its time, one per call so
+ * that the loop's events are served in between. true when it prepared one and there is room for
+ * more.
+ */
+static bool prepare_one(struct loop *l)
+{
+    struct shared *sh = l->sh;
+    const struct sb_workload *w = l->p->workload;
+    if (!l->open_loop || !w->ops->arrival_ns || l->stopping || l->fatal || !l->next_arrival_ns ||
+        l->n_ready >= 32 || atomic_load_explicit(&sh->stop, memory_order_relaxed))
+        return false;
+    if (l->prep_k < l->next_arrival_k)
+        l->prep_k = l->next_arrival_k;
+    uint64_t u = w->ops->arrival_ns(w, l->prep_k);
+    if (u == UINT64_MAX || (sh->t_end_ns && sh->t0_ns + u >= sh->t_end_ns))
+        return false;
+    struct req *r = req_new(l);
+    if (!r) {
+        set_fatal(l, "out of memory preparing a request");
+        return false;
+    }
+    if (build_request(l, r, NULL, -1, l->prep_k) != 0)
+        return false;
+    r->ready_k = l->prep_k;
+    r->next = NULL;
+    if (l->ready_tail)
+        l->ready_tail->next = r;
+    else
+        l->ready = r;
+    l->ready_tail = r;
+    l->n_ready++;
+    l->prep_k += sh->nloops;
+    return l->n_ready < 32;
+}
+
+static int start_request(struct loop *l, struct user *u, long long user_id, uint64_t t_sched,
+                         long long k)
+{
+    struct shared *sh = l->sh;
+    const struct sb_engine_params *p = l->p;
+    const struct sb_run_config *cfg = p->cfg;
+    long long seq = atomic_fetch_add(&sh->issued, 1);
+    struct req *r = k >= 0 ? take_ready(l, k) : NULL;
+    if (cfg->requests > 0 && seq >= cfg->requests) {
+        if (r)
+            recycle(l, r);
+        return 1; /* another loop took the last one */
+    }
+    if (!r) {
+        if (!(r = req_new(l))) {
+            set_fatal(l, "out of memory starting a request");
+            return -1;
+        }
+        long long req_idx = u ? u->next_req++ : (k >= 0 ? k : seq);
+        if (build_request(l, r, u, user_id, req_idx) != 0)
+            return -1;
+    }
+    r->rec.seq = seq;
+    snprintf(r->rec.request_id, sizeof(r->rec.request_id), "%s-%lld", p->run_id, seq);
+    const char *body = sh->shared_body ? sh->shared_body : r->body.data;
+    size_t body_len = sh->shared_body ? sh->shared_body_len : r->body.len;
     curl_slist_free_all(r->hdrs);
     char idhdr[200];
     snprintf(idhdr, sizeof(idhdr), "X-Request-Id: %s", r->rec.request_id);
@@ -1210,6 +1283,10 @@ static void on_sched(struct loop *l)
         arrive_open(l, t, k);
         if (l->fatal)
             break;
+        /* In a burst (a trace's requests at one timestamp), let this one leave before the next
+           body is built: libcurl sends on a kept-alive connection, or starts connecting, now. */
+        if (l->next_arrival_ns && l->next_arrival_ns <= now)
+            service_curl_timer(l);
     }
     arm_sched(l);
 }
@@ -1282,9 +1359,25 @@ static void *loop_main(void *arg)
     struct epoll_event events[64];
     while (!loop_finished(l)) {
         service_curl_timer(l);
-        int n = epoll_wait(l->epfd, events, 64, 1000);
+        /* Idle time prepares upcoming arrivals (no wait while there are more to prepare). */
+        bool more = prepare_one(l);
+        int n = epoll_wait(l->epfd, events, 64, more ? 0 : 1000);
         if (n < 0 && errno != EINTR)
             break;
+        /* Due sends first, then sockets ready to write (a request leaving), then the rest: a
+           batch of streams' reads (up to 64) would otherwise stand between the schedule's timer
+           and the requests it is due to send. */
+        int front = 0;
+        for (int pass = 0; pass < 2; pass++)
+            for (int i = front; i < n; i++) {
+                bool first = pass == 0 ? events[i].data.fd == l->sched_tfd
+                                       : (events[i].events & EPOLLOUT) != 0;
+                if (first) {
+                    struct epoll_event e = events[front];
+                    events[front++] = events[i];
+                    events[i] = e;
+                }
+            }
         for (int i = 0; i < n; i++) {
             int fd = events[i].data.fd;
             if (fd == l->curl_tfd) {
@@ -1394,6 +1487,11 @@ static void loop_release(struct loop *l)
     while (l->free_reqs) {
         struct req *r = l->free_reqs;
         l->free_reqs = r->next;
+        req_free(r);
+    }
+    while (l->ready) {
+        struct req *r = l->ready;
+        l->ready = r->next;
         req_free(r);
     }
     if (l->multi)
