@@ -28,6 +28,8 @@
 #include <string.h>
 
 #include "proc.h"
+#include "sb/err.h"
+#include "sb/trace.h"
 
 static const char *bin;
 static const char *srcdir;
@@ -362,6 +364,108 @@ static void test_bad_trace(void **state)
     free(dir);
 }
 
+/* trace-gen: the file parses back; arrivals at the rate asked; prefix popularity Zipf; about
+   --reuse-prob of the requests continue an earlier one; the same seed, the same bytes. */
+static void test_trace_gen(void **state)
+{
+    (void)state;
+    char *dir = sb_test_tmpdir("/tmp", "tracegen");
+    char a[600], b[600], c[600];
+    snprintf(a, sizeof(a), "%s/a.jsonl", dir);
+    snprintf(b, sizeof(b), "%s/b.jsonl", dir);
+    snprintf(c, sizeof(c), "%s/c.jsonl", dir);
+    const char *common[] = {"--requests",
+                            "20000",
+                            "--rate",
+                            "50",
+                            "--prefixes",
+                            "4",
+                            "--prefix-tokens",
+                            "1024",
+                            "--prefix-zipf",
+                            "1",
+                            "--reuse-prob",
+                            "0.4",
+                            "--reuse-distance",
+                            "exp:50000",
+                            "--input-tokens",
+                            "uniform:600:1400",
+                            "--output-tokens",
+                            "64",
+                            NULL};
+    const char *seeds[] = {"7", "7", "8"};
+    const char *outs[] = {a, b, c};
+    for (int k = 0; k < 3; k++) {
+        const char *argv[40];
+        int m = 0;
+        argv[m++] = bin;
+        argv[m++] = "trace-gen";
+        argv[m++] = "--out";
+        argv[m++] = outs[k];
+        argv[m++] = "--seed";
+        argv[m++] = seeds[k];
+        for (int i = 0; common[i]; i++)
+            argv[m++] = common[i];
+        argv[m] = NULL;
+        char *o = NULL, *e = NULL;
+        int rc = sb_proc_run_limit(argv, &o, &e, 120);
+        if (rc != 0)
+            fail_msg("trace-gen exit %d: %s", rc, e ? e : "");
+        assert_non_null(strstr(e, "20000 requests"));
+        free(o), free(e);
+    }
+    char *ta = sb_test_read_file(a), *tb = sb_test_read_file(b), *tc = sb_test_read_file(c);
+    assert_string_equal(ta, tb);      /* deterministic */
+    assert_true(strcmp(ta, tc) != 0); /* another seed, another trace */
+    free(ta), free(tb), free(tc);
+    struct sb_trace t;
+    struct sb_err err;
+    if (sb_trace_load(a, 512, &t, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(t.n, 20000);
+    double span_s = t.req[t.n - 1].ts_ms / 1000.0;
+    double rate = (double)(t.n - 1) / span_s;
+    print_message("trace-gen: %.2f req/s (asked 50)\n", rate);
+    assert_true(rate > 47.5 && rate < 52.5); /* 20,000 exponential gaps: sd 0.7 % */
+    /* prefix k's first block is id 2k; a continuation keeps its parent's prefix, so the
+       popularity of every request's first block is the Zipf weights 1, 1/2, 1/3, 1/4 */
+    long long first[4] = {0}, continued = 0;
+    for (size_t i = 0; i < t.n; i++) {
+        uint64_t id0 = t.ids[t.req[i].first_id];
+        assert_true(id0 % 2 == 0 && id0 < 8);
+        first[id0 / 2]++;
+        assert_true(t.req[i].output_len == 64);
+        long long fresh = t.req[i].input_len - 1024;
+        continued += t.req[i].reusable_tokens > 1024;
+        assert_true(fresh >= 600); /* at least its own new tokens */
+    }
+    double r1 = (double)first[0] / (double)first[1], r3 = (double)first[0] / (double)first[3];
+    print_message("trace-gen: prefix shares %lld %lld %lld %lld (1 : %.2f : %.2f : %.2f)\n",
+                  first[0], first[1], first[2], first[3], 1 / r1,
+                  (double)first[2] / (double)first[0], 1 / r3);
+    assert_true(r1 > 1.8 && r1 < 2.2);
+    assert_true(r3 > 3.5 && r3 < 4.5);
+    /* continuations: 40 % asked, less the early ones with no history that far back (every
+       request has a whole block beyond the prefix, so a continuation reuses more than it) */
+    double share = (double)continued / (double)t.n;
+    print_message("trace-gen: %.3f of requests continue an earlier one (asked 0.4)\n", share);
+    assert_true(share > 0.35 && share <= 0.41);
+    sb_trace_release(&t);
+    /* --duration-s cuts the arrivals */
+    const char *argv[] = {bin,      "trace-gen", "--out",        a,    "--requests", "100000",
+                          "--rate", "100",       "--duration-s", "10", NULL};
+    char *o = NULL, *e = NULL;
+    assert_int_equal(sb_proc_run_limit(argv, &o, &e, 120), 0);
+    free(o), free(e);
+    if (sb_trace_load(a, 512, &t, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_true(t.req[t.n - 1].ts_ms < 10000);
+    assert_true(t.n > 900 && t.n < 1100);
+    sb_trace_release(&t);
+    sb_test_rm_rf(dir);
+    free(dir);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -375,6 +479,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_replay_slice_matches_oracle),
         cmocka_unit_test(test_limits_and_gap_cap),
         cmocka_unit_test(test_bad_trace),
+        cmocka_unit_test(test_trace_gen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
