@@ -7,15 +7,15 @@
  * exactly that many. Records carry trace_idx and the trace's own oracle (reusable_tokens,
  * reuse_distance_tokens).
  *
- * ignore_eos and min_tokens, per server (read in their sources):
- *   vLLM: both are SamplingParams fields accepted by the OpenAI server's CompletionRequest and
- *     ChatCompletionRequest (vllm/entrypoints/openai/protocol.py, "ignore_eos", "min_tokens").
- *   SGLang: both in its CompletionRequest/ChatCompletionRequest
- *     (python/sglang/srt/entrypoints/openai/protocol.py), min_tokens becoming min_new_tokens.
- *   TensorRT-LLM: trtllm-serve's CompletionRequest/ChatCompletionRequest carry ignore_eos and
- *     min_tokens (tensorrt_llm/serve/openai_protocol.py) into SamplingParams.
- *   Dynamo: the frontend's common extension takes ignore_eos and min_tokens at the top level of
- *     the body (lib/llm/src/protocols/openai/common_ext.rs), also as nvext.ignore_eos.
+ * ignore_eos and min_tokens, per server (read in their sources with the search tool):
+ *   vLLM: CompletionRequest has both and to_sampling_params passes them to SamplingParams
+ *     (vllm/entrypoints/openai/protocol.py).
+ *   SGLang: CompletionRequest's "extra parameters for SRT backend" include min_tokens and
+ *     ignore_eos (python/sglang/srt/entrypoints/openai/protocol.py).
+ *   TensorRT-LLM: trtllm-serve's CompletionRequest has ignore_eos and min_tokens among its
+ *     completion sampling params, passed to SamplingParams (tensorrt_llm/serve/openai_protocol.py).
+ *   Dynamo: the frontend's CommonExt takes ignore_eos and min_tokens at the top level of the body
+ *     (lib/llm/src/protocols/openai/common_ext.rs; nvext.ignore_eos is deprecated for it).
  *   The sparkbench mock: ends at max_tokens, never earlier with ignore_eos, and draws an early
  *     EOS (--eos-prob) only after min_tokens (src/mock/server.c on_token).
  */
