@@ -54,6 +54,7 @@ bench: build
 	@bench/sysmon.sh $(BUILD)/sparkbench
 	@bench/analyze.sh $(BUILD)/sparkbench
 	@bench/tokenizer.sh $(BUILD)/sparkbench
+	@bench/trace.sh $(BUILD)/sparkbench
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(REL_BUILD)

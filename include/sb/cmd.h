@@ -24,6 +24,7 @@ int cmd_run(int argc, char **argv);
 int cmd_smoke(int argc, char **argv);
 int cmd_sysmon(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_trace_gen(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 
 /* Prints the top-level usage with the command list. */

@@ -123,9 +123,10 @@ struct sb_record {
        "sessioned_chat"); -1 / NAN (null) for other workloads. */
     long long session, turn;
     long long history_tokens, new_tokens, reusable_tokens, reuse_distance_tokens;
-    double idle_ms;     /* since the session's previous reply; NAN on a first turn */
-    signed char parked; /* -1 (null), 0 or 1: parked by --idle-prob before this turn */
-    bool prime;         /* sent by --prime: "phase": "prime" (warmup is true as well) */
+    double idle_ms;      /* since the session's previous reply; NAN on a first turn */
+    signed char parked;  /* -1 (null), 0 or 1: parked by --idle-prob before this turn */
+    bool prime;          /* sent by --prime: "phase": "prime" (warmup is true as well) */
+    long long trace_idx; /* trace replay: 0-based line index of the request; -1: null */
 };
 
 /*

@@ -39,6 +39,11 @@ enum sb_ctx_policy {
     SB_CTX_SLIDE,
 };
 
+enum sb_trace_output {
+    SB_TRACE_OUTPUT_ON,
+    SB_TRACE_OUTPUT_OFF,
+};
+
 struct sb_run_config {
     char *config;
     /* run: */
@@ -47,6 +52,12 @@ struct sb_run_config {
     char *model;
     char *served_model;
     char *workload;
+    /* --workload trace (sb/trace.h) */
+    char *trace;
+    double trace_speed;
+    double trace_max_gap_s;
+    long long trace_block_tokens;
+    int trace_force_output; /* SB_TRACE_OUTPUT_ON: ignore_eos + min_tokens = output_length */
     long long context_tokens;
     long long concurrency;
     double duration_s;

@@ -10,6 +10,7 @@
 
 #include "sb/buf.h"
 #include "sb/err.h"
+#include "sb/record.h"
 #include "sb/run.h"
 #include "sb/tokenizer.h"
 
@@ -33,6 +34,7 @@ struct sb_workload {
     long long exact_tokens;   /* tokens of the base prompt, BOS included (-1: no tokenizer) */
     long long trunc_from;     /* tokens of the prompt text before its tail was kept (-1: not cut) */
     long long trunc_to;       /* tokens of the kept text (no BOS) */
+    void *priv;               /* the workload's own state (owned; freed by ops->release) */
 };
 
 /* The prompt of one request, built into caller-owned storage. */
@@ -41,6 +43,8 @@ struct sb_prompt {
     char nonce[40]; /* "" when no nonce */
     bool messages;  /* text is a chat "messages" JSON array (sessioned_chat), not prompt text */
     char hash[20];  /* 16 hex digits of a hash of the exact bytes */
+    long long max_tokens; /* this request's max_tokens; -1: --max-tokens */
+    struct sb_buf extra;  /* this request's extra fields (a JSON object); empty: --extra-body */
 };
 
 /*
@@ -82,11 +86,27 @@ struct sb_workload_ops {
     void (*measure_begins)(const struct sb_workload *w, uint64_t measure_start_ns);
     /* Adds the workload's own object(s) to run.json. */
     void (*state_json)(const struct sb_workload *w, struct cJSON *run);
+    /* Optional. A schedule of the workload's own (trace replay): arrival k is due this many ns
+       after the run's start, UINT64_MAX when there is no arrival k. The run is then open loop
+       with these arrivals instead of --rate's, and req_idx is the arrival's index. */
+    uint64_t (*arrival_ns)(const struct sb_workload *w, long long k);
+    /* Optional. Fills the workload's fields of request req_idx's record (after its prompt was
+       built and counted). */
+    void (*annotate)(const struct sb_workload *w, long long req_idx, struct sb_record *rec);
+    /* Optional. Frees priv. */
     void (*release)(struct sb_workload *w);
 };
 
 extern const struct sb_workload_ops sb_workload_fixed_context;
 extern const struct sb_workload_ops sb_workload_sessioned_chat; /* src/run/sessions.c */
+extern const struct sb_workload_ops sb_workload_trace;          /* workload_trace.c */
+
+struct sb_trace;
+/* The trace a `trace` workload replays (NULL for any other workload), the requests the run may
+   send (*n_replay: the file cut by --requests and --duration-s) and the gaps --trace-max-gap-s
+   capped. Either out pointer may be NULL. */
+const struct sb_trace *sb_workload_trace_of(const struct sb_workload *w, size_t *n_replay,
+                                            size_t *capped);
 
 /*
  * Finds the workload named in cfg->workload and initialises it. Errors name the workload/file.

@@ -14,6 +14,8 @@ const struct sb_command sb_commands[] = {
     {"prompts", cmd_prompts, "write prompt files of exactly N tokens under a tokenizer"},
     {"tokenize", cmd_tokenize,
      "count, list or decode the tokens of a text (native tokenizer.json BPE)"},
+    {"trace-gen", cmd_trace_gen,
+     "write a synthetic Mooncake-format trace for run --workload trace"},
     {"version", cmd_version, "print the version and the library versions"},
     {NULL, NULL, NULL},
 };

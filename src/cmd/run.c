@@ -36,6 +36,7 @@
 #include "sb/util.h"
 #include "sb/tokenizer.h"
 #include "sb/sessions.h"
+#include "sb/trace.h"
 #include "sb/workload.h"
 #include "sb/lora_select.h"
 
@@ -273,6 +274,31 @@ static void add_lora(cJSON *o, const struct sb_engine_params *ep, const struct s
     free(counts);
 }
 
+/* run.json "trace": what was replayed and what its own oracle says of it (sb/trace.h). */
+static void add_trace_json(cJSON *o, const struct sb_workload *w, const struct sb_run_config *cfg)
+{
+    size_t n = 0, capped = 0;
+    const struct sb_trace *t = sb_workload_trace_of(w, &n, &capped);
+    if (!t)
+        return;
+    cJSON *j = cJSON_AddObjectToObject(o, "trace");
+    cJSON_AddStringToObject(j, "file", t->path);
+    cJSON_AddStringToObject(j, "sha256", t->sha256);
+    cJSON_AddNumberToObject(j, "requests", (double)n);
+    cJSON_AddNumberToObject(j, "lines", (double)t->n);
+    cJSON_AddNumberToObject(j, "speed", cfg->trace_speed);
+    cJSON_AddNumberToObject(j, "max_gap_s", cfg->trace_max_gap_s);
+    cJSON_AddNumberToObject(j, "capped_gaps", (double)capped);
+    cJSON_AddNumberToObject(j, "block_tokens", (double)t->block_tokens);
+    cJSON_AddNumberToObject(j, "oracle_hit_tokens", (double)t->oracle_hit_tokens);
+    cJSON_AddNumberToObject(j, "input_tokens", (double)t->input_tokens);
+    cJSON_AddItemToObject(j, "oracle_hit_ratio",
+                          sb_json_num_or_null(t->input_tokens > 0 ? (double)t->oracle_hit_tokens /
+                                                                        (double)t->input_tokens
+                                                                  : NAN));
+    cJSON_AddBoolToObject(j, "force_output", cfg->trace_force_output == SB_TRACE_OUTPUT_ON);
+}
+
 static int write_run_json(const char *dir, const char *run_id, const char *url, int argc,
                           char **argv, const struct sb_engine_result *res, uint64_t wall_start,
                           uint64_t wall_end, const struct sb_workload *w,
@@ -363,14 +389,15 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
                                      "(bytes/4)");
     /* The load: closed loop has users, open loop a rate and a cap; both have the in-flight
        count measured from the records' [t_send, t_last_byte] over the measurement window. */
-    bool open_loop = cfg->rate > 0;
+    bool open_loop = cfg->rate > 0 || w->ops->arrival_ns;
     cJSON *ld = cJSON_AddObjectToObject(o, "load");
     cJSON_AddStringToObject(ld, "mode", open_loop ? "open" : "closed");
     cJSON_AddItemToObject(ld, "concurrency",
                           sb_json_num_or_null(open_loop ? NAN : (double)cfg->concurrency));
     cJSON_AddItemToObject(ld, "max_inflight",
                           sb_json_num_or_null(open_loop ? (double)cfg->max_inflight : NAN));
-    cJSON_AddItemToObject(ld, "rate", sb_json_num_or_null(open_loop ? cfg->rate : NAN));
+    cJSON_AddItemToObject(ld, "rate", sb_json_num_or_null(cfg->rate > 0 ? cfg->rate : NAN));
+    add_trace_json(o, w, cfg);
     cJSON_AddItemToObject(o, "inflight_mean", sb_json_num_or_null(facts->inflight_mean));
     cJSON *c = cJSON_AddObjectToObject(o, "counts");
     long long errors = 0;
@@ -527,7 +554,8 @@ static void print_summary(const char *run_id, const char *dir, const struct sb_e
         printf("  WARNING: the client fell behind its schedule: %lld of %lld measured requests "
                "(%.1f %%) sent more than 1 ms late, max %.2f ms; their latency includes the wait\n",
                res->late_sends, measured, 100 * late_share, res->max_sched_delay_ms);
-    else if (cfg->rate > 0 || res->late_sends > 0)
+    else if (cfg->rate > 0 || res->late_sends > 0 ||
+             (cfg->workload && !strcmp(cfg->workload, "trace")))
         printf("  client lag: %lld of %lld measured requests sent more than 1 ms late (max %.3f "
                "ms)\n",
                res->late_sends, measured, res->max_sched_delay_ms);
@@ -650,7 +678,8 @@ int cmd_run(int argc, char **argv)
         rc = sb_usage_error("run", err.msg);
         goto out;
     }
-    if (cfg.duration_s <= 0 && cfg.requests <= 0) {
+    bool is_trace = cfg.workload && strcmp(cfg.workload, "trace") == 0;
+    if (cfg.duration_s <= 0 && cfg.requests <= 0 && !is_trace) {
         rc = sb_usage_error("run", "give --duration-s or --requests (or both)");
         goto out;
     }

@@ -231,6 +231,21 @@ size_t sb_json_escape(char *dst, size_t cap, const char *s, size_t len)
         n++;                                                                                       \
     } while (0)
     for (size_t i = 0; i < len; i++) {
+        /* A run of bytes written as they are, copied at once: prompts are mostly such runs, and
+           a byte at a time was the cost of building a 100k-token body (208 MB/s). */
+        size_t e = i;
+        while (e < len && (unsigned char)s[e] >= 0x20 && (unsigned char)s[e] < 0x80 &&
+               s[e] != '"' && s[e] != '\\')
+            e++;
+        if (e > i) {
+            size_t run = e - i;
+            if (dst && n + 1 < cap)
+                memcpy(dst + n, s + i, run < cap - 1 - n ? run : cap - 1 - n);
+            n += run;
+            if (e == len)
+                break;
+            i = e;
+        }
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x80) {
             size_t bad, k = utf8_char_len((const unsigned char *)s + i, len - i, &bad);

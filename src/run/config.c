@@ -16,6 +16,7 @@ static const char *const nonce_pos_choices[] = {"start", "end", NULL};
 static const char *const lora_mode_choices[] = {"model", "trtllm", NULL};
 static const char *const history_choices[] = {"server", "synthetic", NULL};
 static const char *const ctx_policy_choices[] = {"end", "slide", NULL};
+static const char *const on_off_choices[] = {"on", "off", NULL};
 
 const struct sb_opt sb_run_options[] = {
     {.flag = "config",
@@ -59,7 +60,52 @@ const struct sb_opt sb_run_options[] = {
      .offset = O(workload),
      .def = "fixed_context",
      .argname = "NAME",
-     .help = "workload (fixed_context, sessioned_chat)"},
+     .help = "workload (fixed_context, sessioned_chat, trace)"},
+    {.key = "run.trace",
+     .flag = "trace",
+     .type = SB_OPT_STR,
+     .offset = O(trace),
+     .argname = "FILE",
+     .help = "--workload trace: a Mooncake-format JSONL trace (timestamp ms, input_length, "
+             "output_length, hash_ids), replayed open loop at its timestamps"},
+    {.key = "run.trace_speed",
+     .flag = "trace-speed",
+     .type = SB_OPT_DOUBLE,
+     .offset = O(trace_speed),
+     .def = "1",
+     .argname = "X",
+     .help = "trace replay: divide the trace's gaps by X (2: twice as fast)",
+     .min = 1e-6,
+     .max = 1e9},
+    {.key = "run.trace_max_gap_s",
+     .flag = "trace-max-gap-s",
+     .type = SB_OPT_DOUBLE,
+     .offset = O(trace_max_gap_s),
+     .def = "0",
+     .argname = "S",
+     .help = "trace replay: cap every gap (after --trace-speed) at S seconds, moving the rest of "
+             "the schedule earlier (0: no cap)",
+     .min = 0,
+     .max = 1e9},
+    {.key = "run.trace_block_tokens",
+     .flag = "trace-block-tokens",
+     .type = SB_OPT_INT,
+     .offset = O(trace_block_tokens),
+     .def = "512",
+     .argname = "N",
+     .help = "trace replay: tokens per hash id block (Mooncake: 512)",
+     .min = 1,
+     .max = 1000000},
+    {.key = "run.trace_force_output",
+     .flag = "trace-force-output",
+     .type = SB_OPT_ENUM,
+     .offset = O(trace_force_output),
+     .def = "on",
+     .argname = "on|off",
+     .help = "trace replay: send ignore_eos: true and min_tokens = output_length beside "
+             "max_tokens, so outputs are as long as the trace says (vLLM, SGLang, TensorRT-LLM, "
+             "Dynamo accept both)",
+     .choices = on_off_choices},
     {.key = "run.context_tokens",
      .flag = "context-tokens",
      .type = SB_OPT_INT,

@@ -70,9 +70,12 @@ struct req {
     char err_msg[256];
     char curl_err[CURL_ERROR_SIZE]; /* libcurl's own words for a failed transfer */
     struct user *user;
-    struct req *prev, *next; /* in-flight list, or free list (next only) */
+    long long ready_k;       /* a prepared request: the arrival it is for */
+    struct req *prev, *next; /* in-flight list, or free or ready list (next only) */
     struct sb_turn turn;     /* a stateful workload's session and turn (slot -1: none) */
     struct sb_buf reply;     /* the streamed reply text, when turn.want_reply (bounded) */
+    const char *send_body;   /* the body this request sends: its own or a shared one */
+    size_t send_len;
 };
 
 /* A pending send: a closed-loop user after think time, kept in a binary min-heap. */
@@ -106,6 +109,12 @@ struct loop {
     uint64_t op_ns;            /* operational time of the next arrival drawn (before the ramp) */
     long long arrival_idx;     /* index of the next arrival drawn */
     uint64_t next_arrival_ns;  /* this loop's next arrival; 0: no more */
+    long long next_arrival_k;  /* its index in the schedule (the trace line it sends) */
+    /* A workload schedule's next arrivals, prepared (prompt and body built) while the loop is
+       idle, so a burst of arrivals at one instant is not sent one body build after another. */
+    struct req *ready, *ready_tail;
+    int n_ready;
+    long long prep_k; /* the next arrival to prepare */
 
     struct req *inflight;
     long long ninflight;
@@ -142,6 +151,12 @@ struct ok_done {
     long long tokens;
 };
 
+/* An open-loop arrival waiting for a slot: its intended time and its index in the schedule. */
+struct arrival {
+    uint64_t t;
+    long long k;
+};
+
 struct shared {
     const struct sb_engine_params *p;
     int nloops;
@@ -160,7 +175,7 @@ struct shared {
     /* open loop: one in-flight limit and one backlog of arrivals waiting for a slot */
     pthread_mutex_t ol_lock;
     long long ol_inflight, ol_max;
-    uint64_t *backlog; /* intended times, a ring */
+    struct arrival *backlog; /* a ring */
     size_t backlog_cap, backlog_head, backlog_len;
     uint64_t anchor_mono_ns, anchor_real_ns; /* one instant on both clocks, for "ts" */
     _Atomic long long issued;                /* requests started, all loops */
@@ -674,12 +689,12 @@ static int build_body(const struct sb_engine_params *p, const struct sb_prompt *
         .model = p->model_sent,
         .prompt = pr->text.data,
         .prompt_len = pr->text.len,
-        .max_tokens = cfg->max_tokens,
+        .max_tokens = pr->max_tokens >= 0 ? pr->max_tokens : cfg->max_tokens,
         .temperature = cfg->temperature,
         .top_p = cfg->top_p,
         .stream = cfg->stream,
         .include_usage = cfg->stream,
-        .extra_json = cfg->extra_body,
+        .extra_json = pr->extra.len ? pr->extra.data : cfg->extra_body,
         .messages_json = pr->messages ? pr->text.data : NULL,
         .messages_len = pr->messages ? pr->text.len : 0,
     };
@@ -778,37 +793,25 @@ static int pick_turn(struct loop *l, struct user *u, uint64_t t_sched, struct re
     return 2;
 }
 
+static void recycle(struct loop *l, struct req *r)
+{
+    r->next = l->free_reqs;
+    l->free_reqs = r;
+}
+
 /*
- * Starts one request intended for t_sched. Returns 0; 1 when --requests is used up; -1 on a fatal
- * error (already reported through set_fatal); 2 when a stateful workload deferred it (pick_turn).
+ * Builds request req_idx's record labels, prompt and body into r (a stateful workload's turn is
+ * already in r->prompt and r->turn). seq picks the LoRA adapter; -1 when it is not known yet (a
+ * prepared arrival, which is only prepared without a LoRA list). -1 (reported through set_fatal,
+ * r recycled) on failure.
  */
-static int start_request(struct loop *l, struct user *u, long long user_id, uint64_t t_sched)
+static int build_request(struct loop *l, struct req *r, struct user *u, long long user_id,
+                         long long req_idx, long long seq)
 {
     struct shared *sh = l->sh;
     const struct sb_engine_params *p = l->p;
     const struct sb_workload *w = p->workload;
     struct sb_err err;
-    struct req *r = NULL;
-    if (w->ops->next) { /* a stateful workload picks its session and turn first */
-        int nrc = pick_turn(l, u, t_sched, &r);
-        if (nrc != 0)
-            return nrc;
-    }
-    long long seq = atomic_fetch_add(&sh->issued, 1);
-    if (sh->req_limit > 0 && seq >= sh->req_limit) {
-        if (r) {
-            w->ops->done(w, &r->turn, NULL, NULL, 0, sb_mono_ns());
-            r->next = l->free_reqs;
-            l->free_reqs = r;
-        }
-        return 1; /* another loop took the last one */
-    }
-    if (!r)
-        r = req_new(l);
-    if (!r) {
-        set_fatal(l, "out of memory starting a request");
-        return -1;
-    }
     r->user = u;
     r->status = 0;
     r->is_sse = r->saw_done = r->saw_usage = r->too_large = r->bad_sse = r->bad_json =
@@ -825,13 +828,10 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
     sb_sse_reset(&r->sse);
     sb_record_init(&r->rec);
     fill_labels(l, &r->rec);
-    long long req_idx = u ? u->next_req++ : seq;
     r->rec.user = user_id;
     r->rec.req_idx = req_idx;
-    r->rec.seq = seq;
-    snprintf(r->rec.request_id, sizeof(r->rec.request_id), "%s-%lld", p->run_id, seq);
     long long lora_idx = -1;
-    if (p->lora) { /* by seq, whichever loop sends it */
+    if (p->lora && seq >= 0) { /* by seq, whichever loop sends it */
         size_t ai;
         sb_lora_selector_take(p->lora, seq, &ai, &r->rec.adapter_use);
         lora_idx = (long long)ai;
@@ -839,8 +839,8 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
         sb_utf8_copy(r->rec.adapter, sizeof(r->rec.adapter), an, strlen(an));
     }
 
-    const char *body = sh->shared_body;
-    size_t body_len = sh->shared_body_len;
+    r->send_body = sh->shared_body;
+    r->send_len = sh->shared_body_len;
     if (w->ops->next) {
         memcpy(r->rec.prompt_hash, r->prompt.hash, sizeof(r->rec.prompt_hash));
         r->rec.prompt_tokens_client = r->turn.prompt_tokens;
@@ -849,47 +849,142 @@ static int start_request(struct loop *l, struct user *u, long long user_id, uint
         if (build_body(p, &r->prompt, lora_idx, &r->body, &err) != 0) {
             w->ops->done(w, &r->turn, NULL, NULL, 0, sb_mono_ns());
             set_fatal(l, err.msg);
-            r->next = l->free_reqs;
-            l->free_reqs = r;
+            recycle(l, r);
             return -1;
         }
-        body = r->body.data;
-        body_len = r->body.len;
-    } else if (body) {
+        r->send_body = r->body.data;
+        r->send_len = r->body.len;
+    } else if (sh->shared_body) {
         /* One prompt for everybody: its hash was taken once. */
         memcpy(r->rec.prompt_hash, sh->shared_hash, sizeof(r->rec.prompt_hash));
         r->rec.prompt_tokens_client = w->exact_tokens;
         if (lora_idx >= 0) {
-            body = sh->lora_bodies[lora_idx].data;
-            body_len = sh->lora_bodies[lora_idx].len;
+            r->send_body = sh->lora_bodies[lora_idx].data;
+            r->send_len = sh->lora_bodies[lora_idx].len;
         }
     } else {
-        if (w->ops->prompt(w, user_id, req_idx, &r->prompt, &err) != 0) {
+        if (w->ops->prompt(w, user_id, req_idx, &r->prompt, &err) != 0 ||
+            sb_workload_count(w, &r->prompt, &r->rec.prompt_tokens_client, &err) != 0) {
             set_fatal(l, err.msg);
-            r->next = l->free_reqs;
-            l->free_reqs = r;
+            recycle(l, r);
             return -1;
         }
         snprintf(r->rec.nonce, sizeof(r->rec.nonce), "%s", r->prompt.nonce);
         snprintf(r->rec.prompt_hash, sizeof(r->rec.prompt_hash), "%s", r->prompt.hash);
-        if (sb_workload_count(w, &r->prompt, &r->rec.prompt_tokens_client, &err) != 0) {
-            set_fatal(l, err.msg);
-            r->next = l->free_reqs;
-            l->free_reqs = r;
-            return -1;
-        }
+        if (w->ops->annotate)
+            w->ops->annotate(w, req_idx, &r->rec);
         sb_buf_reset(&r->body);
         if (build_body(p, &r->prompt, lora_idx, &r->body, &err) != 0) {
             set_fatal(l, err.msg);
-            r->next = l->free_reqs;
-            l->free_reqs = r;
+            recycle(l, r);
             return -1;
         }
-        body = r->body.data;
-        body_len = r->body.len;
+        r->send_body = r->body.data;
+        r->send_len = r->body.len;
     }
-    if (r->rec.prompt_tokens_client >= 0)
+    if (r->rec.prompt_tokens_client >= 0 && !w->ops->next)
         r->rec.context_tokens = r->rec.prompt_tokens_client; /* exact: what was sent */
+    return 0;
+}
+
+/* The prepared request for arrival k, if there is one; prepared ones for earlier arrivals
+   (started by another loop from the shared backlog) are recycled. */
+static struct req *take_ready(struct loop *l, long long k)
+{
+    while (l->ready && l->ready->ready_k <= k) {
+        struct req *r = l->ready;
+        l->ready = r->next;
+        if (!l->ready)
+            l->ready_tail = NULL;
+        l->n_ready--;
+        if (r->ready_k == k)
+            return r;
+        recycle(l, r);
+    }
+    return NULL;
+}
+
+/*
+ * Prepares the next arrival of the workload's own schedule ahead of its time, one per call so
+ * that the loop's events are served in between. true when it prepared one and there is room for
+ * more.
+ */
+static bool prepare_one(struct loop *l)
+{
+    struct shared *sh = l->sh;
+    const struct sb_workload *w = l->p->workload;
+    /* Not with a LoRA list: its adapter is picked by seq, known only when the request starts. */
+    if (!l->open_loop || !w->ops->arrival_ns || l->p->lora || l->stopping || l->fatal ||
+        !l->next_arrival_ns || l->n_ready >= 32 ||
+        atomic_load_explicit(&sh->stop, memory_order_relaxed))
+        return false;
+    if (l->prep_k < l->next_arrival_k)
+        l->prep_k = l->next_arrival_k;
+    uint64_t u = w->ops->arrival_ns(w, l->prep_k);
+    if (u == UINT64_MAX || (sh->t_end_ns && sh->t0_ns + u >= sh->t_end_ns))
+        return false;
+    struct req *r = req_new(l);
+    if (!r) {
+        set_fatal(l, "out of memory preparing a request");
+        return false;
+    }
+    if (build_request(l, r, NULL, -1, l->prep_k, -1) != 0)
+        return false;
+    r->ready_k = l->prep_k;
+    r->next = NULL;
+    if (l->ready_tail)
+        l->ready_tail->next = r;
+    else
+        l->ready = r;
+    l->ready_tail = r;
+    l->n_ready++;
+    l->prep_k += sh->nloops;
+    return l->n_ready < 32;
+}
+
+/*
+ * Starts one request intended for t_sched; an open-loop one is arrival k of the schedule (its
+ * req_idx), a closed-loop one has k -1. Returns 0; 1 when --requests is used up; -1 on a fatal
+ * error (already reported through set_fatal); 2 when a stateful workload deferred it (pick_turn).
+ */
+static int start_request(struct loop *l, struct user *u, long long user_id, uint64_t t_sched,
+                         long long k)
+{
+    struct shared *sh = l->sh;
+    const struct sb_engine_params *p = l->p;
+    const struct sb_workload *w = p->workload;
+    struct req *r = NULL;
+    if (w->ops->next) { /* a stateful workload picks its session and turn first */
+        int nrc = pick_turn(l, u, t_sched, &r);
+        if (nrc != 0)
+            return nrc;
+    }
+    long long seq = atomic_fetch_add(&sh->issued, 1);
+    struct req *ready = k >= 0 ? take_ready(l, k) : NULL;
+    if (sh->req_limit > 0 && seq >= sh->req_limit) {
+        if (r)
+            w->ops->done(w, &r->turn, NULL, NULL, 0, sb_mono_ns());
+        if (r)
+            recycle(l, r);
+        if (ready)
+            recycle(l, ready);
+        return 1; /* another loop took the last one */
+    }
+    if (ready) {
+        r = ready; /* built while the loop was idle */
+    } else {
+        if (!r && !(r = req_new(l))) {
+            set_fatal(l, "out of memory starting a request");
+            return -1;
+        }
+        long long req_idx = u ? u->next_req++ : (k >= 0 ? k : seq);
+        if (build_request(l, r, u, user_id, req_idx, seq) != 0)
+            return -1;
+    }
+    r->rec.seq = seq;
+    snprintf(r->rec.request_id, sizeof(r->rec.request_id), "%s-%lld", p->run_id, seq);
+    const char *body = r->send_body;
+    size_t body_len = r->send_len;
     curl_slist_free_all(r->hdrs);
     char idhdr[200];
     snprintf(idhdr, sizeof(idhdr), "X-Request-Id: %s", r->rec.request_id);
@@ -1176,11 +1271,11 @@ static void finish_request(struct loop *l, struct req *r, CURLcode rc, bool canc
 }
 
 /* Appends an intended time to the shared backlog (ol_lock held). -1 when out of memory. */
-static int backlog_push(struct shared *sh, uint64_t t)
+static int backlog_push(struct shared *sh, uint64_t t, long long k)
 {
     if (sh->backlog_len == sh->backlog_cap) {
         size_t nc = sh->backlog_cap ? sh->backlog_cap * 2 : 1024;
-        uint64_t *nb = malloc(nc * sizeof(uint64_t));
+        struct arrival *nb = malloc(nc * sizeof(*nb));
         if (!nb)
             return -1;
         for (size_t i = 0; i < sh->backlog_len; i++)
@@ -1190,16 +1285,16 @@ static int backlog_push(struct shared *sh, uint64_t t)
         sh->backlog_cap = nc;
         sh->backlog_head = 0;
     }
-    sh->backlog[(sh->backlog_head + sh->backlog_len) % sh->backlog_cap] = t;
+    sh->backlog[(sh->backlog_head + sh->backlog_len) % sh->backlog_cap] = (struct arrival){t, k};
     sh->backlog_len++;
     return 0;
 }
 
 /* Starts an open-loop request that holds a slot of the shared limit; gives the slot back when
    it does not start. */
-static void start_open(struct loop *l, uint64_t t)
+static void start_open(struct loop *l, uint64_t t, long long k)
 {
-    int rc = start_request(l, NULL, -1, t);
+    int rc = start_request(l, NULL, -1, t, k);
     if (rc == 0 || rc == 2) /* 2: deferred to when a session is ready, holding its slot */
         return;
     pthread_mutex_lock(&l->sh->ol_lock);
@@ -1215,19 +1310,21 @@ static void release_open_slot(struct loop *l)
     pthread_mutex_lock(&sh->ol_lock);
     sh->ol_inflight--;
     uint64_t t = 0;
+    long long k = -1;
     if (sending && sh->backlog_len > 0 && sh->ol_inflight < sh->ol_max) {
-        t = sh->backlog[sh->backlog_head];
+        t = sh->backlog[sh->backlog_head].t;
+        k = sh->backlog[sh->backlog_head].k;
         sh->backlog_head = (sh->backlog_head + 1) % sh->backlog_cap;
         sh->backlog_len--;
         sh->ol_inflight++;
     }
     pthread_mutex_unlock(&sh->ol_lock);
     if (t)
-        start_open(l, t);
+        start_open(l, t, k);
 }
 
 /* A due arrival: a free slot of the shared limit, or a place in the shared backlog. */
-static void arrive_open(struct loop *l, uint64_t t)
+static void arrive_open(struct loop *l, uint64_t t, long long k)
 {
     struct shared *sh = l->sh;
     pthread_mutex_lock(&sh->ol_lock);
@@ -1236,12 +1333,12 @@ static void arrive_open(struct loop *l, uint64_t t)
     if (now)
         sh->ol_inflight++;
     else /* no free slot: the arrival waits, and its wait counts in its latency */
-        rc = backlog_push(sh, t);
+        rc = backlog_push(sh, t, k);
     pthread_mutex_unlock(&sh->ol_lock);
     if (rc != 0)
         set_fatal(l, "out of memory queueing late arrivals");
     else if (now)
-        start_open(l, t);
+        start_open(l, t, k);
 }
 
 /* Operational time u (ns after t0 at the full rate) to real time after t0: the rate climbs
@@ -1257,16 +1354,25 @@ static uint64_t ramp_warp(uint64_t u, uint64_t ramp)
 }
 
 /* This loop's next arrival of the one schedule: every loop draws every gap, and keeps the
-   arrivals with index = its own mod the loop count. */
+   arrivals with index = its own mod the loop count (l->next_arrival_k gets the index). A
+   workload with a schedule of its own (trace replay) gives the times itself. */
 static uint64_t next_own_arrival(struct loop *l)
 {
     struct shared *sh = l->sh;
+    const struct sb_workload *w = l->p->workload;
     for (;;) {
-        uint64_t u = l->op_ns;
         long long k = l->arrival_idx++;
-        l->op_ns += sb_arrival_next_gap_ns(&l->arrival);
+        uint64_t u;
+        if (w->ops->arrival_ns) {
+            if ((u = w->ops->arrival_ns(w, k)) == UINT64_MAX)
+                return 0;
+        } else {
+            u = l->op_ns;
+            l->op_ns += sb_arrival_next_gap_ns(&l->arrival);
+        }
         if (k % sh->nloops != l->index)
             continue;
+        l->next_arrival_k = k;
         uint64_t t = sh->t0_ns + ramp_warp(u, sh->ramp_ns);
         /* Past the duration: no more arrivals for this loop (waiting for one would keep the run
            alive long after its end, nloops / rate seconds at worst). */
@@ -1319,7 +1425,7 @@ static void schedule_next(struct loop *l, struct req *r, uint64_t now)
         arm_sched(l);
         return;
     }
-    int rc = start_request(l, u, u->id, now);
+    int rc = start_request(l, u, u->id, now, -1);
     if (rc == 1 || rc < 0)
         u->done = true;
 }
@@ -1385,7 +1491,7 @@ static void on_sched(struct loop *l)
         }
         if (!pd.user) { /* an open-loop arrival that waited for a ready session */
             if (may_start(l, pd.t)) {
-                start_open(l, pd.t);
+                start_open(l, pd.t, -1);
             } else {
                 pthread_mutex_lock(&l->sh->ol_lock);
                 l->sh->ol_inflight--;
@@ -1397,20 +1503,25 @@ static void on_sched(struct loop *l)
             pd.user->done = true;
             continue;
         }
-        int rc = start_request(l, pd.user, pd.user->id, pd.t);
+        int rc = start_request(l, pd.user, pd.user->id, pd.t, -1);
         if (rc == 1 || rc < 0)
             pd.user->done = true;
     }
     while (l->open_loop && l->next_arrival_ns && l->next_arrival_ns <= now) {
         uint64_t t = l->next_arrival_ns;
+        long long k = l->next_arrival_k;
         if (!may_start(l, t)) {
             l->next_arrival_ns = 0;
             break;
         }
         l->next_arrival_ns = next_own_arrival(l);
-        arrive_open(l, t);
+        arrive_open(l, t, k);
         if (l->fatal)
             break;
+        /* In a burst (a trace's requests at one timestamp), let this one leave before the next
+           body is built: libcurl sends on a kept-alive connection, or starts connecting, now. */
+        if (l->next_arrival_ns && l->next_arrival_ns <= now)
+            service_curl_timer(l);
     }
     arm_sched(l);
 }
@@ -1487,9 +1598,25 @@ static void *loop_main(void *arg)
     struct epoll_event events[64];
     while (!loop_finished(l)) {
         service_curl_timer(l);
-        int n = epoll_wait(l->epfd, events, 64, 1000);
+        /* Idle time prepares upcoming arrivals (no wait while there are more to prepare). */
+        bool more = prepare_one(l);
+        int n = epoll_wait(l->epfd, events, 64, more ? 0 : 1000);
         if (n < 0 && errno != EINTR)
             break;
+        /* Due sends first, then sockets ready to write (a request leaving), then the rest: a
+           batch of streams' reads (up to 64) would otherwise stand between the schedule's timer
+           and the requests it is due to send. */
+        int front = 0;
+        for (int pass = 0; pass < 2; pass++)
+            for (int i = front; i < n; i++) {
+                bool first = pass == 0 ? events[i].data.fd == l->sched_tfd
+                                       : (events[i].events & EPOLLOUT) != 0;
+                if (first) {
+                    struct epoll_event e = events[front];
+                    events[front++] = events[i];
+                    events[i] = e;
+                }
+            }
         for (int i = 0; i < n; i++) {
             int fd = events[i].data.fd;
             if (fd == l->curl_tfd) {
@@ -1568,11 +1695,14 @@ static int loop_init(struct loop *l, struct shared *sh, int index, long long fir
     curl_multi_setopt(l->multi, CURLMOPT_SOCKETDATA, l);
     curl_multi_setopt(l->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(l->multi, CURLMOPT_TIMERDATA, l);
-    long conns = (long)(cfg->rate > 0 ? cfg->max_inflight : nusers) + 16;
+    bool open = cfg->rate > 0 || p->workload->ops->arrival_ns;
+    long conns = (long)(open ? cfg->max_inflight : nusers) + 16;
     curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, conns);
     sb_buf_init(&l->line, 1u << 20);
     sb_jsonl_batch_init(&l->batch, p->sink, sb_mono_ns());
-    if (cfg->rate > 0) {
+    if (open && !(cfg->rate > 0)) {
+        l->open_loop = true; /* the workload's own schedule */
+    } else if (open) {
         l->open_loop = true;
         const struct sb_arrival_ops *ops =
             sb_arrival_find(cfg->arrival == SB_ARRIVAL_POISSON
@@ -1597,6 +1727,11 @@ static void loop_release(struct loop *l)
     while (l->free_reqs) {
         struct req *r = l->free_reqs;
         l->free_reqs = r->next;
+        req_free(r);
+    }
+    while (l->ready) {
+        struct req *r = l->ready;
+        l->ready = r->next;
         req_free(r);
     }
     if (l->multi)
@@ -1822,7 +1957,7 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
     memset(res, 0, sizeof(*res));
     int nthreads = (int)cfg->threads;
     long long total_users = cfg->concurrency;
-    if (cfg->rate <= 0 && total_users < nthreads)
+    if (cfg->rate <= 0 && !p->workload->ops->arrival_ns && total_users < nthreads)
         nthreads = (int)total_users;
     struct shared *sh = calloc(1, sizeof(*sh));
     struct loop *loops = calloc((size_t)nthreads, sizeof(*loops));
@@ -1844,7 +1979,9 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
     if (p->api_key && p->api_key[0])
         snprintf(sh->auth_header, sizeof(sh->auth_header), "Authorization: Bearer %s", p->api_key);
     /* Without a per-request nonce, and with the same prompt for everybody, one body serves all. */
-    if (!cfg->nonce_per_user && !cfg->nonce_per_request && !p->workload->ops->next) {
+    if (!cfg->nonce_per_user && !cfg->nonce_per_request && !p->workload->ops->next &&
+        (!p->workload->ops->per_user_constant ||
+         p->workload->ops->per_user_constant(p->workload))) {
         struct sb_prompt pr;
         sb_prompt_init(&pr);
         if (p->workload->ops->prompt(p->workload, 0, 0, &pr, err) != 0) {

@@ -59,6 +59,7 @@ void sb_record_init(struct sb_record *r)
     r->prompt_tokens = r->cached_tokens = r->prompt_tokens_client = -1;
     r->concurrency = r->max_inflight = -1;
     r->server_prompt_n = r->server_predicted_n = r->server_cache_n = -1;
+    r->reusable_tokens = r->reuse_distance_tokens = r->trace_idx = -1;
     r->server_prompt_ms = r->server_decode_ms = r->server_queue_ms = NAN;
     r->adapter_use = -1;
     r->session = r->turn = r->history_tokens = r->new_tokens = r->reusable_tokens =
@@ -226,6 +227,7 @@ static const struct field fields[] = {
     FIELD(reuse_distance_tokens, F_LL_NULL),
     FIELD(idle_ms, F_MS),
     FIELD(parked, F_BOOL_NULL),
+    FIELD(trace_idx, F_LL_NULL),
 };
 
 #define AT(r, f, type)  ((type *)(void *)((char *)(r) + (f)->off))

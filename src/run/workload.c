@@ -32,8 +32,8 @@ struct sb_tokcount {
 
 #define EDGE_BYTES 256
 
-static const struct sb_workload_ops *const all_workloads[] = {&sb_workload_fixed_context,
-                                                              &sb_workload_sessioned_chat};
+static const struct sb_workload_ops *const all_workloads[] = {
+    &sb_workload_fixed_context, &sb_workload_sessioned_chat, &sb_workload_trace};
 
 static int read_file(const char *path, char **out, size_t *len, struct sb_err *err)
 {
@@ -279,7 +279,8 @@ int sb_workload_open(struct sb_workload *w, const struct sb_run_config *cfg,
         if (strcmp(all_workloads[i]->name, cfg->workload) == 0)
             w->ops = all_workloads[i];
     if (!w->ops)
-        return sb_err_set(err, "unknown workload '%s' (available: fixed_context, sessioned_chat)",
+        return sb_err_set(err,
+                          "unknown workload '%s' (available: fixed_context, sessioned_chat, trace)",
                           cfg->workload);
     return w->ops->init(w, err);
 }
@@ -301,11 +302,14 @@ void sb_workload_release(struct sb_workload *w)
 void sb_prompt_init(struct sb_prompt *p)
 {
     sb_buf_init(&p->text, 512u << 20);
+    sb_buf_init(&p->extra, 1u << 20);
     p->nonce[0] = p->hash[0] = '\0';
     p->messages = false;
+    p->max_tokens = -1;
 }
 
 void sb_prompt_release(struct sb_prompt *p)
 {
     sb_buf_release(&p->text);
+    sb_buf_release(&p->extra);
 }

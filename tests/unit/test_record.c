@@ -177,7 +177,7 @@ static void test_json_text(void **state)
         {fill_full,
          "\"session\":null,\"turn\":null,\"history_tokens\":null,\"new_tokens\":null,"
          "\"reusable_tokens\":null,\"reuse_distance_tokens\":null,\"idle_ms\":null,"
-         "\"parked\":null}\n",
+         "\"parked\":null,\"trace_idx\":null}\n",
          true},
         {fill_empty, "\"phase\":\"measure\",\"repetition\":0,", true},
         {fill_empty, "phase_label", false},
