@@ -319,8 +319,7 @@ static int col_of(const char *header, const char *name)
     return -1;
 }
 
-/* Rows of run id whose column scope_col (-1: any) is scope; the last such row's
- * realized_over_oracle. */
+/* Rows of run id (and of scope when not NULL); *roo gets the last one's realized_over_oracle. */
 static int rows_of(char **lines, int n, const char *id, const char *scope, double *roo)
 {
     char buf[128];
