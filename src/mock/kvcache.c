@@ -604,6 +604,9 @@ int sb_kv_init(struct sb_kv_cache **out, const struct sb_kv_config *cfg, const s
             return sb_err_set(err, "kv cache: unknown eviction policy %d for tier %d",
                               (int)cfg->policy[t], t);
     }
+    if (total + cfg->tier_blocks[SB_KV_T0] >= UINT32_MAX) /* the entries, see ent_max */
+        return sb_err_set(err, "kv cache: total capacity is too large (at most %u blocks)",
+                          UINT32_MAX - 1 - (uint32_t)cfg->tier_blocks[SB_KV_T0]);
     if ((unsigned)cfg->offload > SB_KV_ON_EVICT)
         return sb_err_set(err, "kv cache: unknown offload policy %d", (int)cfg->offload);
     if (!(cfg->tier1_fetch_us >= 0) || !isfinite(cfg->tier1_fetch_us))
@@ -630,7 +633,9 @@ int sb_kv_init(struct sb_kv_cache **out, const struct sb_kv_config *cfg, const s
         kv->order[t].heap = order_is_heap(cfg, t);
         kv->order[t].head = kv->order[t].tail = NIL;
     }
-    kv->ent_max = (uint32_t)total;
+    /* An admission's tier-0 victims stay entries (in transit) until its new blocks have
+       entries too, so up to tier 0's capacity more than all tiers hold can be live at once. */
+    kv->ent_max = (uint32_t)(total + cfg->tier_blocks[SB_KV_T0]);
     for (int t = 0; t < SB_KV_TIERS; t++) {
         kv->cap[t] = cfg->tier_blocks[t];
         kv->st[t].capacity_blocks = cfg->tier_blocks[t];

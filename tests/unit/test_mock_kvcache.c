@@ -871,6 +871,34 @@ static void test_victims_go_down_after_onboarding(void **state)
 
 /* ---- a long random workload ---- */
 
+/*
+ * A full tier 0 (and no lower tier) replaced whole by one admission: its 16 victims stay entries
+ * until the new blocks are computed, so 32 entries live at once in a cache of 16 blocks. The
+ * entry table was sized by capacity alone and this wrote past it (ASan: heap-buffer-overflow in
+ * entry_new; seen with sessioned_chat on --tier0-blocks 64 and no tier 1 or 2).
+ */
+static void test_full_turnover_entries(void **state)
+{
+    (void)state;
+    struct fake_io f;
+    struct sb_kv_cache *kv = make(config(16, 0, 0, SB_KV_WRITE_THROUGH), &f);
+    uint64_t a[16], b[16];
+    for (int i = 0; i < 16; i++) {
+        a[i] = 1000 + (uint64_t)i;
+        b[i] = 2000 + (uint64_t)i;
+    }
+    for (int round = 0; round < 3; round++) {
+        struct sb_kv_match m = visit(kv, 1, a, 16);
+        assert_int_equal(m.miss, 16);
+        m = visit(kv, 2, b, 16);
+        assert_int_equal(m.miss, 16);
+        m = visit(kv, 3, b, 16);
+        assert_int_equal(m.hit[SB_KV_T0], 16);
+    }
+    check_identities(kv, &f, 4096);
+    sb_kv_free(kv);
+}
+
 static void test_random_workload(void **state)
 {
     (void)state;
@@ -1156,6 +1184,7 @@ int main(void)
         cmocka_unit_test(test_second_pass_from_disk),
         cmocka_unit_test(test_victims_go_down_after_onboarding),
         cmocka_unit_test(test_random_workload),
+        cmocka_unit_test(test_full_turnover_entries),
         cmocka_unit_test(test_reset_drops_unpinned),
         cmocka_unit_test(test_extend_caches_reply_blocks),
         cmocka_unit_test(test_peek_and_tier2_cost),
