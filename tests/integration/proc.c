@@ -424,6 +424,54 @@ double sb_test_num(const struct cJSON *j, const char *k)
     return cJSON_IsNumber(x) ? x->valuedouble : NAN;
 }
 
+long long sb_test_int(const struct cJSON *j, const char *k)
+{
+    double v = sb_test_num(j, k);
+    return isnan(v) ? -1 : (long long)v;
+}
+
+static int by_seq(const void *a, const void *b)
+{
+    double x = sb_test_num(*(const cJSON *const *)a, "seq");
+    double y = sb_test_num(*(const cJSON *const *)b, "seq");
+    return x < y ? -1 : x > y;
+}
+
+cJSON **sb_test_read_jsonl_by_seq(const char *path, int *n)
+{
+    cJSON **v = sb_test_read_jsonl(path, n);
+    qsort(v, (size_t)*n, sizeof(*v), by_seq);
+    return v;
+}
+
+char **sb_test_csv_lines(const char *path, int *n)
+{
+    char *text = sb_test_read_file(path);
+    if (!text)
+        fail_msg("'%s' was not written", path);
+    char **v = NULL;
+    *n = 0;
+    char *save = NULL;
+    for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        v = realloc(v, (size_t)(*n + 1) * sizeof(*v));
+        v[(*n)++] = strdup(l);
+    }
+    free(text);
+    return v;
+}
+
+bool sb_test_write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w <= 0)
+            return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
 const char *sb_test_str(const struct cJSON *j, const char *k)
 {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);

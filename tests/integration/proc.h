@@ -83,6 +83,15 @@ double sb_test_num(const struct cJSON *j, const char *k);
 const char *sb_test_str(const struct cJSON *j, const char *k);
 bool sb_test_true(const struct cJSON *j, const char *k);
 void sb_test_free_jsonl(struct cJSON **v, int n);
+/* sb_test_num as a whole number, -1 when absent or not a number. */
+long long sb_test_int(const struct cJSON *j, const char *k);
+/* sb_test_read_jsonl with the records sorted by their "seq" (free with sb_test_free_jsonl). */
+struct cJSON **sb_test_read_jsonl_by_seq(const char *path, int *n);
+/* The lines of the text file at path (a CSV: header first), empty lines skipped; fails the running
+   test when it was not written. Free with sb_strv_free. */
+char **sb_test_csv_lines(const char *path, int *n);
+/* Writes all n bytes to fd; false when a write fails or writes nothing. */
+bool sb_test_write_all(int fd, const char *p, size_t n);
 
 /* A new directory "<parent>/sbtest-<tag>-XXXXXX" (fails the test when it cannot be made); free
    the returned path. */

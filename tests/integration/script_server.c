@@ -3,6 +3,7 @@
  * that use it drive one request at a time), requests read whole before the script is written.
  */
 #include "script_server.h"
+#include "proc.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -88,18 +89,6 @@ static int read_request(struct sb_script_server *s, int fd, char *buf, size_t ca
     }
 }
 
-static bool write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w <= 0)
-            return false;
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 static void *serve(void *arg)
 {
     struct sb_script_server *s = arg;
@@ -128,7 +117,7 @@ static void *serve(void *arg)
             bool ok = true;
             if (s->respond) {
                 const char *r = s->respond(s, req);
-                ok = r && write_all(fd, r, strlen(r));
+                ok = r && sb_test_write_all(fd, r, strlen(r));
                 if (!ok || s->close_after_response)
                     break;
                 continue;
@@ -136,7 +125,7 @@ static void *serve(void *arg)
             for (const struct sb_script_step *st = s->steps; ok && st->bytes; st++) {
                 if (st->delay_ms > 0)
                     sleep_ms(st->delay_ms);
-                ok = write_all(fd, st->bytes, strlen(st->bytes));
+                ok = sb_test_write_all(fd, st->bytes, strlen(st->bytes));
             }
             if (!ok || s->close_after_response) {
                 if (ok && s->close_delay_ms > 0)

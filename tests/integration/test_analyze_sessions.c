@@ -21,23 +21,6 @@
 static const char *bin;
 static const char *srcdir;
 
-/* The CSV's rows as lines (header first); *n lines. */
-static char **csv_lines(const char *path, int *n)
-{
-    char *text = sb_test_read_file(path);
-    if (!text)
-        fail_msg("'%s' was not written", path);
-    char **v = NULL;
-    *n = 0;
-    char *save = NULL;
-    for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-        v = realloc(v, (size_t)(*n + 1) * sizeof(*v));
-        v[(*n)++] = strdup(l);
-    }
-    free(text);
-    return v;
-}
-
 /* Cell col (0-based) of a CSV line without quoted commas, into buf. */
 static const char *cell(const char *line, int col, char *buf, size_t cap)
 {
@@ -77,13 +60,6 @@ static double num_at(char **lines, int row, const char *name)
     return strtod(cell(lines[row], col_of(lines[0], name), buf, sizeof(buf)), NULL);
 }
 
-static void free_lines(char **v, int n)
-{
-    for (int i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
 static void test_sessions_sweep(void **state)
 {
     (void)state;
@@ -113,7 +89,7 @@ static void test_sessions_sweep(void **state)
     /* H5: one point per sessions value, x the live working set over the window */
     int n;
     snprintf(path, sizeof(path), "%s/figures/H5_p99_vs_session_working_set.csv", out);
-    char **h5 = csv_lines(path, &n);
+    char **h5 = sb_test_csv_lines(path, &n);
     assert_int_equal(n, 3);
     assert_true(num_at(h5, 1, "sessions") == 4 && num_at(h5, 2, "sessions") == 8);
     assert_true(num_at(h5, 1, "working_set_tokens_mean") == 400);
@@ -121,7 +97,7 @@ static void test_sessions_sweep(void **state)
     assert_true(num_at(h5, 2, "working_set_tokens_max") == 1200);
     assert_true(fabs(num_at(h5, 1, "ttft_p99_ms") - 97.5) < 1e-9);
     assert_true(fabs(num_at(h5, 2, "ttft_p99_ms") - 195) < 1e-9);
-    free_lines(h5, n);
+    sb_strv_free(h5, n);
     snprintf(path, sizeof(path), "%s/figures/H5_p99_vs_session_working_set.gp", out);
     char *gp = sb_test_read_file(path);
     assert_non_null(gp);
@@ -129,21 +105,21 @@ static void test_sessions_sweep(void **state)
 
     /* per turn: three turns of each run, none of the H0 run */
     snprintf(path, sizeof(path), "%s/figures/SESS_ttft_by_turn.csv", out);
-    char **turns = csv_lines(path, &n);
+    char **turns = sb_test_csv_lines(path, &n);
     assert_int_equal(n, 1 + 6);
     assert_true(fabs(num_at(turns, 2, "ttft_p99_ms") - 39.7) < 1e-9);
     assert_true(fabs(num_at(turns, 2, "realized_over_oracle") - 0.5625) < 1e-9);
-    free_lines(turns, n);
+    sb_strv_free(turns, n);
 
     /* reuse distance: four bins each, tier capacities in tokens, and the lines in the script */
     snprintf(path, sizeof(path), "%s/figures/SESS_ttft_vs_reuse_distance.csv", out);
-    char **dist = csv_lines(path, &n);
+    char **dist = sb_test_csv_lines(path, &n);
     assert_int_equal(n, 1 + 8);
     assert_true(num_at(dist, 2, "distance_lo_tokens") == 1024);
     assert_true(num_at(dist, 2, "ttft_p50_ms") == 35);
     assert_true(num_at(dist, 1, "tier0_tokens") == 1024);
     assert_true(num_at(dist, 1, "tier2_tokens") == 16384);
-    free_lines(dist, n);
+    sb_strv_free(dist, n);
     snprintf(path, sizeof(path), "%s/figures/SESS_ttft_vs_reuse_distance.gp", out);
     gp = sb_test_read_file(path);
     assert_non_null(gp);
@@ -154,16 +130,16 @@ static void test_sessions_sweep(void **state)
 
     /* hit ratios: all, turns and bins of each run */
     snprintf(path, sizeof(path), "%s/figures/SESS_hit_ratio.csv", out);
-    char **hit = csv_lines(path, &n);
+    char **hit = sb_test_csv_lines(path, &n);
     assert_int_equal(n, 1 + 2 * (1 + 3 + 4));
     assert_non_null(strstr(hit[1], ",all,"));
     assert_true(fabs(num_at(hit, 1, "realized_over_oracle") - 3800.0 / 5200.0) < 1e-9);
     assert_true(fabs(num_at(hit, 1, "oracle_hit_ratio") - 5200.0 / 6600.0) < 1e-9);
-    free_lines(hit, n);
+    sb_strv_free(hit, n);
 
     /* summary_v3.csv: the columns, empty for the H0 run */
     snprintf(path, sizeof(path), "%s/figures/summary_v3.csv", out);
-    char **sum = csv_lines(path, &n);
+    char **sum = sb_test_csv_lines(path, &n);
     assert_int_equal(n, 4);
     char buf[128];
     int c = col_of(sum[0], "realized_over_oracle"), id = col_of(sum[0], "run_id");
@@ -175,7 +151,7 @@ static void test_sessions_sweep(void **state)
         else
             assert_true(fabs(strtod(buf, NULL) - 3800.0 / 5200.0) < 1e-9);
     }
-    free_lines(sum, n);
+    sb_strv_free(sum, n);
 
     snprintf(path, sizeof(path), "%s/report.md", out);
     char *md = sb_test_read_file(path);

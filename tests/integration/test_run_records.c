@@ -89,17 +89,6 @@ static int read_request(int c)
     return 0;
 }
 
-static void write_all(int c, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(c, p, n);
-        if (w <= 0)
-            return;
-        p += w;
-        n -= (size_t)w;
-    }
-}
-
 static void *canned_main(void *arg)
 {
     struct canned_server *s = arg;
@@ -118,8 +107,8 @@ static void *canned_main(void *arg)
                              "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                              "Connection: close\r\n\r\n",
                              r->status, r->content_type, r->body_len);
-            write_all(c, head, (size_t)n);
-            write_all(c, r->body, r->body_len);
+            sb_test_write_all(c, head, (size_t)n);
+            sb_test_write_all(c, r->body, r->body_len);
         }
         close(c);
     }

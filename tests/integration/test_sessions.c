@@ -13,7 +13,6 @@
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -78,17 +77,6 @@ static char *read_body(int c)
     return body;
 }
 
-static void write_all(int c, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(c, p, n);
-        if (w <= 0)
-            return;
-        p += w;
-        n -= (size_t)w;
-    }
-}
-
 static void *rec_main(void *arg)
 {
     struct rec_server *s = arg;
@@ -125,12 +113,12 @@ static void *rec_main(void *arg)
                               "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                               "Content-Length: %d\r\nConnection: close\r\n\r\n",
                               n);
-            write_all(c, head, (size_t)hn);
-            write_all(c, sse, (size_t)n);
+            sb_test_write_all(c, head, (size_t)hn);
+            sb_test_write_all(c, sse, (size_t)n);
         } else {
             const char *nf = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: "
                              "close\r\n\r\n";
-            write_all(c, nf, strlen(nf));
+            sb_test_write_all(c, nf, strlen(nf));
         }
         close(c);
     }
@@ -189,26 +177,6 @@ static int run_sessions(const struct sb_run_paths *p, const char *const *extra, 
     return rc;
 }
 
-static long long num(const cJSON *j, const char *k)
-{
-    double v = sb_test_num(j, k);
-    return isnan(v) ? -1 : (long long)v;
-}
-
-static int by_seq(const void *a, const void *b)
-{
-    double x = sb_test_num(*(const cJSON *const *)a, "seq");
-    double y = sb_test_num(*(const cJSON *const *)b, "seq");
-    return x < y ? -1 : x > y;
-}
-
-static cJSON **records(const char *path, int *n)
-{
-    cJSON **v = sb_test_read_jsonl(path, n);
-    qsort(v, (size_t)*n, sizeof(*v), by_seq);
-    return v;
-}
-
 /* ---- tests ---- */
 
 /* Turn k+1 of a session carries turn k's reply exactly as streamed (JSON-escaped again). */
@@ -236,7 +204,7 @@ static void test_history_server_grows(void **state)
                            NULL};
     assert_int_equal(run_sessions(&p, extra, NULL), 0);
     int n;
-    cJSON **v = records(p.metrics, &n);
+    cJSON **v = sb_test_read_jsonl_by_seq(p.metrics, &n);
     assert_int_equal(atomic_load(&s.n), 3);
     /* Turn 1: system and user only. */
     assert_null(strstr(s.bodies[0], "\"assistant\""));
@@ -259,14 +227,14 @@ static void test_history_server_grows(void **state)
     assert_memory_equal(m1, m2, pre);
     assert_int_equal(n, 3);
     for (int i = 0; i < n; i++) {
-        assert_int_equal(num(v[i], "session"), 0);
-        assert_int_equal(num(v[i], "turn"), i + 1);
+        assert_int_equal(sb_test_int(v[i], "session"), 0);
+        assert_int_equal(sb_test_int(v[i], "turn"), i + 1);
     }
     /* history = the tokens before the new text; the new text of a later turn is its user text */
-    assert_int_equal(num(v[0], "history_tokens"), 0);
-    assert_int_equal(num(v[0], "new_tokens"), 8 + 16 + 4);
-    assert_int_equal(num(v[1], "new_tokens"), 4);
-    assert_true(num(v[2], "history_tokens") > num(v[1], "history_tokens"));
+    assert_int_equal(sb_test_int(v[0], "history_tokens"), 0);
+    assert_int_equal(sb_test_int(v[0], "new_tokens"), 8 + 16 + 4);
+    assert_int_equal(sb_test_int(v[1], "new_tokens"), 4);
+    assert_true(sb_test_int(v[2], "history_tokens") > sb_test_int(v[1], "history_tokens"));
     sb_test_free_jsonl(v, n);
     sb_run_paths_release(&p);
     rec_stop(&s);
@@ -280,12 +248,12 @@ static int strcmp_p(const void *a, const void *b)
 /* (session, turn) -> prompt_hash of a run's records, as "s:t=hash\n" lines sorted. */
 static char *hash_map(const char *path, int *n)
 {
-    cJSON **v = records(path, n);
+    cJSON **v = sb_test_read_jsonl_by_seq(path, n);
     char **lines = calloc((size_t)*n, sizeof(char *));
     for (int i = 0; i < *n; i++) {
         char buf[128];
-        snprintf(buf, sizeof(buf), "%lld:%lld=%s\n", num(v[i], "session"), num(v[i], "turn"),
-                 sb_test_str(v[i], "prompt_hash"));
+        snprintf(buf, sizeof(buf), "%lld:%lld=%s\n", sb_test_int(v[i], "session"),
+                 sb_test_int(v[i], "turn"), sb_test_str(v[i], "prompt_hash"));
         lines[i] = strdup(buf);
     }
     qsort(lines, (size_t)*n, sizeof(char *), strcmp_p);
@@ -382,18 +350,20 @@ static void test_cached_matches_oracle(void **state)
                            NULL};
     assert_int_equal(run_sessions(&p, extra, NULL), 0);
     int n;
-    cJSON **v = records(p.metrics, &n);
+    cJSON **v = sb_test_read_jsonl_by_seq(p.metrics, &n);
     assert_int_equal(n, 20);
     long long reusable_sum = 0, cached_sum = 0;
     for (int i = 0; i < n; i++) {
-        long long reuse = num(v[i], "reusable_tokens"), cached = num(v[i], "cached_tokens");
-        long long prompt = num(v[i], "prompt_tokens");
+        long long reuse = sb_test_int(v[i], "reusable_tokens"),
+                  cached = sb_test_int(v[i], "cached_tokens");
+        long long prompt = sb_test_int(v[i], "prompt_tokens");
         assert_true(sb_test_true(v[i], "ok"));
         /* the mock counts what the client estimated */
-        assert_int_equal(prompt, num(v[i], "history_tokens") + num(v[i], "new_tokens"));
+        assert_int_equal(prompt,
+                         sb_test_int(v[i], "history_tokens") + sb_test_int(v[i], "new_tokens"));
         if (!(cached <= reuse && reuse - cached < 32))
             fail_msg("record %d (session %lld turn %lld): cached %lld, reusable %lld", i,
-                     num(v[i], "session"), num(v[i], "turn"), cached, reuse);
+                     sb_test_int(v[i], "session"), sb_test_int(v[i], "turn"), cached, reuse);
         reusable_sum += reuse;
         cached_sum += cached;
     }
@@ -433,11 +403,11 @@ static void test_session_order(void **state)
                         NULL};
     assert_int_equal(run_sessions(&p, rr, NULL), 0);
     int n;
-    cJSON **v = records(p.metrics, &n);
+    cJSON **v = sb_test_read_jsonl_by_seq(p.metrics, &n);
     assert_int_equal(n, 15);
     for (int i = 0; i < n; i++) {
-        assert_int_equal(num(v[i], "session"), i % 5);
-        assert_int_equal(num(v[i], "turn"), i / 5 + 1);
+        assert_int_equal(sb_test_int(v[i], "session"), i % 5);
+        assert_int_equal(sb_test_int(v[i], "turn"), i / 5 + 1);
     }
     sb_test_free_jsonl(v, n);
     sb_run_paths_release(&p);
@@ -465,11 +435,11 @@ static void test_session_order(void **state)
                         "synthetic",
                         NULL};
     assert_int_equal(run_sessions(&p, zf, NULL), 0);
-    v = records(p.metrics, &n);
+    v = sb_test_read_jsonl_by_seq(p.metrics, &n);
     assert_int_equal(n, 400);
     int count[20] = {0};
     for (int i = 0; i < n; i++) {
-        long long s = num(v[i], "session");
+        long long s = sb_test_int(v[i], "session");
         assert_true(s >= 0 && s < 20);
         count[s]++;
     }
@@ -509,12 +479,12 @@ static void test_prime(void **state)
                            NULL};
     assert_int_equal(run_sessions(&p, extra, NULL), 0);
     int n;
-    cJSON **v = records(p.metrics, &n);
+    cJSON **v = sb_test_read_jsonl_by_seq(p.metrics, &n);
     assert_int_equal(n, 14);
     bool seen[6] = {false};
     for (int i = 0; i < n; i++) {
         const char *phase = sb_test_str(v[i], "phase");
-        long long s = num(v[i], "session"), t = num(v[i], "turn");
+        long long s = sb_test_int(v[i], "session"), t = sb_test_int(v[i], "turn");
         if (i < 6) {
             assert_string_equal(phase, "prime");
             assert_int_equal(t, 1);
@@ -570,19 +540,20 @@ static void test_max_context(void **state)
                                NULL};
         assert_int_equal(run_sessions(&p, extra, NULL), 0);
         int n;
-        cJSON **v = records(p.metrics, &n);
+        cJSON **v = sb_test_read_jsonl_by_seq(p.metrics, &n);
         assert_int_equal(n, 14);
         long long max_turn = 0, max_session = 0;
         bool slid = false;
         for (int i = 0; i < n; i++) {
-            long long prompt = num(v[i], "history_tokens") + num(v[i], "new_tokens");
+            long long prompt =
+                sb_test_int(v[i], "history_tokens") + sb_test_int(v[i], "new_tokens");
             assert_true(prompt <= 160);
-            long long t = num(v[i], "turn");
+            long long t = sb_test_int(v[i], "turn");
             if (t > max_turn)
                 max_turn = t;
-            if (num(v[i], "session") > max_session)
-                max_session = num(v[i], "session");
-            if (t > 1 && num(v[i], "reusable_tokens") == 16)
+            if (sb_test_int(v[i], "session") > max_session)
+                max_session = sb_test_int(v[i], "session");
+            if (t > 1 && sb_test_int(v[i], "reusable_tokens") == 16)
                 slid = true;
         }
         /* turns: 96, 128, 160 tokens; the 4th would be 192 */
@@ -632,11 +603,11 @@ static void test_idle_parking(void **state)
                            NULL};
     assert_int_equal(run_sessions(&p, extra, NULL), 0);
     int n;
-    cJSON **v = records(p.metrics, &n);
+    cJSON **v = sb_test_read_jsonl_by_seq(p.metrics, &n);
     assert_int_equal(n, 6);
     for (int i = 0; i < n; i++) {
         const cJSON *parked = cJSON_GetObjectItem(v[i], "parked");
-        if (num(v[i], "turn") == 1) {
+        if (sb_test_int(v[i], "turn") == 1) {
             assert_true(cJSON_IsFalse(parked));
             assert_true(cJSON_IsNull(cJSON_GetObjectItem(v[i], "idle_ms")));
         } else {
@@ -696,17 +667,17 @@ static void test_open_loop_waits(void **state)
                            NULL};
     assert_int_equal(run_sessions(&p, extra, NULL), 0);
     int n;
-    cJSON **v = records(p.metrics, &n);
+    cJSON **v = sb_test_read_jsonl_by_seq(p.metrics, &n);
     assert_int_equal(n, 24);
     /* per session: turns 1..k each once, and each sent after the previous one's last byte */
     long long next_turn[2] = {1, 1};
     double last_end[2] = {0, 0};
     for (int t = 1; t <= 24; t++) {
         for (int i = 0; i < n; i++) {
-            long long s = num(v[i], "session");
+            long long s = sb_test_int(v[i], "session");
             assert_true(s == 0 || s == 1);
             assert_true(sb_test_true(v[i], "ok"));
-            if (num(v[i], "turn") != t)
+            if (sb_test_int(v[i], "turn") != t)
                 continue;
             assert_int_equal(t, next_turn[s]++);
             assert_true(sb_test_num(v[i], "t_send_ns") > last_end[s]);
@@ -757,17 +728,18 @@ static void test_exact_lengths_tokenizer(void **state)
                            NULL};
     assert_int_equal(run_sessions(&p, extra, NULL), 0);
     int n;
-    cJSON **v = records(p.metrics, &n);
+    cJSON **v = sb_test_read_jsonl_by_seq(p.metrics, &n);
     assert_int_equal(n, 6);
     for (int i = 0; i < n; i++) {
-        long long t = num(v[i], "turn"), client = num(v[i], "prompt_tokens_client");
-        assert_int_equal(client, num(v[i], "history_tokens") + num(v[i], "new_tokens"));
+        long long t = sb_test_int(v[i], "turn"), client = sb_test_int(v[i], "prompt_tokens_client");
+        assert_int_equal(client,
+                         sb_test_int(v[i], "history_tokens") + sb_test_int(v[i], "new_tokens"));
         if (t == 1)
-            assert_int_equal(num(v[i], "new_tokens"), 160);
+            assert_int_equal(sb_test_int(v[i], "new_tokens"), 160);
         else
-            assert_int_equal(num(v[i], "new_tokens"), 20);
+            assert_int_equal(sb_test_int(v[i], "new_tokens"), 20);
         long long messages = 2 * t; /* system, then user (+ assistant, user) per later turn */
-        assert_int_equal(num(v[i], "prompt_tokens") - client, 1 + 5 * messages + 4);
+        assert_int_equal(sb_test_int(v[i], "prompt_tokens") - client, 1 + 5 * messages + 4);
     }
     sb_test_free_jsonl(v, n);
     sb_run_paths_release(&p);

@@ -12,7 +12,6 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,26 +44,6 @@ static int run_sessions(const struct sb_run_paths *p, const char *const *extra)
     free(out);
     free(err);
     return rc;
-}
-
-static long long num(const cJSON *j, const char *k)
-{
-    double v = sb_test_num(j, k);
-    return isnan(v) ? -1 : (long long)v;
-}
-
-static int by_seq(const void *a, const void *b)
-{
-    double x = sb_test_num(*(const cJSON *const *)a, "seq");
-    double y = sb_test_num(*(const cJSON *const *)b, "seq");
-    return x < y ? -1 : x > y;
-}
-
-static cJSON **records(const char *path, int *n)
-{
-    cJSON **v = sb_test_read_jsonl(path, n);
-    qsort(v, (size_t)*n, sizeof(*v), by_seq);
-    return v;
 }
 
 /*
@@ -102,14 +81,14 @@ static void test_salt_separates_runs(void **state)
                                NULL};
         assert_int_equal(run_sessions(&p, extra), 0);
         int n;
-        cJSON **v = records(p.metrics, &n);
+        cJSON **v = sb_test_read_jsonl_by_seq(p.metrics, &n);
         assert_int_equal(n, 2);
         assert_true(sb_test_true(v[0], "ok"));
-        first_cached[r] = num(v[0], "cached_tokens");
-        first_prompt[r] = num(v[0], "prompt_tokens");
+        first_cached[r] = sb_test_int(v[0], "cached_tokens");
+        first_prompt[r] = sb_test_int(v[0], "prompt_tokens");
         /* the oracle: nothing reusable in a run's first request, the system prompt after */
-        assert_int_equal(num(v[0], "reusable_tokens"), 0);
-        assert_int_equal(num(v[1], "reusable_tokens"), 64);
+        assert_int_equal(sb_test_int(v[0], "reusable_tokens"), 0);
+        assert_int_equal(sb_test_int(v[1], "reusable_tokens"), 64);
         print_message("run %d salt %s: first request cached %lld of %lld tokens\n", r, salts[r],
                       first_cached[r], first_prompt[r]);
         sb_test_free_jsonl(v, n);
@@ -162,7 +141,7 @@ static void test_prime_before_measure(void **state)
     assert_true(w1 - w0 >= 1e9);
     assert_true(ms0 - st >= 24 / 2 * 0.1 - 0.01); /* the prime came first, outside the window */
     int n, nprime = 0, nmeasure = 0;
-    cJSON **v = records(p.metrics, &n);
+    cJSON **v = sb_test_read_jsonl_by_seq(p.metrics, &n);
     for (int i = 0; i < n; i++) {
         const char *phase = sb_test_str(v[i], "phase");
         if (strcmp(phase, "prime") == 0) {
@@ -199,7 +178,7 @@ static void test_prime_before_measure(void **state)
         "--sessions", "6",       "--turns",         "10", "--concurrency", "3", "--requests",
         "5",          "--prime", "--system-tokens", "8",  "--turn-tokens", "8", NULL};
     assert_int_equal(run_sessions(&p, extra2), 0);
-    v = records(p.metrics, &n);
+    v = sb_test_read_jsonl_by_seq(p.metrics, &n);
     assert_int_equal(n, 11);
     for (int i = 0; i < n; i++)
         assert_string_equal(sb_test_str(v[i], "phase"), i < 6 ? "prime" : "measure");
@@ -241,10 +220,10 @@ static void test_open_loop_wakes(void **state)
                            NULL};
     assert_int_equal(run_sessions(&p, extra), 0);
     int n;
-    cJSON **v = records(p.metrics, &n);
+    cJSON **v = sb_test_read_jsonl_by_seq(p.metrics, &n);
     assert_true(n >= 2);
     for (int i = 0; i < n; i++)
-        assert_int_equal(num(v[i], "turn"), i + 1);
+        assert_int_equal(sb_test_int(v[i], "turn"), i + 1);
     cJSON *rj = sb_test_read_json(p.runjson);
     double waits = sb_test_num(cJSON_GetObjectItem(rj, "workload_state"), "waits");
     print_message("%g waits for a ready session, %d turns, 40 arrivals\n", waits, n);
@@ -320,28 +299,29 @@ static void test_server_history_cached_exact(void **state)
     assert_int_equal(run_sessions(&p, extra), 0);
     sb_proc_stop(&mock, 15); /* the log is complete once the mock has stopped */
     int n;
-    cJSON **v = records(p.metrics, &n);
+    cJSON **v = sb_test_read_jsonl_by_seq(p.metrics, &n);
     assert_int_equal(n, 18);
     long long prev_prompt[3] = {-1, -1, -1};
     int reply_reused = 0;
     long long cached_sum = 0, reuse_sum = 0;
     for (int i = 0; i < n; i++) {
         assert_true(sb_test_true(v[i], "ok"));
-        long long reuse = num(v[i], "reusable_tokens"), cached = num(v[i], "cached_tokens");
-        long long s = num(v[i], "session"), t = num(v[i], "turn");
+        long long reuse = sb_test_int(v[i], "reusable_tokens"),
+                  cached = sb_test_int(v[i], "cached_tokens");
+        long long s = sb_test_int(v[i], "session"), t = sb_test_int(v[i], "turn");
         if (cached != reuse / 8 * 8)
             fail_msg("record %d (session %lld turn %lld, %s): cached %lld, reusable %lld", i, s, t,
                      sb_test_str(v[i], "finish_reason"), cached, reuse);
         cJSON *lj = mock_log_line(logp, sb_test_str(v[i], "request_id"));
         assert_non_null(lj);
-        assert_int_equal(num(lj, "cached_tokens"), cached);
-        assert_int_equal(num(lj, "kv_hit_t0") * 8, cached);
-        assert_int_equal(num(lj, "kv_hit_t1") + num(lj, "kv_hit_t2"), 0);
+        assert_int_equal(sb_test_int(lj, "cached_tokens"), cached);
+        assert_int_equal(sb_test_int(lj, "kv_hit_t0") * 8, cached);
+        assert_int_equal(sb_test_int(lj, "kv_hit_t1") + sb_test_int(lj, "kv_hit_t2"), 0);
         cJSON_Delete(lj);
         if (s >= 0 && s < 3) {
             if (t > 1 && cached > prev_prompt[s] / 8 * 8)
                 reply_reused++; /* more than the previous prompt: the reply's blocks */
-            prev_prompt[s] = num(v[i], "prompt_tokens");
+            prev_prompt[s] = sb_test_int(v[i], "prompt_tokens");
         }
         cached_sum += cached;
         reuse_sum += reuse;

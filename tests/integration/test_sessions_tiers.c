@@ -42,12 +42,6 @@ struct tier_run {
     int requests;
 };
 
-static long long num(const cJSON *j, const char *k)
-{
-    double v = sb_test_num(j, k);
-    return isnan(v) ? -1 : (long long)v;
-}
-
 static cJSON **log_lines(const char *path, int *n)
 {
     char *text = sb_test_read_file(path);
@@ -204,19 +198,21 @@ static void tier_run(const char *dir, const char *id, const char *sessions, cons
         const cJSON *l = log_of(lines, nl, rid);
         if (!l)
             fail_msg("run %s: no mock log line has x_request_id '%s'", id, rid ? rid : "(null)");
-        long long h[3] = {num(l, "kv_hit_t0"), num(l, "kv_hit_t1"), num(l, "kv_hit_t2")};
-        long long miss = num(l, "kv_miss"), fetch = num(l, "fetch_ns");
+        long long h[3] = {sb_test_int(l, "kv_hit_t0"), sb_test_int(l, "kv_hit_t1"),
+                          sb_test_int(l, "kv_hit_t2")};
+        long long miss = sb_test_int(l, "kv_miss"), fetch = sb_test_int(l, "fetch_ns");
         assert_true(h[0] >= 0 && h[1] >= 0 && h[2] >= 0 && miss >= 0 && fetch >= 0);
         /* the client's cached_tokens are the mock's hits of all tiers */
-        assert_int_equal(num(rec, "cached_tokens"), (h[0] + h[1] + h[2]) * atoi(BLOCK_TOKENS));
+        assert_int_equal(sb_test_int(rec, "cached_tokens"),
+                         (h[0] + h[1] + h[2]) * atoi(BLOCK_TOKENS));
         for (int t = 0; t < 3; t++)
             r->hit[t] += h[t];
         r->miss += miss;
         /* Later turns: their reuse distance is the session's own; a first turn's is the shared
            system prompt's, 0. */
-        if (strcmp(sb_test_str(rec, "phase"), "measure") == 0 && num(rec, "turn") > 1) {
+        if (strcmp(sb_test_str(rec, "phase"), "measure") == 0 && sb_test_int(rec, "turn") > 1) {
             struct later_turn *x = &lt[nlt++];
-            x->dist = num(rec, "reuse_distance_tokens");
+            x->dist = sb_test_int(rec, "reuse_distance_tokens");
             assert_true(x->dist >= 0);
             long long reused = h[0] + h[1] + h[2];
             x->fetch_per_block = reused ? (double)fetch / (double)reused : 0;
@@ -268,30 +264,6 @@ static double t0_share(const long long h[3])
 {
     long long all = h[0] + h[1] + h[2];
     return all ? (double)h[0] / (double)all : NAN;
-}
-
-/* The CSV's lines (header first). */
-static char **csv_lines(const char *path, int *n)
-{
-    char *text = sb_test_read_file(path);
-    if (!text)
-        fail_msg("'%s' was not written", path);
-    char **v = NULL;
-    *n = 0;
-    char *save = NULL;
-    for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-        v = realloc(v, (size_t)(*n + 1) * sizeof(*v));
-        v[(*n)++] = strdup(l);
-    }
-    free(text);
-    return v;
-}
-
-static void free_lines(char **v, int n)
-{
-    for (int i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
 }
 
 /* Cell col (0-based) of a CSV line without quoted commas, into buf ("" when absent). */
@@ -393,20 +365,20 @@ static void test_tiers_fill_with_sessions(void **state)
     free(se);
     int n;
     snprintf(path, sizeof(path), "%s/figures/SESS_ttft_vs_reuse_distance.csv", out);
-    char **dist = csv_lines(path, &n);
+    char **dist = sb_test_csv_lines(path, &n);
     assert_true(rows_of(dist, n, "tiers-few", NULL, NULL) >= 1);
     assert_true(rows_of(dist, n, "tiers-many", NULL, NULL) >
                 rows_of(dist, n, "tiers-few", NULL, NULL));
-    free_lines(dist, n);
+    sb_strv_free(dist, n);
     snprintf(path, sizeof(path), "%s/figures/SESS_hit_ratio.csv", out);
-    char **hit = csv_lines(path, &n);
+    char **hit = sb_test_csv_lines(path, &n);
     double roo_few = NAN, roo_many = NAN;
     assert_int_equal(rows_of(hit, n, "tiers-few", "all", &roo_few), 1);
     assert_int_equal(rows_of(hit, n, "tiers-many", "all", &roo_many), 1);
     print_message("analyze: realized_over_oracle few %.4f, many %.4f\n", roo_few, roo_many);
     assert_true(roo_few > 0.99);
     assert_true(roo_many < roo_few);
-    free_lines(hit, n);
+    sb_strv_free(hit, n);
 
     sb_test_rm_rf(dir);
     free(dir);
