@@ -1088,6 +1088,16 @@ static void sess_ratios(struct sb_table *t, const struct sb_sess_group *g)
     sb_table_num(t, g->reusable > 0 ? g->cached / g->reusable : NAN);
 }
 
+/* The cells "requests" to "realized_over_oracle" of the turn and distance tables. */
+static void sess_ttft_ratios(struct sb_table *t, const struct sb_sess_group *g)
+{
+    sb_table_int(t, (long long)g->n);
+    sb_table_num(t, g->ttft_p50);
+    sb_table_num(t, g->ttft_p99);
+    sb_table_num(t, g->ttft_mean);
+    sess_ratios(t, g);
+}
+
 static int rows_sess_turn(const struct sb_analysis *an, struct sb_table *t)
 {
     for (size_t i = 0; i < an->nruns; i++) {
@@ -1100,11 +1110,7 @@ static int rows_sess_turn(const struct sb_analysis *an, struct sb_table *t)
             sb_table_str(t, r->run_id);
             sb_table_str(t, label);
             sb_table_num(t, g->lo);
-            sb_table_int(t, (long long)g->n);
-            sb_table_num(t, g->ttft_p50);
-            sb_table_num(t, g->ttft_p99);
-            sb_table_num(t, g->ttft_mean);
-            sess_ratios(t, g);
+            sess_ttft_ratios(t, g);
         }
     }
     return sb_table_failed(t) ? -1 : 0;
@@ -1158,11 +1164,7 @@ static int rows_sess_dist(const struct sb_analysis *an, struct sb_table *t)
             sb_table_num(t, g->lo);
             sb_table_num(t, g->hi);
             sb_table_num(t, sb_sess_bin_x(g->lo, g->hi));
-            sb_table_int(t, (long long)g->n);
-            sb_table_num(t, g->ttft_p50);
-            sb_table_num(t, g->ttft_p99);
-            sb_table_num(t, g->ttft_mean);
-            sess_ratios(t, g);
+            sess_ttft_ratios(t, g);
             for (int k2 = 0; k2 < 3; k2++)
                 sb_table_num(t, r->sess.tier_tokens[k2]);
             sb_table_num(t, r->sess.kv_bytes_per_token);
