@@ -90,6 +90,9 @@ struct cJSON **sb_test_read_jsonl_by_seq(const char *path, int *n);
 /* The lines of the text file at path (a CSV: header first), empty lines skipped; fails the running
    test when it was not written. Free with sb_strv_free. */
 char **sb_test_csv_lines(const char *path, int *n);
+/* A socket listening on 127.0.0.1 at an ephemeral port (backlog as given) for a test's own
+   server; *port gets the port. Fails the running test when any step fails. */
+int sb_test_listen_loopback(int backlog, int *port);
 /* Writes all n bytes to fd; false when a write fails or writes nothing. */
 bool sb_test_write_all(int fd, const char *p, size_t n);
 

@@ -11,9 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <cjson/cJSON.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -128,15 +126,7 @@ static void *rec_main(void *arg)
 static void rec_start(struct rec_server *s)
 {
     memset(s, 0, sizeof(*s));
-    s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(s->fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(s->fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(listen(s->fd, 16), 0);
-    socklen_t al = sizeof(a);
-    assert_int_equal(getsockname(s->fd, (struct sockaddr *)&a, &al), 0);
-    s->port = ntohs(a.sin_port);
+    s->fd = sb_test_listen_loopback(16, &s->port);
     assert_int_equal(pthread_create(&s->thread, NULL, rec_main, s), 0);
 }
 

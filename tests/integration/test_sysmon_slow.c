@@ -13,11 +13,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -117,15 +115,7 @@ static void slow_server_start(struct slow_server *s, long delay_ms)
 {
     memset(s, 0, sizeof(*s));
     s->delay_ms = delay_ms;
-    s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(s->fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(s->fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(listen(s->fd, 64), 0);
-    socklen_t alen = sizeof(a);
-    assert_int_equal(getsockname(s->fd, (struct sockaddr *)&a, &alen), 0);
-    s->port = ntohs(a.sin_port);
+    s->fd = sb_test_listen_loopback(64, &s->port);
     assert_int_equal(pthread_create(&s->thread, NULL, slow_accept_main, s), 0);
 }
 
