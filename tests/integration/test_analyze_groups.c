@@ -117,32 +117,46 @@ static void make_run(const char *root, const struct variant *v)
     assert_int_equal(fclose(f), 0);
 }
 
-static void test_settings_split_repetitions(void **state)
+/* Writes runs v[0..n) under <root>/results, runs `analyze` on them into <root>/analysis (out gets
+   that path) with --uwork <root>/uwork.txt, and returns <root>/uwork.json parsed; *serr gets
+   analyze's stderr. */
+static cJSON *analyze_runs(const char *root, const struct variant *v, size_t n, char *out,
+                           size_t cap, char **serr)
 {
-    (void)state;
-    char *root = sb_test_tmpdir("/tmp", "groups");
-    char runs[300], out[300], uwork[300], path[400];
+    char runs[300], uwork[300], path[400];
     snprintf(runs, sizeof(runs), "%s/results", root);
-    snprintf(out, sizeof(out), "%s/analysis", root);
+    snprintf(out, cap, "%s/analysis", root);
     snprintf(uwork, sizeof(uwork), "%s/uwork.txt", root);
     assert_int_equal(mkdir(runs, 0755), 0);
-    for (size_t i = 0; i < NVAR; i++)
-        make_run(runs, &variants[i]);
+    for (size_t i = 0; i < n; i++)
+        make_run(runs, &v[i]);
 
     const char *argv[] = {bin,       "analyze", runs,           "--out", out,
                           "--uwork", uwork,     "--no-figures", NULL};
-    char *sout = NULL, *serr = NULL;
-    int rc = sb_proc_run(argv, &sout, &serr);
-    print_message("stderr:\n%s\n", serr ? serr : "");
+    char *sout = NULL;
+    int rc = sb_proc_run(argv, &sout, serr);
+    free(sout);
+    print_message("stderr:\n%s\n", *serr ? *serr : "");
     assert_int_equal(rc, 0);
 
-    /* uwork.json: one H0 group for the base runs (3 repetitions), one for each variant. */
     snprintf(path, sizeof(path), "%s/uwork.json", root);
     char *js = sb_test_read_file(path);
     assert_non_null(js);
     cJSON *j = cJSON_Parse(js);
     free(js);
     assert_non_null(j);
+    return j;
+}
+
+static void test_settings_split_repetitions(void **state)
+{
+    (void)state;
+    char *root = sb_test_tmpdir("/tmp", "groups");
+    char out[300], path[400];
+    char *serr = NULL;
+    cJSON *j = analyze_runs(root, variants, NVAR, out, sizeof(out), &serr);
+
+    /* uwork.json: one H0 group for the base runs (3 repetitions), one for each variant. */
     cJSON *groups = cJSON_GetObjectItem(j, "groups");
     print_message("%d H0 groups\n", cJSON_GetArraySize(groups));
     assert_int_equal(cJSON_GetArraySize(groups), (int)(NVAR - NBASE + 1));
@@ -184,7 +198,6 @@ static void test_settings_split_repetitions(void **state)
     assert_non_null(strstr(md, "both repetition 1"));
     free(md);
 
-    free(sout);
     free(serr);
     sb_test_rm_rf(root);
     free(root);
@@ -213,27 +226,10 @@ static void test_sessions_split_groups(void **state)
 {
     (void)state;
     char *root = sb_test_tmpdir("/tmp", "groups");
-    char runs[300], out[300], uwork[300], path[400];
-    snprintf(runs, sizeof(runs), "%s/results", root);
-    snprintf(out, sizeof(out), "%s/analysis", root);
-    snprintf(uwork, sizeof(uwork), "%s/uwork.txt", root);
-    assert_int_equal(mkdir(runs, 0755), 0);
+    char out[300], path[400];
+    char *serr = NULL;
     size_t n = sizeof(sess_variants) / sizeof(sess_variants[0]);
-    for (size_t i = 0; i < n; i++)
-        make_run(runs, &sess_variants[i]);
-    const char *argv[] = {bin,       "analyze", runs,           "--out", out,
-                          "--uwork", uwork,     "--no-figures", NULL};
-    char *sout = NULL, *serr = NULL;
-    int rc = sb_proc_run(argv, &sout, &serr);
-    print_message("stderr:\n%s\n", serr ? serr : "");
-    assert_int_equal(rc, 0);
-
-    snprintf(path, sizeof(path), "%s/uwork.json", root);
-    char *js = sb_test_read_file(path);
-    assert_non_null(js);
-    cJSON *j = cJSON_Parse(js);
-    free(js);
-    assert_non_null(j);
+    cJSON *j = analyze_runs(root, sess_variants, n, out, sizeof(out), &serr);
     cJSON *groups = cJSON_GetObjectItem(j, "groups");
     assert_int_equal(cJSON_GetArraySize(groups), 2);
     int with64 = 0;
@@ -256,7 +252,6 @@ static void test_sessions_split_groups(void **state)
     assert_int_equal(sb_test_count(csv, ",256,4,2,20,"), 1);
     assert_int_equal(sb_test_count(csv, ",256,4,1,10,"), 1);
     free(csv);
-    free(sout);
     free(serr);
     sb_test_rm_rf(root);
     free(root);
