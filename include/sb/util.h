@@ -19,6 +19,10 @@ uint64_t sb_real_ns(void);
 /* splitmix64: a one-step mixer; also the seeding function of struct sb_rng. */
 uint64_t sb_mix64(uint64_t x);
 
+/* The first index of the nondecreasing cdf[0..n) (n > 0) whose value exceeds u, by bisection;
+   n - 1 when none does. */
+size_t sb_cdf_index(const double *cdf, size_t n, double u);
+
 /* xoshiro256** generator: deterministic from its seed, cheap, not for cryptography. */
 struct sb_rng {
     uint64_t s[4];

@@ -38,6 +38,19 @@ uint64_t sb_mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
+size_t sb_cdf_index(const double *cdf, size_t n, double u)
+{
+    size_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cdf[mid] > u)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
 void sb_rng_seed(struct sb_rng *r, uint64_t seed)
 {
     uint64_t x = seed;

@@ -376,15 +376,7 @@ size_t sb_lora_pick(const struct sb_lora_selector *s, long long seq)
         size_t i = (size_t)(u * (double)n);
         return i < n ? i : n - 1;
     }
-    size_t lo = 0, hi = n - 1; /* the first rank whose cumulative share exceeds u */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (s->cdf[mid] > u)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return lo;
+    return sb_cdf_index(s->cdf, n, u); /* the first rank whose cumulative share exceeds u */
 }
 
 void sb_lora_selector_take(struct sb_lora_selector *s, long long seq, size_t *idx, long long *use)

@@ -171,15 +171,7 @@ static size_t draw_slot(struct sb_picker *p)
     if (p->kind == SB_ORDER_UNIFORM)
         return (size_t)(rng_unit(&p->rng) * (double)p->n);
     double u = rng_unit(&p->rng);
-    size_t lo = 0, hi = p->n - 1;
-    while (lo < hi) { /* the first slot whose cdf exceeds u */
-        size_t mid = lo + (hi - lo) / 2;
-        if (p->cdf[mid] > u)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return lo;
+    return sb_cdf_index(p->cdf, p->n, u); /* the first slot whose cdf exceeds u */
 }
 
 size_t sb_picker_pick(struct sb_picker *p, bool (*ok)(size_t i, void *arg), void *arg)
