@@ -42,25 +42,6 @@ struct tier_run {
     int requests;
 };
 
-static cJSON **log_lines(const char *path, int *n)
-{
-    char *text = sb_test_read_file(path);
-    if (!text)
-        fail_msg("the mock's log '%s' was not written", path);
-    cJSON **v = NULL;
-    *n = 0;
-    char *save = NULL;
-    for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-        cJSON *j = cJSON_Parse(l);
-        if (!j)
-            fail_msg("'%s': a line is not JSON: %.80s", path, l);
-        v = realloc(v, (size_t)(*n + 1) * sizeof(*v));
-        v[(*n)++] = j;
-    }
-    free(text);
-    return v;
-}
-
 static const cJSON *log_of(cJSON **lines, int n, const char *id)
 {
     for (int i = 0; i < n; i++) {
@@ -186,7 +167,7 @@ static void tier_run(const char *dir, const char *id, const char *sessions, cons
     free(se);
 
     int nl, nr;
-    cJSON **lines = log_lines(logp, &nl);
+    cJSON **lines = sb_test_read_jsonl(logp, &nl); /* the mock's --log */
     cJSON **recs = sb_test_read_jsonl(metrics, &nr);
     struct later_turn *lt = calloc((size_t)nr, sizeof(*lt));
     assert_non_null(lt);
@@ -242,9 +223,7 @@ static void tier_run(const char *dir, const char *id, const char *sessions, cons
     free(v);
     free(lt);
     sb_test_free_jsonl(recs, nr);
-    for (int i = 0; i < nl; i++)
-        cJSON_Delete(lines[i]);
-    free(lines);
+    sb_test_free_jsonl(lines, nl);
 
     long long all = r->hit[0] + r->hit[1] + r->hit[2];
     print_message("%s: %d requests, hits t0 %lld t1 %lld t2 %lld (t1+t2 share %.3f), miss %lld\n",
