@@ -46,7 +46,12 @@ enum sb_exit_reason {
     SB_EXIT_FATAL,       /* e.g. the metrics file could not be written */
     SB_EXIT_UNREACHABLE, /* no request ever connected within --connect-timeout-s of the start:
                             stopped, fatal_msg says why ("cannot connect to URL: ...") */
+    SB_EXIT_REFUSED,     /* the first SB_REFUSED_STOP answers were all refusals (4xx but 408 and
+                            429: a wrong model, path or key) and none succeeded: fatal_msg */
 };
+
+/* How many answers, all refused and none ok, stop a run (sb_exit_reason SB_EXIT_REFUSED). */
+#define SB_REFUSED_STOP 50
 
 const char *sb_exit_reason_name(enum sb_exit_reason r);
 

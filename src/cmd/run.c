@@ -882,6 +882,7 @@ int cmd_run(int argc, char **argv)
         rc = 143;
         break;
     case SB_EXIT_UNREACHABLE:
+    case SB_EXIT_REFUSED:
         fprintf(stderr, "sparkbench run: %s\n", er.fatal_msg);
         rc = 3;
         break;

@@ -275,6 +275,42 @@ static void test_never_answered_stops(void **state)
     sb_run_paths_release(&p);
 }
 
+/* A wrong --model: every answer is a 404. Before, 4 users sent the same request for the whole
+   duration (157,330 records of 404 in 8 s); now the run stops after the first 50 refusals. */
+static void test_all_refused_stops(void **state)
+{
+    (void)state;
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, NULL), 0);
+    struct sb_run_paths p;
+    sb_run_paths_init(&p, srcdir, "refused404", mock.port, "/v1/completions");
+    const char *args[] = {"--model", "no-such-model", "--concurrency", "4", "--duration-s", "5",
+                          NULL};
+    char *out = NULL, *err = NULL;
+    int rc = run_limited(&p, args, &out, &err);
+    int n = 0;
+    cJSON **v = sb_test_read_jsonl(p.metrics, &n);
+    print_message("wrong model, 4 users, 5 s: %d records, exit %d: %s", n, rc, err ? err : "");
+    assert_int_equal(rc, 3);
+    assert_int_equal(sb_test_count(err, "\n"), 1); /* one line */
+    cJSON *rj = sb_test_read_json(p.runjson);
+    assert_string_equal(sb_test_str(rj, "exit_reason"), "refused");
+    cJSON_Delete(rj);
+    assert_non_null(strstr(err, "refused"));
+    assert_non_null(strstr(err, "404"));
+    assert_non_null(strstr(err, "no-such-model")); /* the server's own words */
+    /* 50 refusals, plus what was in flight when the run stopped */
+    assert_true(n >= 50);
+    assert_true(n <= 60);
+    for (int i = 0; i < n; i++)
+        assert_int_equal((int)sb_test_num(v[i], "rc"), 404);
+    sb_test_free_jsonl(v, n);
+    free(out);
+    free(err);
+    sb_run_paths_release(&p);
+    sb_proc_stop(&mock, 15);
+}
+
 static void test_max_error_rate(void **state)
 {
     (void)state;
@@ -476,6 +512,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_empty_stream),
         cmocka_unit_test(test_llamacpp_closes_kept_alive),
         cmocka_unit_test(test_refused_port_bounded),
+        cmocka_unit_test(test_all_refused_stops),
         cmocka_unit_test(test_never_answered_stops),
         cmocka_unit_test(test_max_error_rate),
         cmocka_unit_test(test_one_write_last_byte),
