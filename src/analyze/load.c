@@ -496,7 +496,7 @@ static int labels_from_config(struct sb_run *r, const struct cfgmap *c, double *
         r->rate = rate;
     /* An open-loop run has no users: config.yaml's concurrency is an unused default there, and
        its cap is max_inflight. */
-    if (isnan(r->rate))
+    if (isnan(r->rate) && !(r->workload && strcmp(r->workload, "trace") == 0))
         fill_ll(&r->concurrency, cfg_get(c, KEYS("run.concurrency", "concurrency")));
     else
         fill_ll(&r->max_inflight, cfg_get(c, KEYS("run.max_inflight", "max_inflight")));
@@ -529,7 +529,7 @@ static int labels_from_config(struct sb_run *r, const struct cfgmap *c, double *
  */
 static const struct setting_key {
     const char *key;
-    enum { ALWAYS, CLOSED_LOOP, OPEN_LOOP, GAMMA, LORA, SESSIONS } when;
+    enum { ALWAYS, CLOSED_LOOP, OPEN_LOOP, GAMMA, LORA, SESSIONS, TRACE } when;
 } setting_keys[] = {
     {"run.served_model", ALWAYS},
     {"run.api", ALWAYS},
@@ -572,6 +572,11 @@ static const struct setting_key {
     {"run.idle_cap_s", SESSIONS},
     {"run.prime", SESSIONS},
     {"run.kv_bytes_per_token", SESSIONS},
+    {"run.trace", TRACE},
+    {"run.trace_speed", TRACE},
+    {"run.trace_max_gap_s", TRACE},
+    {"run.trace_block_tokens", TRACE},
+    {"run.trace_force_output", TRACE},
 };
 
 static int cmp_str_ptr(const void *a, const void *b)
@@ -600,7 +605,9 @@ static int settings_build(struct sb_run *r, const struct cfgmap *c, const char *
     sb_buf_init(&b, 1u << 20);
     int rc = 0;
     const char *arrival = cfg_get(c, KEYS("run.arrival"));
-    bool open_loop = !isnan(r->rate);
+    /* trace replay is open loop at the trace's own times, with no --rate */
+    bool trace = r->workload && strcmp(r->workload, "trace") == 0;
+    bool open_loop = !isnan(r->rate) || trace;
     const char *lora_list = cfg_get(c, KEYS("run.lora_list"));
     bool lora = lora_list && *lora_list;
     /* config.yaml holds the session options for every workload: they count for this one only */
@@ -608,7 +615,8 @@ static int settings_build(struct sb_run *r, const struct cfgmap *c, const char *
     for (size_t i = 0; i < SB_ARRAY_SIZE(setting_keys); i++) {
         const struct setting_key *k = &setting_keys[i];
         if ((k->when == LORA && !lora) || (k->when == SESSIONS && !sessions) ||
-            (k->when == CLOSED_LOOP && open_loop) || (k->when == OPEN_LOOP && !open_loop) ||
+            (k->when == TRACE && !trace) || (k->when == CLOSED_LOOP && open_loop) ||
+            (k->when == OPEN_LOOP && !open_loop) ||
             (k->when == GAMMA && (!open_loop || !arrival || strcmp(arrival, "gamma") != 0)))
             continue;
         const char *v = cfg_get(c, (const char *const[]){k->key, NULL});

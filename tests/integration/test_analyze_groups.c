@@ -257,6 +257,50 @@ static void test_sessions_split_groups(void **state)
     free(root);
 }
 
+/* A trace replay's options as config.yaml writes them, at the speed given. */
+#define TRACE_LINES(speed)                                                                         \
+    "  trace: \"conv.jsonl\"\n  trace_speed: " #speed "\n  trace_max_gap_s: 0\n"                   \
+    "  trace_block_tokens: 512\n  trace_force_output: \"on\"\n"
+
+static const struct variant trace_variants[] = {
+    {"20260101_000201_H0_A_m_t1rep1", 1, "workload", "\"trace\"", NULL, TRACE_LINES(1)},
+    {"20260101_000202_H0_A_m_t1rep2", 2, "workload", "\"trace\"", NULL, TRACE_LINES(1)},
+    {"20260101_000203_H0_A_m_t10rep1", 1, "workload", "\"trace\"", "trace_speed=10",
+     TRACE_LINES(10)},
+};
+
+/* Trace replays at another speed are another point (they were averaged as repetitions), and a
+   replay is open loop: config.yaml's concurrency (an unused default) is not its load. */
+static void test_trace_split_groups(void **state)
+{
+    (void)state;
+    char *root = sb_test_tmpdir("/tmp", "groups");
+    char out[300], path[400];
+    char *serr = NULL;
+    size_t n = sizeof(trace_variants) / sizeof(trace_variants[0]);
+    cJSON *j = analyze_runs(root, trace_variants, n, out, sizeof(out), &serr);
+    cJSON *groups = cJSON_GetObjectItem(j, "groups");
+    int with10 = 0;
+    cJSON *g;
+    cJSON_ArrayForEach(g, groups)
+    {
+        const char *label = cJSON_GetObjectItem(g, "series")->valuestring;
+        print_message("series: %s\n", label);
+        with10 += strstr(label, "trace_speed=10") != NULL;
+    }
+    assert_int_equal(with10, 1);
+    cJSON_Delete(j);
+    snprintf(path, sizeof(path), "%s/figures/summary_v3.csv", out);
+    char *csv = sb_test_read_file(path);
+    assert_non_null(csv);
+    /* run_id,stack,model,workload,context_tokens,concurrency,...: concurrency empty */
+    assert_int_equal(sb_test_count(csv, ",trace,256,,"), 3);
+    free(csv);
+    free(serr);
+    sb_test_rm_rf(root);
+    free(root);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -267,6 +311,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_settings_split_repetitions),
         cmocka_unit_test(test_sessions_split_groups),
+        cmocka_unit_test(test_trace_split_groups),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
