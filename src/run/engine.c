@@ -255,6 +255,28 @@ static void set_fatal(struct loop *l, const char *msg)
     l->fatal = true;
 }
 
+/* Wakes the first n loops (all but except, NULL: none) out of their epoll_wait. */
+static void wake_loops(struct shared *sh, int n, const struct loop *except)
+{
+    for (int i = 0; i < n; i++) {
+        if (&sh->loops[i] == except)
+            continue;
+        uint64_t one = 1;
+        ssize_t w = write(sh->loops[i].wake_fd, &one, sizeof(one));
+        (void)w;
+    }
+}
+
+/* Stops sending: the first stop's time is kept, and the first n loops are woken so that none
+   waits for its next timer to notice. */
+static void stop_sending(struct shared *sh, int n)
+{
+    uint64_t zero = 0;
+    atomic_compare_exchange_strong(&sh->t_stop_ns, &zero, sb_mono_ns());
+    atomic_store(&sh->stop, true);
+    wake_loops(sh, n, NULL);
+}
+
 static int progress_bucket(double ms)
 {
     double us = ms * 1000.0;
@@ -1202,14 +1224,7 @@ static void note_refusal(struct loop *l, const struct req *r)
              SB_REFUSED_STOP, r->status, rec->error_msg);
     pthread_mutex_unlock(&sh->fatal_lock);
     atomic_store(&sh->refused_stop, true);
-    uint64_t zero = 0;
-    atomic_compare_exchange_strong(&sh->t_stop_ns, &zero, sb_mono_ns());
-    atomic_store(&sh->stop, true);
-    for (int i = 0; i < sh->nloops; i++) { /* the others stop sending now too */
-        uint64_t one = 1;
-        ssize_t w = write(sh->loops[i].wake_fd, &one, sizeof(one));
-        (void)w;
-    }
+    stop_sending(sh, sh->nloops);
 }
 
 /* Records a finished (or cancelled) request and lets its user go on. */
@@ -1301,13 +1316,7 @@ static void finish_request(struct loop *l, struct req *r, CURLcode rc, bool canc
         atomic_fetch_add(&l->sh->turns_ended, 1);
         if (atomic_load(&l->sh->sess_waiters) > 0) { /* a session may be ready: wake waiters */
             wake_waiting(l);
-            for (int i = 0; i < l->sh->nloops; i++) {
-                uint64_t one = 1;
-                if (&l->sh->loops[i] != l) {
-                    ssize_t wr = write(l->sh->loops[i].wake_fd, &one, sizeof(one));
-                    (void)wr;
-                }
-            }
+            wake_loops(l->sh, l->sh->nloops, l);
         }
     }
     schedule_next(l, r, now);
@@ -1912,14 +1921,7 @@ static int run_stage(struct shared *sh, struct loop *loops, int n, int sfd,
                 atomic_store(&sh->abort_drain, true); /* a second signal: stop waiting */
             else                                      /* the first signal says why the run ended */
                 reason = sig == SIGINT ? SB_EXIT_SIGINT : SB_EXIT_SIGTERM;
-            uint64_t zero = 0;
-            atomic_compare_exchange_strong(&sh->t_stop_ns, &zero, sb_mono_ns());
-            atomic_store(&sh->stop, true);
-            for (int i = 0; i < started; i++) {
-                uint64_t one = 1;
-                ssize_t w = write(loops[i].wake_fd, &one, sizeof(one));
-                (void)w;
-            }
+            stop_sending(sh, started);
         }
         if (pn > 0 && (pf[1].revents & POLLIN))
             drain_fd(sh->main_wake_fd);
@@ -1929,15 +1931,8 @@ static int run_stage(struct shared *sh, struct loop *loops, int n, int sfd,
             !atomic_load(&sh->answered) &&
             sb_mono_ns() >= sh->t0_ns + (uint64_t)(cfg->connect_timeout_s * 1e9)) {
             reason = SB_EXIT_UNREACHABLE;
-            uint64_t zero = 0;
-            atomic_compare_exchange_strong(&sh->t_stop_ns, &zero, sb_mono_ns());
             atomic_store(&sh->abort_drain, true);
-            atomic_store(&sh->stop, true);
-            for (int i = 0; i < started; i++) {
-                uint64_t one = 1;
-                ssize_t w = write(loops[i].wake_fd, &one, sizeof(one));
-                (void)w;
-            }
+            stop_sending(sh, started);
         }
         if (p->progress && sb_mono_ns() >= next_progress) {
             print_progress(loops, started, sh, false);
