@@ -10,8 +10,10 @@
 #   sb_point POINT [run flags]        REPETITIONS runs of one sweep point (SB_BEFORE_REP/SB_AFTER_REP
 #                                     hooks, RUN_DIR); in a dry run only adds it to the plan.
 #   sb_end [FIGURE_STEM...]           the plan (dry run), else analyze and the answering figure(s).
+#   sb_spawn CMD...       a helper process (fio) in its own process group, stopped by sb_cleanup.
 # Runner knobs, set before sb_init: SB_USAGE (the runner's own options, for --help),
-# SB_QUICK_DURATION_S (default 2). Before sb_end: SB_ANALYZE_PATHS[], SB_ANALYZE_OUT.
+# SB_QUICK_DURATION_S (default 2), SB_PROFILE_H (the <H> of the mock profile's name, H8 for H8A/H8B).
+# Before sb_end: SB_ANALYZE_PATHS[], SB_ANALYZE_OUT.
 # Environment: SPARKBENCH (the binary; default build/sparkbench of this checkout, else `sparkbench`),
 # KVBM_METRICS_URL (Stack B's KVBM page; default http://<endpoint host>:6880/metrics).
 
@@ -217,6 +219,23 @@ sb_uwork() {
 
 sb_register_pid() { SB_PIDS+=("$1"); }
 
+# Starts "$@" in the background in its own process group, pid in SB_BG_PID. A Ctrl-C (SIGINT to
+# the terminal's process group) then reaches the runner alone, whose trap stops each child once
+# and in order: the run first (it drains, writes run.json), then the mock it was talking to.
+# (sparkbench run treats a second signal as "stop now" and then writes no run.json.)
+sb_bg() {
+    set -m
+    "$@" &
+    SB_BG_PID=$!
+    set +m
+}
+
+# sb_spawn CMD...: sb_bg, and stopped by sb_cleanup (fio, a sampler, ...).
+sb_spawn() {
+    sb_bg "$@"
+    sb_register_pid "$SB_BG_PID"
+}
+
 # Stops one process: SIGTERM, up to TENTHS/10 s (default 10 s), then SIGKILL; always reaps it.
 sb__stop_pid() {
     local pid=$1 tenths=${2:-100} i
@@ -270,10 +289,9 @@ sb__mock_launch() {
     local out="$SB_TMP/mock.out" err="$SB_TMP/mock.err" extra=()
     [[ $STACK == A && $TRTLLM_METRICS == 1 ]] && extra+=(--metrics-format trtllm)
     : >"$out"
-    "$SPARKBENCH" mock --profile "$profile" --port "$port" --metrics-port "$mport" \
-        --served-model-name "$MODEL" ${extra[@]+"${extra[@]}"} "$@" >"$out" 2>"$err" &
-    SB_MOCK_PID=$!
-    sb_register_pid "$SB_MOCK_PID"
+    sb_spawn "$SPARKBENCH" mock --profile "$profile" --port "$port" --metrics-port "$mport" \
+        --served-model-name "$MODEL" ${extra[@]+"${extra[@]}"} "$@" >"$out" 2>"$err"
+    SB_MOCK_PID=$SB_BG_PID
     local i p="" mp=""
     for ((i = 0; i < 200; i++)); do
         if ! kill -0 "$SB_MOCK_PID" 2>/dev/null; then
@@ -302,7 +320,7 @@ sb__mock_launch() {
 }
 
 sb__default_profile() {
-    local p="$runs_root/configs/mock/${SB_H}_stack${STACK}.yaml"
+    local p="$runs_root/configs/mock/${SB_PROFILE_H:-$SB_H}_stack${STACK}.yaml"
     [[ -r $p ]] || p="$runs_root/configs/mock/stack${STACK}.yaml"
     echo "$p"
 }
@@ -389,11 +407,28 @@ sb_health() {
     echo "== $base is up and serves $MODEL"
 }
 
-sb_begin() {
-    SB_TMP=$(mktemp -d "${TMPDIR:-/tmp}/sb_runner.XXXXXX")
+# The traps alone (sb_begin sets them; H3, which starts no server, calls this instead).
+sb_traps() {
+    [[ -n ${SB_TMP:-} ]] || SB_TMP=$(mktemp -d "${TMPDIR:-/tmp}/sb_runner.XXXXXX")
     trap sb_cleanup EXIT
     trap 'sb__on_signal INT' INT
     trap 'sb__on_signal TERM' TERM
+}
+
+# After SERVER_RESTART_CMD: polls /health and /v1/models every 2 s until both pass (a real server
+# loads its weights for minutes), up to TIMEOUT seconds; then sb_health's own verdict.
+sb_wait_healthy() {
+    local timeout=${1:-900} t0=$SECONDS
+    [[ $DRY_RUN == 1 ]] && return 0
+    while ((SECONDS - t0 < timeout)); do
+        (sb_health >/dev/null 2>&1) && break
+        sleep 2
+    done
+    sb_health
+}
+
+sb_begin() {
+    sb_traps
     if [[ $MOCK == 1 ]]; then
         sb_mock_start "$@"
     fi
@@ -409,6 +444,7 @@ sb__telemetry() {
         local kvbm=${KVBM_METRICS_URL:-}
         if [[ -z $kvbm ]]; then
             if [[ -n ${SB_MOCK_METRICS_URL:-} ]]; then kvbm=$SB_MOCK_METRICS_URL
+            elif [[ $MOCK == 1 ]]; then kvbm="http://127.0.0.1:<mock metrics port>/metrics"
             else
                 local host=${base#*://}
                 host=${host%:*}
@@ -459,9 +495,9 @@ sb_point() {
         [[ -n ${SB_BEFORE_REP:-} ]] && "$SB_BEFORE_REP" "$point" "$r"
         # In the background so that a signal to this shell alone runs its trap now, not when the
         # run ends (bash defers traps until a foreground child exits).
-        "$SPARKBENCH" run "${common[@]}" --repetition "$r" --run-id "$id" \
-            ${tele[@]+"${tele[@]}"} "$@" ${EXTRA[@]+"${EXTRA[@]}"} &
-        SB_RUN_PID=$!
+        sb_bg "$SPARKBENCH" run "${common[@]}" --repetition "$r" --run-id "$id" \
+            ${tele[@]+"${tele[@]}"} "$@" ${EXTRA[@]+"${EXTRA[@]}"}
+        SB_RUN_PID=$SB_BG_PID
         rc=0
         wait "$SB_RUN_PID" || rc=$?
         SB_RUN_PID=""
@@ -530,7 +566,7 @@ sb_end() {
             [[ -f $f ]] && echo "figure: $f" && shown=1
         done
         if [[ $shown == 0 ]]; then
-            if [[ -f $out/figures/$stem.csv ]]; then echo "table: $out/figures/$stem.csv (no figure rendered: gnuplot missing?)"
+            if [[ -f $out/figures/$stem.csv ]]; then echo "table: $out/figures/$stem.csv"
             else note "analyze wrote no $stem figure in $out/figures"; fi
         fi
     done
