@@ -54,9 +54,11 @@ sb_end H4_p99_vs_r_await
 # The answer in numbers: p99 and fio's bandwidth per profile, from the H4 table.
 if [[ -s ${SB_ANALYZE_OUT:-$ANALYSIS_DIR/$SB_H}/figures/H4_p99_vs_r_await.csv ]]; then
     awk -F, -v h="$SB_H" '
+        function v(name, fmt) { return $c[name] == "" ? "n/a" : sprintf(fmt, $c[name]) }
         NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
-        $c["hypothesis"] == h { printf "%s %-9s TTFT p99 %8.1f ms  e2e p99 %8.1f ms  NVMe r_await %6s ms  fio read %7s MB/s write %7s MB/s\n",
-            h, $c["fio_profile"], $c["ttft_p99_ms"], $c["e2e_p99_ms"], $c["nvme_r_await_ms_mean"],
-            $c["fio_read_mbs"], $c["fio_write_mbs"] }' \
+        $c["hypothesis"] == h {
+            printf "%s %-9s TTFT p99 %s ms  e2e p99 %s ms  NVMe r_await %s ms  fio read %s MB/s, write %s MB/s\n",
+                h, $c["fio_profile"], v("ttft_p99_ms", "%.1f"), v("e2e_p99_ms", "%.1f"),
+                v("nvme_r_await_ms_mean", "%.2f"), v("fio_read_mbs", "%.1f"), v("fio_write_mbs", "%.1f") }' \
         "${SB_ANALYZE_OUT:-$ANALYSIS_DIR/$SB_H}/figures/H4_p99_vs_r_await.csv"
 fi
