@@ -94,7 +94,7 @@ sb_init() {
     STACK="" ENDPOINT="" MODEL="" CONFIG="" DURATION_S="" WARMUP_S="" REPETITIONS="" SEED=""
     UWORK="" CONCURRENCY="" RESULTS_DIR=results ANALYSIS_DIR=analysis
     MOCK=0 QUICK=0 DRY_RUN=0 TRTLLM_METRICS=0
-    EXTRA=() ARGS=()
+    EXTRA=() ARGS=() SB_GIVEN=" "
     SB_PLAN=() SB_ANALYZE_PATHS=() SB_MOCK_PID="" SB_RUN_PID="" SB_CLEANED=0 SB_PIDS=() SB_TMP=""
     local a v
     while [[ $# -gt 0 ]]; do
@@ -110,6 +110,7 @@ sb_init() {
                 --seed | --uwork | --concurrency | --results-dir | --analysis-dir)
                 [[ $# -ge 2 ]] || die "option '$1' needs a value"
                 v=$2
+                SB_GIVEN+="$a "
                 case "$a" in
                     --stack) STACK=$v ;;
                     --endpoint) ENDPOINT=$v ;;
@@ -199,6 +200,9 @@ sb_init() {
     SB_MODEL_ID=${MODEL//\//-}
     SB_OUT="$RESULTS_DIR/$SB_H"
 }
+
+# sb_given --flag: true when the user gave that common option (any spelling).
+sb_given() { [[ $SB_GIVEN == *" $1 "* ]]; }
 
 # U_work: --concurrency, else --uwork N, else the number in the --uwork file (written by H0's analyze).
 sb_uwork() {
@@ -556,7 +560,8 @@ sb_end() {
     # Only H0's analyze may write U_work (results/H0/uwork.txt); others get a scratch path.
     if [[ $SB_H == H0 ]]; then uw="$RESULTS_DIR/H0/uwork.txt"
     else uw="$out/uwork.txt"; fi
-    echo "== sparkbench analyze ${paths[*]} --out $out"
+    if [[ ${#paths[@]} -le 2 ]]; then echo "== sparkbench analyze ${paths[*]} --out $out"
+    else echo "== sparkbench analyze (${#paths[@]} run directories) --out $out"; fi
     "$SPARKBENCH" analyze "${paths[@]}" --out "$out" --uwork "$uw" --quiet ||
         die "sparkbench analyze ${paths[*]} failed"
     local stem f shown
