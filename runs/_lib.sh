@@ -56,6 +56,12 @@ sb__cfg_get() {
         "$file" | head -n1 | sed -E 's/^"(.*)"$/\1/; s/^'"'"'(.*)'"'"'$/\1/'
 }
 
+# A YAML flow list `KEY: [a, b, c]` (the Test Plan template's run.context_tokens) as "a,b,c".
+sb_cfg_list() {
+    [[ -n $CONFIG ]] || return 0
+    sed -n -E "s/^[[:space:]]*$1:[[:space:]]*\[([^]#]*)\].*/\1/p" "$CONFIG" | head -n1 | tr -d ' "'"'"
+}
+
 sb__usage() {
     cat <<EOF
 usage: $(basename "$0") [options] [-- extra sparkbench run flags]
