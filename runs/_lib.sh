@@ -74,7 +74,7 @@ common options (--flag_name spellings work too):
   --config FILE          sparkbench run --config (its duration_s, repetitions, seed, stack,
                          endpoint, model are the defaults here)
   --duration-s S         seconds per run [default: 300; --quick: ${SB_QUICK_DURATION_S:-2}]
-  --warmup-s S           [default: 10; --quick: 0.5]
+  --warmup-s S           [default: 10, at most a quarter of --duration-s; --quick: 0.5]
   --repetitions N        [default: 3; --quick: 1]
   --seed N               [default: 42]
   --uwork FILE|N         U_work [default: results/H0/uwork.txt]
@@ -192,12 +192,15 @@ sb_init() {
         REPETITIONS=${REPETITIONS:-1}
     fi
     DURATION_S=${DURATION_S:-300}
-    WARMUP_S=${WARMUP_S:-10}
+    # The default warm-up (10 s) never takes more than a quarter of a short run.
+    [[ -n $WARMUP_S ]] || WARMUP_S=$(awk -v d="$DURATION_S" 'BEGIN { w = d / 4; print (w < 10 ? w : 10) }')
     REPETITIONS=${REPETITIONS:-3}
     SEED=${SEED:-42}
     UWORK=${UWORK:-$RESULTS_DIR/H0/uwork.txt}
     { sb__is_num "$DURATION_S" && [[ ! $DURATION_S =~ ^0+([.]0*)?$ ]]; } || die "--duration-s must be a positive number of seconds, not '$DURATION_S'"
     sb__is_num "$WARMUP_S" || die "--warmup-s must be a number of seconds, not '$WARMUP_S'"
+    awk -v w="$WARMUP_S" -v d="$DURATION_S" 'BEGIN { exit !(w < d) }' ||
+        die "--warmup-s ($WARMUP_S) must be shorter than --duration-s ($DURATION_S): nothing would be measured"
     { sb__is_uint "$REPETITIONS" && [[ $REPETITIONS -ge 1 ]]; } || die "--repetitions must be a positive integer, not '$REPETITIONS'"
     sb__is_uint "$SEED" || die "--seed must be a non-negative integer, not '$SEED'"
     [[ -z $CONCURRENCY ]] || { sb__is_uint "$CONCURRENCY" && [[ $CONCURRENCY -ge 1 ]]; } ||
