@@ -213,6 +213,12 @@ sb_init() {
 # sb_given --flag: true when the user gave that common option (any spelling).
 sb_given() { [[ $SB_GIVEN == *" $1 "* ]]; }
 
+# Where H0 writes U_work: --uwork FILE, else <results>/H0/uwork.txt.
+sb_uwork_file() {
+    if sb_given --uwork && ! sb__is_uint "$UWORK"; then echo "$UWORK"
+    else echo "$RESULTS_DIR/H0/uwork.txt"; fi
+}
+
 # U_work: --concurrency, else --uwork N, else the number in the --uwork file (written by H0's analyze).
 sb_uwork() {
     if [[ -n $CONCURRENCY ]]; then
@@ -567,7 +573,8 @@ sb_end() {
     local out=${SB_ANALYZE_OUT:-$ANALYSIS_DIR/$SB_H} paths=("$SB_OUT") uw
     [[ ${#SB_ANALYZE_PATHS[@]} -gt 0 ]] && paths=("${SB_ANALYZE_PATHS[@]}")
     # Only H0's analyze may write U_work (results/H0/uwork.txt); others get a scratch path.
-    if [[ $SB_H == H0 ]]; then uw="$RESULTS_DIR/H0/uwork.txt"
+    # (H0 writes to --uwork FILE when given, so that the later runners' --uwork FILE finds it.)
+    if [[ $SB_H == H0 ]]; then uw=$(sb_uwork_file)
     else uw="$out/uwork.txt"; fi
     if [[ ${#paths[@]} -le 2 ]]; then echo "== sparkbench analyze ${paths[*]} --out $out"
     else echo "== sparkbench analyze (${#paths[@]} run directories) --out $out"; fi
