@@ -10,7 +10,8 @@
 #   sb_point POINT [run flags]        REPETITIONS runs of one sweep point (SB_BEFORE_REP/SB_AFTER_REP
 #                                     hooks, RUN_DIR); in a dry run only adds it to the plan.
 #   sb_end [FIGURE_STEM...]           the plan (dry run), else analyze and the answering figure(s).
-#   sb_spawn CMD...       a helper process (fio) in its own process group, stopped by sb_cleanup.
+#   sb_spawn CMD...       a helper process (fio) in its own process group (pid in SB_BG_PID),
+#                         stopped by sb_cleanup; sb_stop PID stops one earlier (SIGTERM, 10 s, SIGKILL).
 # Runner knobs, set before sb_init: SB_USAGE (the runner's own options, for --help),
 # SB_QUICK_DURATION_S (default 2), SB_PROFILE_H (the <H> of the mock profile's name, H8 for H8A/H8B).
 # Before sb_end: SB_ANALYZE_PATHS[], SB_ANALYZE_OUT.
@@ -271,6 +272,17 @@ sb__stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 
+# sb_stop PID: stops one registered process now (fio after a repetition) and forgets it.
+sb_stop() {
+    local pid=$1 i
+    sb__stop_pid "$pid"
+    for i in "${!SB_PIDS[@]}"; do
+        [[ ${SB_PIDS[i]} == "$pid" ]] && unset 'SB_PIDS[i]'
+    done
+    SB_PIDS=(${SB_PIDS[@]+"${SB_PIDS[@]}"})
+    return 0
+}
+
 # Everything the runner started: the run in progress first (it drains and writes run.json), then
 # what sb_register_pid recorded (the mock, fio), newest first. Idempotent; a no-op in subshells.
 sb_cleanup() {
@@ -370,12 +382,7 @@ sb_mock_restart() {
         profile=$SB_MOCK_PROFILE
         [[ $# -gt 0 ]] || flags=(${SB_MOCK_FLAGS[@]+"${SB_MOCK_FLAGS[@]}"})
     fi
-    local old=$SB_MOCK_PID i
-    sb__stop_pid "$old"
-    for i in "${!SB_PIDS[@]}"; do
-        [[ ${SB_PIDS[i]} == "$old" ]] && unset 'SB_PIDS[i]'
-    done
-    SB_PIDS=(${SB_PIDS[@]+"${SB_PIDS[@]}"})
+    sb_stop "$SB_MOCK_PID"
     sb__mock_launch "$SB_MOCK_PORT" "$SB_MOCK_METRICS_PORT" "$profile" ${flags[@]+"${flags[@]}"}
     echo "== mock restarted ($(basename "$profile")) on $(sb__base)"
 }
