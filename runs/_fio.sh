@@ -181,13 +181,9 @@ sb_fio_start() {
 # SB_AFTER_REP: stops fio (it writes fio.json) and waits until its file is gone and fio.json tidied.
 sb_fio_stop() {
     [[ -n $SB_FIO_PID ]] || return 0
-    local pid=$SB_FIO_PID i
+    local pid=$SB_FIO_PID
     SB_FIO_PID=""
-    sb__stop_pid "$pid" 300
-    for i in "${!SB_PIDS[@]}"; do
-        [[ ${SB_PIDS[i]} == "$pid" ]] && unset 'SB_PIDS[i]'
-    done
-    SB_PIDS=(${SB_PIDS[@]+"${SB_PIDS[@]}"})
+    sb_stop "$pid"
 }
 
 # Moves the lines fio writes ahead of its JSON ("fio: terminating on signal 15") into LOG.
