@@ -174,8 +174,7 @@ static void test_shipped_run_configs(void **state)
                            "--decode-base-ms",
                            "1",
                            "--served-model-name",
-                           "meta-llama/Llama-3.1-8B-Instruct,nvidia/Llama-3.3-70B-Instruct-FP4,"
-                           "nvidia/Llama-3.1-8B-Instruct-FP4",
+                           "meta-llama/Llama-3.1-8B-Instruct,nvidia/Llama-3.3-70B-Instruct-FP4",
                            NULL};
     assert_int_equal(sb_proc_start_mock(&mock, bin, margs), 0);
     char *dir = sb_test_tmpdir("/tmp", "configs");
