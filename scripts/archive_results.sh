@@ -183,13 +183,13 @@ files_after=$(disk_list)
 if [[ "$files_before" != "$files_after" ]]; then
     echo "$prog: result files changed while they were archived (a run still writing?); nothing was removed:" >&2
     diff <(printf '%s\n' "$files_before") <(printf '%s\n' "$files_after") | grep '^[<>]' |
-        sed 's/^</  before:/; s/^>/  after: /' | head -20 >&2
+        sed 's/^</  before:/; s/^>/  after: /' | head -20 >&2 || true # head may cut the pipe
     die "verify failed for '$out'"
 fi
 if [[ "$files_before" != "$in_archive" ]]; then
     echo "$prog: the archive does not hold every file with its size on disk; nothing was removed:" >&2
     diff <(printf '%s\n' "$files_before") <(printf '%s\n' "$in_archive") | grep '^[<>]' |
-        sed 's/^</  on disk:   /; s/^>/  in archive:/' | head -20 >&2
+        sed 's/^</  on disk:   /; s/^>/  in archive:/' | head -20 >&2 || true
     die "verify failed for '$out'"
 fi
 mv -- "$tmp" "$out" || die "cannot rename the verified archive to '$out'; nothing was removed"

@@ -4,6 +4,8 @@
 # archived, an archive missing a file, a failing tar, a full disk under the compressor).
 # Usage: tests/integration/test_archive_results.sh SOURCE_DIR
 set -euo pipefail
+# (grep -q reads its input from a here-string below, never a pipe: with pipefail, its early exit
+# would fail the pipeline whenever the writer is still writing.)
 
 src=$(cd "${1:?usage: $0 SOURCE_DIR}" && pwd)
 script="$src/scripts/archive_results.sh"
@@ -44,7 +46,7 @@ snapshot() { (cd "$work/results" && find . -type f -print0 | LC_ALL=C sort -z | 
 
 no_archive_left() {
     local left
-    left=$(find "$work/archives" -mindepth 1 2>/dev/null | head -5)
+    left=$(find "$work/archives" -mindepth 1 2>/dev/null | head -5 || true)
     [[ -z "$left" ]] || { fail "$1: left in archives/: $left"; return 1; }
 }
 
@@ -74,7 +76,7 @@ before=$(snapshot)
 run_archive --keep H0 h0_keep
 if [[ $rc -ne 0 ]]; then fail "--keep: exit $rc: $out"
 elif [[ "$(snapshot)" != "$before" ]]; then fail "--keep: results changed"
-elif ! "${dec[@]}" "$work/archives/h0_keep.$ext" | tar -tf - | grep -qx 'H0/uwork.txt'; then
+elif ! grep -qx 'H0/uwork.txt' <<<"$("${dec[@]}" "$work/archives/h0_keep.$ext" | tar -tf -)"; then
     fail "--keep: H0/uwork.txt not in the archive"
 else pass "--keep"; fi
 
@@ -162,7 +164,7 @@ expect_nothing_removed "a full disk under the compressor" "No space left on devi
 make_results
 run_archive --compress gzip --keep 20261203 flat
 if [[ $rc -ne 0 || ! -f "$work/archives/flat.tar.gz" || "$out" != *"(gzip)"* ]]; then fail "--compress gzip: exit $rc: $out"
-elif ! gzip -d -c "$work/archives/flat.tar.gz" | tar -tf - | grep -qx '20261203_080000_A_m/run.json'; then
+elif ! grep -qx '20261203_080000_A_m/run.json' <<<"$(gzip -d -c "$work/archives/flat.tar.gz" | tar -tf -)"; then
     fail "--compress gzip: a flat run directory is not in the archive"
 else pass "--compress gzip, a flat results/<run id>/"; fi
 run_archive --compress gzip 20261203 flat
