@@ -4,7 +4,7 @@
 # with its JSON results in <run dir>/fio.json (analyze puts its MB/s, IOPS and p99 in the summary).
 #   sb_fio_setup                 after sb_init: FIO_DIR (--fio-dir, else under --mock a fresh directory
 #                                under /var/tmp that the mock's tier 2 also uses, removed at the end,
-#                                else the config's dynamo.tier2.path), checks fio.
+#                                else the config's dynamo.tier2.path, else /var/tmp), checks fio.
 #   SB_FIO_PROFILE=NAME          the profile (configs/fio/NAME.fio) of the next sb_point.
 #   SB_BEFORE_REP=sb_fio_start SB_AFTER_REP=sb_fio_stop
 # Knobs: FIO_DIR, FIO_SIZE (fio's size= of the shared file, e.g. 256m; default 4g, --quick 256m),
@@ -115,7 +115,10 @@ sb_fio_setup() {
             sb_mock_kv_dir
             FIO_DIR=$SB_KV_DIR
         else
-            die "no directory for fio: pass --fio-dir DIR (a directory on the KV/NVMe device) or a --config with dynamo.tier2.path"
+            # Stack A keeps no KV on disk; the device its NVMe counters watch is the system disk
+            # (the DGX Spark's one internal NVMe holds /var/tmp).
+            FIO_DIR=/var/tmp
+            note "fio runs in $FIO_DIR: no --fio-dir and no dynamo.tier2.path in a --config (pass --fio-dir DIR for another device)"
         fi
     fi
     [[ $DRY_RUN == 1 ]] && return 0

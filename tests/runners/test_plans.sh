@@ -38,7 +38,7 @@ expect 0 "point heavy: 3 x 300 s: .*--fio-profile heavy --tier2-path /nvme/kvbm/
 expect 0 "--tier2-path '/var/tmp/sb_kv.<new>'" "$r/run_H4B_dynamo_storage_qos.sh" --mock --quick --concurrency 4 --dry-run \
     --config "$src/configs/stackB_h2b.yaml" "${common[@]}"
 expect 2 "no fio profile 'loud'" "$r/run_H4A_storage_qos.sh" --fio-profiles baseline,loud --concurrency 4 --dry-run --fio-dir /var/tmp "${common[@]}"
-expect 2 "no directory for fio: pass --fio-dir" "$r/run_H4A_storage_qos.sh" --concurrency 4 --dry-run "${common[@]}"
+expect 0 "fio runs in /var/tmp: no --fio-dir" "$r/run_H4A_storage_qos.sh" --concurrency 4 --dry-run "${common[@]}"
 expect 0 "--context-tokens 2048 --concurrency 4 --fio-profile moderate" "$r/run_H4A_storage_qos.sh" --concurrency 4 --dry-run --fio_dir /var/tmp "${common[@]}"
 # H5: sessions capped users, the turns sweep in a full plan
 expect 0 "point sess4: .*--sessions 4 --concurrency 4" "$r/run_H5_kv_workingset_scaling.sh" --mock --quick --concurrency 8 --dry-run "${common[@]}"
