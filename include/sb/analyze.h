@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "sb/analyze_fio.h"
 #include "sb/analyze_sess.h"
 #include "sb/err.h"
 #include "sb/record.h"
@@ -163,6 +164,8 @@ struct sb_run {
     size_t nlora;
     /* ---- the KV-reuse workloads (issue 13): sb/analyze_sess.h; empty for other runs ---- */
     struct sb_sess sess;
+    /* ---- H4's fio noisy neighbour: <run dir>/fio.json (sb/analyze_fio.h); NAN without one ---- */
+    struct sb_fio_stats fio;
 };
 
 struct sb_analyze_opts {
@@ -308,6 +311,11 @@ void sb_run_read_telemetry(struct sb_run *r, const char *sysmon_path, const char
 
 /* Appends a printf-style warning to r->warnings (dropped silently when out of memory). */
 void sb_run_warn(struct sb_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/*
+ * Reads path (a run's fio.json) into r->fio (fio.c). A torn or unreadable file is a warning naming
+ * it, never a failure; a missing one is a warning only for a run that names a fio profile.
+ */
+void sb_run_read_fio(struct sb_run *r, const char *path);
 
 /* ---- statistics on arrays (runstats.c) ---- */
 

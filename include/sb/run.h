@@ -115,6 +115,7 @@ struct sb_run_config {
     char *tokenizer;
     char *hypothesis;
     char *phase;
+    char *fio_profile; /* H4 label: the fio neighbour beside the run */
     long long repetition;
     long long repetitions;
     bool quiet;

@@ -775,6 +775,7 @@ static int run_init(struct sb_run *r, const char *dir)
         r->tier_hits[i] = r->tier_misses[i] = r->tier_hit_ratio[i] = NAN;
     r->tier2_share = NAN;
     sb_sess_init(&r->sess);
+    sb_fio_stats_init(&r->fio);
     struct sb_tstat *ts[] = {
         &r->cpu_iowait, &r->nvme_rps,    &r->nvme_rmbs, &r->nvme_r_await,  &r->nvme_util,
         &r->nvme_aqu,   &r->psi_io_some, &r->gpu_util,  &r->mem_available, &r->tier2_fetch_p95_ms};
@@ -851,6 +852,8 @@ int sb_run_load(const char *dir, const struct sb_analyze_opts *opts, struct sb_r
     sb_run_derive(r, opts);
     if (sb_sess_load(r, dir, opts) != 0)
         goto oom;
+    if (snprintf(path, sizeof(path), "%s/fio.json", dir) < (int)sizeof(path))
+        sb_run_read_fio(r, path);
     rc = 0;
     goto out;
 oom:

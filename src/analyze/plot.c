@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -607,10 +608,27 @@ static int plot_h3(const struct sb_analysis *an, const struct sb_table *t, struc
 }
 
 static const char *const h4_hyps[] = {"H4A", "H4B", NULL};
-static const char *const h4_header[] = {"series",         "hypothesis",  "stack",
-                                        "model",          "fio_profile", "concurrency",
-                                        "context_tokens", "repetitions", "nvme_r_await_ms_mean",
-                                        "nvme_rps_mean",  "ttft_p99_ms", "e2e_p99_ms"};
+static const char *const h4_header[] = {"series",         "hypothesis",    "stack",
+                                        "model",          "fio_profile",   "concurrency",
+                                        "context_tokens", "repetitions",   "nvme_r_await_ms_mean",
+                                        "nvme_rps_mean",  "ttft_p99_ms",   "e2e_p99_ms",
+                                        "fio_read_mbs",   "fio_write_mbs", "fio_read_clat_p99_ms"};
+
+/* The mean of one fio number over a point's runs (sb/analyze_fio.h), NAN when none has it. */
+static double fio_mean(const struct sb_analysis *an, const struct sb_point *p, size_t off)
+{
+    double sum = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < p->nruns; i++) {
+        double v;
+        memcpy(&v, (const char *)&an->runs[p->runs[i]].fio + off, sizeof(v));
+        if (!isnan(v)) {
+            sum += v;
+            n++;
+        }
+    }
+    return n ? sum / (double)n : NAN;
+}
 
 static int rows_h4(const struct sb_analysis *an, struct sb_table *t)
 {
@@ -634,6 +652,9 @@ static int rows_h4(const struct sb_analysis *an, struct sb_table *t)
             sb_table_num(t, p->nvme_rps);
             sb_table_num(t, p->p99[SB_LAT_TTFT]);
             sb_table_num(t, p->p99[SB_LAT_E2E]);
+            sb_table_num(t, fio_mean(an, p, offsetof(struct sb_fio_stats, read_mbs)));
+            sb_table_num(t, fio_mean(an, p, offsetof(struct sb_fio_stats, write_mbs)));
+            sb_table_num(t, fio_mean(an, p, offsetof(struct sb_fio_stats, read_p99_ms)));
         }
     }
     return sb_table_failed(t) ? -1 : 0;

@@ -11,9 +11,10 @@
  * "inflight_mean" (a join on concurrency never pairs an open-loop run with a closed-loop one).
  * "context_tokens_server" is the server's median prompt_tokens; "server_truncated" says it cut
  * the prompt. "*_client_overhead_ms" is client TTFT minus the server's own prefill time over the
- * records that carry both (llama.cpp's timings.prompt_ms). Numbers are written
- * as the shortest text that reads back as the same double; "not available" is an empty cell and
- * a JSON null, never 0.
+ * records that carry both (llama.cpp's timings.prompt_ms). "fio_*" (after "dir") are H4's noisy
+ * neighbour as its fio.json tells: MB/s (1e6 bytes), IOPS and completion-latency p99. Numbers are
+ * written as the shortest text that reads back as the same double; "not available" is an empty cell
+ * and a JSON null, never 0.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -180,7 +181,13 @@ struct column {
     X("oracle_hit_ratio", C_DBL, sess.oracle_hit_ratio)                                            \
     X("realized_hit_ratio", C_DBL, sess.realized_hit_ratio)                                        \
     X("realized_over_oracle", C_DBL, sess.realized_over_oracle)                                    \
-    X("dir", C_STR, dir)
+    X("dir", C_STR, dir)                                                                           \
+    X("fio_read_mbs", C_DBL, fio.read_mbs)                                                         \
+    X("fio_write_mbs", C_DBL, fio.write_mbs)                                                       \
+    X("fio_read_iops", C_DBL, fio.read_iops)                                                       \
+    X("fio_write_iops", C_DBL, fio.write_iops)                                                     \
+    X("fio_read_clat_p99_ms", C_DBL, fio.read_p99_ms)                                              \
+    X("fio_write_clat_p99_ms", C_DBL, fio.write_p99_ms)
 
 #define AS_COLUMN(n, t, m) {n, t, offsetof(struct sb_run, m)},
 #define AS_NAME(n, t, m)   n,

@@ -1043,7 +1043,9 @@ static const char *const csv_header =
     "kv_working_set_bytes,max_inflight,inflight_mean,prompt_est_tokens,context_tokens_server,"
     "server_truncated,n_client_overhead,p50_client_overhead_ms,p99_client_overhead_ms,"
     "sessions,sess_records,prime_records,working_set_tokens_mean,working_set_tokens_max,"
-    "oracle_hit_ratio,realized_hit_ratio,realized_over_oracle,dir";
+    "oracle_hit_ratio,realized_hit_ratio,realized_over_oracle,dir,"
+    "fio_read_mbs,fio_write_mbs,fio_read_iops,fio_write_iops,fio_read_clat_p99_ms,"
+    "fio_write_clat_p99_ms";
 
 /* Splits one CSV line (no quoted commas in these rows) into cells, in place. */
 static int split_cells(char *line, char **cells, int max)
