@@ -10,6 +10,7 @@
 #   sb_point POINT [run flags]        REPETITIONS runs of one sweep point (SB_BEFORE_REP/SB_AFTER_REP
 #                                     hooks, RUN_DIR); in a dry run only adds it to the plan.
 #   sb_end [FIGURE_STEM...]           the plan (dry run), else analyze and the answering figure(s).
+#   sb_spawn CMD...       a helper process (fio) in its own process group, stopped by sb_cleanup.
 # Runner knobs, set before sb_init: SB_USAGE (the runner's own options, for --help),
 # SB_QUICK_DURATION_S (default 2). Before sb_end: SB_ANALYZE_PATHS[], SB_ANALYZE_OUT.
 # Environment: SPARKBENCH (the binary; default build/sparkbench of this checkout, else `sparkbench`),
@@ -217,6 +218,23 @@ sb_uwork() {
 
 sb_register_pid() { SB_PIDS+=("$1"); }
 
+# Starts "$@" in the background in its own process group, pid in SB_BG_PID. A Ctrl-C (SIGINT to
+# the terminal's process group) then reaches the runner alone, whose trap stops each child once
+# and in order: the run first (it drains, writes run.json), then the mock it was talking to.
+# (sparkbench run treats a second signal as "stop now" and then writes no run.json.)
+sb_bg() {
+    set -m
+    "$@" &
+    SB_BG_PID=$!
+    set +m
+}
+
+# sb_spawn CMD...: sb_bg, and stopped by sb_cleanup (fio, a sampler, ...).
+sb_spawn() {
+    sb_bg "$@"
+    sb_register_pid "$SB_BG_PID"
+}
+
 # Stops one process: SIGTERM, up to TENTHS/10 s (default 10 s), then SIGKILL; always reaps it.
 sb__stop_pid() {
     local pid=$1 tenths=${2:-100} i
@@ -270,10 +288,9 @@ sb__mock_launch() {
     local out="$SB_TMP/mock.out" err="$SB_TMP/mock.err" extra=()
     [[ $STACK == A && $TRTLLM_METRICS == 1 ]] && extra+=(--metrics-format trtllm)
     : >"$out"
-    "$SPARKBENCH" mock --profile "$profile" --port "$port" --metrics-port "$mport" \
-        --served-model-name "$MODEL" ${extra[@]+"${extra[@]}"} "$@" >"$out" 2>"$err" &
-    SB_MOCK_PID=$!
-    sb_register_pid "$SB_MOCK_PID"
+    sb_spawn "$SPARKBENCH" mock --profile "$profile" --port "$port" --metrics-port "$mport" \
+        --served-model-name "$MODEL" ${extra[@]+"${extra[@]}"} "$@" >"$out" 2>"$err"
+    SB_MOCK_PID=$SB_BG_PID
     local i p="" mp=""
     for ((i = 0; i < 200; i++)); do
         if ! kill -0 "$SB_MOCK_PID" 2>/dev/null; then
@@ -459,9 +476,9 @@ sb_point() {
         [[ -n ${SB_BEFORE_REP:-} ]] && "$SB_BEFORE_REP" "$point" "$r"
         # In the background so that a signal to this shell alone runs its trap now, not when the
         # run ends (bash defers traps until a foreground child exits).
-        "$SPARKBENCH" run "${common[@]}" --repetition "$r" --run-id "$id" \
-            ${tele[@]+"${tele[@]}"} "$@" ${EXTRA[@]+"${EXTRA[@]}"} &
-        SB_RUN_PID=$!
+        sb_bg "$SPARKBENCH" run "${common[@]}" --repetition "$r" --run-id "$id" \
+            ${tele[@]+"${tele[@]}"} "$@" ${EXTRA[@]+"${EXTRA[@]}"}
+        SB_RUN_PID=$SB_BG_PID
         rc=0
         wait "$SB_RUN_PID" || rc=$?
         SB_RUN_PID=""
