@@ -12,7 +12,8 @@
 #   sb_end [FIGURE_STEM...]           the plan (dry run), else analyze and the answering figure(s).
 #   sb_spawn CMD...       a helper process (fio) in its own process group, stopped by sb_cleanup.
 # Runner knobs, set before sb_init: SB_USAGE (the runner's own options, for --help),
-# SB_QUICK_DURATION_S (default 2). Before sb_end: SB_ANALYZE_PATHS[], SB_ANALYZE_OUT.
+# SB_QUICK_DURATION_S (default 2), SB_PROFILE_H (the <H> of the mock profile's name, H8 for H8A/H8B).
+# Before sb_end: SB_ANALYZE_PATHS[], SB_ANALYZE_OUT.
 # Environment: SPARKBENCH (the binary; default build/sparkbench of this checkout, else `sparkbench`),
 # KVBM_METRICS_URL (Stack B's KVBM page; default http://<endpoint host>:6880/metrics).
 
@@ -93,7 +94,7 @@ sb_init() {
     STACK="" ENDPOINT="" MODEL="" CONFIG="" DURATION_S="" WARMUP_S="" REPETITIONS="" SEED=""
     UWORK="" CONCURRENCY="" RESULTS_DIR=results ANALYSIS_DIR=analysis
     MOCK=0 QUICK=0 DRY_RUN=0 TRTLLM_METRICS=0
-    EXTRA=() ARGS=()
+    EXTRA=() ARGS=() SB_GIVEN=" "
     SB_PLAN=() SB_ANALYZE_PATHS=() SB_MOCK_PID="" SB_RUN_PID="" SB_CLEANED=0 SB_PIDS=() SB_TMP=""
     local a v
     while [[ $# -gt 0 ]]; do
@@ -109,6 +110,7 @@ sb_init() {
                 --seed | --uwork | --concurrency | --results-dir | --analysis-dir)
                 [[ $# -ge 2 ]] || die "option '$1' needs a value"
                 v=$2
+                SB_GIVEN+="$a "
                 case "$a" in
                     --stack) STACK=$v ;;
                     --endpoint) ENDPOINT=$v ;;
@@ -198,6 +200,9 @@ sb_init() {
     SB_MODEL_ID=${MODEL//\//-}
     SB_OUT="$RESULTS_DIR/$SB_H"
 }
+
+# sb_given --flag: true when the user gave that common option (any spelling).
+sb_given() { [[ $SB_GIVEN == *" $1 "* ]]; }
 
 # U_work: --concurrency, else --uwork N, else the number in the --uwork file (written by H0's analyze).
 sb_uwork() {
@@ -319,7 +324,7 @@ sb__mock_launch() {
 }
 
 sb__default_profile() {
-    local p="$runs_root/configs/mock/${SB_H}_stack${STACK}.yaml"
+    local p="$runs_root/configs/mock/${SB_PROFILE_H:-$SB_H}_stack${STACK}.yaml"
     [[ -r $p ]] || p="$runs_root/configs/mock/stack${STACK}.yaml"
     echo "$p"
 }
@@ -406,11 +411,28 @@ sb_health() {
     echo "== $base is up and serves $MODEL"
 }
 
-sb_begin() {
-    SB_TMP=$(mktemp -d "${TMPDIR:-/tmp}/sb_runner.XXXXXX")
+# The traps alone (sb_begin sets them; H3, which starts no server, calls this instead).
+sb_traps() {
+    [[ -n ${SB_TMP:-} ]] || SB_TMP=$(mktemp -d "${TMPDIR:-/tmp}/sb_runner.XXXXXX")
     trap sb_cleanup EXIT
     trap 'sb__on_signal INT' INT
     trap 'sb__on_signal TERM' TERM
+}
+
+# After SERVER_RESTART_CMD: polls /health and /v1/models every 2 s until both pass (a real server
+# loads its weights for minutes), up to TIMEOUT seconds; then sb_health's own verdict.
+sb_wait_healthy() {
+    local timeout=${1:-900} t0=$SECONDS
+    [[ $DRY_RUN == 1 ]] && return 0
+    while ((SECONDS - t0 < timeout)); do
+        (sb_health >/dev/null 2>&1) && break
+        sleep 2
+    done
+    sb_health
+}
+
+sb_begin() {
+    sb_traps
     if [[ $MOCK == 1 ]]; then
         sb_mock_start "$@"
     fi
@@ -426,6 +448,7 @@ sb__telemetry() {
         local kvbm=${KVBM_METRICS_URL:-}
         if [[ -z $kvbm ]]; then
             if [[ -n ${SB_MOCK_METRICS_URL:-} ]]; then kvbm=$SB_MOCK_METRICS_URL
+            elif [[ $MOCK == 1 ]]; then kvbm="http://127.0.0.1:<mock metrics port>/metrics"
             else
                 local host=${base#*://}
                 host=${host%:*}
@@ -537,7 +560,8 @@ sb_end() {
     # Only H0's analyze may write U_work (results/H0/uwork.txt); others get a scratch path.
     if [[ $SB_H == H0 ]]; then uw="$RESULTS_DIR/H0/uwork.txt"
     else uw="$out/uwork.txt"; fi
-    echo "== sparkbench analyze ${paths[*]} --out $out"
+    if [[ ${#paths[@]} -le 2 ]]; then echo "== sparkbench analyze ${paths[*]} --out $out"
+    else echo "== sparkbench analyze (${#paths[@]} run directories) --out $out"; fi
     "$SPARKBENCH" analyze "${paths[@]}" --out "$out" --uwork "$uw" --quiet ||
         die "sparkbench analyze ${paths[*]} failed"
     local stem f shown
@@ -547,7 +571,7 @@ sb_end() {
             [[ -f $f ]] && echo "figure: $f" && shown=1
         done
         if [[ $shown == 0 ]]; then
-            if [[ -f $out/figures/$stem.csv ]]; then echo "table: $out/figures/$stem.csv (no figure rendered: gnuplot missing?)"
+            if [[ -f $out/figures/$stem.csv ]]; then echo "table: $out/figures/$stem.csv"
             else note "analyze wrote no $stem figure in $out/figures"; fi
         fi
     done
