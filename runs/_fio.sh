@@ -84,6 +84,17 @@ sb__fio_janitor() {
     sb_register_pid $!
 }
 
+# A fresh directory under /var/tmp (a disk, not tmpfs: O_DIRECT works there) for the mock's tier 2
+# (and fio), removed when the runner ends; into SB_KV_DIR. A placeholder in a dry run.
+sb_mock_kv_dir() {
+    if [[ $DRY_RUN == 1 ]]; then
+        SB_KV_DIR="/var/tmp/sb_kv.<new>"
+        return 0
+    fi
+    SB_KV_DIR=$(mktemp -d /var/tmp/sb_kv.XXXXXX)
+    sb__fio_janitor "$SB_KV_DIR"
+}
+
 sb_fio_setup() {
     FIO_BIN=${FIO_BIN:-fio}
     if [[ -z ${FIO_SIZE:-} ]]; then
@@ -97,11 +108,8 @@ sb_fio_setup() {
     fi
     if [[ -z ${FIO_DIR:-} ]]; then
         if [[ $MOCK == 1 ]]; then
-            if [[ $DRY_RUN == 1 ]]; then FIO_DIR="/var/tmp/sb_kv.<new>"
-            else
-                FIO_DIR=$(mktemp -d /var/tmp/sb_kv.XXXXXX)
-                sb__fio_janitor "$FIO_DIR"
-            fi
+            sb_mock_kv_dir
+            FIO_DIR=$SB_KV_DIR
         else
             die "no directory for fio: pass --fio-dir DIR (a directory on the KV/NVMe device) or a --config with dynamo.tier2.path"
         fi
