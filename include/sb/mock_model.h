@@ -9,6 +9,20 @@
  * sequences in the batch). When it ends, every sequence in the batch has produced one token; newly
  * admitted ones produce their first. The caller owns the clock: sb_mock_engine_begin() returns the
  * duration, the caller waits that long and calls sb_mock_engine_end().
+ *
+ * With a token budget (sb_mock_engine_set_budget(), vLLM's max_num_batched_tokens, TensorRT-LLM's
+ * max_num_tokens) an iteration schedules at most that many tokens: first the running sequences in
+ * admission order (one decode token each, or the next chunk of a prompt still being prefilled),
+ * then waiting sequences while slots and budget last, the last one admitted taking what is left
+ * (chunked prefill). A sequence produces its first token at the end of the iteration that
+ * prefilled its last chunk; a prompt chunked over iterations costs the same prefill time in all,
+ * spread over them (the base cost with the first chunk). The decode step counts the sequences that
+ * produce a token. Budget 0 means no budget: every admitted prompt is prefilled at once.
+ *
+ * With variation (prefill_sd_frac, decode_sd_frac > 0; llm-d-inference-sim's prefill-time-std-dev
+ * and inter-token-latency-std-dev as a fraction of the mean) each sequence's prefill time and each
+ * decode step are scaled by a draw from the engine's own generator (sb_mock_draw_scale()), so the
+ * same seed and the same arrivals give the same schedule. Fractions of 0 draw nothing.
  */
 #ifndef SB_MOCK_MODEL_H
 #define SB_MOCK_MODEL_H
@@ -17,12 +31,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sb/util.h"
+
 struct sb_mock_timing {
     double prefill_base_ms;
     double prefill_per_token_us;
     double decode_base_ms;
     double decode_per_seq_us;
+    double prefill_sd_frac; /* sd of a sequence's prefill time / its mean (0: exact) */
+    double decode_sd_frac;  /* sd of a decode step / its mean (0: exact) */
 };
+
+/* The largest sd fraction llm-d-inference-sim accepts (its config check: "standard deviation
+   cannot be more than 30% of" the mean); the option table uses it as the maximum. */
+#define SB_MOCK_SD_FRAC_MAX 0.3
+
+/*
+ * A factor of mean 1 and standard deviation sd_frac, drawn from r as llm-d-inference-sim draws a
+ * latency (RandomNormTruncated: a normal draw clamped to [0.3, 1.7] x the mean). Returns exactly 1
+ * and draws nothing when sd_frac <= 0.
+ */
+double sb_mock_draw_scale(struct sb_rng *r, double sd_frac);
 
 /* Prefill time of one sequence with `uncached_tokens` prompt tokens not served from a cache. */
 uint64_t sb_mock_prefill_ns(const struct sb_mock_timing *t, long long uncached_tokens);
@@ -40,7 +69,11 @@ enum sb_mock_seq_state {
 struct sb_mock_seq {
     enum sb_mock_seq_state state;
     long long uncached_tokens; /* prompt tokens that need prefill */
-    bool prefilling;           /* admitted in the current iteration: pays prefill */
+    long long prefill_left;    /* of which not yet prefilled (set at admission) */
+    long long chunk_tokens;    /* prompt tokens prefilled in the current iteration */
+    double prefill_scale;      /* this sequence's prefill-time factor (drawn at admission) */
+    bool prefilling;           /* has a prefill chunk in the current iteration */
+    bool emits;                /* produces a token when the current iteration ends */
     bool cancelled;            /* the client went away; dropped at the next iteration end */
     uint64_t enqueue_ns;       /* when submitted (for queue-time statistics) */
     uint64_t admit_ns;         /* when it got a batch slot */
@@ -58,12 +91,16 @@ struct sb_mock_engine {
     struct sb_mock_timing timing;
     size_t max_seqs;
     size_t max_queue;
-    struct sb_mock_seq **batch; /* max_seqs slots, first nbatch used */
+    long long max_batched_tokens; /* token budget per iteration; 0: none */
+    struct sb_rng rng;            /* variation draws */
+    struct sb_mock_seq **batch;   /* max_seqs slots, first nbatch used */
     size_t nbatch;
     struct sb_mock_seq *wait_head, *wait_tail;
     size_t nwaiting;
     bool in_iteration;
     uint64_t iterations;
+    long long batched_tokens;  /* tokens scheduled in the current (or last) iteration */
+    uint64_t chunked_prefills; /* prompt chunks that left part of their prompt for later */
 };
 
 /*
@@ -79,6 +116,12 @@ int sb_mock_engine_init(struct sb_mock_engine *e, const struct sb_mock_timing *t
                         size_t max_queue);
 void sb_mock_engine_release(struct sb_mock_engine *e);
 
+/* Sets the token budget per iteration (0: none, the default). */
+void sb_mock_engine_set_budget(struct sb_mock_engine *e, long long max_batched_tokens);
+
+/* Reseeds the variation draws (init seeds with 0). */
+void sb_mock_engine_seed(struct sb_mock_engine *e, uint64_t seed);
+
 /* Appends seq to the waiting FIFO, or rejects it when max_queue are already waiting. */
 enum sb_mock_submit sb_mock_engine_submit(struct sb_mock_engine *e, struct sb_mock_seq *seq,
                                           uint64_t now_ns);
@@ -86,7 +129,8 @@ enum sb_mock_submit sb_mock_engine_submit(struct sb_mock_engine *e, struct sb_mo
 /* True when there is work: a batch to decode or sequences waiting. */
 bool sb_mock_engine_has_work(const struct sb_mock_engine *e);
 
-/* Starts an iteration at now_ns: admits waiting sequences into free slots, returns its duration. */
+/* Starts an iteration at now_ns: schedules the running sequences' tokens, admits waiting
+   sequences into free slots under the budget, returns its duration. */
 uint64_t sb_mock_engine_begin(struct sb_mock_engine *e, uint64_t now_ns);
 
 /*
@@ -103,7 +147,9 @@ typedef int64_t (*sb_mock_admit_fn)(struct sb_mock_seq *seq, void *arg);
 uint64_t sb_mock_engine_begin_with(struct sb_mock_engine *e, uint64_t now_ns,
                                    sb_mock_admit_fn admit, void *arg);
 
-/* Ends the iteration: on_token for each live sequence, drop for cancelled ones; frees slots. */
+/* Ends the iteration: on_token for each live sequence that produced a token (a prompt still
+   being prefilled, or left out by the budget, stays without one), drop for cancelled ones; frees
+   slots. */
 void sb_mock_engine_end(struct sb_mock_engine *e, uint64_t now_ns, sb_mock_token_fn on_token,
                         sb_mock_drop_fn drop, void *arg);
 

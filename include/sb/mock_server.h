@@ -48,7 +48,10 @@ struct sb_mock_config {
     double prefill_per_token_us;
     double decode_base_ms;
     double decode_per_seq_us;
+    double prefill_sd_frac; /* llm-d-inference-sim's prefill-time-std-dev / the mean */
+    double decode_sd_frac;  /* its inter-token-latency-std-dev / the mean */
     long long max_num_seqs;
+    long long max_num_batched_tokens; /* token budget per iteration; 0: none */
     long long max_queue;
     int queue_full_status; /* index into {"429", "503"} */
     long long max_model_len;

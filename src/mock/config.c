@@ -1,6 +1,7 @@
 /* The mock's option table: every flag of `sparkbench mock` and every key of a mock profile. */
 #include <stddef.h>
 
+#include "sb/mock_model.h"
 #include "sb/mock_server.h"
 
 #define O(field) offsetof(struct sb_mock_config, field)
@@ -124,6 +125,28 @@ const struct sb_opt sb_mock_options[] = {
      .help = "decode step cost per sequence in the batch",
      .min = 0,
      .max = 1e6},
+    {.key = "prefill_sd_frac",
+     .flag = "prefill-sd-frac",
+     .type = SB_OPT_DOUBLE,
+     .offset = O(prefill_sd_frac),
+     .def = "0",
+     .argname = "F",
+     .help = "standard deviation of a request's prefill time as a fraction of its mean (normal, "
+             "clamped to 0.3..1.7 x the mean, drawn from --seed: llm-d-inference-sim's "
+             "prefill-time-std-dev); at most 0.3, as there",
+     .min = 0,
+     .max = SB_MOCK_SD_FRAC_MAX},
+    {.key = "decode_sd_frac",
+     .flag = "decode-sd-frac",
+     .type = SB_OPT_DOUBLE,
+     .offset = O(decode_sd_frac),
+     .def = "0",
+     .argname = "F",
+     .help = "standard deviation of each decode step (every running request's inter-token "
+             "latency) as a fraction of its mean, drawn like --prefill-sd-frac "
+             "(llm-d-inference-sim's inter-token-latency-std-dev); at most 0.3",
+     .min = 0,
+     .max = SB_MOCK_SD_FRAC_MAX},
     {.key = "max_num_seqs",
      .flag = "max-num-seqs",
      .type = SB_OPT_INT,
@@ -133,6 +156,17 @@ const struct sb_opt sb_mock_options[] = {
      .help = "batch slots",
      .min = 1,
      .max = 1000000},
+    {.key = "max_num_batched_tokens",
+     .flag = "max-num-batched-tokens",
+     .type = SB_OPT_INT,
+     .offset = O(max_num_batched_tokens),
+     .def = "0",
+     .argname = "N",
+     .help = "token budget of one iteration: running requests' decode tokens first, then waiting "
+             "prompts admitted into what is left, a long one chunked over iterations (vLLM's "
+             "max_num_batched_tokens, TensorRT-LLM's max_num_tokens); 0: no budget",
+     .min = 0,
+     .max = 100000000},
     {.key = "max_queue",
      .flag = "max-queue",
      .type = SB_OPT_INT,

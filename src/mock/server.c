@@ -1026,7 +1026,7 @@ static void on_iteration(evutil_socket_t fd, short what, void *arg)
     for (size_t i = 0; s->iters && i < s->eng.nbatch; i++) {
         if (s->eng.batch[i]->prefilling) {
             it.context++;
-            it.ctx_tokens += s->eng.batch[i]->uncached_tokens;
+            it.ctx_tokens += s->eng.batch[i]->chunk_tokens;
         }
     }
     uint64_t now = sb_mono_ns();
@@ -2236,12 +2236,16 @@ int sb_mock_serve(const struct sb_mock_config *cfg, FILE *announce, struct sb_er
     signal(SIGPIPE, SIG_IGN);
     sb_raise_nofile();
 
-    struct sb_mock_timing t = {cfg->prefill_base_ms, cfg->prefill_per_token_us, cfg->decode_base_ms,
-                               cfg->decode_per_seq_us};
+    struct sb_mock_timing t = {cfg->prefill_base_ms, cfg->prefill_per_token_us,
+                               cfg->decode_base_ms,  cfg->decode_per_seq_us,
+                               cfg->prefill_sd_frac, cfg->decode_sd_frac};
     if (sb_mock_engine_init(&s->eng, &t, (size_t)cfg->max_num_seqs, (size_t)cfg->max_queue) != 0) {
         sb_err_set(err, "out of memory");
         goto out;
     }
+    sb_mock_engine_set_budget(&s->eng, cfg->max_num_batched_tokens);
+    /* Its own stream of --seed: the variation draws must not shift the text or the faults. */
+    sb_mock_engine_seed(&s->eng, sb_mix64((uint64_t)cfg->seed ^ 0x656e67696e65ull));
     if (sb_fault_plan_init(&s->faults, cfg->fault_rate, cfg->fault_kinds, (uint64_t)cfg->seed,
                            err) != 0)
         goto out;
