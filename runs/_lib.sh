@@ -10,7 +10,8 @@
 #   sb_point POINT [run flags]        REPETITIONS runs of one sweep point (SB_BEFORE_REP/SB_AFTER_REP
 #                                     hooks, RUN_DIR); in a dry run only adds it to the plan.
 #   sb_end [FIGURE_STEM...]           the plan (dry run), else analyze and the answering figure(s).
-#   sb_spawn CMD...       a helper process (fio) in its own process group, stopped by sb_cleanup.
+#   sb_spawn CMD...       a helper process (fio) in its own process group (pid in SB_BG_PID),
+#                         stopped by sb_cleanup; sb_stop PID stops one earlier (SIGTERM, 10 s, SIGKILL).
 # Runner knobs, set before sb_init: SB_USAGE (the runner's own options, for --help),
 # SB_QUICK_DURATION_S (default 2), SB_PROFILE_H (the <H> of the mock profile's name, H8 for H8A/H8B).
 # Before sb_end: SB_ANALYZE_PATHS[], SB_ANALYZE_OUT.
@@ -56,6 +57,12 @@ sb__cfg_get() {
         "$file" | head -n1 | sed -E 's/^"(.*)"$/\1/; s/^'"'"'(.*)'"'"'$/\1/'
 }
 
+# A YAML flow list `KEY: [a, b, c]` (the Test Plan template's run.context_tokens) as "a,b,c".
+sb_cfg_list() {
+    [[ -n $CONFIG ]] || return 0
+    sed -n -E "s/^[[:space:]]*$1:[[:space:]]*\[([^]#]*)\].*/\1/p" "$CONFIG" | head -n1 | tr -d ' "'"'"
+}
+
 sb__usage() {
     cat <<EOF
 usage: $(basename "$0") [options] [-- extra sparkbench run flags]
@@ -68,7 +75,7 @@ common options (--flag_name spellings work too):
   --config FILE          sparkbench run --config (its duration_s, repetitions, seed, stack,
                          endpoint, model are the defaults here)
   --duration-s S         seconds per run [default: 300; --quick: ${SB_QUICK_DURATION_S:-2}]
-  --warmup-s S           [default: 10; --quick: 0.5]
+  --warmup-s S           [default: 10, at most a quarter of --duration-s; --quick: 0.5]
   --repetitions N        [default: 3; --quick: 1]
   --seed N               [default: 42]
   --uwork FILE|N         U_work [default: results/H0/uwork.txt]
@@ -186,12 +193,15 @@ sb_init() {
         REPETITIONS=${REPETITIONS:-1}
     fi
     DURATION_S=${DURATION_S:-300}
-    WARMUP_S=${WARMUP_S:-10}
+    # The default warm-up (10 s) never takes more than a quarter of a short run.
+    [[ -n $WARMUP_S ]] || WARMUP_S=$(awk -v d="$DURATION_S" 'BEGIN { w = d / 4; print (w < 10 ? w : 10) }')
     REPETITIONS=${REPETITIONS:-3}
     SEED=${SEED:-42}
     UWORK=${UWORK:-$RESULTS_DIR/H0/uwork.txt}
     { sb__is_num "$DURATION_S" && [[ ! $DURATION_S =~ ^0+([.]0*)?$ ]]; } || die "--duration-s must be a positive number of seconds, not '$DURATION_S'"
     sb__is_num "$WARMUP_S" || die "--warmup-s must be a number of seconds, not '$WARMUP_S'"
+    awk -v w="$WARMUP_S" -v d="$DURATION_S" 'BEGIN { exit !(w < d) }' ||
+        die "--warmup-s ($WARMUP_S) must be shorter than --duration-s ($DURATION_S): nothing would be measured"
     { sb__is_uint "$REPETITIONS" && [[ $REPETITIONS -ge 1 ]]; } || die "--repetitions must be a positive integer, not '$REPETITIONS'"
     sb__is_uint "$SEED" || die "--seed must be a non-negative integer, not '$SEED'"
     [[ -z $CONCURRENCY ]] || { sb__is_uint "$CONCURRENCY" && [[ $CONCURRENCY -ge 1 ]]; } ||
@@ -203,6 +213,12 @@ sb_init() {
 
 # sb_given --flag: true when the user gave that common option (any spelling).
 sb_given() { [[ $SB_GIVEN == *" $1 "* ]]; }
+
+# Where H0 writes U_work: --uwork FILE, else <results>/H0/uwork.txt.
+sb_uwork_file() {
+    if sb_given --uwork && ! sb__is_uint "$UWORK"; then echo "$UWORK"
+    else echo "$RESULTS_DIR/H0/uwork.txt"; fi
+}
 
 # U_work: --concurrency, else --uwork N, else the number in the --uwork file (written by H0's analyze).
 sb_uwork() {
@@ -254,6 +270,17 @@ sb__stop_pid() {
     done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null || true
+}
+
+# sb_stop PID: stops one registered process now (fio after a repetition) and forgets it.
+sb_stop() {
+    local pid=$1 i
+    sb__stop_pid "$pid"
+    for i in "${!SB_PIDS[@]}"; do
+        [[ ${SB_PIDS[i]} == "$pid" ]] && unset 'SB_PIDS[i]'
+    done
+    SB_PIDS=(${SB_PIDS[@]+"${SB_PIDS[@]}"})
+    return 0
 }
 
 # Everything the runner started: the run in progress first (it drains and writes run.json), then
@@ -355,12 +382,7 @@ sb_mock_restart() {
         profile=$SB_MOCK_PROFILE
         [[ $# -gt 0 ]] || flags=(${SB_MOCK_FLAGS[@]+"${SB_MOCK_FLAGS[@]}"})
     fi
-    local old=$SB_MOCK_PID i
-    sb__stop_pid "$old"
-    for i in "${!SB_PIDS[@]}"; do
-        [[ ${SB_PIDS[i]} == "$old" ]] && unset 'SB_PIDS[i]'
-    done
-    SB_PIDS=(${SB_PIDS[@]+"${SB_PIDS[@]}"})
+    sb_stop "$SB_MOCK_PID"
     sb__mock_launch "$SB_MOCK_PORT" "$SB_MOCK_METRICS_PORT" "$profile" ${flags[@]+"${flags[@]}"}
     echo "== mock restarted ($(basename "$profile")) on $(sb__base)"
 }
@@ -558,7 +580,8 @@ sb_end() {
     local out=${SB_ANALYZE_OUT:-$ANALYSIS_DIR/$SB_H} paths=("$SB_OUT") uw
     [[ ${#SB_ANALYZE_PATHS[@]} -gt 0 ]] && paths=("${SB_ANALYZE_PATHS[@]}")
     # Only H0's analyze may write U_work (results/H0/uwork.txt); others get a scratch path.
-    if [[ $SB_H == H0 ]]; then uw="$RESULTS_DIR/H0/uwork.txt"
+    # (H0 writes to --uwork FILE when given, so that the later runners' --uwork FILE finds it.)
+    if [[ $SB_H == H0 ]]; then uw=$(sb_uwork_file)
     else uw="$out/uwork.txt"; fi
     if [[ ${#paths[@]} -le 2 ]]; then echo "== sparkbench analyze ${paths[*]} --out $out"
     else echo "== sparkbench analyze (${#paths[@]} run directories) --out $out"; fi

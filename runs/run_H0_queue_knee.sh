@@ -11,7 +11,8 @@ SB_USAGE="H0 options:
   --context-tokens N     prompt size [default: 256]
   --concurrency-list L   users per step [default: 1,2,4,...,256; --quick: 1,2,4,8,16,32]
                          (--concurrency L with a list, as the old runner took it, works too)
-  --max-tokens N         output tokens per request [default: run's 16; --quick: 32]"
+  --max-tokens N         output tokens per request [default: run's 16; --quick: 32]
+  --uwork FILE           where analyze writes U_work [default: results/H0/uwork.txt]"
 SB_QUICK_DURATION_S=3
 # shellcheck source=_lib.sh
 source "$(dirname "$0")/_lib.sh"
@@ -69,8 +70,9 @@ for n in $(split_list "$conc"); do
     sb_point "U$n" --context-tokens "$ctx" --concurrency "$n" ${max_tokens:+--max-tokens "$max_tokens"}
 done
 sb_end H0_latency_vs_concurrency
-if [[ -s $RESULTS_DIR/H0/uwork.txt ]]; then
-    echo "U_work: $(cat "$RESULTS_DIR/H0/uwork.txt") ($RESULTS_DIR/H0/uwork.txt)"
+uwork_file=$(sb_uwork_file)
+if [[ -s $uwork_file ]]; then
+    echo "U_work: $(cat "$uwork_file") ($uwork_file)"
 else
     echo "U_work: none found (no knee in this sweep; see $ANALYSIS_DIR/H0/report.html)"
 fi

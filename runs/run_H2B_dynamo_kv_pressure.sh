@@ -9,7 +9,7 @@
 #   runs/run_H2B_dynamo_kv_pressure.sh --mock --quick
 set -euo pipefail
 SB_USAGE="H2B options:
-  --contexts LIST        prompt sizes in tokens [default: 256,512,1024,2048,4096; --quick: 256,1024,2048,4096]
+  --contexts LIST        prompt sizes in tokens [default: the --config's run.context_tokens, else 256,512,1024,2048,4096; --quick: 256,1024,2048,4096]
   --nonce-per-user       a per-user tag at the prompt's start, so users share no prefix [default: on]
   --no-nonce-per-user    send every user the same prompt"
 # shellcheck source=_lib.sh
@@ -26,6 +26,8 @@ while [[ $# -gt 0 ]]; do
         *) die "unknown option '$1' (see --help)" ;;
     esac
 done
+# The config's run.context_tokens list (Test Plan §13) is the sweep when --contexts is not given.
+[[ -n $contexts ]] || contexts=$(sb_cfg_list context_tokens)
 if [[ -z $contexts ]]; then
     if [[ $QUICK == 1 ]]; then contexts="256,1024,2048,4096"
     else contexts="256,512,1024,2048,4096"; fi

@@ -97,6 +97,21 @@ check "unknown model: names it and what is served" \
 check "unknown model: one line" test "$(wc -l <"$T/unknown.err")" = 1
 check "unknown model: no run directory" test ! -e "$T/unknown/H0"
 check "dry runs and refusals sent no request to the mock" test ! -s "$T/mock.log"
+# A server still loading: /health 503 (trtllm-serve's unhealthy engine, Dynamo's not_ready).
+"$SPARKBENCH" mock --port 0 --served-model-name "$MODEL" --startup-ms 600000 >"$T/slow.port" 2>/dev/null &
+slow_pid=$!
+for ((i = 0; i < 100; i++)); do
+    [[ -s $T/slow.port ]] && break
+    sleep 0.05
+done
+rc=0
+"$H0" --endpoint "http://127.0.0.1:$(head -n1 "$T/slow.port")/v1/chat/completions" --quick \
+    --results-dir "$T/slow" >"$T/slow.out" 2>"$T/slow.err" || rc=$?
+kill -TERM "$slow_pid"
+wait "$slow_pid" || true
+check "server not ready: non-zero exit" test "$rc" != 0
+check "server not ready: one line quoting the 503" grep -q 'is not ready: GET /health answered HTTP 503' "$T/slow.err"
+check "server not ready: one line" test "$(wc -l <"$T/slow.err")" = 1
 
 # 3. No U_work: the contract's message.
 rc=0
