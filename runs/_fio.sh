@@ -11,7 +11,7 @@
 # FIO_BIN (default fio). fio's job files take FIO_DIR, FIO_SIZE and FIO_RUNTIME from the environment
 # (fio expands ${VAR} in option values: fio HOWTO, "Environment variables").
 # A stopped fio (SIGTERM) still writes its JSON, behind a "fio: terminating on signal 15" line that
-# sb_fio_stop moves to fio.log so that fio.json is plain JSON (fio-3.33, checked here).
+# the wrapper moves to fio.log so that fio.json is plain JSON (fio-3.33, checked here).
 
 : "${runs_root:?source runs/_lib.sh before runs/_fio.sh}"
 SB_FIO_FILE=sb_fio_noisy_neighbour.dat # filename= of every configs/fio profile
@@ -74,14 +74,11 @@ sb__fio_bytes() {
 
 # Keeps a directory made for this runner until the runner is gone (stopped by sb_cleanup after the
 # mock, which was registered after it, or when the runner's shell has exited without its traps).
-sb__fio_janitor() {
-    local dir=$1 main=$SB_MAIN_PID
-    (
-        trap 'rm -rf -- "$dir"; exit 0' TERM
-        while kill -0 "$main" 2>/dev/null; do sleep 1; done
-        rm -rf -- "$dir"
-    ) &
-    sb_register_pid $!
+sb__kv_janitor() {
+    local dir=$1 main=$2
+    trap 'rm -rf -- "$dir"; exit 0' TERM
+    while kill -0 "$main" 2>/dev/null; do sleep 1; done
+    rm -rf -- "$dir"
 }
 
 # A fresh directory under /var/tmp (a disk, not tmpfs: O_DIRECT works there) for the mock's tier 2
@@ -92,7 +89,7 @@ sb_mock_kv_dir() {
         return 0
     fi
     SB_KV_DIR=$(mktemp -d /var/tmp/sb_kv.XXXXXX)
-    sb__fio_janitor "$SB_KV_DIR"
+    sb_spawn sb__kv_janitor "$SB_KV_DIR" "$SB_MAIN_PID"
 }
 
 sb_fio_setup() {
@@ -102,6 +99,12 @@ sb_fio_setup() {
     fi
     [[ $(sb__fio_bytes "$FIO_SIZE") -ge 1048576 ]] ||
         die "--fio-size must be at least 1 MiB (fio's size=, e.g. 256m or 4g), not '$FIO_SIZE'"
+    if [[ $DRY_RUN == 1 ]]; then
+        command -v "$FIO_BIN" >/dev/null || note "fio is not installed (Debian/Ubuntu: apt-get install fio); a real run needs it"
+    else
+        command -v "$FIO_BIN" >/dev/null ||
+            die "fio not found: the H4 noisy neighbour needs it (Debian/Ubuntu: apt-get install fio; or set FIO_BIN)"
+    fi
     if [[ -z ${FIO_DIR:-} && -n $CONFIG ]]; then
         FIO_DIR=$(sb_fio_tier2_path "$CONFIG")
         [[ -n $FIO_DIR ]] && note "fio runs in the config's dynamo.tier2.path: $FIO_DIR"
@@ -114,12 +117,7 @@ sb_fio_setup() {
             die "no directory for fio: pass --fio-dir DIR (a directory on the KV/NVMe device) or a --config with dynamo.tier2.path"
         fi
     fi
-    if [[ $DRY_RUN == 1 ]]; then
-        command -v "$FIO_BIN" >/dev/null || note "fio is not installed (Debian/Ubuntu: apt-get install fio); a real run needs it"
-        return 0
-    fi
-    command -v "$FIO_BIN" >/dev/null ||
-        die "fio not found: the H4 noisy neighbour needs it (Debian/Ubuntu: apt-get install fio; or set FIO_BIN)"
+    [[ $DRY_RUN == 1 ]] && return 0
     [[ -d $FIO_DIR && -w $FIO_DIR ]] || die "fio directory '$FIO_DIR' is not a writable directory (--fio-dir)"
 }
 
@@ -137,6 +135,22 @@ sb_fio_check_profiles() {
     done
 }
 
+# fio in the foreground of a process group of its own (sb_spawn). Stopped by sb_fio_stop or
+# sb_cleanup (SIGTERM): stops fio the same way, lets it write its JSON, then removes its file
+# whatever happened.
+sb__fio_run() {
+    local bin=$1 job=$2 out=$3 log=$4 dir=$5 size=$6 runtime=$7 file=$8 fpid=""
+    trap '[[ -n $fpid ]] && kill -TERM "$fpid" 2>/dev/null' TERM
+    FIO_DIR=$dir FIO_SIZE=$size FIO_RUNTIME=$runtime \
+        "$bin" --output-format=json --output="$out" "$job" 2>"$log" &
+    fpid=$!
+    while kill -0 "$fpid" 2>/dev/null; do wait "$fpid" 2>/dev/null || true; done
+    wait "$fpid" 2>/dev/null || true
+    rm -f -- "$file" "$file".* 2>/dev/null
+    sb_fio_tidy_json "$out" "$log"
+    exit 0
+}
+
 # SB_BEFORE_REP: starts fio with SB_FIO_PROFILE in the background, writing RUN_DIR/fio.json, and
 # returns once fio has laid out its file (so the run meets the neighbour from its first request).
 sb_fio_start() {
@@ -148,21 +162,8 @@ sb_fio_start() {
     # sb_fio_stop ends it when the run is over.
     runtime=$(awk -v d="$DURATION_S" -v w="$WARMUP_S" 'BEGIN { printf "%d\n", d + w + 60.999 }')
     local fio_dir=$FIO_DIR fio_bin=$FIO_BIN size=$FIO_SIZE file="$FIO_DIR/$SB_FIO_FILE"
-    (
-        # Stopped by sb_fio_stop or sb_cleanup (SIGTERM): stop fio the same way, let it write its
-        # JSON, then remove its file whatever happened.
-        fpid=""
-        trap '[[ -n $fpid ]] && kill -TERM "$fpid" 2>/dev/null' TERM
-        FIO_DIR=$fio_dir FIO_SIZE=$size FIO_RUNTIME=$runtime \
-            "$fio_bin" --output-format=json --output="$out" "$job" 2>"$log" &
-        fpid=$!
-        while kill -0 "$fpid" 2>/dev/null; do wait "$fpid" 2>/dev/null || true; done
-        wait "$fpid" 2>/dev/null || true
-        rm -f -- "$file" "$file".* 2>/dev/null
-        exit 0
-    ) &
-    SB_FIO_PID=$!
-    sb_register_pid "$SB_FIO_PID"
+    sb_spawn sb__fio_run "$fio_bin" "$job" "$out" "$log" "$fio_dir" "$size" "$runtime" "$file"
+    SB_FIO_PID=$SB_BG_PID
     local want i
     want=$(sb__fio_bytes "$size")
     for ((i = 0; i < 600; i++)); do
@@ -177,7 +178,7 @@ sb_fio_start() {
     echo "== fio $profile on $FIO_DIR (size $size)"
 }
 
-# SB_AFTER_REP: stops fio (it writes fio.json), waits until its file is gone, tidies fio.json.
+# SB_AFTER_REP: stops fio (it writes fio.json) and waits until its file is gone and fio.json tidied.
 sb_fio_stop() {
     [[ -n $SB_FIO_PID ]] || return 0
     local pid=$SB_FIO_PID i
@@ -187,7 +188,6 @@ sb_fio_stop() {
         [[ ${SB_PIDS[i]} == "$pid" ]] && unset 'SB_PIDS[i]'
     done
     SB_PIDS=(${SB_PIDS[@]+"${SB_PIDS[@]}"})
-    sb_fio_tidy_json "$RUN_DIR/fio.json" "$RUN_DIR/fio.log"
 }
 
 # Moves the lines fio writes ahead of its JSON ("fio: terminating on signal 15") into LOG.

@@ -110,16 +110,6 @@ elif [[ $DRY_RUN == 0 && ${#labels[@]} -gt 0 && -z ${SERVER_CONFIG_CMD:-} ]]; th
     die "H6 on a real stack needs SERVER_CONFIG_CMD: a command that sets the server's tier capacities and eviction policy from SB_TIER0_BYTES, SB_TIER1_BYTES, SB_EVICTION_POLICY and restarts it (or use --mock)"
 fi
 
-# Waits until the server answers /health and lists MODEL (sb_health in a subshell, retried).
-h6_wait_healthy() {
-    local limit=${SB_HEALTH_WAIT_S:-900} t0=$SECONDS
-    until (sb_health) >/dev/null 2>&1; do
-        ((SECONDS - t0 < limit)) || sb_health # its own message, then exit
-        sleep 2
-    done
-    echo "== $(sb__base) is up again ($((SECONDS - t0)) s after the reconfiguration)"
-}
-
 # One tier setting: reconfigure the server (mock restart or the hook), then the point.
 h6_setting() {
     local label=$1 t0=$2 t1=$3 pol=$4 point
@@ -138,7 +128,7 @@ h6_setting() {
         echo "== $label ($point): SERVER_CONFIG_CMD with tier 0 $t0 B, tier 1 $t1 B, policy $pol"
         SB_TIER0_BYTES=$t0 SB_TIER1_BYTES=$t1 SB_EVICTION_POLICY=$pol SB_CAPACITY_LABEL=$label \
             bash -c "$SERVER_CONFIG_CMD" || die "SERVER_CONFIG_CMD failed for $point (exit $?)"
-        h6_wait_healthy
+        sb_wait_healthy "${SB_HEALTH_WAIT_S:-900}"
     fi
     sb_point "$point" --workload sessioned_chat --sessions "$sessions" --concurrency "$users" \
         --prime --session-order zipf:1.0 --kv-bytes-per-token "$kvb" \
