@@ -7,8 +7,9 @@
 #   tests/integration/replay_check.sh RESULTS_DIR ANALYSIS_DIR H0_PROFILE
 #
 # Thresholds, and why (measured on the 2-core dev VM at U_work 8; see README "CI replay"):
-#  - H0: the knee is found (uwork.json status "found") and U_work < max_num_seqs of the H0 mock
-#    profile: a knee at or above the slot count would be a queue the mock does not have.
+#  - H0: the knee is found (uwork.json status "knee", not no_knee or knee_at_first_step) and
+#    U_work < max_num_seqs of the H0 mock profile: a knee at or above the slot count would be a
+#    queue the mock does not have.
 #  - H2A: NVMe r/s within max(5 r/s, 10 %) of its smallest-context point at every context: the
 #    Test Plan's §10 sanity check (and analyze's h2a_nvme_flat gate); Stack A never reads the disk.
 #  - H2B: the tier-2 share of KV hits never falls by more than 0.05 from one context to the next
@@ -106,7 +107,7 @@ else
         END { print (status == "" ? "none" : status), (uw == "" ? "null" : uw) }' "$uw_json")
     slots=$(awk -F: '/^max_num_seqs:/ { gsub(/[ \t]/, "", $2); print $2 }' "$h0_profile")
     measured "H0: knee status $status, U_work $uwork, mock slots ${slots:-?} ($(basename "$h0_profile"))"
-    if [[ $status != found ]]; then
+    if [[ $status != knee ]]; then
         fail "H0: no knee within the sweep (status '$status', U_work $uwork) in $uw_json"
     elif ! [[ $uwork =~ ^[0-9]+$ && ${slots:-} =~ ^[0-9]+$ ]]; then
         fail "H0: U_work '$uwork' or the slot count '${slots:-}' of $h0_profile is not a number"
