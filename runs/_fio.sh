@@ -2,9 +2,9 @@
 # fio as a noisy neighbour on the KV/NVMe device (H4A/H4B), sourced after runs/_lib.sh. One fio per
 # repetition, started by SB_BEFORE_REP before `sparkbench run` and stopped by SB_AFTER_REP after it,
 # with its JSON results in <run dir>/fio.json (analyze puts its MB/s, IOPS and p99 in the summary).
-#   sb_fio_setup                 after sb_init: FIO_DIR (--fio-dir, else the config's dynamo.tier2.path,
-#                                else under --mock a fresh directory under /var/tmp that the mock's
-#                                tier 2 also uses, removed at the end), checks fio and the profiles.
+#   sb_fio_setup                 after sb_init: FIO_DIR (--fio-dir, else under --mock a fresh directory
+#                                under /var/tmp that the mock's tier 2 also uses, removed at the end,
+#                                else the config's dynamo.tier2.path, else /var/tmp), checks fio.
 #   SB_FIO_PROFILE=NAME          the profile (configs/fio/NAME.fio) of the next sb_point.
 #   SB_BEFORE_REP=sb_fio_start SB_AFTER_REP=sb_fio_stop
 # Knobs: FIO_DIR, FIO_SIZE (fio's size= of the shared file, e.g. 256m; default 4g, --quick 256m),
@@ -105,7 +105,8 @@ sb_fio_setup() {
         command -v "$FIO_BIN" >/dev/null ||
             die "fio not found: the H4 noisy neighbour needs it (Debian/Ubuntu: apt-get install fio; or set FIO_BIN)"
     fi
-    if [[ -z ${FIO_DIR:-} && -n $CONFIG ]]; then
+    # Under --mock the mock's tier 2 is where the KV device is, whatever a --config says.
+    if [[ -z ${FIO_DIR:-} && -n $CONFIG && $MOCK == 0 ]]; then
         FIO_DIR=$(sb_fio_tier2_path "$CONFIG")
         [[ -n $FIO_DIR ]] && note "fio runs in the config's dynamo.tier2.path: $FIO_DIR"
     fi
@@ -114,7 +115,10 @@ sb_fio_setup() {
             sb_mock_kv_dir
             FIO_DIR=$SB_KV_DIR
         else
-            die "no directory for fio: pass --fio-dir DIR (a directory on the KV/NVMe device) or a --config with dynamo.tier2.path"
+            # Stack A keeps no KV on disk; the device its NVMe counters watch is the system disk
+            # (the DGX Spark's one internal NVMe holds /var/tmp).
+            FIO_DIR=/var/tmp
+            note "fio runs in $FIO_DIR: no --fio-dir and no dynamo.tier2.path in a --config (pass --fio-dir DIR for another device)"
         fi
     fi
     [[ $DRY_RUN == 1 ]] && return 0
@@ -181,13 +185,9 @@ sb_fio_start() {
 # SB_AFTER_REP: stops fio (it writes fio.json) and waits until its file is gone and fio.json tidied.
 sb_fio_stop() {
     [[ -n $SB_FIO_PID ]] || return 0
-    local pid=$SB_FIO_PID i
+    local pid=$SB_FIO_PID
     SB_FIO_PID=""
-    sb__stop_pid "$pid" 300
-    for i in "${!SB_PIDS[@]}"; do
-        [[ ${SB_PIDS[i]} == "$pid" ]] && unset 'SB_PIDS[i]'
-    done
-    SB_PIDS=(${SB_PIDS[@]+"${SB_PIDS[@]}"})
+    sb_stop "$pid"
 }
 
 # Moves the lines fio writes ahead of its JSON ("fio: terminating on signal 15") into LOG.

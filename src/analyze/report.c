@@ -757,7 +757,8 @@ static const struct section {
      "side: informative for Stack A, insufficient for Stack B."},
     {"H4", "H4A / H4B: storage QoS",
      "p99 against the NVMe read latency that fio contention causes: flat for Stack A, rising "
-     "for Stack B."},
+     "for Stack B. The neighbour's own read/write MB/s and completion p99 come from each run's "
+     "fio.json (the fio_* columns)."},
     {"H5", "H5: KV working-set scaling",
      "Larger KV working sets should worsen p95/p99 at fixed compute."},
     {"H6", "H6: tier sizing and eviction",

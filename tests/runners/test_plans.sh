@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# ctest runners/plans: the H4A, H4B, H5, H6 and H7 runners' flags and plans, sending nothing:
+# --help, --dry-run plans (points and their run flags), both flag spellings (--fio_profile heavy),
+# unknown options and bad values refused with exit 2, H6 on a real stack without SERVER_CONFIG_CMD
+# refused before anything starts.
+# Usage: test_plans.sh SPARKBENCH_BINARY
+set -euo pipefail
+export SPARKBENCH=${1:?usage: test_plans.sh SPARKBENCH}
+src=$(cd "$(dirname "$0")/../.." && pwd)
+work=$(mktemp -d "${TMPDIR:-/tmp}/sbtest-plans.XXXXXX")
+trap 'rm -rf -- "$work"' EXIT
+fails=0
+fail() {
+    echo "FAIL: $*" >&2
+    fails=$((fails + 1))
+}
+# expect RC PATTERN CMD...: runs CMD, checks its exit code and that its output matches PATTERN.
+expect() {
+    local want=$1 pat=$2 rc=0
+    shift 2
+    "$@" >"$work/out" 2>&1 || rc=$?
+    [[ $rc == "$want" ]] || fail "$(basename "$1") ${*:2}: exit $rc, want $want: $(tail -n 3 "$work/out")"
+    grep -Eq -- "$pat" "$work/out" || fail "$(basename "$1") ${*:2}: no /$pat/ in: $(tail -n 5 "$work/out")"
+}
+r="$src/runs"
+common=(--results-dir "$work/res" --analysis-dir "$work/an")
+for s in run_H4A_storage_qos run_H4B_dynamo_storage_qos run_H5_kv_workingset_scaling \
+    run_H6_tier_sizing_policy run_H7_kv_telemetry_sweep; do
+    expect 0 "common options" "$r/$s.sh" --help
+    expect 0 "dry run: nothing was sent" "$r/$s.sh" --mock --quick --concurrency 4 --dry-run "${common[@]}"
+    expect 2 "unknown option '--bogus'" "$r/$s.sh" --mock --quick --concurrency 4 --dry-run --bogus "${common[@]}"
+done
+# H4: three points by default, one with the Test Plan's spelling; fio dir from the config
+expect 0 "plan: 3 points x 1 repetitions" "$r/run_H4B_dynamo_storage_qos.sh" --mock --quick --concurrency 4 --dry-run "${common[@]}"
+expect 0 "point heavy: 3 x 300 s: .*--fio-profile heavy --tier2-path /nvme/kvbm/l8b --nonce-per-user" \
+    "$r/run_H4B_dynamo_storage_qos.sh" --fio_profile heavy --concurrency 4 --dry-run \
+    --config "$src/configs/stackB_h2b.yaml" "${common[@]}"
+expect 0 "--tier2-path '/var/tmp/sb_kv.<new>'" "$r/run_H4B_dynamo_storage_qos.sh" --mock --quick --concurrency 4 --dry-run \
+    --config "$src/configs/stackB_h2b.yaml" "${common[@]}"
+expect 2 "no fio profile 'loud'" "$r/run_H4A_storage_qos.sh" --fio-profiles baseline,loud --concurrency 4 --dry-run --fio-dir /var/tmp "${common[@]}"
+expect 0 "fio runs in /var/tmp: no --fio-dir" "$r/run_H4A_storage_qos.sh" --concurrency 4 --dry-run "${common[@]}"
+expect 0 "--context-tokens 2048 --concurrency 4 --fio-profile moderate" "$r/run_H4A_storage_qos.sh" --concurrency 4 --dry-run --fio_dir /var/tmp "${common[@]}"
+# H5: sessions capped users, the turns sweep in a full plan
+expect 0 "point sess4: .*--sessions 4 --concurrency 4" "$r/run_H5_kv_workingset_scaling.sh" --mock --quick --concurrency 8 --dry-run "${common[@]}"
+expect 0 "point sess64_turns16: .*--sessions 64 --concurrency 8 --turns 16" "$r/run_H5_kv_workingset_scaling.sh" --mock --concurrency 8 --dry-run "${common[@]}"
+# H6: labels on every run; the mock's blocks from the capacities; the hook on a real stack
+expect 0 "point t0t1-80MiB_lfu: .*--tier0-capacity-bytes 16777216 --tier1-capacity-bytes 67108864 --eviction-policy lfu" \
+    "$r/run_H6_tier_sizing_policy.sh" --mock --quick --concurrency 4 --dry-run "${common[@]}"
+expect 0 "t0t1-8MiB_lru: mock --tier0-blocks 64 --tier1-blocks 64" \
+    "$r/run_H6_tier_sizing_policy.sh" --mock --quick --concurrency 4 --dry-run "${common[@]}"
+expect 0 "plan: 9 points x 3 repetitions" "$r/run_H6_tier_sizing_policy.sh" --concurrency 4 --dry-run "${common[@]}"
+expect 2 "needs SERVER_CONFIG_CMD" env -u SERVER_CONFIG_CMD "$r/run_H6_tier_sizing_policy.sh" --concurrency 4 \
+    --endpoint http://127.0.0.1:9/v1/chat/completions "${common[@]}"
+expect 2 "bad size 'lots'" "$r/run_H6_tier_sizing_policy.sh" --capacities small:lots:1GiB --concurrency 4 --dry-run "${common[@]}"
+# H7: the KV telemetry scraped on every point
+expect 0 "point ctx4096: .*--prom http://127.0.0.1:6880/metrics .*--context-tokens 4096 --concurrency 4" \
+    "$r/run_H7_kv_telemetry_sweep.sh" --quick --concurrency 4 --dry-run "${common[@]}"
+[[ ! -e $work/res ]] || fail "a dry run wrote $work/res"
+[[ $fails == 0 ]] || exit 1
+echo "ok"
