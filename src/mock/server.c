@@ -1772,6 +1772,21 @@ static void render_metrics_page(struct mock_server *s, struct sb_buf *out)
                 "# TYPE mock:engine_iterations_total counter\n"
                 "mock:engine_iterations_total %llu\n",
                 (unsigned long long)s->eng.iterations);
+    /* The token budget at work: what the last iteration scheduled against the budget, and how
+       often a prompt was cut short by it (chunked prefill). */
+    sb_buf_addf(&out,
+                "# HELP mock:max_num_batched_tokens Token budget of one iteration (0: none).\n"
+                "# TYPE mock:max_num_batched_tokens gauge\n"
+                "mock:max_num_batched_tokens %lld\n"
+                "# HELP mock:iteration_batched_tokens Tokens the last iteration scheduled.\n"
+                "# TYPE mock:iteration_batched_tokens gauge\n"
+                "mock:iteration_batched_tokens %lld\n"
+                "# HELP mock:chunked_prefills_total Prompt chunks that left part of their prompt "
+                "for a later iteration.\n"
+                "# TYPE mock:chunked_prefills_total counter\n"
+                "mock:chunked_prefills_total %llu\n",
+                s->eng.max_batched_tokens, s->eng.batched_tokens,
+                (unsigned long long)s->eng.chunked_prefills);
     if (s->iters)
         sb_buf_addf(out,
                     "# HELP mock:trtllm_iterations_dropped_total Iteration stats overwritten "
