@@ -1774,7 +1774,7 @@ static void render_metrics_page(struct mock_server *s, struct sb_buf *out)
                 (unsigned long long)s->eng.iterations);
     /* The token budget at work: what the last iteration scheduled against the budget, and how
        often a prompt was cut short by it (chunked prefill). */
-    sb_buf_addf(&out,
+    sb_buf_addf(out,
                 "# HELP mock:max_num_batched_tokens Token budget of one iteration (0: none).\n"
                 "# TYPE mock:max_num_batched_tokens gauge\n"
                 "mock:max_num_batched_tokens %lld\n"
