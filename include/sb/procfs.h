@@ -203,6 +203,14 @@ int sb_blockdev_of_devt(const char *sysfs_root, unsigned major, unsigned minor, 
 int sb_blockdev_of_path(const char *sysfs_root, const char *path, char *out, size_t cap,
                         struct sb_err *err);
 
+/*
+ * The comma-separated disks `run --sysmon` watches, into out (cap bytes): the disk holding the KV
+ * tier-2 path first, since the first disk is sysmon's "nvme" (NVMe r/s, rMB/s and r_await for H2,
+ * H4, H7 and H8), then the run directory's when it is another; either may be NULL or "". -1 (out
+ * empty) when the list does not fit.
+ */
+int sb_sysmon_disk_list(const char *tier2_dev, const char *run_dev, char *out, size_t cap);
+
 /* ---- /proc/<pid>/io and /proc/<pid>/stat ----------------------------------------------------- */
 
 /*

@@ -169,12 +169,58 @@ static bool same_setting(const struct sb_run *a, const struct sb_run *b)
            same_str(a->settings, b->settings);
 }
 
+/* The length of settings without its "key=..." line (the whole text when it has none), and
+ * where that line starts. */
+static size_t settings_cut(const char *settings, const char *key, size_t *line_at, size_t *line_len)
+{
+    size_t n = strlen(settings), klen = strlen(key);
+    *line_at = n;
+    *line_len = 0;
+    for (size_t at = 0; at < n;) {
+        const char *nl = strchr(settings + at, '\n');
+        size_t len = nl ? (size_t)(nl - (settings + at)) + 1 : n - at;
+        if (len > klen && strncmp(settings + at, key, klen) == 0 && settings[at + klen] == '=') {
+            *line_at = at;
+            *line_len = len;
+            break;
+        }
+        at += len;
+    }
+    return n - *line_len;
+}
+
+/* Whether settings a and b are equal but for key's line. */
+static bool same_settings_but(const char *a, const char *b, const char *key)
+{
+    a = a ? a : "";
+    b = b ? b : "";
+    size_t ai, al, bi, bl;
+    if (settings_cut(a, key, &ai, &al) != settings_cut(b, key, &bi, &bl))
+        return false;
+    size_t i = 0, j = 0;
+    for (;;) {
+        if (i == ai)
+            i += al;
+        if (j == bi)
+            j += bl;
+        if (!a[i] || !b[j])
+            return !a[i] && !b[j];
+        if (a[i++] != b[j++])
+            return false;
+    }
+}
+
 /* Whether a and b lie on one curve of hypothesis sweep sw. */
 static bool same_series(const struct sb_run *a, const struct sb_run *b, const struct sweep *sw)
 {
-    /* A streaming and a non-streaming sweep (or any other setting apart) are two curves. */
+    /* A streaming and a non-streaming sweep (or any other setting apart) are two curves. A context
+       sweep reads one prompt file per context, so the prompt's size changes along it by design:
+       it still tells two points apart (same_setting), never two curves. */
     if (!same_str(a->stack, b->stack) || !same_str(a->model, b->model) ||
-        !same_str(a->workload, b->workload) || !same_str(a->settings, b->settings))
+        !same_str(a->workload, b->workload))
+        return false;
+    if (sw->x == SB_X_CONTEXT ? !same_settings_but(a->settings, b->settings, "prompt.bytes")
+                              : !same_str(a->settings, b->settings))
         return false;
     if ((sw->fixed & FIX_CONCURRENCY) && a->concurrency != b->concurrency)
         return false;

@@ -625,7 +625,8 @@ static void *sysmon_main(void *arg)
     return NULL;
 }
 
-/* Starts the sampler into dir; its disks are those holding dir and the KV tier-2 path. */
+/* Starts the sampler into dir; its disks are those holding the KV tier-2 path (first: sysmon's
+ * "nvme", the device the KV reads hit) and dir. */
 static int sysmon_start(struct sysmon_thread *t, const struct sb_run_config *cfg, char *dir)
 {
     memset(t, 0, sizeof(*t));
@@ -634,8 +635,7 @@ static int sysmon_start(struct sysmon_thread *t, const struct sb_run_config *cfg
     sb_blockdev_of_path("/sys", dir, a, sizeof(a), &e);
     if (cfg->tier2_path)
         sb_blockdev_of_path("/sys", cfg->tier2_path, b, sizeof(b), &e);
-    snprintf(t->disks, sizeof(t->disks), "%s%s%s", a, (a[0] && b[0] && strcmp(a, b)) ? "," : "",
-             strcmp(a, b) ? b : "");
+    sb_sysmon_disk_list(b, a, t->disks, sizeof(t->disks));
     t->cfg.out_dir = dir;
     t->cfg.interval_ms = cfg->cadence_ms;
     t->cfg.disks = t->disks[0] ? t->disks : NULL;

@@ -35,6 +35,7 @@
 #include "sb/buf.h"
 #include "sb/mock_faults.h"
 #include "sb/mock_metrics.h"
+#include "sb/mock_metrics_port.h"
 #include "sb/mock_model.h"
 #include "sb/mock_server.h"
 #include "sb/mock_slots.h"
@@ -139,7 +140,7 @@ struct mock_server {
     char **models;
     size_t nmodels;
     struct sb_mock_storage *storage;
-    struct evhttp *mhttp; /* --metrics-port */
+    struct sb_metrics_port *mport; /* --metrics-port, on its own thread */
     struct sb_histo in_tokens, out_tokens, cached_tokens;
     /* --metrics-format trtllm: a ring of the iterations not yet drained by a GET /metrics */
     struct trtllm_iter *iters;
@@ -1756,31 +1757,24 @@ static void render_llamacpp(const struct mock_server *s, struct sb_buf *out)
                     items[i].gauge ? "gauge" : "counter", items[i].name, items[i].value);
 }
 
-static void handle_metrics(struct mock_server *s, struct evhttp_request *req)
+/* The whole Prometheus page: the API port's /metrics and the metrics port's (metrics_port.c). */
+static void render_metrics_page(struct mock_server *s, struct sb_buf *out)
 {
-    struct sb_buf out;
-    sb_buf_init(&out, 4u << 20);
     if (s->llamacpp) {
-        render_llamacpp(s, &out);
-        struct evbuffer *b = evbuffer_new();
-        evbuffer_add(b, out.data ? out.data : "", out.len);
-        sb_buf_release(&out);
-        add_header(req, "Content-Type", "text/plain; version=0.0.4");
-        evhttp_send_reply(req, 200, "OK", b);
-        evbuffer_free(b);
+        render_llamacpp(s, out);
         return;
     }
-    sb_mock_metrics_render(&s->metrics, s->eng.nbatch, s->eng.nwaiting, &out);
-    render_dynamo(s, &out);
-    sb_mock_storage_render(s->storage, &out);
-    sb_buf_addf(&out,
+    sb_mock_metrics_render(&s->metrics, s->eng.nbatch, s->eng.nwaiting, out);
+    render_dynamo(s, out);
+    sb_mock_storage_render(s->storage, out);
+    sb_buf_addf(out,
                 "# HELP mock:engine_iterations_total Engine iterations begun.\n"
                 "# TYPE mock:engine_iterations_total counter\n"
                 "mock:engine_iterations_total %llu\n",
                 (unsigned long long)s->eng.iterations);
     /* The token budget at work: what the last iteration scheduled against the budget, and how
        often a prompt was cut short by it (chunked prefill). */
-    sb_buf_addf(&out,
+    sb_buf_addf(out,
                 "# HELP mock:max_num_batched_tokens Token budget of one iteration (0: none).\n"
                 "# TYPE mock:max_num_batched_tokens gauge\n"
                 "mock:max_num_batched_tokens %lld\n"
@@ -1794,16 +1788,30 @@ static void handle_metrics(struct mock_server *s, struct evhttp_request *req)
                 s->eng.max_batched_tokens, s->eng.batched_tokens,
                 (unsigned long long)s->eng.chunked_prefills);
     if (s->iters)
-        sb_buf_addf(&out,
+        sb_buf_addf(out,
                     "# HELP mock:trtllm_iterations_dropped_total Iteration stats overwritten "
                     "before a GET /metrics drained them.\n"
                     "# TYPE mock:trtllm_iterations_dropped_total counter\n"
                     "mock:trtllm_iterations_dropped_total %llu\n",
                     (unsigned long long)s->iters_dropped);
+}
+
+static void render_metrics_cb(void *ctx, struct sb_buf *out)
+{
+    render_metrics_page(ctx, out);
+}
+
+static void handle_metrics(struct mock_server *s, struct evhttp_request *req)
+{
+    struct sb_buf out;
+    sb_buf_init(&out, 4u << 20);
+    render_metrics_page(s, &out);
     struct evbuffer *b = evbuffer_new();
     evbuffer_add(b, out.data ? out.data : "", out.len);
     sb_buf_release(&out);
-    add_header(req, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    add_header(req, "Content-Type",
+               s->llamacpp ? "text/plain; version=0.0.4"
+                           : "text/plain; version=0.0.4; charset=utf-8");
     evhttp_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
 }
@@ -1939,18 +1947,6 @@ static void handle_cache_reset(struct mock_server *s, struct evhttp_request *req
     }
     evhttp_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
-}
-
-static void on_metrics_request(struct evhttp_request *req, void *arg)
-{
-    const char *uri = evhttp_request_get_uri(req);
-    if (!uri)
-        return;
-    set_nodelay(req);
-    if (strncmp(uri, "/metrics", 8) == 0 && (uri[8] == '\0' || uri[8] == '?'))
-        handle_metrics(arg, req);
-    else
-        send_error(req, 404, "NotFoundError", "this port serves /metrics only", false);
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -2190,8 +2186,7 @@ static int split_models(struct mock_server *s, const char *list, struct sb_err *
 
 static void server_release(struct mock_server *s)
 {
-    if (s->mhttp)
-        evhttp_free(s->mhttp);
+    sb_metrics_port_stop(s->mport); /* its render event is on s->base */
     if (s->http)
         evhttp_free(s->http); /* closes the remaining connections (their close callbacks run) */
     sb_mock_wire_release();
@@ -2333,14 +2328,9 @@ int sb_mock_serve(const struct sb_mock_config *cfg, FILE *announce, struct sb_er
         int mfd = bind_listener(cfg->host, cfg->metrics_port, &mport, err);
         if (mfd < 0)
             goto out;
-        s->mhttp = evhttp_new(s->base);
-        if (!s->mhttp || !evhttp_accept_socket_with_handle(s->mhttp, mfd)) {
-            close(mfd);
-            sb_err_set(err, "cannot accept on %s:%d", cfg->host, mport);
+        /* Served from its own thread: a scrape must not wait for an iteration's disk reads. */
+        if (sb_metrics_port_start(&s->mport, s->base, mfd, render_metrics_cb, s, err) != 0)
             goto out;
-        }
-        evhttp_set_gencb(s->mhttp, on_metrics_request, s);
-        evhttp_set_bevcb(s->mhttp, sb_mock_wire_bev, NULL);
     }
     if (announce) {
         fprintf(announce, "%d\n", port);

@@ -828,3 +828,17 @@ int sb_pid_stat_parse(const char *text, size_t len, struct sb_pid_stat *out, str
     *out = ps;
     return 0;
 }
+
+int sb_sysmon_disk_list(const char *tier2_dev, const char *run_dev, char *out, size_t cap)
+{
+    const char *a = tier2_dev ? tier2_dev : "", *b = run_dev ? run_dev : "";
+    if (a[0] && strcmp(a, b) == 0)
+        b = "";
+    int n = snprintf(out, cap, "%s%s%s", a, a[0] && b[0] ? "," : "", b[0] ? b : "");
+    if (n < 0 || (size_t)n >= cap) {
+        if (cap)
+            out[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
