@@ -271,6 +271,7 @@ struct yaml_ctx {
     const char *path;
     yaml_document_t *doc;
     struct sb_err *err;
+    const uint64_t *given; /* options given by flag (sb_opt_parse), or NULL */
 };
 
 static bool key_under(const char *key, const char *prefix, size_t len)
@@ -363,6 +364,93 @@ static cJSON *node_to_json(yaml_document_t *doc, yaml_node_t *node, int depth)
     return obj;
 }
 
+/* The scalar under root.section.name, or NULL. */
+static const char *doc_scalar(yaml_document_t *doc, const char *section, const char *name)
+{
+    yaml_node_t *map = yaml_document_get_root_node(doc);
+    const char *want[2] = {section, name};
+    for (int depth = 0; depth < 2; depth++) {
+        if (!map || map->type != YAML_MAPPING_NODE)
+            return NULL;
+        yaml_node_t *next = NULL;
+        for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+             p++) {
+            yaml_node_t *k = yaml_document_get_node(doc, p->key);
+            if (k && k->type == YAML_SCALAR_NODE &&
+                strcmp((const char *)k->data.scalar.value, want[depth]) == 0)
+                next = yaml_document_get_node(doc, p->value);
+        }
+        map = next;
+    }
+    return map && map->type == YAML_SCALAR_NODE ? (const char *)map->data.scalar.value : NULL;
+}
+
+/* "H2B" out of run.hypothesis or the leading word of run.id ("H2B_ctx_sweep_..."), else "". */
+static void doc_hypothesis(yaml_document_t *doc, char *out, size_t cap)
+{
+    const char *ids[] = {doc_scalar(doc, "run", "hypothesis"), doc_scalar(doc, "run", "id")};
+    out[0] = '\0';
+    for (int i = 0; i < 2; i++) {
+        const char *s = ids[i];
+        size_t n = 0;
+        if (!s || s[0] != 'H' || s[1] < '0' || s[1] > '9')
+            continue;
+        for (n = 2; s[n] >= '0' && s[n] <= '9'; n++)
+            ;
+        if (s[n] == 'A' || s[n] == 'B')
+            n++;
+        if (s[n] && s[n] != '_' && s[n] != '-' && s[n] != ' ')
+            continue;
+        snprintf(out, cap, "%.*s", (int)n, s);
+        return;
+    }
+}
+
+/* A list where one value goes: the Test Plan's section 13 template writes a sweep
+   (run.context_tokens: [256, 512, ...]) into the run's config. A flag for the key on the command
+   line picks the point (the runners pass one per point), so the list is skipped; without one,
+   the run is refused saying what to do. */
+static int scalar_list(struct yaml_ctx *c, yaml_node_t *v, const struct sb_opt *o, const char *key)
+{
+    size_t idx = (size_t)(o - c->opts);
+    if (c->given && o->flag && (c->given[idx / 64] >> (idx % 64) & 1))
+        return 0;
+    char list[160] = "[", hyp[16];
+    size_t len = 1;
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+         it++) {
+        yaml_node_t *item = yaml_document_get_node(c->doc, *it);
+        const char *s =
+            item && item->type == YAML_SCALAR_NODE ? (const char *)item->data.scalar.value : "...";
+        int w = snprintf(list + len, sizeof(list) - len, "%s%s",
+                         it > v->data.sequence.items.start ? ", " : "", s);
+        if (w < 0 || (size_t)w >= sizeof(list) - len - 5) {
+            snprintf(list + len, sizeof(list) - len, ", ...");
+            len = strlen(list);
+            break;
+        }
+        len += (size_t)w;
+    }
+    snprintf(list + len, sizeof(list) - len, "]");
+    /* Only run.* keys are a sweep's: the runners sweep them, one point per run. */
+    if (!o->flag || strncmp(key, "run.", 4) != 0)
+        return yaml_fail(c, v, "key '%s' takes %s, not a list %s", key, type_word(o->type), list);
+    doc_hypothesis(c->doc, hyp, sizeof(hyp));
+    if (!hyp[0])
+        return yaml_fail(c, v,
+                         "key '%s' takes %s, not a list %s: a run takes one value; give one with "
+                         "--%s %s, or sweep the list with the hypothesis's runner "
+                         "(runs/run_H<n>_*.sh --config %s)",
+                         key, type_word(o->type), list, o->flag, o->argname ? o->argname : "VALUE",
+                         c->path);
+    return yaml_fail(c, v,
+                     "key '%s' takes %s, not a list %s: a run takes one value; give one with "
+                     "--%s %s, or sweep the list with the runner for %s (runs/run_%s_*.sh "
+                     "--config %s)",
+                     key, type_word(o->type), list, o->flag, o->argname ? o->argname : "VALUE", hyp,
+                     hyp, c->path);
+}
+
 static int apply_node(struct yaml_ctx *c, yaml_node_t *knode, yaml_node_t *v, const char *key)
 {
     const struct sb_opt *o = sb_opt_find_key(c->opts, c->n, key);
@@ -403,7 +491,7 @@ static int apply_node(struct yaml_ctx *c, yaml_node_t *knode, yaml_node_t *v, co
     snprintf(what, sizeof(what), "key '%s'", key);
     if (v->type == YAML_SEQUENCE_NODE) {
         if (o->type != SB_OPT_LIST)
-            return yaml_fail(c, v, "key '%s' takes %s, not a list", key, type_word(o->type));
+            return scalar_list(c, v, o, key);
         size_t cap = 1, len = 0;
         char *joined = NULL;
         for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
@@ -503,8 +591,8 @@ int sb_yaml_load_file(const char *path, const char *what, bool missing_ok,
     return rc;
 }
 
-int sb_opt_load_yaml(const struct sb_opt *opts, size_t n, void *obj, const char *path,
-                     struct sb_err *err)
+static int load_yaml(const struct sb_opt *opts, size_t n, void *obj, const char *path,
+                     const uint64_t *given, struct sb_err *err)
 {
     yaml_document_t doc;
     if (sb_yaml_load_file(path, "config ", false, &doc, err) != 0)
@@ -515,7 +603,7 @@ int sb_opt_load_yaml(const struct sb_opt *opts, size_t n, void *obj, const char 
         rc = 0; /* an empty file sets nothing */
         goto out_doc;
     }
-    struct yaml_ctx c = {opts, n, obj, path, &doc, err};
+    struct yaml_ctx c = {opts, n, obj, path, &doc, err, given};
     if (root->type != YAML_MAPPING_NODE) {
         yaml_fail(&c, root, "the top level must be a mapping of keys");
         goto out_doc;
@@ -524,6 +612,12 @@ int sb_opt_load_yaml(const struct sb_opt *opts, size_t n, void *obj, const char 
 out_doc:
     yaml_document_delete(&doc);
     return rc;
+}
+
+int sb_opt_load_yaml(const struct sb_opt *opts, size_t n, void *obj, const char *path,
+                     struct sb_err *err)
+{
+    return load_yaml(opts, n, obj, path, NULL, err);
 }
 
 /* ---- command line ---- */
@@ -544,8 +638,10 @@ int sb_opt_parse(const struct sb_opt *opts, size_t n, void *obj, int argc, char 
     if (sb_opt_defaults(opts, n, obj, err) != 0)
         return -1;
 
-    /* Pass 1: --help and the config file, so the YAML applies before any flag. */
+    /* Pass 1: --help and the config file, so the YAML applies before any flag; which options
+       have a flag (a flag's value stands in for a sweep list in the YAML). */
     const char *config = NULL;
+    uint64_t given[SB_OPT_MAX / 64] = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--") == 0)
@@ -566,8 +662,10 @@ int sb_opt_parse(const struct sb_opt *opts, size_t n, void *obj, int argc, char 
         const struct sb_opt *o = sb_opt_find_flag(opts, n, name);
         if (o && (o->flags & SB_OPT_CONFIG))
             config = eq ? eq + 1 : (i + 1 < argc ? argv[i + 1] : NULL);
+        if (o && (size_t)(o - opts) < SB_OPT_MAX)
+            given[(size_t)(o - opts) / 64] |= 1ull << ((size_t)(o - opts) % 64);
     }
-    if (config && sb_opt_load_yaml(opts, n, obj, config, err) != 0)
+    if (config && load_yaml(opts, n, obj, config, given, err) != 0)
         return -1;
 
     /* Pass 2: every flag, in order; later ones win, except that list flags accumulate. */

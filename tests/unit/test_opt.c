@@ -643,7 +643,7 @@ static void test_yaml_errors(void **state)
         {"just a string\n", 1, "the top level must be a mapping of keys"},
         {"run: 5\n", 1, "key 'run' is a section: it takes a mapping"},
         {"dynamo:\n  tier0: [a]\n", 2, "key 'dynamo.tier0' is a section: it takes a mapping"},
-        {"run:\n  concurrency: [1, 2]\n", 2, "key 'run.concurrency' takes an integer, not a list"},
+        {"seed: [1, 2]\n", 1, "key 'seed' takes an integer, not a list [1, 2]"},
         {"name:\n  first: x\n", 2, "key 'name' takes a string, not a mapping"},
         {"run:\n  models:\n    - a,b\n", 3, "key 'run.models': list item 'a,b' contains a comma"},
         {"run:\n  models: [[a]]\n", 2, "key 'run.models': list items must be plain values"},
