@@ -14,9 +14,6 @@ SB_USAGE="$SB_H4 options:
   --fio-size SIZE        fio's file size [default: 4g; --quick: 256m]
   --context-tokens N     prompt size [default: 2048]
   --max-tokens N         output tokens per request [default: run's]
-  --nonce-per-user       a per-user tag at the prompt's start, so users share no prefix and the KV
-                         working set is users x context (the Test Plan's sweeps) [default: on]
-  --no-nonce-per-user    send every user the same prompt
 environment: FIO_BIN (default fio)"
 SB_QUICK_DURATION_S=3
 # shellcheck source=_lib.sh
@@ -26,15 +23,13 @@ source "$(dirname "$0")/_fio.sh"
 
 sb_init "$SB_H4" "$@"
 sb_fio_flags
-profiles="baseline,moderate,heavy" ctx=2048 max_tokens="" nonce=(--nonce-per-user)
+profiles="baseline,moderate,heavy" ctx=2048 max_tokens=""
 set -- ${SB_FIO_REST[@]+"${SB_FIO_REST[@]}"}
 while [[ $# -gt 0 ]]; do
     case "$(sb_flag "$1")" in
         --fio-profiles | --fio-profile) profiles=${2:?$1 needs a value} && shift 2 ;;
         --context-tokens) ctx=${2:?--context-tokens needs a value} && shift 2 ;;
         --max-tokens) max_tokens=${2:?--max-tokens needs a value} && shift 2 ;;
-        --nonce-per-user) nonce=(--nonce-per-user) && shift ;;
-        --no-nonce-per-user) nonce=() && shift ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
 done
@@ -53,7 +48,7 @@ else sb_begin; fi
 for p in "${plist[@]}"; do
     SB_FIO_PROFILE=$p
     sb_point "$p" --context-tokens "$ctx" --concurrency "$uwork" --fio-profile "$p" \
-        --tier2-path "$FIO_DIR" ${nonce[@]+"${nonce[@]}"} ${max_tokens:+--max-tokens "$max_tokens"}
+        --tier2-path "$FIO_DIR" ${max_tokens:+--max-tokens "$max_tokens"}
 done
 sb_end H4_p99_vs_r_await
 # The answer in numbers: p99 and fio's bandwidth per profile, from the H4 table.

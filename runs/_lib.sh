@@ -3,7 +3,7 @@
 # check, one sweep point's repetitions, the dry-run plan, the final analyze, and the traps that stop
 # whatever a runner started. API (issue 14 contract):
 #   sb_init H "$@"        common flags -> STACK ENDPOINT MODEL CONFIG DURATION_S WARMUP_S REPETITIONS SEED
-#                         UWORK CONCURRENCY RESULTS_DIR ANALYSIS_DIR MOCK QUICK DRY_RUN EXTRA[]; the rest
+#                         UWORK CONCURRENCY RESULTS_DIR ANALYSIS_DIR MOCK QUICK DRY_RUN SB_NONCE[] EXTRA[]; the rest
 #                         in ARGS[] for the runner (normalize a spelling with sb_flag).
 #   sb_begin [PROFILE] [mock flags]   traps; with --mock starts the mock; then sb_health.
 #   sb_uwork              U_work (--concurrency, else the number in UWORK, else dies).
@@ -13,7 +13,8 @@
 #   sb_spawn CMD...       a helper process (fio) in its own process group (pid in SB_BG_PID),
 #                         stopped by sb_cleanup; sb_stop PID stops one earlier (SIGTERM, 10 s, SIGKILL).
 # Runner knobs, set before sb_init: SB_USAGE (the runner's own options, for --help),
-# SB_QUICK_DURATION_S (default 2), SB_PROFILE_H (the <H> of the mock profile's name, H8 for H8A/H8B).
+# SB_QUICK_DURATION_S (default 2), SB_PROFILE_H (the <H> of the mock profile's name, H8 for H8A/H8B),
+# SB_SESSIONED=1 (a sessioned_chat runner: no nonce flags, since run refuses nonces there).
 # Before sb_end: SB_ANALYZE_PATHS[], SB_ANALYZE_OUT.
 # Environment: SPARKBENCH (the binary; default build/sparkbench of this checkout, else `sparkbench`),
 # KVBM_METRICS_URL (Stack B's KVBM page; default http://<endpoint host>:6880/metrics).
@@ -63,6 +64,17 @@ sb_cfg_list() {
     sed -n -E "s/^[[:space:]]*$1:[[:space:]]*\[([^]#]*)\].*/\1/p" "$CONFIG" | head -n1 | tr -d ' "'"'"
 }
 
+sb__nonce_usage() {
+    [[ ${SB_SESSIONED:-0} == 1 ]] && return 0
+    cat <<EOF
+  --nonce-per-user       a per-user tag at the prompt's start, so users share no prefix and prefix
+                         caching does not hide the KV working set (users x context), as the Test
+                         Plan's sweeps run [default: on]
+  --no-nonce-per-user    every user sends the same prompt (run gets --no-nonce-per-user, which
+                         also overrides a config's server.nonce_per_user)
+EOF
+}
+
 sb__usage() {
     cat <<EOF
 usage: $(basename "$0") [options] [-- extra sparkbench run flags]
@@ -83,6 +95,7 @@ common options (--flag_name spellings work too):
   --results-dir DIR      [default: results]; run dirs go to DIR/<H>/<run id>
   --analysis-dir DIR     [default: analysis]; analyze writes DIR/<H>
   --trtllm-metrics       Stack A: drain TensorRT-LLM's JSON /metrics into each run (a GET drains it)
+$(sb__nonce_usage)
   --mock                 start sparkbench mock (configs/mock/<H>_stack<S>.yaml, else stack<S>.yaml)
                          on a free port and run against it
   --quick                short sweep, 1 repetition, ${SB_QUICK_DURATION_S:-2} s a point (CI, demos)
@@ -102,6 +115,10 @@ sb_init() {
     UWORK="" CONCURRENCY="" RESULTS_DIR=results ANALYSIS_DIR=analysis
     MOCK=0 QUICK=0 DRY_RUN=0 TRTLLM_METRICS=0
     EXTRA=() ARGS=() SB_GIVEN=" "
+    # Per-user prompts by default (Test Plan §7.1, §16: --nonce_per_user), for every fixed-context
+    # runner alike; sessioned_chat runners (H5, H6) send none: run refuses nonces there.
+    SB_NONCE=(--nonce-per-user)
+    [[ ${SB_SESSIONED:-0} == 1 ]] && SB_NONCE=()
     SB_PLAN=() SB_ANALYZE_PATHS=() SB_MOCK_PID="" SB_RUN_PID="" SB_CLEANED=0 SB_PIDS=() SB_TMP=""
     local a v
     while [[ $# -gt 0 ]]; do
@@ -138,6 +155,12 @@ sb_init() {
             --quick) QUICK=1 && shift ;;
             --dry-run) DRY_RUN=1 && shift ;;
             --trtllm-metrics) TRTLLM_METRICS=1 && shift ;;
+            --nonce-per-user | --no-nonce-per-user)
+                [[ ${SB_SESSIONED:-0} == 1 ]] &&
+                    die "$a: $SB_H runs sessioned_chat, whose sessions share no prompt; run takes no nonce there"
+                SB_NONCE=("$a")
+                shift
+                ;;
             -h | --help)
                 sb__usage
                 exit 0
@@ -502,7 +525,7 @@ sb_point() {
     [[ -n $CONFIG ]] && common+=(--config "$CONFIG")
     common+=(--duration-s "$DURATION_S" --warmup-s "$WARMUP_S" --seed "$SEED"
         --hypothesis "$SB_H" --phase "$point" --results-dir "$SB_OUT"
-        --prompts-dir "$runs_root/inputs/prompts" --sysmon)
+        --prompts-dir "$runs_root/inputs/prompts" --sysmon ${SB_NONCE[@]+"${SB_NONCE[@]}"})
     if [[ $DRY_RUN == 1 ]]; then
         id="${SB_STAMP}_${SB_H}_stack${STACK}_${SB_MODEL_ID}_${point}_r<rep>"
         cmd=(sparkbench run "${common[@]}" --repetition "<rep>" --run-id "$id"

@@ -107,7 +107,9 @@ if [[ $DRY_RUN == 1 ]]; then
     if [[ $MOCK == 1 ]]; then what="the mock is restarted"
     elif [[ -n ${SERVER_RESTART_CMD:-} ]]; then what="SERVER_RESTART_CMD ($SERVER_RESTART_CMD) restarts the server"
     else what="(no SERVER_RESTART_CMD: no restart)"; fi
-    SB_PLAN+=("before each cold repetition: $what$([[ $drop_caches == 1 ]] && echo ", then the page cache is dropped when permitted")")
+    # (An if, not `[[ ]] && echo` in $(...): a false test would fail the assignment under set -e.)
+    if [[ $drop_caches == 1 ]]; then what+=", then the page cache is dropped when permitted"; fi
+    SB_PLAN+=("before each cold repetition: $what")
 fi
 SB_BEFORE_REP=h1_cold
 sb_point cold --context-tokens "$ctx" --concurrency "$users" ${lora[@]+"${lora[@]}"}

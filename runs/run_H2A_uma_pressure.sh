@@ -8,20 +8,16 @@
 #   runs/run_H2A_uma_pressure.sh --mock --quick
 set -euo pipefail
 SB_USAGE="H2A options:
-  --contexts LIST        prompt sizes in tokens [default: the --config's run.context_tokens, else 256,512,1024,2048; --quick: 256,1024,2048,4096]
-  --nonce-per-user       a per-user tag at the prompt's start, so users share no prefix [default: on]
-  --no-nonce-per-user    send every user the same prompt"
+  --contexts LIST        prompt sizes in tokens [default: the --config's run.context_tokens, else 256,512,1024,2048; --quick: 256,1024,2048,4096]"
 # shellcheck source=_lib.sh
 source "$(dirname "$0")/_lib.sh"
 sb_init H2A "$@"
 
-contexts="" nonce=(--nonce-per-user)
+contexts=""
 set -- ${ARGS[@]+"${ARGS[@]}"}
 while [[ $# -gt 0 ]]; do
     case "$(sb_flag "$1")" in
         --contexts | --context-tokens) contexts=${2:?$1 needs a list} && shift 2 ;;
-        --nonce-per-user) nonce=(--nonce-per-user) && shift ;;
-        --no-nonce-per-user) nonce=() && shift ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
 done
@@ -36,6 +32,6 @@ uwork=$(sb_uwork)
 sb_begin
 for c in $(split_list "$contexts"); do
     [[ $c =~ ^[0-9]+$ && $c -ge 1 ]] || die "context '$c' is not a positive number of tokens"
-    sb_point "ctx$c" --context-tokens "$c" --concurrency "$uwork" ${nonce[@]+"${nonce[@]}"}
+    sb_point "ctx$c" --context-tokens "$c" --concurrency "$uwork"
 done
 sb_end H2_p99_vs_context

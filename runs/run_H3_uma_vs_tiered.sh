@@ -56,7 +56,8 @@ newest_sweep() {
 }
 
 common=(--model "$MODEL" --duration-s "$DURATION_S" --warmup-s "$WARMUP_S" --repetitions "$REPETITIONS"
-    --seed "$SEED" --uwork "$UWORK" --results-dir "$RESULTS_DIR" --analysis-dir "$ANALYSIS_DIR")
+    --seed "$SEED" --uwork "$UWORK" --results-dir "$RESULTS_DIR" --analysis-dir "$ANALYSIS_DIR"
+    ${SB_NONCE[@]+"${SB_NONCE[@]}"})
 [[ -n $CONCURRENCY ]] && common+=(--concurrency "$CONCURRENCY")
 [[ $MOCK == 1 ]] && common+=(--mock)
 [[ $QUICK == 1 ]] && common+=(--quick)

@@ -10,6 +10,7 @@
 #   runs/run_H5_kv_workingset_scaling.sh --stack B --model L8B
 #   runs/run_H5_kv_workingset_scaling.sh --mock --quick
 set -euo pipefail
+SB_SESSIONED=1
 SB_USAGE="H5 options:
   --sessions-list L      sessions per point [default: 8,16,32,64,128,256,512; --quick: 4,16,64]
   --turns-list L         session lengths (turns) for the second sweep [default: 2,4,8,16;

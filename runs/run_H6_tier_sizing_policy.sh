@@ -14,6 +14,7 @@
 #   SERVER_CONFIG_CMD=./restart_dynamo.sh runs/run_H6_tier_sizing_policy.sh --stack B --model L8B
 #   runs/run_H6_tier_sizing_policy.sh --mock --quick
 set -euo pipefail
+SB_SESSIONED=1
 SB_USAGE="H6 options:
   --capacities L         LABEL:TIER0:TIER1 settings, sizes in bytes with KiB/MiB/GiB
                          [default: small:2GiB:4GiB,medium:4GiB:12GiB,large:8GiB:32GiB;

@@ -11,9 +11,6 @@ SB_USAGE="H7 options:
   --contexts L           context tokens per point [default: 256,512,1024,2048,4096;
                          --quick: 512,1024,2048,4096]
   --max-tokens N         output tokens per request [default: run's]
-  --nonce-per-user       a per-user tag at the prompt's start, so users share no prefix and the KV
-                         working set is users x context (the Test Plan's sweeps) [default: on]
-  --no-nonce-per-user    send every user the same prompt
 environment: KVBM_METRICS_URL (default http://<endpoint host>:6880/metrics)"
 # shellcheck source=_lib.sh
 source "$(dirname "$0")/_lib.sh"
@@ -21,14 +18,12 @@ source "$(dirname "$0")/_lib.sh"
 source "$(dirname "$0")/_fio.sh"
 
 sb_init H7 "$@"
-contexts="" max_tokens="" nonce=(--nonce-per-user)
+contexts="" max_tokens=""
 set -- ${ARGS[@]+"${ARGS[@]}"}
 while [[ $# -gt 0 ]]; do
     case "$(sb_flag "$1")" in
         --contexts | --context-tokens) contexts=${2:?$1 needs a value} && shift 2 ;;
         --max-tokens) max_tokens=${2:?$1 needs a value} && shift 2 ;;
-        --nonce-per-user) nonce=(--nonce-per-user) && shift ;;
-        --no-nonce-per-user) nonce=() && shift ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
 done
@@ -50,7 +45,7 @@ fi
 for c in $(split_list "$contexts"); do
     [[ $c =~ ^[0-9]+$ && $c -ge 1 ]] || die "context '$c' is not a positive integer"
     sb_point "ctx$c" --context-tokens "$c" --concurrency "$uwork" ${tier2[@]+"${tier2[@]}"} \
-        ${nonce[@]+"${nonce[@]}"} \
+        \
         ${max_tokens:+--max-tokens "$max_tokens"}
 done
 sb_end H7_pred_vs_obs H7_p99_vs_fetch_p95

@@ -63,9 +63,8 @@ trap 'exit 143' TERM
 
 export SPARKBENCH=$bin
 common=(--quick --mock --results-dir "$results" --analysis-dir "$analysis")
-# Each user sends its own prompt (the Test Plan runs these sweeps with --nonce_per_user; the H2A
-# and H2B runners do by default), so the KV working set is users x context, as on a real stack.
-nonce=(-- --nonce-per-user)
+# Each user sends its own prompt: every fixed-context runner sends --nonce-per-user by default (the
+# Test Plan's sweeps), so the KV working set is users x context, as on a real stack.
 t_start=$SECONDS
 
 # runner NAME SCRIPT ARGS...: one runner in its own process group, its output in log/NAME.log.
@@ -100,14 +99,14 @@ runner H1 run_H1_coldwarm_lora.sh "${common[@]}" || failed=1
 runner H2A run_H2A_uma_pressure.sh "${common[@]}" || failed=1
 runner H2B run_H2B_dynamo_kv_pressure.sh "${common[@]}" || failed=1
 runner H3 run_H3_uma_vs_tiered.sh "${common[@]}" || failed=1
-runner H4A run_H4A_storage_qos.sh "${common[@]}" "${nonce[@]}" || failed=1
-runner H4B run_H4B_dynamo_storage_qos.sh "${common[@]}" "${nonce[@]}" || failed=1
+runner H4A run_H4A_storage_qos.sh "${common[@]}" || failed=1
+runner H4B run_H4B_dynamo_storage_qos.sh "${common[@]}" || failed=1
 runner H5 run_H5_kv_workingset_scaling.sh "${common[@]}" || failed=1
 runner H6 run_H6_tier_sizing_policy.sh "${common[@]}" || failed=1
-runner H7 run_H7_kv_telemetry_sweep.sh "${common[@]}" "${nonce[@]}" || failed=1
-runner H8A run_H8_iowait.sh --stack A "${common[@]}" "${nonce[@]}" || failed=1
+runner H7 run_H7_kv_telemetry_sweep.sh "${common[@]}" || failed=1
+runner H8A run_H8_iowait.sh --stack A "${common[@]}" || failed=1
 # The H8B profile's tier 2 is under /var/tmp: run's sysmon watches that disk first.
-runner H8B run_H8_iowait.sh --stack B "${common[@]}" "${nonce[@]}" --tier2-path /var/tmp || failed=1
+runner H8B run_H8_iowait.sh --stack B "${common[@]}" --tier2-path /var/tmp || failed=1
 echo "replay: runners took $((SECONDS - t_start)) s"
 
 checks=0

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# ctest runners/plans: the H4A, H4B, H5, H6 and H7 runners' flags and plans, sending nothing:
+# ctest runners/plans: the runners' flags and plans (H4A, H4B, H5, H6, H7; every runner's nonce
+# default), sending nothing:
 # --help, --dry-run plans (points and their run flags), both flag spellings (--fio_profile heavy),
 # unknown options and bad values refused with exit 2, H6 on a real stack without SERVER_CONFIG_CMD
 # refused before anything starts.
@@ -32,7 +33,7 @@ for s in run_H4A_storage_qos run_H4B_dynamo_storage_qos run_H5_kv_workingset_sca
 done
 # H4: three points by default, one with the Test Plan's spelling; fio dir from the config
 expect 0 "plan: 3 points x 1 repetitions" "$r/run_H4B_dynamo_storage_qos.sh" --mock --quick --concurrency 4 --dry-run "${common[@]}"
-expect 0 "point heavy: 3 x 300 s: .*--fio-profile heavy --tier2-path /nvme/kvbm/l8b --nonce-per-user" \
+expect 0 "point heavy: 3 x 300 s: .*--fio-profile heavy --tier2-path /nvme/kvbm/l8b" \
     "$r/run_H4B_dynamo_storage_qos.sh" --fio_profile heavy --concurrency 4 --dry-run \
     --config "$src/configs/stackB_h2b.yaml" "${common[@]}"
 expect 0 "--tier2-path '/var/tmp/sb_kv.<new>'" "$r/run_H4B_dynamo_storage_qos.sh" --mock --quick --concurrency 4 --dry-run \
@@ -55,6 +56,31 @@ expect 2 "bad size 'lots'" "$r/run_H6_tier_sizing_policy.sh" --capacities small:
 # H7: the KV telemetry scraped on every point
 expect 0 "point ctx4096: .*--prom http://127.0.0.1:6880/metrics .*--context-tokens 4096 --concurrency 4" \
     "$r/run_H7_kv_telemetry_sweep.sh" --quick --concurrency 4 --dry-run "${common[@]}"
+# Every fixed-context runner sends per-user prompts by default (Test Plan §16: --nonce_per_user),
+# --no-nonce-per-user opts out (and overrides a config's server.nonce_per_user); the
+# sessioned_chat runners (H5, H6) send no nonce, which run refuses there.
+for s in run_H0_queue_knee run_H1_coldwarm_lora run_H2A_uma_pressure run_H2B_dynamo_kv_pressure \
+    run_H4A_storage_qos run_H4B_dynamo_storage_qos run_H7_kv_telemetry_sweep run_H8_iowait; do
+    expect 0 "--no-nonce-per-user" "$r/$s.sh" --help
+    expect 0 "dry run: nothing was sent" "$r/$s.sh" --mock --quick --concurrency 4 --dry-run "${common[@]}"
+    n=$(grep -c "^  point .* --nonce-per-user" "$work/out" || true)
+    p=$(grep -c "^  point " "$work/out" || true)
+    [[ $p -ge 1 && $n == "$p" ]] || fail "$s: $n of $p points send --nonce-per-user by default"
+    expect 0 "dry run: nothing was sent" "$r/$s.sh" --mock --quick --concurrency 4 --dry-run --no_nonce_per_user "${common[@]}"
+    grep -q -- " --nonce-per-user" "$work/out" && fail "$s --no-nonce-per-user: a point still sends --nonce-per-user"
+    n=$(grep -c "^  point .* --no-nonce-per-user" "$work/out" || true)
+    [[ $n == "$p" ]] || fail "$s --no-nonce-per-user: $n of $p points send --no-nonce-per-user"
+done
+# H3 hands the choice on to the H2A and H2B sweeps it runs.
+expect 0 "point ctx256: .* --nonce-per-user" \
+    "$r/run_H3_uma_vs_tiered.sh" --mock --quick --concurrency 4 --dry-run --rerun "${common[@]}"
+expect 0 "point ctx256: .* --no-nonce-per-user" \
+    "$r/run_H3_uma_vs_tiered.sh" --mock --quick --concurrency 4 --dry-run --rerun --no-nonce-per-user "${common[@]}"
+for s in run_H5_kv_workingset_scaling run_H6_tier_sizing_policy; do
+    expect 0 "dry run: nothing was sent" "$r/$s.sh" --mock --quick --concurrency 4 --dry-run "${common[@]}"
+    grep -q -- "nonce" "$work/out" && fail "$s: a sessioned_chat point sends a nonce flag"
+    expect 2 "sessioned_chat" "$r/$s.sh" --mock --quick --concurrency 4 --dry-run --nonce-per-user "${common[@]}"
+done
 [[ ! -e $work/res ]] || fail "a dry run wrote $work/res"
 [[ $fails == 0 ]] || exit 1
 echo "ok"
