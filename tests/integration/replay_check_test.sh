@@ -2,7 +2,7 @@
 # Tests of the CI replay's checker (tests/integration/replay_check.sh) on analyze-shaped CSVs
 # written here: the outcomes the replay measured pass; each broken outcome (no knee, H2A reads
 # that climb, H2B reads that stay flat, an H4A that moves with fio, an H4B that does not, a weak
-# H7 fit, a missing figure) fails with a line naming the hypothesis, the number and the file.
+# H7 fit, an H7_p99_vs_fetch_p95 with fewer than 3 points, a missing figure) fails with a line naming the hypothesis, the number and the file.
 #   tests/integration/replay_check_test.sh SOURCE_DIR
 set -euo pipefail
 src=$(cd "${1:?usage: $0 SOURCE_DIR}" && pwd)
@@ -34,6 +34,7 @@ make_tree() {
     fig H5 H5_p99_vs_session_working_set $'series,sessions\nH5 / B,4'
     fig H6 H6_knee_vs_tier_capacity $'series,eviction_policy\nH6 / B,lru'
     fig H7 H7_pred_vs_obs $'run_id,hypothesis,pred_rmbs,obs_rmbs\nx,H7,1,1'
+    fig H7 H7_p99_vs_fetch_p95 $'run_id,hypothesis,stack,context_tokens,concurrency,fio_profile,fetch_p95_ms,ttft_p99_ms,e2e_p99_ms\nx1,H7,B,1024,8,,0.54,168.5,237.6\nx2,H7,B,2048,8,,0.40,361.6,430.5\nx3,H7,B,4096,8,,0.31,877.1,970.2\nx4,H7,B,512,8,,,28.1,85.3'
     fig H7 H7_fit $'relation,x,y,n,pearson_r,a,b\nobserved_vs_predicted_nvme_read,pred_rmbs,obs_rmbs,28,0.9857,1,1\np99_vs_tier2_fetch_p95,fetch_p95_ms,ttft_p99_ms,4,0.9,1,1' table
     fig H8A H8_iowait_vs_p99 $'series,hypothesis,concurrency\nH8A / A,H8A,1'
     fig H8B H8_iowait_vs_p99 $'series,hypothesis,concurrency\nH8B / B,H8B,1'
@@ -107,6 +108,9 @@ expect h7_weak 1 "H7: Pearson r = 0.5 over 28 ticks, not > 0.8" "H7_fit.csv" \
     -- 's/,28,0.9857,/,28,0.5,/' H7/figures/H7_fit.csv
 expect h7_nan 1 "H7: Pearson r = nan over 28 ticks" \
     -- 's/,28,0.9857,/,28,,/' H7/figures/H7_fit.csv
+expect h7_fetch_points 1 "H7: 2 runs with a tier-2 fetch p95, not >= 3" "H7_p99_vs_fetch_p95.csv" \
+    -- 's/,0.40,361.6,/,,361.6,/' H7/figures/H7_p99_vs_fetch_p95.csv
+expect h7_fetch_figure 1 "H7: no figure" "H7_p99_vs_fetch_p95." -- rm H7/figures/H7_p99_vs_fetch_p95.fig
 expect no_figure 1 "H8B: no figure" "H8_iowait_vs_p99." -- rm H8B/figures/H8_iowait_vs_p99.fig
 expect no_csv 1 "H6: no CSV" -- rm H6/figures/H6_knee_vs_tier_capacity.csv
 
