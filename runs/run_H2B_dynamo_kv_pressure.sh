@@ -9,7 +9,7 @@
 #   runs/run_H2B_dynamo_kv_pressure.sh --mock --quick
 set -euo pipefail
 SB_USAGE="H2B options:
-  --contexts LIST        prompt sizes in tokens [default: the --config's run.context_tokens, else 256,512,1024,2048,4096; --quick: 256,1024,2048,4096]"
+  --contexts LIST        prompt sizes in tokens (also --context-tokens LIST) [default: the --config's run.context_tokens, else 256,512,1024,2048,4096; --quick: 256,1024,2048,4096]"
 # shellcheck source=_lib.sh
 source "$(dirname "$0")/_lib.sh"
 sb_init H2B "$@"

@@ -13,7 +13,8 @@ SB_USAGE="H3 options:
                          each stack's endpoint and config (--endpoint/--config go to the stack
                          named by --stack)
   --contexts LIST        the H2A/H2B sweeps' contexts [default: theirs]
-Other options go to run_H2A_uma_pressure.sh and run_H2B_dynamo_kv_pressure.sh."
+The common options (--nonce-per-user too) and the extra run flags after -- go on to
+run_H2A_uma_pressure.sh and run_H2B_dynamo_kv_pressure.sh."
 # shellcheck source=_lib.sh
 source "$(dirname "$0")/_lib.sh"
 sb_init H3 "$@"

@@ -20,7 +20,7 @@ SB_USAGE="H6 options:
                          [default: small:2GiB:4GiB,medium:4GiB:12GiB,large:8GiB:32GiB;
                          --mock: small:4MiB:4MiB,medium:8MiB:16MiB,large:16MiB:64MiB;
                          --quick: the small and large of those]
-  --policies L           eviction policies [default: lru,lfu,fifo; --quick: lru,lfu]
+  --policies L           eviction policies (also --policy) [default: lru,lfu,fifo; --quick: lru,lfu]
   --sessions N           sessioned_chat sessions (the working set) [default: 64; --quick: 32]
   --session-context-tokens N  [default: run's 2048; --quick: 256]
   --kv-bytes-per-token B [default: 131072]

@@ -8,7 +8,8 @@
 #   runs/run_H7_kv_telemetry_sweep.sh --mock --quick
 set -euo pipefail
 SB_USAGE="H7 options:
-  --contexts L           context tokens per point [default: 256,512,1024,2048,4096;
+  --contexts L           context tokens per point (also --context-tokens L) [default: the
+                         --config's run.context_tokens list, else 256,512,1024,2048,4096;
                          --quick: 512,1024,2048,4096]
   --max-tokens N         output tokens per request [default: run's]
 environment: KVBM_METRICS_URL (default http://<endpoint host>:6880/metrics)"
@@ -28,6 +29,8 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 [[ $STACK == B ]] || note "H7 needs KV telemetry (Stack B's KVBM); stack $STACK has none to fit"
+# The config's run.context_tokens list (Test Plan §13) is the sweep when --contexts is not given.
+[[ -n $contexts ]] || contexts=$(sb_cfg_list context_tokens)
 if [[ -z $contexts ]]; then
     if [[ $QUICK == 1 ]]; then contexts="512,1024,2048,4096"; else contexts="256,512,1024,2048,4096"; fi
 fi

@@ -81,6 +81,20 @@ for s in run_H5_kv_workingset_scaling run_H6_tier_sizing_policy; do
     grep -q -- "nonce" "$work/out" && fail "$s: a sessioned_chat point sends a nonce flag"
     expect 2 "sessioned_chat" "$r/$s.sh" --mock --quick --concurrency 4 --dry-run --nonce-per-user "${common[@]}"
 done
+# Every option a runner's own parser takes is in its --help.
+for s in "$r"/run_H*.sh; do
+    "$s" --help >"$work/help" 2>&1 || fail "$(basename "$s") --help: exit $?"
+    code=$(cat "$s")
+    [[ $s == *_H4* ]] && code+=$(cat "$r/_h4.sh" "$r/_fio.sh")
+    while read -r f; do
+        grep -q -- "$f" "$work/help" || fail "$(basename "$s"): option $f is not in its --help"
+    done < <(grep -Eo '^[[:space:]]+--[a-z0-9-]+( \| --[a-z0-9-]+)*\)' <<<"$code" | grep -Eo -- '--[a-z0-9-]+' | sort -u)
+done
+# The Test Plan §13 shape: the config's run.context_tokens list is the context sweep.
+for s in run_H2A_uma_pressure run_H2B_dynamo_kv_pressure run_H7_kv_telemetry_sweep; do
+    expect 0 "plan: 5 points x 3 repetitions" "$r/$s.sh" --config "$src/tests/data/configs/testplan13_h2b.yaml" \
+        --concurrency 4 --dry-run "${common[@]}"
+done
 [[ ! -e $work/res ]] || fail "a dry run wrote $work/res"
 [[ $fails == 0 ]] || exit 1
 echo "ok"
