@@ -106,7 +106,7 @@ runner H6 run_H6_tier_sizing_policy.sh "${common[@]}" || failed=1
 runner H7 run_H7_kv_telemetry_sweep.sh "${common[@]}" || failed=1
 runner H8A run_H8_iowait.sh --stack A "${common[@]}" || failed=1
 # The H8B profile's tier 2 is under /var/tmp: run's sysmon watches that disk first.
-runner H8B run_H8_iowait.sh --stack B "${common[@]}" --tier2-path /var/tmp || failed=1
+runner H8B run_H8_iowait.sh --stack B "${common[@]}" -- --tier2-path /var/tmp || failed=1
 echo "replay: runners took $((SECONDS - t_start)) s"
 
 checks=0
