@@ -5,7 +5,8 @@
 # and prints: the RSS slope after the first minute (KiB/min, least squares), fd growth (last -
 # first after the first minute), whether every request is accounted for (run.json sent = ok +
 # errors = lines of metrics.jsonl) and sysmon's grid (ticks one interval apart; gaps counted).
-# Exits 1 when a request is unaccounted for or the grid has a gap; the slope is printed, not judged.
+# Exits 1 when the run failed (exit code not 0: e.g. nothing succeeded), a request is unaccounted
+# for or the grid has a gap; the slope is printed, not judged.
 #   bench/soak.sh                  # one hour
 #   SOAK_MINUTES=2 bench/soak.sh   # the short version
 set -euo pipefail
@@ -29,11 +30,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Faults: stalls and slow headers of 2 s against a 1 s request timeout (timeouts), the rest as the
-# mock makes them. Decode steps of 20 ms for 1,000 streams keep the 2 cores from saturating.
+# Faults: stalls and slow headers of 15 s against a 10 s request timeout (timeouts), the rest as
+# the mock makes them. No fixed prefill cost: at 2 ms a request (the default) 1,000 streams queue
+# 2 s of prefill, and with a short timeout every request timed out and was sent again at once.
 "$SB" mock --port 0 --seed 1 --fault-rate "$FAULT_RATE" --fault-kinds all \
-    --fault-stall-ms 2000 --fault-slow-headers-ms 2000 --decode-base-ms 20 \
-    --decode-per-seq-us 5 --prefill-per-token-us 1 --max-num-seqs 1024 \
+    --fault-stall-ms 15000 --fault-slow-headers-ms 15000 --prefill-base-ms 0 \
+    --prefill-per-token-us 1 --decode-base-ms 20 --decode-per-seq-us 5 --max-num-seqs 1024 \
     >"$work/mock.out" 2>"$work/mock.err" &
 mock_pid=$!
 for _ in $(seq 100); do
@@ -47,8 +49,8 @@ out="$work/run"
 "$SB" run --endpoint "http://127.0.0.1:$port/v1/chat/completions" --workload sessioned_chat \
     --concurrency "$STREAMS" --sessions "$STREAMS" --system-tokens 64 \
     --session-context-tokens 256 --turn-tokens 32 --max-tokens 16 --turns 8 \
-    --history synthetic --think-ms uniform:0:500 --duration-s "$((MINUTES * 60))" \
-    --timeout-s 1 --warmup-s 0 --sysmon --sysmon-interval-ms "$INTERVAL_MS" \
+    --history synthetic --think-ms uniform:0:500 --duration-s "$(awk "BEGIN { print $MINUTES * 60 }")" \
+    --timeout-s 10 --warmup-s 0 --sysmon --sysmon-interval-ms "$INTERVAL_MS" \
     --prompts-dir inputs/prompts --output-dir "$out" --quiet >"$work/run.out" 2>"$work/run.err" &
 run_pid=$!
 
@@ -105,3 +107,4 @@ missed = sum(1 for l in open(f"{out}/sysmon.jsonl") if '"missed":true' in l)
 print(f"soak: sysmon {len(ts)} ticks at {interval:g} s, {gaps} gaps in the grid, {missed} missed")
 sys.exit(0 if acc and gaps == 0 else 1)
 EOF
+[[ "$rc" -eq 0 ]] || { echo "soak: FAILED: the run exited $rc" >&2; exit 1; }
