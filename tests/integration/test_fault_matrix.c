@@ -413,6 +413,41 @@ static void test_signals_at_moments(void **state)
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
 }
 
+/* run holds SIGINT/SIGTERM blocked for its signalfd; a --reset-cache-cmd (which may start a
+   server) must not inherit that, or SIGTERM could never stop what it started. (It does not today:
+   the command's /bin/sh starts with an empty mask; this keeps it so.) */
+static void test_reset_cmd_signals_unblocked(void **state)
+{
+    (void)state;
+    const char *m[] = {"--decode-base-ms", "1", NULL};
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, m), 0);
+    struct sb_run_paths rp;
+    sb_run_paths_init(&rp, srcdir, "resetcmd", mock.port, "/v1/completions");
+    char cmd[700], maskfile[600];
+    snprintf(maskfile, sizeof(maskfile), "%s/sigblk", rp.dir);
+    snprintf(cmd, sizeof(cmd), "grep SigBlk /proc/self/status > %s", maskfile);
+    const char *args[] = {"run",      "--endpoint",        rp.url, "--requests",
+                          "2",        "--output-dir",      rp.out, "--prompts-dir",
+                          rp.prompts, "--reset-cache-cmd", cmd,    "--quiet",
+                          NULL};
+    char *out = NULL, *err = NULL;
+    int rc = run_sb(args, &out, &err);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    if (rc != 0)
+        fail_msg("run exited %d: %s", rc, err);
+    char *text = sb_test_read_file(maskfile);
+    assert_non_null(text);
+    unsigned long long mask = 0;
+    assert_int_equal(sscanf(text, "SigBlk: %llx", &mask), 1);
+    if (mask & ((1ull << (SIGINT - 1)) | (1ull << (SIGTERM - 1))))
+        fail_msg("--reset-cache-cmd ran with SIGINT/SIGTERM blocked: %s", text);
+    free(text);
+    free(out);
+    free(err);
+    sb_run_paths_release(&rp);
+}
+
 /* ---- the results directory: full, impossible ------------------------------------------------- */
 
 /* Runs with RLIMIT_FSIZE at limit bytes (writes past it fail with EFBIG, as ENOSPC would): a
@@ -774,6 +809,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_each_fault_kind),
         cmocka_unit_test(test_server_killed_and_restarted),
         cmocka_unit_test(test_signals_at_moments),
+        cmocka_unit_test(test_reset_cmd_signals_unblocked),
         cmocka_unit_test(test_file_size_limits),
         cmocka_unit_test(test_unwritable_results_dir),
         cmocka_unit_test(test_missing_prompt),
