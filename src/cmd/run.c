@@ -665,6 +665,15 @@ int cmd_run(int argc, char **argv)
     struct sb_lora_selector *lora = NULL;
     int rc = 1;
     sb_err_clear(&err);
+    /* SIGINT/SIGTERM stay pending until the engine's signalfd reads them, so one that comes
+       while the run is set up (prompts, run directory, tokenizer, server probes) still ends in
+       run.json and 130/143; before, it killed the process with config.yaml and no run.json. Every
+       thread started later inherits the mask. */
+    sigset_t stop_sigs;
+    sigemptyset(&stop_sigs);
+    sigaddset(&stop_sigs, SIGINT);
+    sigaddset(&stop_sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
     if (sb_cmd_parse("run", sb_run_options, sb_run_noptions, &cfg, argc, argv, usage, &res, &rc) !=
         0)
         goto out;

@@ -129,6 +129,22 @@ static int check_range(const struct sb_opt *o, double v, const char *what, const
     return 0;
 }
 
+/* The index of value among o->choices, or -1 with err naming what and the choices. */
+static int choice_index(const struct sb_opt *o, const char *value, const char *what,
+                        struct sb_err *err)
+{
+    for (int i = 0; o->choices && o->choices[i]; i++)
+        if (strcmp(o->choices[i], value) == 0)
+            return i;
+    char list[256] = "";
+    size_t len = 0;
+    for (int i = 0; o->choices && o->choices[i] && len < sizeof(list); i++)
+        len +=
+            (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", i ? "|" : "", o->choices[i]);
+    sb_err_set(err, "invalid value '%s' for %s: expected one of %s", value, what, list);
+    return -1;
+}
+
 int sb_opt_set(const struct sb_opt *o, void *obj, const char *value, const char *what,
                struct sb_err *err)
 {
@@ -172,18 +188,11 @@ int sb_opt_set(const struct sb_opt *o, void *obj, const char *value, const char 
         return 0;
     }
     case SB_OPT_ENUM: {
-        for (int i = 0; o->choices && o->choices[i]; i++) {
-            if (strcmp(o->choices[i], value) == 0) {
-                *FIELD(obj, o, int) = i;
-                return 0;
-            }
-        }
-        char list[256] = "";
-        size_t len = 0;
-        for (int i = 0; o->choices && o->choices[i] && len < sizeof(list); i++)
-            len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", i ? "|" : "",
-                                    o->choices[i]);
-        return sb_err_set(err, "invalid value '%s' for %s: expected one of %s", value, what, list);
+        int i = choice_index(o, value, what, err);
+        if (i < 0)
+            return -1;
+        *FIELD(obj, o, int) = i;
+        return 0;
     }
     case SB_OPT_JSON: {
         cJSON *j = cJSON_Parse(value);
@@ -198,6 +207,10 @@ int sb_opt_set(const struct sb_opt *o, void *obj, const char *value, const char 
         /* fall through */
     case SB_OPT_STR:
     case SB_OPT_LIST: {
+        /* A STR option with choices keeps its string but takes only those (the file and line
+           of a config are then named, as for an ENUM). */
+        if (o->type == SB_OPT_STR && o->choices && choice_index(o, value, what, err) < 0)
+            return -1;
         char *copy = strdup(value);
         if (!copy)
             return sb_err_set(err, "out of memory");

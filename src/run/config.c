@@ -11,6 +11,9 @@
 #define ALIASES(...) ((const char *const[]){__VA_ARGS__, NULL})
 
 static const char *const arrival_choices[] = {"poisson", "constant", "gamma", NULL};
+/* Checked while the options are read, so a config names its file and line (sb_workload_open
+   knows the same names). */
+static const char *const workload_choices[] = {"fixed_context", "sessioned_chat", "trace", NULL};
 static const char *const api_choices[] = {"auto", "completions", "chat", NULL};
 static const char *const nonce_pos_choices[] = {"start", "end", NULL};
 static const char *const lora_mode_choices[] = {"model", "trtllm", NULL};
@@ -60,7 +63,8 @@ const struct sb_opt sb_run_options[] = {
      .offset = O(workload),
      .def = "fixed_context",
      .argname = "NAME",
-     .help = "workload (fixed_context, sessioned_chat, trace)"},
+     .help = "workload (fixed_context, sessioned_chat, trace)",
+     .choices = workload_choices},
     {.key = "run.trace",
      .flag = "trace",
      .type = SB_OPT_STR,

@@ -877,6 +877,27 @@ static void test_write_yaml(void **state)
     done(&t, &res);
 }
 
+/* A STR option with choices stores the string but takes only the listed ones. */
+static void test_str_choices(void **state)
+{
+    (void)state;
+    static const char *const kinds[] = {"fixed_context", "trace", NULL};
+    const struct sb_opt o = {.key = "run.workload",
+                             .flag = "workload",
+                             .type = SB_OPT_STR,
+                             .offset = 0,
+                             .choices = kinds};
+    char *slot = NULL;
+    struct sb_err err;
+    assert_int_equal(sb_opt_set(&o, &slot, "trace", "'--workload'", &err), 0);
+    assert_string_equal(slot, "trace");
+    assert_int_equal(sb_opt_set(&o, &slot, "nosuch", "'--workload'", &err), -1);
+    assert_string_equal(err.msg, "invalid value 'nosuch' for '--workload': expected one of "
+                                 "fixed_context|trace");
+    assert_string_equal(slot, "trace"); /* unchanged */
+    free(slot);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -884,6 +905,7 @@ int main(void)
         cmocka_unit_test(test_find),
         cmocka_unit_test(test_flags),
         cmocka_unit_test(test_flag_errors),
+        cmocka_unit_test(test_str_choices),
         cmocka_unit_test(test_positional_and_help),
         cmocka_unit_test(test_help_text),
         cmocka_unit_test_teardown(test_yaml_load, remove_tmp),
