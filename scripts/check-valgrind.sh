@@ -4,11 +4,14 @@
 # directory. Passes when every test passes and no valgrind report holds an error or a definite or
 # indirect leak; prints the counts, the reports with findings and the wall time.
 # Tests that run sparkbench from a shell script (label replay, integration/runners,
-# integration/test_archive_results) are left out: their children are not wrapped.
+# integration/test_archive_results) are left out: their children are not wrapped. So is
+# unit/test_analyze_load: its scanner tests compare long double arithmetic bit for bit with strtod,
+# and valgrind emulates x87 long double at 64-bit precision (its manual, "Limitations"), so they
+# fail there (and leak what the failing test held) for a reason outside the code.
 # Usage: check-valgrind.sh [BUILD_DIR] [JOBS] [extra ctest args...]
 set -euo pipefail
 src=$(realpath "$(dirname "$0")/..")
-build=${1:-$src/build-valgrind}
+build=$(realpath -m "${1:-$src/build-valgrind}")
 jobs=${2:-2}
 shift $(($# < 2 ? $# : 2))
 scale=${SB_TEST_TIME_SCALE:-20}
@@ -26,7 +29,7 @@ start=$(date +%s)
 rc=0
 SB_VALGRIND_LOGS=$logs SB_TEST_VALGRIND="$src/scripts/valgrind-wrap.sh" SB_TEST_TIME_SCALE=$scale \
     ctest --test-dir "$build" --output-on-failure -j "$jobs" -L '^(unit|integration)$' \
-    -E '^integration/(runners|test_archive_results|replay.*)$' "$@" || rc=$?
+    -E '^(integration/(runners|test_archive_results|replay.*)|unit/test_analyze_load)$' "$@" || rc=$?
 end=$(date +%s)
 nlogs=0 errlogs=0 errors=0 definite=0 indirect=0
 for f in "$logs"/vg.*.log; do
