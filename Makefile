@@ -4,15 +4,19 @@
 #   make asan   the same tests built with AddressSanitizer + UndefinedBehaviorSanitizer, but the CI
 #               replay (label replay: the Test Plan's outcomes measured in time, which ASan's slowdown shifts)
 #   make release-check  the same tests in a Release (-O3) build, where other warnings show
+#   make check-valgrind  unit tests and the integration tests' sparkbench processes under valgrind
+#               memcheck (scripts/check-valgrind.sh): zero errors, zero definite/indirect leaks
+#   make lint   clang-tidy over src/ with the checks in .clang-tidy (scripts/lint.sh)
 # Warnings are errors here (SB_WERROR=ON); a plain `cmake` build, a user's or a packager's, keeps them
 # warnings.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 REL_BUILD  ?= build-release
+VG_BUILD   ?= build-valgrind
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build check demo asan release-check format format-check clean bench
+.PHONY: all deps configure build check demo asan release-check check-valgrind lint format format-check clean bench
 
 all: build
 
@@ -42,6 +46,12 @@ release-check: deps
 	@cmake --build $(REL_BUILD) -j $(JOBS)
 	@ctest --test-dir $(REL_BUILD) --output-on-failure -j $(JOBS)
 
+check-valgrind: deps
+	@scripts/check-valgrind.sh $(VG_BUILD) $(JOBS)
+
+lint:
+	@scripts/lint.sh $(BUILD)
+
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
@@ -58,4 +68,4 @@ bench: build
 	@bench/trace.sh $(BUILD)/sparkbench
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(REL_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(REL_BUILD) $(VG_BUILD)

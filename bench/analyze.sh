@@ -56,9 +56,9 @@ sync "$run/metrics.jsonl"
 cat "$run/metrics.jsonl" >/dev/null
 
 measure() { # label: analyze under /usr/bin/time -v, $runs times; median and best wall, lines/s, RSS
-    local label=$1 i
+    local label=$1
     : >"$work/runs"
-    for i in $(seq "$runs"); do
+    for _ in $(seq "$runs"); do
         /usr/bin/time -v -o "$work/time" "$bin" analyze "$run" --out "$work/out" \
             --uwork "$work/uwork.txt" --no-figures --quiet 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
         awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, t, ":"); w = 0; for (i = 1; i <= n; i++) w = w * 60 + t[i] }

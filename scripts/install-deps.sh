@@ -9,9 +9,11 @@ set -euo pipefail
 # libpcre2-dev builds the tokenizer's pre-tokenizer regexes, and npm fetches the test tokenizers
 # (scripts/fetch-test-tokenizers.sh). fio is the noisy neighbour of the H4 runners and the CI
 # replay; zstd compresses scripts/archive_results.sh's archives (gzip without it; its test uses both).
+# The shellcheck package lints every shell script (ctest lint/shellcheck); valgrind runs
+# make check-valgrind.
 packages=(build-essential cmake pkg-config curl ca-certificates
           libcurl4-openssl-dev libyaml-dev libcjson-dev libjemalloc-dev libcmocka-dev libevent-dev
-          libpcre2-dev
+          libpcre2-dev shellcheck valgrind
           zlib1g-dev sysstat gnuplot-nox chromium fonts-dejavu-core fio zstd)
 # npm comes with Debian's nodejs + npm packages; a Node.js from elsewhere (NodeSource's bundles
 # npm and conflicts with Debian's npm package) is used as it is.

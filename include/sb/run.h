@@ -123,6 +123,7 @@ struct sb_run_config {
     /* server: */
     char *endpoint;
     char *api_key_env;
+    bool insecure; /* https: skip certificate checks (sb/tls.h); run.json tls_insecure */
     char *extra_body;
     /* dynamo: (recorded for sysmon/analyze) */
     uint64_t kv_block_size_bytes;

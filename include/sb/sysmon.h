@@ -39,6 +39,7 @@ struct sb_sysmon_config {
     uint64_t kv_block_size_bytes; /* bytes of one KV block, for dynkv bytes_in/bytes_out */
     /* trtllm (source_trtllm.c): TensorRT-LLM's JSON /metrics URL, drained into trtllm.jsonl */
     char *trtllm_url;
+    bool insecure; /* --insecure: https scrapes skip certificate checks (sb/tls.h) */
 };
 
 /* The moment of one tick, passed to every source. */

@@ -114,7 +114,8 @@ static int find_in(struct dirlist *l, const char *path, int depth, struct sb_err
             goto out;
         }
     }
-    qsort(subs.v, subs.n, sizeof(char *), cmp_str);
+    if (subs.n > 1) /* qsort of a NULL array is undefined even for 0 elements (clang-tidy) */
+        qsort(subs.v, subs.n, sizeof(char *), cmp_str);
     for (size_t i = 0; i < subs.n && rc == 0; i++)
         rc = find_in(l, subs.v[i], depth + 1, err);
 out:

@@ -426,6 +426,8 @@ static void summarize_all(struct sum_jobs *jobs)
     struct sum_worker w[SB_LAT_N];
     if (jobs->nthreads > SB_LAT_N)
         jobs->nthreads = SB_LAT_N;
+    if (jobs->nthreads < 1) /* this thread always does share 0 (clang-analyzer: w[0] unset) */
+        jobs->nthreads = 1;
     int started = 1;
     for (int t = 0; t < jobs->nthreads; t++)
         w[t] = (struct sum_worker){jobs, t};

@@ -39,6 +39,7 @@
 #include "sb/trace.h"
 #include "sb/workload.h"
 #include "sb/lora_select.h"
+#include "sb/tls.h"
 
 static void usage(FILE *f)
 {
@@ -310,6 +311,7 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
     char t[64];
     cJSON_AddStringToObject(o, "run_id", run_id);
     cJSON_AddStringToObject(o, "endpoint", url);
+    cJSON_AddBoolToObject(o, "tls_insecure", cfg->insecure);
     iso_time(wall_start, t, sizeof(t));
     cJSON_AddStringToObject(o, "start_time", t);
     iso_time(wall_end, t, sizeof(t));
@@ -677,6 +679,8 @@ int cmd_run(int argc, char **argv)
     if (sb_cmd_parse("run", sb_run_options, sb_run_noptions, &cfg, argc, argv, usage, &res, &rc) !=
         0)
         goto out;
+    /* Before any handle exists: the engine, the server probes and --sysmon's scrapes follow it. */
+    sb_tls_set_insecure(cfg.insecure);
     if (sb_sessions_check_config(&cfg, &err) != 0) {
         rc = sb_usage_error("run", err.msg);
         goto out;

@@ -21,6 +21,7 @@
 #include "sb/openai.h"
 #include "sb/opt.h"
 #include "sb/sse.h"
+#include "sb/tls.h"
 #include "sb/tokenizer.h"
 #include "sb/util.h"
 
@@ -28,6 +29,7 @@ struct smoke_config {
     char *endpoint;
     char *model;
     char *api_key_env;
+    bool insecure;
     long long max_tokens;
     double timeout_s;
     char *extra_body;
@@ -54,6 +56,10 @@ static const struct sb_opt smoke_options[] = {
      .def = "OPENAI_API_KEY",
      .argname = "VAR",
      .help = "environment variable with the API key"},
+    {.flag = "insecure",
+     .type = SB_OPT_BOOL,
+     .offset = O(insecure),
+     .help = "https: do not verify the server's certificate (verified by default)"},
     {.flag = "max-tokens",
      .type = SB_OPT_INT,
      .offset = O(max_tokens),
@@ -207,6 +213,7 @@ static CURLcode request_on(CURL *c, const char *url, const char *body, const cha
         h = curl_slist_append(h, auth);
     }
     curl_easy_setopt(c, CURLOPT_URL, url);
+    sb_tls_apply(c);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
@@ -499,6 +506,7 @@ int cmd_smoke(int argc, char **argv)
     int rc = 1;
     if (sb_cmd_parse("smoke", smoke_options, NOPTS, &cfg, argc, argv, usage, &res, &rc) != 0)
         goto out;
+    sb_tls_set_insecure(cfg.insecure);
     if (!cfg.endpoint) {
         rc = sb_usage_error("smoke", "missing --endpoint");
         goto out;

@@ -12,6 +12,7 @@
 #include "sb/cmd.h"
 #include "sb/opt.h"
 #include "sb/sysmon.h"
+#include "sb/tls.h"
 
 #define O(f) offsetof(struct sb_sysmon_config, f)
 static const struct sb_opt sysmon_options[] = {
@@ -94,6 +95,10 @@ static const struct sb_opt sysmon_options[] = {
      .def = "/sys",
      .argname = "DIR",
      .help = "where /sys is"},
+    {.flag = "insecure",
+     .type = SB_OPT_BOOL,
+     .offset = O(insecure),
+     .help = "https scrapes: do not verify the server's certificate (verified by default)"},
 };
 #define NOPTS (sizeof(sysmon_options) / sizeof(sysmon_options[0]))
 
@@ -129,6 +134,7 @@ int cmd_sysmon(int argc, char **argv)
     int rc = 1;
     if (sb_cmd_parse("sysmon", sysmon_options, NOPTS, &cfg, argc, argv, usage, &res, &rc) != 0)
         goto out;
+    sb_tls_set_insecure(cfg.insecure);
     if (!cfg.out_dir) {
         rc = sb_usage_error("sysmon", "missing --out DIR");
         goto out;

@@ -632,6 +632,12 @@ const struct sb_opt sb_run_options[] = {
      .def = "OPENAI_API_KEY",
      .argname = "VAR",
      .help = "environment variable holding the API key (never written anywhere)"},
+    {.key = "server.insecure",
+     .flag = "insecure",
+     .type = SB_OPT_BOOL,
+     .offset = O(insecure),
+     .help = "https: do not verify the server's certificate (verified by default; recorded in "
+             "run.json as tls_insecure)"},
     {.key = "server.extra_body",
      .flag = "extra-body",
      .type = SB_OPT_JSON,

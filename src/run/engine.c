@@ -36,6 +36,7 @@
 #include "sb/sessions.h"
 #include "sb/sse.h"
 #include "sb/stats.h"
+#include "sb/tls.h"
 #include "sb/util.h"
 
 #define MAX_ITL_SAMPLES  (1u << 20)
@@ -188,6 +189,7 @@ struct shared {
     struct loop *loops;        /* every loop, to wake them all */
     _Atomic bool unreach_seen; /* some request failed to connect (unreach_msg says how) */
     char unreach_msg[SB_ERR_MSG_MAX / 2]; /* the first connect failure, under fatal_lock */
+    _Atomic bool tls_refused; /* a certificate failed verification: no later request can pass */
     _Atomic bool stop;
     _Atomic int fatal;
     char fatal_msg[SB_ERR_MSG_MAX];
@@ -658,6 +660,7 @@ static struct req *req_new(struct loop *l)
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 1024L); /* libcurl's minimum */
     /* No proxy: libcurl would otherwise read the *_proxy variables on every transfer. */
     curl_easy_setopt(e, CURLOPT_PROXY, "");
+    sb_tls_apply(e);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(cfg->timeout_s * 1000));
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(cfg->connect_timeout_s * 1000));
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
@@ -1242,6 +1245,10 @@ static void finish_request(struct loop *l, struct req *r, CURLcode rc, bool canc
     atomic_store_explicit(&l->a_inflight, l->ninflight, memory_order_relaxed);
     classify(r, rc, now);
     struct sb_record *rec = &r->rec;
+    /* An unverifiable certificate (unknown issuer, wrong host name, no CA bundle) fails every
+       request the same way: stop at once instead of waiting out --connect-timeout-s. */
+    if (!cancelled && (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE))
+        atomic_store(&l->sh->tls_refused, true);
     /* Every departure after the first is a re-send, libcurl's own (a dead reused connection,
        Curl_retry_request) or the engine's: marked and counted, since the server may have got the
        first one too. */
@@ -1929,7 +1936,8 @@ static int run_stage(struct shared *sh, struct loop *loops, int n, int sfd,
            stop, say so once, record no more. */
         if (reason == SB_EXIT_COMPLETED && atomic_load(&sh->unreach_seen) &&
             !atomic_load(&sh->answered) &&
-            sb_mono_ns() >= sh->t0_ns + (uint64_t)(cfg->connect_timeout_s * 1e9)) {
+            (atomic_load(&sh->tls_refused) ||
+             sb_mono_ns() >= sh->t0_ns + (uint64_t)(cfg->connect_timeout_s * 1e9))) {
             reason = SB_EXIT_UNREACHABLE;
             atomic_store(&sh->abort_drain, true);
             stop_sending(sh, started);
@@ -2122,6 +2130,11 @@ stages_done:
     } else if (atomic_load(&sh->refused_stop) && reason == SB_EXIT_COMPLETED) {
         reason = SB_EXIT_REFUSED;
         snprintf(res->fatal_msg, sizeof(res->fatal_msg), "%s", sh->refused_msg);
+    } else if (reason == SB_EXIT_UNREACHABLE && atomic_load(&sh->tls_refused)) {
+        snprintf(res->fatal_msg, sizeof(res->fatal_msg),
+                 "cannot verify the TLS certificate of %s: %s (--insecure skips the check); "
+                 "nothing was measured",
+                 p->url, sh->unreach_msg);
     } else if (reason == SB_EXIT_UNREACHABLE) {
         snprintf(res->fatal_msg, sizeof(res->fatal_msg),
                  "no answer from %s: %s for %g s; nothing was measured", p->url, sh->unreach_msg,

@@ -2,6 +2,7 @@
  * sb_http_request (sb/http.h): a libcurl easy request for the server's own routes.
  */
 #include "sb/http.h"
+#include "sb/tls.h"
 
 #include <curl/curl.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@ long sb_http_request(const char *method, const char *url, double timeout_s, stru
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_PROXY, "");
+    sb_tls_apply(c);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(timeout_s * 1000));
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, out);

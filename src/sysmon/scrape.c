@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sb/tls.h"
 #include "sb/util.h"
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
@@ -97,6 +98,7 @@ int sb_scraper_init(struct sb_scraper *s, struct sb_scrape_pool *pool, const cha
             curl_easy_setopt(e, CURLOPT_URL, sc->url);
             curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
             curl_easy_setopt(e, CURLOPT_PROXY, "");
+            sb_tls_apply(e);
             curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
             curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
             curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");

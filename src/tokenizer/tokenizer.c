@@ -1611,6 +1611,27 @@ int sb_tokenizer_count(struct sb_tokenizer *t, const char *text, size_t len, boo
     return 0;
 }
 
+/* Whether the 6 bytes at s are a byte-fallback token "<0xHH>" (its byte in *byte). Token text in
+   the arena is not NUL-terminated, so no sscanf: it would read on to the next NUL (valgrind). */
+static bool byte_token(const char *s, unsigned int *byte)
+{
+    if (memcmp(s, "<0x", 3) != 0 || s[5] != '>')
+        return false;
+    unsigned int v = 0;
+    for (int k = 3; k < 5; k++) {
+        char c = s[k];
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (d < 0)
+            return false;
+        v = v * 16 + (unsigned int)d;
+    }
+    *byte = v;
+    return true;
+}
+
 int sb_tokenizer_decode(const struct sb_tokenizer *t, const int32_t *ids, size_t n,
                         struct sb_buf *out, struct sb_err *err)
 {
@@ -1622,11 +1643,9 @@ int sb_tokenizer_decode(const struct sb_tokenizer *t, const int32_t *ids, size_t
         const char *s = t->arena + sp->off;
         int rc = 0;
         unsigned int byte;
-        char tail;
         if (t->byte_level) {
             rc = sb_buf_add(out, s, sp->len);
-        } else if (t->dec_bytefallback && sp->len == 6 &&
-                   sscanf(s, "<0x%2X%c", &byte, &tail) == 2 && tail == '>') {
+        } else if (t->dec_bytefallback && sp->len == 6 && byte_token(s, &byte)) {
             unsigned char c = (unsigned char)byte;
             rc = sb_buf_add(out, &c, 1);
         } else {

@@ -30,6 +30,33 @@
 
 #include "sb/buf.h"
 
+double sb_test_time_scale(void)
+{
+    const char *v = getenv("SB_TEST_TIME_SCALE");
+    double s = v ? strtod(v, NULL) : 1.0;
+    return s >= 1.0 ? s : 1.0;
+}
+
+void sb_test_exec(const char *const *argv)
+{
+    /* make check-valgrind: every sparkbench child runs under the wrapper; other programs (bash,
+       openssl) as they are. */
+    const char *wrap = getenv("SB_TEST_VALGRIND");
+    const char *base = strrchr(argv[0], '/');
+    base = base ? base + 1 : argv[0];
+    if (wrap && *wrap && strcmp(base, "sparkbench") == 0) {
+        const char *w[128];
+        int n = 0;
+        w[n++] = wrap;
+        for (int i = 0; argv[i] && n < 127; i++)
+            w[n++] = argv[i];
+        w[n] = NULL;
+        execv(wrap, (char *const *)w);
+        _exit(127);
+    }
+    execv(argv[0], (char *const *)argv);
+}
+
 int sb_proc_start_mock(struct sb_proc *p, const char *bin, const char *const *args)
 {
     const char *argv[64];
@@ -52,7 +79,7 @@ int sb_proc_start_mock(struct sb_proc *p, const char *bin, const char *const *ar
         dup2(pipefd[1], 1);
         close(pipefd[0]);
         close(pipefd[1]);
-        execv(bin, (char *const *)argv);
+        sb_test_exec(argv);
         _exit(127);
     }
     close(pipefd[1]);
@@ -63,7 +90,7 @@ int sb_proc_start_mock(struct sb_proc *p, const char *bin, const char *const *ar
     size_t len = 0;
     while (len < sizeof(line) - 1) {
         struct pollfd pfd = {pipefd[0], POLLIN, 0};
-        if (poll(&pfd, 1, 30000) <= 0)
+        if (poll(&pfd, 1, (int)(30000 * sb_test_time_scale())) <= 0)
             break;
         ssize_t r = read(pipefd[0], line + len, 1);
         if (r <= 0)
@@ -87,14 +114,15 @@ int sb_proc_stop(struct sb_proc *p, int sig)
     kill(p->pid, sig);
     int status;
     /* A guard, not a timing assertion: a process that ignores the signal for a minute is hung. */
-    for (int i = 0; i < 6000; i++) {
+    int tries = (int)(6000 * sb_test_time_scale());
+    for (int i = 0; i < tries; i++) {
         pid_t w = waitpid(p->pid, &status, WNOHANG);
         if (w == p->pid)
             break;
         if (w < 0)
             return -1;
         usleep(10000);
-        if (i == 5999) {
+        if (i == tries - 1) {
             kill(p->pid, SIGKILL);
             waitpid(p->pid, &status, 0);
         }
@@ -140,11 +168,12 @@ int sb_proc_run_limit(const char *const *argv, char **out, char **err, double li
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(ofd, 1);
         dup2(efd, 2);
-        execv(argv[0], (char *const *)argv);
+        sb_test_exec(argv);
         _exit(127);
     }
     int status = 0;
     bool killed = false;
+    limit_s *= sb_test_time_scale();
     if (limit_s > 0) {
         struct timespec t0, now;
         clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -15,6 +15,14 @@ struct sb_proc {
     int out_fd; /* the child's stdout, after the port line */
 };
 
+/* execv(argv[0], argv), or, when SB_TEST_VALGRIND names a wrapper (scripts/valgrind-wrap.sh, set
+   by make check-valgrind) and argv[0] is the sparkbench binary, execv of the wrapper with argv
+   after it. Returns only when the exec failed. */
+void sb_test_exec(const char *const *argv);
+/* SB_TEST_TIME_SCALE (>= 1, default 1): the factor make check-valgrind sets so the helpers' hang
+   guards (mock start-up, stop, sb_proc_run_limit) allow for valgrind's slowdown. */
+double sb_test_time_scale(void);
+
 /* Runs `bin mock --port 0 <args...>` (args NULL-terminated) and reads the port it prints. 0 or -1.
  */
 int sb_proc_start_mock(struct sb_proc *p, const char *bin, const char *const *args);
