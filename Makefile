@@ -4,15 +4,21 @@
 #   make asan   the same tests built with AddressSanitizer + UndefinedBehaviorSanitizer, but the CI
 #               replay (label replay: the Test Plan's outcomes measured in time, which ASan's slowdown shifts)
 #   make release-check  the same tests in a Release (-O3) build, where other warnings show
+#   make fuzz   build the libFuzzer harnesses (clang, ASan + UBSan) and run each for FUZZ_SECONDS
+#               (default 60) on its seed corpus, FUZZ_JOBS (default 1) at a time
 # Warnings are errors here (SB_WERROR=ON); a plain `cmake` build, a user's or a packager's, keeps them
 # warnings.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 REL_BUILD  ?= build-release
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS  ?= 1
+FUZZ_CC    ?= $(shell command -v clang-14 2>/dev/null || command -v clang 2>/dev/null || echo clang-14)
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build check demo asan release-check format format-check clean bench
+.PHONY: all deps configure build check demo asan release-check fuzz format format-check clean bench
 
 all: build
 
@@ -42,6 +48,13 @@ release-check: deps
 	@cmake --build $(REL_BUILD) -j $(JOBS)
 	@ctest --test-dir $(REL_BUILD) --output-on-failure -j $(JOBS)
 
+fuzz:
+	@scripts/install-deps.sh --fuzz
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=$(FUZZ_CC) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DSB_FUZZ=ON -DSB_WERROR=ON $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz
+	@scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_JOBS)
+
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
@@ -58,4 +71,4 @@ bench: build
 	@bench/trace.sh $(BUILD)/sparkbench
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(REL_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(REL_BUILD) $(FUZZ_BUILD)
