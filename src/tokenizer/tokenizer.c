@@ -1296,7 +1296,10 @@ static int encode_piece(struct sb_tokenizer *t, const unsigned char *p, size_t n
              sizeof(*t->cache_ids)) != 0)
         return 0; /* not cached, still encoded */
     memcpy(t->cache_keys + t->cache_keys_len, p, n);
-    memcpy(t->cache_ids + t->cache_ids_len, out->v + before, nids * sizeof(*out->v));
+    /* A piece whose bytes the vocabulary lacks encodes to no ids, and out->v may then still be
+       NULL: NULL + 0 is undefined (UBSan, found by tests/fuzz/fuzz_tokenizer.c). */
+    if (nids)
+        memcpy(t->cache_ids + t->cache_ids_len, out->v + before, nids * sizeof(*out->v));
     t->cache[i] = (struct tok_cache_slot){(uint32_t)t->cache_keys_len, (uint32_t)n,
                                           (uint32_t)t->cache_ids_len, (uint32_t)nids, 1};
     t->cache_keys_len += n;
