@@ -23,6 +23,7 @@
 #include "fuzz_util.h"
 #include "sb/mock_server.h"
 #include "sb/opt.h"
+#include "sb/util.h"
 
 struct server {
     struct sb_mock_config cfg;
@@ -82,10 +83,27 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-/* Sends req, half-closes, and reads until the server closes or 8 s pass (*timed_out then set).
- * Returns bytes read into head (up to cap - 1, NUL-terminated). */
-static size_t exchange(int port, const char *req, size_t len, char *head, size_t cap,
-                       bool *timed_out)
+/* Waits up to ms for events on fd, through the SIGALRM that libFuzzer's -timeout watchdog sends
+ * every second (it interrupts blocking calls with EINTR). Returns poll's result, 0 on timeout. */
+static int wait_fd(int fd, short events, int ms)
+{
+    uint64_t end = sb_mono_ns() + (uint64_t)ms * 1000000u;
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = events};
+        uint64_t now = sb_mono_ns();
+        int left = now >= end ? 0 : (int)((end - now) / 1000000u) + 1;
+        int rc = poll(&pfd, 1, left);
+        if (rc >= 0 || errno != EINTR)
+            return rc;
+    }
+}
+
+/* Sends req, half-closes when asked (a raw request may be incomplete: the FIN ends it; a
+ * well-framed one is sent as curl does, without a FIN), and reads until the server closes or 8 s
+ * pass (*timed_out then set). Every call is retried on EINTR (see wait_fd). Returns bytes read
+ * into head (up to cap - 1, NUL-terminated). */
+static size_t exchange(int port, const char *req, size_t len, bool half_close, char *head,
+                       size_t cap, bool *timed_out)
 {
     *timed_out = false;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -93,25 +111,33 @@ static size_t exchange(int port, const char *req, size_t len, char *head, size_t
         abort();
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
-        sb_fuzz_fail("cannot connect to the mock: %s", strerror(errno));
+    /* An interrupted connect goes on in the background: wait for it, then ask again (EISCONN). */
+    while (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 && errno != EISCONN) {
+        if (errno != EINTR && errno != EALREADY && errno != EINPROGRESS)
+            sb_fuzz_fail("cannot connect to the mock: %s", strerror(errno));
+        wait_fd(fd, POLLOUT, 1000);
+    }
     size_t off = 0;
     while (off < len) {
         ssize_t w = send(fd, req + off, len - off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
         if (w <= 0)
             break; /* the server may close early on a bad request */
         off += (size_t)w;
     }
-    shutdown(fd, SHUT_WR);
+    if (half_close)
+        shutdown(fd, SHUT_WR);
     size_t got = 0;
     char sink[4096];
     for (;;) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, 8000) <= 0) {
+        if (wait_fd(fd, POLLIN, 8000) <= 0) {
             *timed_out = true;
             break;
         }
         ssize_t r = recv(fd, sink, sizeof(sink), 0);
+        if (r < 0 && errno == EINTR)
+            continue;
         if (r <= 0)
             break;
         for (ssize_t i = 0; i < r && got + 1 < cap; i++)
@@ -133,7 +159,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char head[64];
     bool timed_out;
     if (shape == 0) {
-        exchange(s->port, body, blen, head, sizeof(head), &timed_out);
+        exchange(s->port, body, blen, true, head, sizeof(head), &timed_out);
         return 0;
     }
     const char *path = shape == 1 ? "/v1/completions" : "/v1/chat/completions";
@@ -147,12 +173,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     memcpy(req, hdr, (size_t)hl);
     memcpy(req + hl, body, blen);
-    size_t got = exchange(s->port, req, (size_t)hl + blen, head, sizeof(head), &timed_out);
+    size_t got = exchange(s->port, req, (size_t)hl + blen, false, head, sizeof(head), &timed_out);
     if (got == 0) {
         /* Once more on a fresh connection before calling it a failure: a loaded shared machine
            can hold the server thread off for a while; a request it never answers is the bug. */
         fprintf(stderr, "fuzz_mock: no reply (%s), retrying\n", timed_out ? "timeout" : "closed");
-        got = exchange(s->port, req, (size_t)hl + blen, head, sizeof(head), &timed_out);
+        got = exchange(s->port, req, (size_t)hl + blen, false, head, sizeof(head), &timed_out);
     }
     free(req);
     if (got > 0 && strncmp(head, "HTTP/1.1 ", 9) != 0)
