@@ -538,6 +538,15 @@ static int load_postprocessor(struct sb_tokenizer *t, const cJSON *p, struct sb_
             if (!cJSON_IsNumber(id) || *n == TOK_MAX_TEMPLATE)
                 return sb_err_set(err, "post_processor special token '%s' not understood in '%s'",
                                   name->valuestring, t->path);
+            /* An id the vocabulary lacks would be encoded and then fail to decode (found by
+               tests/fuzz/fuzz_tokenizer.c: added_tokens misspelt, the template's id kept); the
+               range check also keeps the cast below defined. */
+            if (!(id->valuedouble >= 0 && id->valuedouble < (double)t->ntokens) ||
+                id->valuedouble != (double)(int32_t)id->valuedouble)
+                return sb_err_set(err,
+                                  "post_processor special token '%s' has id %g, outside the "
+                                  "vocabulary (%zu ids) in '%s'",
+                                  name->valuestring, id->valuedouble, t->ntokens, t->path);
             arr[(*n)++] = (int32_t)id->valuedouble;
         }
         if ((seen_seq ? t->nsuffix : t->nprefix) == before) {

@@ -557,6 +557,16 @@ static void test_errors(void **state)
          "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[],\"byte_fallback\":true}}",
          "unsupported normalizer Replace"},
         {"{\"model\":{\"type\":\"BPE\",\"vocab\":[1],\"merges\":[]}}", "\"vocab\""},
+        /* found by tests/fuzz/fuzz_tokenizer.c: added_tokens misspelt, so the template's id 9
+           is outside the 8-token vocabulary (it encoded, then failed to decode) */
+        {"{\"added_tokenA\":[{\"id\":9,\"content\":\"<s>\",\"special\":true}],"
+         "\"normalizer\":null," MINI_PRE MINI_MODEL("[]") MINI_TAIL,
+         "special token '<s>' has id 9, outside the vocabulary (8 ids)"},
+        {"{" MINI_PRE MINI_MODEL(
+             "[]") "\"post_processor\":{\"type\":\"TemplateProcessing\","
+                   "\"single\":[{\"SpecialToken\":{\"id\":\"x\"}}],\"special_tokens\":{\"x\":{"
+                   "\"ids\":[1e300]}}}}",
+         "outside the vocabulary"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char path[128];
