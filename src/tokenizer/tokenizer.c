@@ -1287,7 +1287,8 @@ static int encode_piece(struct sb_tokenizer *t, const unsigned char *p, size_t n
             if (out->n + s->nids > out->cap &&
                 grow((void **)&out->v, &out->cap, out->n + s->nids, sizeof(*out->v)) != 0)
                 return -1;
-            memcpy(out->v + out->n, t->cache_ids + s->ids_off, s->nids * sizeof(*out->v));
+            if (s->nids) /* a cached piece without ids: out->v may be NULL (see below) */
+                memcpy(out->v + out->n, t->cache_ids + s->ids_off, s->nids * sizeof(*out->v));
             out->n += s->nids;
             return 0;
         }
