@@ -7,16 +7,22 @@
 #   make check-valgrind  unit tests and the integration tests' sparkbench processes under valgrind
 #               memcheck (scripts/check-valgrind.sh): zero errors, zero definite/indirect leaks
 #   make lint   clang-tidy over src/ with the checks in .clang-tidy (scripts/lint.sh)
+#   make fuzz   build the libFuzzer harnesses (clang, ASan + UBSan) and run each for FUZZ_SECONDS
+#               (default 60) on its seed corpus, FUZZ_JOBS (default 1) at a time
 # Warnings are errors here (SB_WERROR=ON); a plain `cmake` build, a user's or a packager's, keeps them
 # warnings.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 REL_BUILD  ?= build-release
 VG_BUILD   ?= build-valgrind
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS  ?= 1
+FUZZ_CC    ?= $(shell command -v clang-14 2>/dev/null || command -v clang 2>/dev/null || echo clang-14)
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build check demo asan release-check check-valgrind lint format format-check clean bench
+.PHONY: all deps configure build check demo asan release-check check-valgrind lint fuzz format format-check clean bench
 
 all: build
 
@@ -52,6 +58,13 @@ check-valgrind: deps
 lint:
 	@scripts/lint.sh $(BUILD)
 
+fuzz:
+	@scripts/install-deps.sh --fuzz
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=$(FUZZ_CC) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DSB_FUZZ=ON -DSB_WERROR=ON $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz
+	@scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_JOBS)
+
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
@@ -68,4 +81,4 @@ bench: build
 	@bench/trace.sh $(BUILD)/sparkbench
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(REL_BUILD) $(VG_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(REL_BUILD) $(VG_BUILD) $(FUZZ_BUILD)

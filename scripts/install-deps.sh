@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages sparkbench needs to build and test, and only those missing.
 # Idempotent: prints nothing and changes nothing when everything is present.
-# Usage: scripts/install-deps.sh [--bench]   (--bench adds the tools bench/ scripts use)
+# Usage: scripts/install-deps.sh [--bench|--fuzz]   (--bench adds the tools bench/ scripts use,
+# --fuzz clang and its libFuzzer runtime for `make fuzz`)
 set -euo pipefail
 
 # sysstat (iostat: the disk-math cross-check), gnuplot-nox (analyze's figures), chromium (the
@@ -22,6 +23,9 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 if [[ "${1:-}" == "--bench" ]]; then
     packages+=(wrk util-linux time jq)
+fi
+if [[ "${1:-}" == "--fuzz" ]]; then
+    packages+=(clang-14 libclang-rt-14-dev)
 fi
 
 missing=()

@@ -66,7 +66,10 @@ int sb_mock_slots_take(struct sb_mock_slots *s, const char *prompt, size_t len,
     char *copy = malloc(len + 1);
     if (!copy)
         return -1;
-    memcpy(copy, prompt, len);
+    /* A prompt of token ids has no text (prompt NULL, len 0), and memcpy from NULL is undefined
+       even for 0 bytes (found by tests/fuzz/fuzz_mock.c under UBSan). */
+    if (len)
+        memcpy(copy, prompt, len);
     copy[len] = '\0';
     free(sl->prompt);
     sl->prompt = copy;

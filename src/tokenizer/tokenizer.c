@@ -538,6 +538,15 @@ static int load_postprocessor(struct sb_tokenizer *t, const cJSON *p, struct sb_
             if (!cJSON_IsNumber(id) || *n == TOK_MAX_TEMPLATE)
                 return sb_err_set(err, "post_processor special token '%s' not understood in '%s'",
                                   name->valuestring, t->path);
+            /* An id the vocabulary lacks would be encoded and then fail to decode (found by
+               tests/fuzz/fuzz_tokenizer.c: added_tokens misspelt, the template's id kept); the
+               range check also keeps the cast below defined. */
+            if (!(id->valuedouble >= 0 && id->valuedouble < (double)t->ntokens) ||
+                id->valuedouble != (double)(int32_t)id->valuedouble)
+                return sb_err_set(err,
+                                  "post_processor special token '%s' has id %g, outside the "
+                                  "vocabulary (%zu ids) in '%s'",
+                                  name->valuestring, id->valuedouble, t->ntokens, t->path);
             arr[(*n)++] = (int32_t)id->valuedouble;
         }
         if ((seen_seq ? t->nsuffix : t->nprefix) == before) {
@@ -1278,7 +1287,8 @@ static int encode_piece(struct sb_tokenizer *t, const unsigned char *p, size_t n
             if (out->n + s->nids > out->cap &&
                 grow((void **)&out->v, &out->cap, out->n + s->nids, sizeof(*out->v)) != 0)
                 return -1;
-            memcpy(out->v + out->n, t->cache_ids + s->ids_off, s->nids * sizeof(*out->v));
+            if (s->nids) /* a cached piece without ids: out->v may be NULL (see below) */
+                memcpy(out->v + out->n, t->cache_ids + s->ids_off, s->nids * sizeof(*out->v));
             out->n += s->nids;
             return 0;
         }
@@ -1296,7 +1306,10 @@ static int encode_piece(struct sb_tokenizer *t, const unsigned char *p, size_t n
              sizeof(*t->cache_ids)) != 0)
         return 0; /* not cached, still encoded */
     memcpy(t->cache_keys + t->cache_keys_len, p, n);
-    memcpy(t->cache_ids + t->cache_ids_len, out->v + before, nids * sizeof(*out->v));
+    /* A piece whose bytes the vocabulary lacks encodes to no ids, and out->v may then still be
+       NULL: NULL + 0 is undefined (UBSan, found by tests/fuzz/fuzz_tokenizer.c). */
+    if (nids)
+        memcpy(t->cache_ids + t->cache_ids_len, out->v + before, nids * sizeof(*out->v));
     t->cache[i] = (struct tok_cache_slot){(uint32_t)t->cache_keys_len, (uint32_t)n,
                                           (uint32_t)t->cache_ids_len, (uint32_t)nids, 1};
     t->cache_keys_len += n;

@@ -56,6 +56,26 @@ static void test_slot_choice(void **state)
     }
 }
 
+/* A prompt of token ids reaches the slots without text (NULL, 0 bytes): it takes a slot and
+   reuses nothing. tests/fuzz/fuzz_mock.c found the memcpy from NULL that UBSan (make asan)
+   reports here. */
+static void test_token_id_prompt(void **state)
+{
+    (void)state;
+    struct sb_mock_slots s;
+    assert_int_equal(sb_mock_slots_init(&s, 1), 0);
+    long long cached = -1;
+    int i = sb_mock_slots_take(&s, NULL, 0, 3, 1, &cached);
+    assert_int_equal(i, 0);
+    assert_int_equal(cached, 0);
+    sb_mock_slots_put(&s, i, 2);
+    /* and again, now that the slot holds the empty prompt */
+    i = sb_mock_slots_take(&s, NULL, 0, 3, 2, &cached);
+    assert_int_equal(i, 0);
+    assert_int_equal(cached, 0);
+    sb_mock_slots_release(&s);
+}
+
 static void test_hold_and_erase(void **state)
 {
     (void)state;
@@ -85,6 +105,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slot_choice),
         cmocka_unit_test(test_hold_and_erase),
+        cmocka_unit_test(test_token_id_prompt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -349,6 +349,35 @@ static void write_file(const char *path, const char *s)
     "\"<s>\":{\"id\":\"<s>\",\"ids\":[9],\"tokens\":[\"<s>\"]}}},\"decoder\":{\"type\":"           \
     "\"ByteLevel\"}}"
 
+/* A piece the vocabulary has no token for (no byte fallback, no unk) encodes to no ids, first in
+   the text or not, and is cached as such: tests/fuzz/fuzz_tokenizer.c found the NULL + 0 that
+   UBSan (make asan) reported when the first piece of a text gave nothing. */
+static void test_mini_unknown_piece(void **state)
+{
+    (void)state;
+    char path[128], json[2048];
+    snprintf(path, sizeof(path), "%s/mini_unknown.json", tmpdir);
+    snprintf(json, sizeof(json), "%s%s%s%s", MINI_HEAD, MINI_PRE, MINI_MODEL("[\"a a\"]"),
+             MINI_TAIL);
+    write_file(path, json);
+    struct sb_tokenizer *t;
+    struct sb_err err;
+    sb_err_clear(&err);
+    if (sb_tokenizer_load(path, &t, &err) != 0)
+        fail_msg("%s", err.msg);
+    static const char *const texts[] = {"\n", "\n", "\naa"}; /* the second from the cache */
+    static const size_t want[] = {0, 0, 1};
+    for (size_t i = 0; i < 3; i++) {
+        struct sb_ids ids = {0};
+        assert_int_equal(sb_tokenizer_encode(t, texts[i], strlen(texts[i]), false, &ids, &err), 0);
+        assert_int_equal(ids.n, want[i]);
+        if (want[i])
+            assert_int_equal(ids.v[0], 2); /* "aa" */
+        sb_ids_release(&ids);
+    }
+    sb_tokenizer_free(t);
+}
+
 static void test_mini_merges(void **state)
 {
     (void)state;
@@ -528,6 +557,16 @@ static void test_errors(void **state)
          "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[],\"byte_fallback\":true}}",
          "unsupported normalizer Replace"},
         {"{\"model\":{\"type\":\"BPE\",\"vocab\":[1],\"merges\":[]}}", "\"vocab\""},
+        /* found by tests/fuzz/fuzz_tokenizer.c: added_tokens misspelt, so the template's id 9
+           is outside the 8-token vocabulary (it encoded, then failed to decode) */
+        {"{\"added_tokenA\":[{\"id\":9,\"content\":\"<s>\",\"special\":true}],"
+         "\"normalizer\":null," MINI_PRE MINI_MODEL("[]") MINI_TAIL,
+         "special token '<s>' has id 9, outside the vocabulary (8 ids)"},
+        {"{" MINI_PRE MINI_MODEL(
+             "[]") "\"post_processor\":{\"type\":\"TemplateProcessing\","
+                   "\"single\":[{\"SpecialToken\":{\"id\":\"x\"}}],\"special_tokens\":{\"x\":{"
+                   "\"ids\":[1e300]}}}}",
+         "outside the vocabulary"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char path[128];
@@ -613,9 +652,9 @@ int main(void)
         cmocka_unit_test(test_gptoss_vectors),
     };
     const struct CMUnitTest file_tests[] = {
-        cmocka_unit_test(test_mini_merges),    cmocka_unit_test(test_mini_extras),
-        cmocka_unit_test(test_mini_metaspace), cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_hf_cache),
+        cmocka_unit_test(test_mini_merges), cmocka_unit_test(test_mini_unknown_piece),
+        cmocka_unit_test(test_mini_extras), cmocka_unit_test(test_mini_metaspace),
+        cmocka_unit_test(test_errors),      cmocka_unit_test(test_hf_cache),
     };
     int rc = cmocka_run_group_tests(file_tests, tmp_setup, tmp_teardown);
     return rc + cmocka_run_group_tests(llama_tests, setup, teardown);
