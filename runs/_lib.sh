@@ -64,6 +64,41 @@ sb_cfg_list() {
     sed -n -E "s/^[[:space:]]*$1:[[:space:]]*\[([^]#]*)\].*/\1/p" "$CONFIG" | head -n1 | tr -d ' "'"'"
 }
 
+# The context sweep of H2A, H2B and H7 into SB_CONTEXTS: LIST (their --contexts) when given, else
+# the --config's run.context_tokens list (Test Plan §13), else QUICK under --quick, else FULL.
+# Sets an array rather than printing, so a bad entry stops the runner itself.
+sb_contexts() {
+    local list=$1 c
+    [[ -n $list ]] || list=$(sb_cfg_list context_tokens)
+    if [[ -z $list ]]; then
+        if [[ $QUICK == 1 ]]; then list=$2; else list=$3; fi
+    fi
+    SB_CONTEXTS=()
+    for c in $(split_list "$list"); do
+        [[ $c =~ ^[0-9]+$ && $c -ge 1 ]] || die "context '$c' is not a positive number of tokens"
+        SB_CONTEXTS+=("$c")
+    done
+}
+
+# H2A and H2B: a context sweep at U_work whose only own option is --contexts (--context-tokens).
+sb_context_sweep() {
+    local quick=$1 full=$2 contexts="" c uwork
+    shift 2
+    set -- ${ARGS[@]+"${ARGS[@]}"}
+    while [[ $# -gt 0 ]]; do
+        case "$(sb_flag "$1")" in
+            --contexts | --context-tokens) contexts=${2:?$1 needs a list} && shift 2 ;;
+            *) die "unknown option '$1' (see --help)" ;;
+        esac
+    done
+    sb_contexts "$contexts" "$quick" "$full"
+    uwork=$(sb_uwork)
+    sb_begin "" # the runner's default mock profile
+    for c in "${SB_CONTEXTS[@]}"; do
+        sb_point "ctx$c" --context-tokens "$c" --concurrency "$uwork"
+    done
+}
+
 sb__nonce_usage() {
     [[ ${SB_SESSIONED:-0} == 1 ]] && return 0
     cat <<EOF

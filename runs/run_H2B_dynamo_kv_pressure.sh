@@ -14,25 +14,5 @@ SB_USAGE="H2B options:
 source "$(dirname "$0")/_lib.sh"
 sb_init H2B "$@"
 
-contexts=""
-set -- ${ARGS[@]+"${ARGS[@]}"}
-while [[ $# -gt 0 ]]; do
-    case "$(sb_flag "$1")" in
-        --contexts | --context-tokens) contexts=${2:?$1 needs a list} && shift 2 ;;
-        *) die "unknown option '$1' (see --help)" ;;
-    esac
-done
-# The config's run.context_tokens list (Test Plan §13) is the sweep when --contexts is not given.
-[[ -n $contexts ]] || contexts=$(sb_cfg_list context_tokens)
-if [[ -z $contexts ]]; then
-    if [[ $QUICK == 1 ]]; then contexts="256,1024,2048,4096"
-    else contexts="256,512,1024,2048,4096"; fi
-fi
-uwork=$(sb_uwork)
-
-sb_begin
-for c in $(split_list "$contexts"); do
-    [[ $c =~ ^[0-9]+$ && $c -ge 1 ]] || die "context '$c' is not a positive number of tokens"
-    sb_point "ctx$c" --context-tokens "$c" --concurrency "$uwork"
-done
+sb_context_sweep 256,1024,2048,4096 256,512,1024,2048,4096
 sb_end H2_p99_vs_context H2B_tier_hits_vs_context

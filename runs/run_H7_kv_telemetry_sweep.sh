@@ -29,11 +29,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 [[ $STACK == B ]] || note "H7 needs KV telemetry (Stack B's KVBM); stack $STACK has none to fit"
-# The config's run.context_tokens list (Test Plan §13) is the sweep when --contexts is not given.
-[[ -n $contexts ]] || contexts=$(sb_cfg_list context_tokens)
-if [[ -z $contexts ]]; then
-    if [[ $QUICK == 1 ]]; then contexts="512,1024,2048,4096"; else contexts="256,512,1024,2048,4096"; fi
-fi
+sb_contexts "$contexts" 512,1024,2048,4096 256,512,1024,2048,4096
 uwork=$(sb_uwork)
 
 tier2=()
@@ -45,10 +41,8 @@ if [[ $MOCK == 1 ]]; then
 else
     sb_begin
 fi
-for c in $(split_list "$contexts"); do
-    [[ $c =~ ^[0-9]+$ && $c -ge 1 ]] || die "context '$c' is not a positive integer"
+for c in "${SB_CONTEXTS[@]}"; do
     sb_point "ctx$c" --context-tokens "$c" --concurrency "$uwork" ${tier2[@]+"${tier2[@]}"} \
-        \
         ${max_tokens:+--max-tokens "$max_tokens"}
 done
 sb_end H7_pred_vs_obs H7_p99_vs_fetch_p95
