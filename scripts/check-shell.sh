@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# shellcheck over every shell script of the repository (the tracked *.sh files and .ci/run), with
+# Runs shellcheck on every shell script of the repository (the tracked *.sh files and .ci/run), with
 # sourced files followed (-x): runners source runs/_lib.sh. Exit 0 when clean, 1 with the findings,
 # 77 (ctest's skip) when shellcheck is not installed (scripts/install-deps.sh installs it).
 # Usage: check-shell.sh [SOURCE_DIR]
