@@ -17,32 +17,11 @@
 #include "sb/analyze.h"
 #include "sb/record.h"
 #include "sb/util.h"
+#include "../common/mrec_reference.h"
 
 static bool same_double(double a, double b)
 {
     return (isnan(a) && isnan(b)) || a == b;
-}
-
-static int reference(const char *line, size_t len, struct sb_mrec *m, struct sb_err *err)
-{
-    struct sb_record r;
-    if (sb_record_from_json(line, len, &r, err) != 0)
-        return -1;
-    m->ts = r.ts;
-    m->lat[SB_LAT_TTFT] = r.lat_ttft_ms;
-    m->lat[SB_LAT_E2E] = r.lat_e2e_ms;
-    m->lat[SB_LAT_TTFB] = r.lat_ttfb_ms;
-    m->lat[SB_LAT_ITL] = r.itl_mean_ms;
-    m->lat[SB_LAT_TPOT] = r.tpot_ms;
-    m->output_tokens = r.output_tokens;
-    m->rc = r.rc;
-    m->warmup = r.warmup;
-    m->error = r.error;
-    /* Where the line says "ok", that is the answer; otherwise a 2xx without an error kind. */
-    m->ok = strstr(line, "\"ok\":")
-                ? r.ok
-                : r.ok || (r.error == SB_ERRK_NONE && r.rc >= 200 && r.rc <= 299);
-    return 0;
 }
 
 static bool ignored_field_error(const char *line, size_t len, const char *msg)
@@ -73,7 +52,7 @@ static void check_line(struct sb_mscan *s, bool with_ts, const char *line, size_
         sb_fuzz_fail("scanner returned %d", g);
     if (g != 0)
         return; /* declined: the full parser decides alone */
-    if (reference(line, len, &want, &werr) != 0) {
+    if (mrec_reference(line, len, &want, &werr) != 0) {
         if (ignored_field_error(line, len, werr.msg))
             return;
         sb_fuzz_fail("the scanner accepted a line the full parser rejects (%s): %s", werr.msg,

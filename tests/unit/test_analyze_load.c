@@ -25,6 +25,7 @@
 #include "sb/buf.h"
 #include "sb/record.h"
 #include "sb/util.h"
+#include "../common/mrec_reference.h"
 
 #define TOL   1e-9
 #define DATA  SB_TEST_DATA_DIR "/analyze"
@@ -399,29 +400,6 @@ static void test_scan_numbers_exact(void **state)
     sb_mscan_free(s);
 }
 
-/* What sb_record_from_json says of a line, in sb_mrec terms (the reference). */
-static int reference(const char *line, size_t len, struct sb_mrec *m, struct sb_err *err)
-{
-    struct sb_record r;
-    if (sb_record_from_json(line, len, &r, err) != 0)
-        return -1;
-    m->ts = r.ts;
-    m->lat[SB_LAT_TTFT] = r.lat_ttft_ms;
-    m->lat[SB_LAT_E2E] = r.lat_e2e_ms;
-    m->lat[SB_LAT_TTFB] = r.lat_ttfb_ms;
-    m->lat[SB_LAT_ITL] = r.itl_mean_ms;
-    m->lat[SB_LAT_TPOT] = r.tpot_ms;
-    m->output_tokens = r.output_tokens;
-    m->rc = r.rc;
-    m->warmup = r.warmup;
-    m->error = r.error;
-    /* Where the line says "ok", that is the answer; otherwise a 2xx without an error kind. */
-    m->ok = strstr(line, "\"ok\":")
-                ? r.ok
-                : r.ok || (r.error == SB_ERRK_NONE && r.rc >= 200 && r.rc <= 299);
-    return 0;
-}
-
 static void random_record(struct sb_rng *rng, struct sb_record *r, long seq)
 {
     sb_record_init(r);
@@ -506,7 +484,7 @@ static void check_one(const char *line, size_t len, struct sb_mscan *s, bool wit
     struct sb_mrec got = {0}, want = {0};
     struct sb_err err, werr;
     int g = sb_metrics_parse_line(s, copy, len, &got, &err);
-    int w = reference(copy, len, &want, &werr);
+    int w = mrec_reference(copy, len, &want, &werr);
     if (g == 0 && w != 0 && ignored_field_error(copy, len, werr.msg)) {
         free(copy); /* valid JSON; only a field analyze does not read has the wrong type */
         return;
