@@ -21,6 +21,7 @@
 #include <event2/util.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -1187,14 +1188,20 @@ static int parse_stop(struct mreq *m, const cJSON *stop, char *msg, size_t msgca
     return 0;
 }
 
+/* Whether a JSON number is an integer. No cast: a double beyond long long's range (1e300, or 44
+   digits, which JSON allows) makes the cast undefined behaviour (found by tests/fuzz/fuzz_mock). */
+static bool is_whole(double v)
+{
+    return isfinite(v) && v == floor(v);
+}
+
 /* Refuses, naming the field, what the mock does not implement: a client that asked for several
    choices, log probabilities or an echo must not get a plain answer it takes for one. */
 static int refuse_unsupported(const cJSON *root, char *msg, size_t msgcap, const char **param)
 {
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(root, "n");
     if (n && !cJSON_IsNull(n) &&
-        (!cJSON_IsNumber(n) || n->valuedouble < 1 ||
-         n->valuedouble != (double)(long long)n->valuedouble)) {
+        (!cJSON_IsNumber(n) || n->valuedouble < 1 || !is_whole(n->valuedouble))) {
         *param = "n";
         snprintf(msg, msgcap, "'n' must be an integer >= 1");
         return 400;
@@ -1364,15 +1371,31 @@ static int parse_body(struct mock_server *s, struct mreq *m, const cJSON *root, 
     m->max_tokens = cfg->default_max_tokens;
     if (mt && !cJSON_IsNull(mt)) {
         if (!cJSON_IsNumber(mt) || mt->valuedouble < 1 || mt->valuedouble > 1e9 ||
-            mt->valuedouble != (double)(long long)mt->valuedouble) {
-            snprintf(msg, msgcap, "'max_tokens' must be an integer >= 1");
+            !is_whole(mt->valuedouble)) {
+            *param = "max_tokens";
+            snprintf(msg, msgcap, "'max_tokens' must be an integer in [1, 1e9]");
             return 400;
         }
         m->max_tokens = (long long)mt->valuedouble;
     }
+    /* vLLM's SamplingParams._verify_args refuses min_tokens < 0 and min_tokens > max_tokens with
+       a 400 naming the parameter. A client that set no max_tokens gets vLLM's default, the
+       context left, as the bound; min_tokens is then cut to the mock's shorter default. */
     const cJSON *mn = cJSON_GetObjectItemCaseSensitive(root, "min_tokens");
-    if (cJSON_IsNumber(mn))
-        m->min_tokens = (long long)mn->valuedouble;
+    if (mn && !cJSON_IsNull(mn)) {
+        long long bound = m->max_tokens;
+        if (!mt || cJSON_IsNull(mt))
+            bound =
+                cfg->max_model_len > m->prompt_tokens ? cfg->max_model_len - m->prompt_tokens : 1;
+        if (!cJSON_IsNumber(mn) || mn->valuedouble < 0 || !is_whole(mn->valuedouble) ||
+            mn->valuedouble > (double)bound) {
+            *param = "min_tokens";
+            snprintf(msg, msgcap, "'min_tokens' must be an integer in [0, %lld]", bound);
+            return 400;
+        }
+        m->min_tokens =
+            mn->valuedouble > (double)m->max_tokens ? m->max_tokens : (long long)mn->valuedouble;
+    }
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(root, "stream");
     if (st && !cJSON_IsNull(st) && !cJSON_IsBool(st)) {
         snprintf(msg, msgcap, "'stream' must be a boolean");

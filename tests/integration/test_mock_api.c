@@ -174,6 +174,16 @@ static void test_unsupported_fields(void **state)
         {"/v1/completions", "\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]", "stop"},
         {"/v1/completions", "\"stop\":7", "stop"},
         {"/v1/completions", "\"n\":0", "n"},
+        /* Found by tests/fuzz/fuzz_mock: numbers beyond long long were cast unchecked (UB). */
+        {"/v1/completions", "\"n\":27777777777777777777777777777777777777777777", "n"},
+        {"/v1/completions", "\"n\":1e300", "n"},
+        {"/v1/completions", "\"max_tokens\":1e300", "max_tokens"},
+        /* vLLM's SamplingParams._verify_args: 0 <= min_tokens <= max_tokens, else a 400. */
+        {"/v1/completions", "\"min_tokens\":1e300", "min_tokens"},
+        {"/v1/completions", "\"min_tokens\":-1", "min_tokens"},
+        {"/v1/completions", "\"min_tokens\":1.5", "min_tokens"},
+        {"/v1/completions", "\"max_tokens\":2,\"min_tokens\":3", "min_tokens"},
+        {"/v1/completions", "\"min_tokens\":\"2\"", "min_tokens"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char body[256];
