@@ -9,7 +9,8 @@
 #               memcheck (scripts/check-valgrind.sh): zero errors, zero definite/indirect leaks
 #   make lint   clang-tidy over src/ with the checks in .clang-tidy (scripts/lint.sh)
 #   make fuzz   build the libFuzzer harnesses (clang, ASan + UBSan) and run each for FUZZ_SECONDS
-#               (default 60) on its seed corpus, FUZZ_JOBS (default 1) at a time
+#               (default 60) on its seed corpus, FUZZ_JOBS (default 1) at a time, libFuzzer
+#               seed FUZZ_SEED (default 0: a fresh one each run)
 # Warnings are errors here (SB_WERROR=ON); a plain `cmake` build, a user's or a packager's, keeps them
 # warnings.
 BUILD      ?= build
@@ -19,6 +20,7 @@ VG_BUILD   ?= build-valgrind
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_JOBS  ?= 1
+FUZZ_SEED  ?= 0
 FUZZ_CC    ?= $(shell command -v clang-14 2>/dev/null || command -v clang 2>/dev/null || echo clang-14)
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
@@ -64,7 +66,7 @@ fuzz:
 	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=$(FUZZ_CC) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 		-DSB_FUZZ=ON -DSB_WERROR=ON $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz
-	@scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_JOBS)
+	@SB_FUZZ_SEED=$(FUZZ_SEED) scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_JOBS)
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

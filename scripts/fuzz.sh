@@ -4,6 +4,8 @@
 # Usage: scripts/fuzz.sh BUILD_DIR SECONDS JOBS [NAME...]   (no NAME: every harness)
 # Exit 0 when every harness ran clean; 1 with the crash / disagreement files named otherwise.
 # Each harness's log is OUT/<name>.log (OUT: $SB_FUZZ_OUT, else BUILD_DIR/fuzz-out).
+# SB_FUZZ_SEED: libFuzzer's -seed (0, the default, draws one); CI fixes it so that the same code
+# explores the same inputs first and a red CI is reproducible, not a roll of the dice.
 set -euo pipefail
 build=${1:?usage: scripts/fuzz.sh BUILD_DIR SECONDS JOBS [NAME...]}
 seconds=${2:?seconds}
@@ -27,7 +29,7 @@ run_one() {
     mkdir -p "$scratch" "$art"
     # -rss_limit_mb: the shared CI machine; -timeout: one input may take 10 s (the mock's
     # loopback exchange) before it counts as a hang.
-    if "$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+    if "$bin" -seed="$seed" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
         -artifact_prefix="$art/" "$scratch" "$src/tests/fuzz/corpus/$name" \
         >"$out/$name.log" 2>&1; then
         echo "fuzz $name: ok, $(grep -o 'stat::number_of_executed_units: *[0-9]*' "$out/$name.log" |
@@ -40,7 +42,8 @@ run_one() {
     fi
 }
 export -f run_one
-export build seconds src out
+seed=${SB_FUZZ_SEED:-0}
+export build seconds src out seed
 
 # xargs exits non-zero when any harness failed; every harness still runs. ($1 is the inner
 # bash's argument, hence the single quotes.)

@@ -5,6 +5,7 @@
  */
 #include "sb/opt.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -145,6 +146,35 @@ static int choice_index(const struct sb_opt *o, const char *value, const char *w
     return -1;
 }
 
+/* A list value as stored: its comma-separated items trimmed of blanks, empty ones dropped
+   ("a, b," and "a,b" are one list), so that config.yaml writes back what loads back. */
+static char *list_normalize(const char *value)
+{
+    char *out = malloc(strlen(value) + 1);
+    if (!out)
+        return NULL;
+    size_t len = 0;
+    for (const char *p = value; *p;) {
+        size_t n = strcspn(p, ",");
+        const char *b = p, *e = p + n;
+        while (b < e && isspace((unsigned char)*b))
+            b++;
+        while (e > b && isspace((unsigned char)e[-1]))
+            e--;
+        if (e > b) {
+            if (len)
+                out[len++] = ',';
+            memcpy(out + len, b, (size_t)(e - b));
+            len += (size_t)(e - b);
+        }
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    out[len] = '\0';
+    return out;
+}
+
 int sb_opt_set(const struct sb_opt *o, void *obj, const char *value, const char *what,
                struct sb_err *err)
 {
@@ -211,7 +241,7 @@ int sb_opt_set(const struct sb_opt *o, void *obj, const char *value, const char 
            of a config are then named, as for an ENUM). */
         if (o->type == SB_OPT_STR && o->choices && choice_index(o, value, what, err) < 0)
             return -1;
-        char *copy = strdup(value);
+        char *copy = o->type == SB_OPT_LIST ? list_normalize(value) : strdup(value);
         if (!copy)
             return sb_err_set(err, "out of memory");
         char **slot = FIELD(obj, o, char *);
@@ -535,7 +565,10 @@ static int apply_node(struct yaml_ctx *c, yaml_node_t *knode, yaml_node_t *v, co
         }
         char **slot = FIELD(c->obj, o, char *);
         free(*slot);
-        *slot = joined ? joined : strdup("");
+        *slot = list_normalize(joined ? joined : "");
+        free(joined);
+        if (!*slot)
+            return sb_err_set(c->err, "out of memory");
         return 0;
     }
     if (v->type != YAML_SCALAR_NODE)
@@ -747,7 +780,10 @@ int sb_opt_parse(const struct sb_opt *opts, size_t n, void *obj, int argc, char 
             joined[la] = ',';
             memcpy(joined + la + 1, value, lb + 1);
             free(*slot);
-            *slot = joined;
+            *slot = list_normalize(joined);
+            free(joined);
+            if (!*slot)
+                return sb_err_set(err, "out of memory");
             continue;
         }
         if (sb_opt_set(o, obj, value, what, err) != 0)
@@ -873,9 +909,11 @@ int sb_opt_write_yaml(const struct sb_opt *opts, size_t n, const void *obj, FILE
             while (s && *s) {
                 const char *comma = strchr(s, ',');
                 size_t len = comma ? (size_t)(comma - s) : strlen(s);
-                char item[256];
-                snprintf(item, sizeof(item), "%.*s", (int)len, s);
+                char *item = strndup(s, len);
+                if (!item)
+                    return -1;
                 write_yaml_string(f, item);
+                free(item);
                 s = comma ? comma + 1 : NULL;
                 if (s)
                     fputs(", ", f);

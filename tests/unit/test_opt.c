@@ -877,6 +877,53 @@ static void test_write_yaml(void **state)
     done(&t, &res);
 }
 
+/* A list is its items, trimmed, the empty ones dropped, however it was written: "a, b," from a
+   flag or a YAML scalar must not become [" b", ""] in config.yaml, which then reloads as two
+   items (found by tests/fuzz/fuzz_yaml). An item longer than 255 bytes is written whole. */
+static void test_list_items(void **state)
+{
+    (void)state;
+    struct topts t;
+    struct sb_opt_result res;
+    struct sb_err err;
+    static const char *const spaced[] = {"cmd",      "--models", " a , b c,,\t",
+                                         "--models", ", d ,",    NULL};
+    assert_int_equal(parse(&t, &res, &err, spaced), 0);
+    assert_string_equal(t.models, "a,b c,d");
+    done(&t, &res);
+
+    static const char *const empty[] = {"cmd", "--models", " , ", NULL};
+    assert_int_equal(parse(&t, &res, &err, empty), 0);
+    assert_string_equal(t.models, "");
+    char *text = write_to_string(&t);
+    assert_non_null(strstr(text, "  models: []\n"));
+    free(text);
+    done(&t, &res);
+
+    char yaml[1024], longitem[301];
+    memset(longitem, 'x', 300);
+    longitem[300] = '\0';
+    snprintf(yaml, sizeof(yaml), "run:\n  models:  a, %s ,  # a comment\n", longitem);
+    char path[64];
+    write_tmp(path, sizeof(path), yaml);
+    assert_int_equal(sb_opt_defaults(topts_table, NOPTS, &t, &err), 0);
+    assert_int_equal(sb_opt_load_yaml(topts_table, NOPTS, &t, path, &err), 0);
+    char want[400];
+    snprintf(want, sizeof(want), "a,%s", longitem);
+    assert_string_equal(t.models, want);
+    text = write_to_string(&t);
+    snprintf(want, sizeof(want), "  models: [\"a\", \"%s\"]\n", longitem);
+    assert_non_null(strstr(text, want));
+    free(text);
+    sb_opt_release(topts_table, NOPTS, &t);
+
+    write_tmp(path, sizeof(path), "run:\n  models: [\" a \", \"\", b]\n");
+    assert_int_equal(sb_opt_defaults(topts_table, NOPTS, &t, &err), 0);
+    assert_int_equal(sb_opt_load_yaml(topts_table, NOPTS, &t, path, &err), 0);
+    assert_string_equal(t.models, "a,b");
+    sb_opt_release(topts_table, NOPTS, &t);
+}
+
 /* A STR option with choices stores the string but takes only the listed ones. */
 static void test_str_choices(void **state)
 {
@@ -913,6 +960,7 @@ int main(void)
         cmocka_unit_test_teardown(test_yaml_malformed, remove_tmp),
         cmocka_unit_test_teardown(test_config_flag, remove_tmp),
         cmocka_unit_test_teardown(test_write_yaml, remove_tmp),
+        cmocka_unit_test_teardown(test_list_items, remove_tmp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
