@@ -567,6 +567,11 @@ static void test_errors(void **state)
                    "\"single\":[{\"SpecialToken\":{\"id\":\"x\"}}],\"special_tokens\":{\"x\":{"
                    "\"ids\":[1e300]}}}}",
          "outside the vocabulary"},
+        /* found by tests/fuzz/fuzz_tokenizer.c: one added token with id 710027001 in an
+           8-entry file made the loader ask for a 5.7 GB id table */
+        {"{\"added_tokens\":[{\"id\":00000000000000000710027001,\"content\":\"<s>\","
+         "\"special\":true}],\"normalizer\":null," MINI_PRE MINI_MODEL("[]") MINI_TAIL,
+         "token id 710027001 is far beyond the 9 vocabulary and added_tokens entries"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char path[128];
