@@ -827,7 +827,22 @@ static void write_yaml_string(FILE *f, const char *s)
         return;
     }
     sb_json_escape(buf, need + 1, s, strlen(s));
-    fprintf(f, "\"%s\"", buf);
+    /* JSON leaves NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR raw; YAML 1.1 (libyaml) reads them
+       as line breaks and folds them, so a value holding one came back changed (found by
+       tests/fuzz/fuzz_yaml). They are written as \u escapes, which both read back. */
+    fputc('"', f);
+    for (const char *p = buf; *p; p++) {
+        const unsigned char *u = (const unsigned char *)p;
+        if (u[0] == 0xC2 && u[1] == 0x85) {
+            fputs("\\u0085", f);
+            p++;
+        } else if (u[0] == 0xE2 && u[1] == 0x80 && (u[2] == 0xA8 || u[2] == 0xA9)) {
+            fputs(u[2] == 0xA8 ? "\\u2028" : "\\u2029", f);
+            p += 2;
+        } else
+            fputc(*p, f);
+    }
+    fputc('"', f);
     free(buf);
 }
 

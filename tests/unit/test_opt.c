@@ -924,6 +924,31 @@ static void test_list_items(void **state)
     sb_opt_release(topts_table, NOPTS, &t);
 }
 
+/* NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR are line breaks to libyaml: written raw inside a
+   quoted value, "a<NEL> b" came back as "a b" (found by tests/fuzz/fuzz_yaml). */
+static void test_write_yaml_line_breaks(void **state)
+{
+    (void)state;
+    struct topts t;
+    struct sb_opt_result res;
+    struct sb_err err;
+    static const char *const argv[] = {"cmd", "--name", "a\xc2\x85 b\xe2\x80\xa8  c\xe2\x80\xa9 d",
+                                       NULL};
+    assert_int_equal(parse(&t, &res, &err, argv), 0);
+    char *text = write_to_string(&t);
+    assert_non_null(strstr(text, "name: \"a\\u0085 b\\u2028  c\\u2029 d\"\n"));
+    char path[64];
+    write_tmp(path, sizeof(path), text);
+    free(text);
+    struct topts back;
+    memset(&back, 0, sizeof(back));
+    assert_int_equal(sb_opt_defaults(topts_table, NOPTS, &back, &err), 0);
+    assert_int_equal(sb_opt_load_yaml(topts_table, NOPTS, &back, path, &err), 0);
+    assert_string_equal(back.name, t.name);
+    sb_opt_release(topts_table, NOPTS, &back);
+    done(&t, &res);
+}
+
 /* A STR option with choices stores the string but takes only the listed ones. */
 static void test_str_choices(void **state)
 {
@@ -961,6 +986,7 @@ int main(void)
         cmocka_unit_test_teardown(test_config_flag, remove_tmp),
         cmocka_unit_test_teardown(test_write_yaml, remove_tmp),
         cmocka_unit_test_teardown(test_list_items, remove_tmp),
+        cmocka_unit_test_teardown(test_write_yaml_line_breaks, remove_tmp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
