@@ -611,6 +611,22 @@ static void test_config_errors(void **state)
         {"run:\n  timeout_s: -1\n", "line 2", "'run.timeout_s' is out of range"},
         {"run:\n  arrival: weird\n", "line 2", "'run.arrival': expected one of"},
         {"run:\n  workload: nosuch\n", "line 2", "'run.workload': expected one of"},
+        /* Values whose syntax a parser checks (not a choice list): each names the key too. */
+        {"run:\n  lora_select: bogus\n", "line 2",
+         "key 'run.lora_select': invalid --lora-select 'bogus'"},
+        {"run:\n  lora_select: zipf:-1\n", "line 2", "key 'run.lora_select'"},
+        {"run:\n  session_order: random\n", "line 2", "key 'run.session_order'"},
+        {"run:\n  turns: uniform:5\n", "line 2", "key 'run.turns'"},
+        {"run:\n  think_ms: fast\n", "line 2", "key 'run.think_ms'"},
+        {"run:\n  idle_s: lognormal:0:1\n", "line 2", "key 'run.idle_s'"},
+        {"run:\n  salt: xyz\n", "line 2", "key 'run.salt'"},
+        {"server:\n  endpoint: ftp://127.0.0.1:1/v1/completions\n", "line 2",
+         "key 'server.endpoint': endpoint 'ftp://"},
+        /* Wrong shapes and the other types. */
+        {"run:\n  rate:\n    x: 1\n", "line 3", "key 'run.rate' takes a number"},
+        {"run:\n  max_response_bytes: lots\n", "line 2", "'run.max_response_bytes'"},
+        {"server:\n  extra_body: 5\n", "line 2", "'server.extra_body'"},
+        {"run:\n  concurrency: 0\n", "line 2", "'run.concurrency' is out of range"},
     };
     char *dir = sb_test_tmpdir("/tmp", "cfgerr");
     char cfg[600], outd[600];
