@@ -641,7 +641,7 @@ static int sysmon_start(struct sysmon_thread *t, const struct sb_run_config *cfg
     t->cfg.out_dir = dir;
     t->cfg.interval_ms = cfg->cadence_ms;
     t->cfg.disks = t->disks[0] ? t->disks : NULL;
-    t->cfg.proc_root = (char *)"/proc";
+    t->cfg.proc_root = cfg->sysmon_proc_root;
     t->cfg.sys_root = (char *)"/sys";
     t->cfg.no_gpu = !cfg->collect_gpu;
     t->cfg.no_disk = !cfg->enable_iostat || !cfg->collect_nvme;
