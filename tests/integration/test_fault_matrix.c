@@ -864,8 +864,9 @@ static int check_grid(const char *path, double interval_s, const char *const *ne
     return n;
 }
 
-/* A --prom endpoint that accepts (the kernel completes the handshake into the backlog) and never
-   answers: the run finishes, and sysmon keeps its grid with the other sources in every tick. */
+/* A --prom and --trtllm-metrics endpoint that accepts (the kernel completes the handshake into the
+   backlog) and never answers: the run finishes, and sysmon keeps its grid with the other sources
+   in every tick. */
 static void test_hung_telemetry_endpoint(void **state)
 {
     (void)state;
@@ -892,6 +893,8 @@ static void test_hung_telemetry_endpoint(void **state)
                           "--sysmon-interval-ms",
                           "100",
                           "--prom",
+                          prom,
+                          "--trtllm-metrics",
                           prom,
                           "--output-dir",
                           rp.out,
