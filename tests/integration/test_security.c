@@ -498,34 +498,45 @@ static void test_sysmon_tls(void **state)
     char url[160];
     snprintf(url, sizeof(url), "https://127.0.0.1:%d/metrics", t.port);
     for (int insecure = 0; insecure < 2; insecure++) {
-        char out[4200], path[4400];
-        snprintf(out, sizeof(out), "%s/%s", dir, insecure ? "insecure" : "verified");
-        /* 1 s ticks: the scrape's deadline (0.8 s) leaves a loaded machine time for a handshake. */
-        const char *argv[] = {bin,
-                              "sysmon",
-                              "--out",
-                              out,
-                              "--duration-s",
-                              "2.5",
-                              "--interval-ms",
-                              "1000",
-                              "--no-gpu",
-                              "--no-disk",
-                              "--prom",
-                              url,
-                              insecure ? "--insecure" : NULL,
-                              NULL};
-        char *o = NULL, *err = NULL;
-        int rc = sb_proc_run_limit(argv, &o, &err, 120);
-        print_message("sysmon --prom %s%s: exit %d: %s", url, insecure ? " --insecure" : "", rc,
-                      err);
-        assert_int_equal(rc, 0);
-        snprintf(path, sizeof(path), "%s/sysmon.jsonl", out);
-        char *text = sb_test_read_file(path);
-        assert_non_null(text);
+        /* A scrape the tick's deadline abandoned ("late") says nothing about the certificate: on a
+           loaded machine (ASan, parallel tests) a handshake can take longer than the deadline, so
+           sysmon runs again (a bounded number of times) until one scrape has finished. */
+        char *o = NULL, *err = NULL, *text = NULL;
+        for (int attempt = 0; attempt < 6; attempt++) {
+            char out[4200], path[4400];
+            snprintf(out, sizeof(out), "%s/%s%d", dir, insecure ? "insecure" : "verified", attempt);
+            const char *argv[] = {bin,
+                                  "sysmon",
+                                  "--out",
+                                  out,
+                                  "--duration-s",
+                                  "5.5",
+                                  "--interval-ms",
+                                  "2500",
+                                  "--no-gpu",
+                                  "--no-disk",
+                                  "--prom",
+                                  url,
+                                  insecure ? "--insecure" : NULL,
+                                  NULL};
+            free(o);
+            free(err);
+            free(text);
+            int rc = sb_proc_run_limit(argv, &o, &err, 120);
+            print_message("sysmon --prom %s%s: exit %d: %s", url, insecure ? " --insecure" : "", rc,
+                          err);
+            assert_int_equal(rc, 0);
+            snprintf(path, sizeof(path), "%s/sysmon.jsonl", out);
+            text = sb_test_read_file(path);
+            assert_non_null(text);
+            if (sb_test_count(text, "\"url\":\"https") > sb_test_count(text, "\"late\":true"))
+                break;
+        }
+        if (sb_test_count(text, "\"url\":\"https") <= sb_test_count(text, "\"late\":true"))
+            fail_msg("no scrape of %s finished in 6 runs of sysmon: %s", url, err);
         if (!insecure) {
-            if (!strstr(err, "certificate") || !strstr(text, "certificate"))
-                fail_msg("no certificate error for %s: stderr %s", url, err);
+            if (!strstr(text, "certificate"))
+                fail_msg("no certificate error for %s: %s", url, text);
             assert_null(strstr(text, "\"insecure\":true"));
         } else {
             if (strstr(err, "certificate problem") || strstr(text, "certificate problem") ||
@@ -545,7 +556,7 @@ static void test_sysmon_tls(void **state)
 
 /* `sparkbench smoke` against https: refused with a certificate error by default (exit 1), and
    with --insecure the handshake is made and the report says the certificate was not checked.
-   s_server -www never answers a POST: --timeout-s 3 bounds each of smoke's probes (a limit, not
+   s_server -www never answers a POST: --timeout-s 8 bounds each of smoke's probes (a limit, not
    an assertion). */
 static void test_smoke_tls(void **state)
 {
@@ -560,10 +571,10 @@ static void test_smoke_tls(void **state)
     for (int insecure = 0; insecure < 2; insecure++) {
         const char *argv[] = {bin,           "smoke",   "--endpoint",
                               url,           "--model", "m",
-                              "--timeout-s", "3",       insecure ? "--insecure" : NULL,
+                              "--timeout-s", "8",       insecure ? "--insecure" : NULL,
                               NULL};
         char *o = NULL, *err = NULL;
-        int rc = sb_proc_run_limit(argv, &o, &err, 120);
+        int rc = sb_proc_run_limit(argv, &o, &err, 300);
         print_message("smoke %s%s: exit %d\n%s%s", url, insecure ? " --insecure" : "", rc, o, err);
         assert_int_not_equal(rc, -2);
         if (!insecure) {
