@@ -22,7 +22,8 @@
 # (a failed tar, a failed compressor or a full disk leaves no archive and touches no result),
 # then read back in full; every regular file must be listed in it with the size it has on
 # disk, and the disk must not have changed while tar read it (a run still writing). Only then
-# are the packed run directories removed (not with --keep).
+# are the packed run directories removed (not with --keep). Every member is also compared with the
+# disk byte for byte (tar --compare), so a file rewritten with the same size is caught.
 # Exit status: 0 done; 1 an error (nothing removed, unless the message says which were);
 # 2 bad usage.
 # TAR, ZSTD and GZIP name the programs used (default tar, zstd, gzip; GNU tar's listing is parsed).
@@ -192,9 +193,17 @@ if [[ "$files_before" != "$in_archive" ]]; then
         sed 's/^</  on disk:   /; s/^>/  in archive:/' | head -20 >&2 || true
     die "verify failed for '$out'"
 fi
+# Names and sizes miss a file rewritten in place with as many bytes (run.json rewritten by a run
+# still finishing): GNU tar's --compare reads every member back against the disk, contents,
+# mode and mtime included.
+if ! diffs=$(decompressor "$tmp" | "$TAR" -C "$results" --compare --numeric-owner -f - 2>&1); then
+    echo "$prog: the archive and the disk differ; nothing was removed:" >&2
+    printf '%s\n' "$diffs" | head -20 >&2
+    die "verify failed for '$out'"
+fi
 mv -- "$tmp" "$out" || die "cannot rename the verified archive to '$out'; nothing was removed"
 size=$(stat -c %s "$out")
-echo "$prog: verified '$out': $nfiles files, $nbytes bytes, each listed with its size ($size bytes $compress)"
+echo "$prog: verified '$out': $nfiles files, $nbytes bytes, each listed with its size and compared with the disk ($size bytes $compress)"
 
 if [[ $keep -eq 1 ]]; then
     echo "$prog: --keep: the result directories stay in '$results'"

@@ -134,6 +134,7 @@ struct sb_run_config {
     uint64_t tier2_allocate_bytes;
     /* telemetry: */
     long long cadence_ms;
+    char *sysmon_proc_root; /* --sysmon reads /proc here (sysmon's --proc-root) */
     bool enable_dynkv;
     bool enable_iostat;
     bool collect_gpu;

@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <math.h>
@@ -97,6 +98,9 @@ static int resolve_endpoint(const struct sb_run_config *cfg, char *url, size_t c
     snprintf(url, cap, "%.*s%s", (int)len, cfg->endpoint, suffix);
     return 0;
 }
+
+/* Bytes set aside for run.json (3-4 KiB in practice; more with long LoRA lists). */
+#define RUN_JSON_RESERVE (64 * 1024)
 
 /* config.yaml, rendered in memory and written atomically (never left empty or half-written). */
 static int write_config(const struct sb_run_config *cfg, const char *dir, struct sb_err *err)
@@ -641,7 +645,7 @@ static int sysmon_start(struct sysmon_thread *t, const struct sb_run_config *cfg
     t->cfg.out_dir = dir;
     t->cfg.interval_ms = cfg->cadence_ms;
     t->cfg.disks = t->disks[0] ? t->disks : NULL;
-    t->cfg.proc_root = (char *)"/proc";
+    t->cfg.proc_root = cfg->sysmon_proc_root;
     t->cfg.sys_root = (char *)"/sys";
     t->cfg.no_gpu = !cfg->collect_gpu;
     t->cfg.no_disk = !cfg->enable_iostat || !cfg->collect_nvme;
@@ -665,6 +669,7 @@ int cmd_run(int argc, char **argv)
     struct sb_engine_result er = {0};
     struct sb_lora_list lora_list = {0};
     struct sb_lora_selector *lora = NULL;
+    char reserve[4200] = ""; /* room kept for run.json, freed just before it is written */
     int rc = 1;
     sb_err_clear(&err);
     /* SIGINT/SIGTERM stay pending until the engine's signalfd reads them, so one that comes
@@ -793,6 +798,18 @@ int cmd_run(int argc, char **argv)
         goto out;
     }
     sink_open = true;
+    /* A disk that fills up mid-run costs the records that no longer fit, but run.json (which
+       counts them as lost) must still be written: blocks are set aside for it now and given back
+       just before it is written. Best effort: without them a full disk loses run.json too. */
+    snprintf(reserve, sizeof(reserve), "%s/.run.json.reserve", dir);
+    int rfd = open(reserve, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool reserved = rfd >= 0 && posix_fallocate(rfd, 0, RUN_JSON_RESERVE) == 0;
+    if (rfd >= 0)
+        close(rfd);
+    if (!reserved) {
+        unlink(reserve);
+        reserve[0] = '\0';
+    }
 
     const char *key = cfg.api_key_env ? getenv(cfg.api_key_env) : NULL;
     struct sb_engine_params p = {
@@ -855,6 +872,8 @@ int cmd_run(int argc, char **argv)
     }
     struct record_facts facts;
     record_facts_of(&er, &wl, &facts);
+    if (reserve[0] && unlink(reserve) == 0)
+        reserve[0] = '\0';
     bool json_failed = write_run_json(dir, run_id, url, argc, argv, &er, wall_start, wall_end, &wl,
                                       &loss, &ss, &cfg, &facts, &p, &err) != 0;
     if (json_failed)
@@ -918,5 +937,7 @@ out:
     sb_tokenizer_free(tok);
     free(res.positional);
     sb_opt_release(sb_run_options, sb_run_noptions, &cfg);
+    if (reserve[0])
+        unlink(reserve);
     return rc;
 }

@@ -135,6 +135,9 @@ int cmd_sysmon(int argc, char **argv)
     if (sb_cmd_parse("sysmon", sysmon_options, NOPTS, &cfg, argc, argv, usage, &res, &rc) != 0)
         goto out;
     sb_tls_set_insecure(cfg.insecure);
+    if (cfg.insecure)
+        fprintf(stderr, "sparkbench sysmon: --insecure: the certificates of https scrapes are not "
+                        "verified (each such scrape says \"insecure\":true)\n");
     if (!cfg.out_dir) {
         rc = sb_usage_error("sysmon", "missing --out DIR");
         goto out;

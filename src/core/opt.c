@@ -241,6 +241,8 @@ int sb_opt_set(const struct sb_opt *o, void *obj, const char *value, const char 
            of a config are then named, as for an ENUM). */
         if (o->type == SB_OPT_STR && o->choices && choice_index(o, value, what, err) < 0)
             return -1;
+        if (o->type == SB_OPT_STR && o->check && o->check(value, err) != 0)
+            return -1;
         char *copy = o->type == SB_OPT_LIST ? list_normalize(value) : strdup(value);
         if (!copy)
             return sb_err_set(err, "out of memory");
@@ -577,8 +579,11 @@ static int apply_node(struct yaml_ctx *c, yaml_node_t *knode, yaml_node_t *v, co
         return 0; /* an empty value keeps the default */
     struct sb_err inner;
     sb_err_clear(&inner);
-    if (sb_opt_set(o, c->obj, (const char *)v->data.scalar.value, what, &inner) != 0)
+    if (sb_opt_set(o, c->obj, (const char *)v->data.scalar.value, what, &inner) != 0) {
+        if (!strstr(inner.msg, what)) /* a check's message names the flag only */
+            return yaml_fail(c, v, "%s: %s", what, inner.msg);
         return yaml_fail(c, v, "%s", inner.msg);
+    }
     return 0;
 }
 

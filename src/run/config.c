@@ -4,8 +4,11 @@
  * endpoint:, runtime:). The old harness's flag spellings are accepted next to the dashed ones.
  */
 #include <stddef.h>
+#include <string.h>
 
+#include "sb/lora_select.h"
 #include "sb/run.h"
+#include "sb/sessions.h"
 
 #define O(field)     offsetof(struct sb_run_config, field)
 #define ALIASES(...) ((const char *const[]){__VA_ARGS__, NULL})
@@ -20,6 +23,51 @@ static const char *const lora_mode_choices[] = {"model", "trtllm", NULL};
 static const char *const history_choices[] = {"server", "synthetic", NULL};
 static const char *const ctx_policy_choices[] = {"end", "slide", NULL};
 static const char *const on_off_choices[] = {"on", "off", NULL};
+
+/* Value checks run as each value is set (struct sb_opt's check), so a config's bad value is
+   refused naming its file, line and key; sb_sessions_check_config and run's setup check the same
+   again with the other options in view. */
+static int check_dist(const char *flag, const char *v, struct sb_err *err)
+{
+    struct sb_dist d;
+    return sb_dist_parse(flag, v, &d, err);
+}
+static int check_think_ms(const char *v, struct sb_err *err)
+{
+    return check_dist("--think-ms", v, err);
+}
+static int check_turns(const char *v, struct sb_err *err)
+{
+    return check_dist("--turns", v, err);
+}
+static int check_idle_s(const char *v, struct sb_err *err)
+{
+    return check_dist("--idle-s", v, err);
+}
+static int check_session_order(const char *v, struct sb_err *err)
+{
+    enum sb_order_kind k;
+    double s;
+    return sb_order_parse(v, &k, &s, err);
+}
+static int check_salt(const char *v, struct sb_err *err)
+{
+    size_t n = strlen(v);
+    if (n > 32 || strspn(v, "0123456789abcdefABCDEF") != n)
+        return sb_err_set(err, "--salt '%s': expected 1 to 32 hex digits", v);
+    return 0;
+}
+static int check_lora_select(const char *v, struct sb_err *err)
+{
+    struct sb_lora_policy p;
+    return sb_lora_policy_parse(v, &p, err);
+}
+static int check_endpoint(const char *v, struct sb_err *err)
+{
+    if (*v && strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0)
+        return sb_err_set(err, "endpoint '%s' must start with http:// or https://", v);
+    return 0;
+}
 
 const struct sb_opt sb_run_options[] = {
     {.flag = "config",
@@ -180,7 +228,8 @@ const struct sb_opt sb_run_options[] = {
      .def = "0",
      .argname = "MS",
      .help = "closed loop: pause between a user's requests; sessioned_chat: between a session's "
-             "turns, a number or uniform:A:B / lognormal:MEAN:SD"},
+             "turns, a number or uniform:A:B / lognormal:MEAN:SD",
+     .check = check_think_ms},
     /* sessioned_chat (src/run/sessions.c checks the distributions and the order) */
     {.key = "run.sessions",
      .flag = "sessions",
@@ -197,7 +246,8 @@ const struct sb_opt sb_run_options[] = {
      .offset = O(session_order),
      .def = "round_robin",
      .argname = "ORDER",
-     .help = "sessioned_chat: which session a user continues: round_robin, uniform or zipf:S"},
+     .help = "sessioned_chat: which session a user continues: round_robin, uniform or zipf:S",
+     .check = check_session_order},
     {.key = "run.system_tokens",
      .flag = "system-tokens",
      .type = SB_OPT_INT,
@@ -232,7 +282,8 @@ const struct sb_opt sb_run_options[] = {
      .def = "8",
      .argname = "T",
      .help = "sessioned_chat: turns per session (a number, uniform:A:B or lognormal:MEAN:SD); "
-             "then the session is replaced by a fresh one"},
+             "then the session is replaced by a fresh one",
+     .check = check_turns},
     {.key = "run.history",
      .flag = "history",
      .type = SB_OPT_ENUM,
@@ -276,7 +327,8 @@ const struct sb_opt sb_run_options[] = {
      .def = "60",
      .argname = "DIST",
      .help = "sessioned_chat: how long a parked session stays idle, seconds (a number, "
-             "uniform:A:B or lognormal:MEAN:SD)"},
+             "uniform:A:B or lognormal:MEAN:SD)",
+     .check = check_idle_s},
     {.key = "run.idle_cap_s",
      .flag = "idle-cap-s",
      .type = SB_OPT_DOUBLE,
@@ -298,7 +350,8 @@ const struct sb_opt sb_run_options[] = {
      .offset = O(salt),
      .argname = "HEX",
      .help = "sessioned_chat: salt of every session's text (default random; run.json records "
-             "it), so a run never hits the cache of the run before"},
+             "it), so a run never hits the cache of the run before",
+     .check = check_salt},
     {.key = "run.kv_bytes_per_token",
      .flag = "kv-bytes-per-token",
      .type = SB_OPT_DOUBLE,
@@ -562,7 +615,8 @@ const struct sb_opt sb_run_options[] = {
      .def = "round_robin",
      .argname = "HOW",
      .help = "with --lora-list: round_robin, uniform or zipf:S (rank = list order), by request "
-             "number and --seed"},
+             "number and --seed",
+     .check = check_lora_select},
     {.key = "run.lora_mode",
      .flag = "lora-mode",
      .type = SB_OPT_ENUM,
@@ -624,7 +678,8 @@ const struct sb_opt sb_run_options[] = {
      .type = SB_OPT_STR,
      .offset = O(endpoint),
      .argname = "URL",
-     .help = "http://host:port[/v1/completions|/v1/chat/completions]"},
+     .help = "http://host:port[/v1/completions|/v1/chat/completions]",
+     .check = check_endpoint},
     {.key = "server.api_key_env",
      .flag = "api-key-env",
      .type = SB_OPT_STR,
@@ -702,6 +757,13 @@ const struct sb_opt sb_run_options[] = {
      .def = "200",
      .min = 10,
      .max = 3600000},
+    {.flag = "sysmon-proc-root",
+     .argname = "DIR",
+     .help = "with --sysmon: where /proc is (sysmon's --proc-root; for tests and containers)",
+     .type = SB_OPT_STR,
+     .offset = O(sysmon_proc_root),
+     .def = "/proc",
+     .flags = SB_OPT_NOYAML},
     {.key = "telemetry.enable_dynkv",
      .key_aliases = ALIASES("telemetry.collect_dynkv", "runtime.dynamo.telemetry_enable"),
      .type = SB_OPT_BOOL,

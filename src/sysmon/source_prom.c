@@ -32,6 +32,7 @@
 #include "sb/prom.h"
 #include "sb/scrape.h"
 #include "sb/sysmon.h"
+#include "sb/tls.h"
 #include "sb/util.h"
 
 #define PROM_MAX_PAGE (64u << 20)
@@ -384,6 +385,8 @@ static int prom_sample(struct sb_sysmon_source *src, const struct sb_sysmon_tick
         rc |= sb_buf_addf(out, "%s{\"url\":\"", i ? "," : "");
         rc |= sb_buf_add_json_escaped(out, sc->url, strlen(sc->url));
         rc |= sb_buf_addf(out, "\",\"ok\":%s,\"ms\":%.3f", sc->ok ? "true" : "false", sc->ms);
+        if (sb_tls_insecure() && strncmp(sc->url, "https://", 8) == 0)
+            rc |= sb_buf_adds(out, ",\"insecure\":true"); /* the certificate went unchecked */
         if (sc->ok) {
             rc |= sb_buf_addf(out, ",\"samples\":%zu,\"bad_lines\":%zu}",
                               sb_prom_snapshot_count(u->cur), sb_prom_snapshot_bad_lines(u->cur));

@@ -105,6 +105,19 @@ cat >"$work/bin/tar-grows" <<EOF
 if [[ " \$* " == *" -cf "* ]]; then echo more >>"$work/results/H2B/20261205_101010_H2B_stackB_m_ctx256_r1/metrics.jsonl"; fi
 exit \$rc
 EOF
+# tar that rewrites a file in place after packing it, same size, new bytes: a change that no list
+# of names and sizes shows
+cat >"$work/bin/tar-rewrites" <<EOF
+#!/usr/bin/env bash
+"$real_tar" "\$@"; rc=\$?
+if [[ " \$* " == *" -cf "* ]]; then
+    f="$work/results/H2B/20261205_101010_H2B_stackB_m_ctx256_r1/metrics.jsonl"
+    printf '{"seq":0,"ok":null}\\n{"seq":1,"ok":true}\\n' >"\$f.new"
+    [[ \$(stat -c %s "\$f") == \$(stat -c %s "\$f.new") ]] || exit 99
+    cat "\$f.new" >"\$f"; rm -f "\$f.new"
+fi
+exit \$rc
+EOF
 # tar that leaves one file out of the archive: a listing short of a file
 cat >"$work/bin/tar-drops" <<EOF
 #!/usr/bin/env bash
@@ -153,6 +166,8 @@ expect_nothing_removed() { # NAME EXPECTED-TEXT [env...] -- args
 # 5. verify mismatches and failures: exit non-zero, remove nothing, leave no archive
 expect_nothing_removed "a file that grows while archived" "changed while they were archived" \
     TAR="$work/bin/tar-grows" -- H2B grows
+expect_nothing_removed "a file rewritten in place (same size) while archived" "differ" \
+    TAR="$work/bin/tar-rewrites" -- H2B rewrites
 expect_nothing_removed "an archive missing a file" "does not hold every file" \
     TAR="$work/bin/tar-drops" -- H2B drops
 expect_nothing_removed "tar cannot read a file" "Permission denied" \

@@ -22,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -173,10 +175,9 @@ static void fault_case_run(const struct fault_case *fc)
                             rp.out,
                             "--prompts-dir",
                             rp.prompts,
-                            "--quiet",
                             "--connect-timeout-s",
                             "30"};
-    int a = 17;
+    int a = 16;
     for (int i = 0; fc->extra[i]; i++)
         args[a++] = fc->extra[i];
     args[a] = NULL;
@@ -196,6 +197,15 @@ static void fault_case_run(const struct fault_case *fc)
         assert_true(t.errors > 0);
     else
         assert_int_equal(t.errors, 0);
+    /* The summary line says the same: counts, and the errors by kind. */
+    char line[200];
+    if (fc->want)
+        snprintf(line, sizeof(line), "16 sent, %d ok, %d errors (%s %d)", t.ok, t.errors, fc->want,
+                 t.errors);
+    else
+        snprintf(line, sizeof(line), "16 sent, 16 ok, 0 errors\n");
+    if (!strstr(out, line))
+        fail_msg("fault %s: the summary lacks '%s': %s", fc->kinds ? fc->kinds : "none", line, out);
     print_message("fault %-12s rate %-3s -> exit %d, %d ok, %d errors (%s)\n",
                   fc->kinds ? fc->kinds : "none", fc->rate ? fc->rate : "-", rc, t.ok, t.errors,
                   fc->want ? fc->want : "-");
@@ -357,6 +367,57 @@ static void test_server_killed_and_restarted(void **state)
 /* ---- SIGINT and SIGTERM at several moments ----------------------------------------------------
  */
 
+/* One run stopped by sig at a moment: delay_us >= 0 microseconds after the start, or -1 as soon
+   as the run directory exists, -2 as soon as metrics.jsonl exists, -3 once records are on disk.
+   It exits 130/143, run.json says why, every request is accounted for and the only errors are
+   the requests it cancelled. */
+static void signal_at(int port, int sig, long delay_us)
+{
+    struct sb_run_paths rp;
+    sb_run_paths_init(&rp, srcdir, "signal", port, "/v1/completions");
+    const char *args[] = {
+        "run",  "--endpoint",    rp.url,     "--concurrency", "4",    "--duration-s",
+        "60",   "--max-tokens",  "8",        "--drain-s",     "0.05", "--output-dir",
+        rp.out, "--prompts-dir", rp.prompts, "--quiet",       NULL};
+    pid_t pid = spawn_run(args, NULL);
+    struct stat st;
+    if (delay_us >= 0)
+        usleep((useconds_t)delay_us);
+    else if (delay_us == -1)
+        for (int i = 0; i < 30000 && stat(rp.out, &st) != 0; i++)
+            usleep(1000);
+    else if (delay_us == -2)
+        for (int i = 0; i < 30000 && stat(rp.metrics, &st) != 0; i++)
+            usleep(1000);
+    else
+        for (int i = 0; i < 3000 && lines_in(rp.metrics) < 4; i++)
+            usleep(10000);
+    kill(pid, sig);
+    int rc = wait_limit(pid, 60);
+    const char *name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
+    print_message("%s at moment %ld (<0: a file event, else us): exit %d\n", name, delay_us, rc);
+    /* Before main() installs nothing and blocks nothing (the loader's first tens of ms), a
+       signal kills the process as the default action does: no run directory, nothing lost. */
+    if (rc == 128 + sig && stat(rp.out, &st) != 0) {
+        sb_run_paths_release(&rp);
+        return;
+    }
+    if (rc != (sig == SIGTERM ? 143 : 130))
+        fail_msg("%s after %ld us: exit %d", name, delay_us, rc);
+    struct tally t;
+    cJSON *rj = check_run(&rp, NULL, &t);
+    assert_string_equal(sb_test_str(rj, "exit_reason"), sig == SIGTERM ? "sigterm" : "sigint");
+    /* A stopped run's failures are the requests it cancelled. */
+    const cJSON *ek = at(at(rj, "counts"), "errors_by_kind");
+    for (const cJSON *k = ek ? ek->child : NULL; k; k = k->next)
+        if (k->valuedouble > 0 && strcmp(k->string, "cancelled") != 0)
+            fail_msg("%s after a signal: %g", k->string, k->valuedouble);
+    cJSON_Delete(rj);
+    if (t.lines > 0)
+        check_analyze(&rp);
+    sb_run_paths_release(&rp);
+}
+
 static void test_signals_at_moments(void **state)
 {
     (void)state;
@@ -364,51 +425,30 @@ static void test_signals_at_moments(void **state)
     struct sb_proc mock;
     assert_int_equal(sb_proc_start_mock(&mock, bin, m), 0);
     /* Moments: as soon as the run directory exists (the run is still setting up), as soon as
-       metrics.jsonl exists, once records are on disk, and after fixed delays. The loader's time
-       before main() (tens of ms of dynamic linking) is left out: no code runs there to catch a
-       signal, and nothing is written yet. */
+       metrics.jsonl exists, once records are on disk, and after fixed delays. */
     static const long delays_us[] = {-1, -2, -3, 150000, 400000};
-    for (int s = 0; s < 2; s++) {
-        int sig = s ? SIGTERM : SIGINT;
-        for (size_t d = 0; d < sizeof(delays_us) / sizeof(delays_us[0]); d++) {
-            struct sb_run_paths rp;
-            sb_run_paths_init(&rp, srcdir, "signal", mock.port, "/v1/completions");
-            const char *args[] = {
-                "run",  "--endpoint",    rp.url,     "--concurrency", "4",    "--duration-s",
-                "60",   "--max-tokens",  "8",        "--drain-s",     "0.05", "--output-dir",
-                rp.out, "--prompts-dir", rp.prompts, "--quiet",       NULL};
-            pid_t pid = spawn_run(args, NULL);
-            struct stat st;
-            if (delays_us[d] >= 0)
-                usleep((useconds_t)delays_us[d]);
-            else if (delays_us[d] == -1)
-                for (int i = 0; i < 30000 && stat(rp.out, &st) != 0; i++)
-                    usleep(1000);
-            else if (delays_us[d] == -2)
-                for (int i = 0; i < 30000 && stat(rp.metrics, &st) != 0; i++)
-                    usleep(1000);
-            else
-                for (int i = 0; i < 3000 && lines_in(rp.metrics) < 4; i++)
-                    usleep(10000);
-            kill(pid, sig);
-            int rc = wait_limit(pid, 60);
-            print_message("%s at moment %ld (<0: a file event, else us): exit %d\n",
-                          s ? "SIGTERM" : "SIGINT", delays_us[d], rc);
-            if (rc != (s ? 143 : 130))
-                fail_msg("%s after %ld us: exit %d", s ? "SIGTERM" : "SIGINT", delays_us[d], rc);
-            struct tally t;
-            cJSON *rj = check_run(&rp, NULL, &t);
-            assert_string_equal(sb_test_str(rj, "exit_reason"), s ? "sigterm" : "sigint");
-            /* A stopped run's failures are the requests it cancelled. */
-            for (const cJSON *k = at(at(rj, "counts"), "errors_by_kind")
-                                      ? at(at(rj, "counts"), "errors_by_kind")->child
-                                      : NULL;
-                 k; k = k->next)
-                if (k->valuedouble > 0 && strcmp(k->string, "cancelled") != 0)
-                    fail_msg("%s after a signal: %g", k->string, k->valuedouble);
-            cJSON_Delete(rj);
-            sb_run_paths_release(&rp);
-        }
+    for (int s = 0; s < 2; s++)
+        for (size_t d = 0; d < sizeof(delays_us) / sizeof(delays_us[0]); d++)
+            signal_at(mock.port, s ? SIGTERM : SIGINT, delays_us[d]);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+}
+
+/* SIGINT or SIGTERM at random moments in the first second (SB_TEST_SEED replays a failure; the
+   seed is printed). */
+static void test_signals_at_random_moments(void **state)
+{
+    (void)state;
+    const char *env = getenv("SB_TEST_SEED");
+    unsigned seed =
+        env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)time(NULL) ^ (unsigned)getpid();
+    print_message("signals at random moments: SB_TEST_SEED=%u\n", seed);
+    srand(seed);
+    const char *m[] = {"--decode-base-ms", "5", NULL};
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, m), 0);
+    for (int i = 0; i < 8; i++) {
+        long delay_us = (long)(rand() % 1000000);
+        signal_at(mock.port, rand() % 2 ? SIGTERM : SIGINT, delay_us);
     }
     assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
 }
@@ -546,6 +586,131 @@ static void test_unwritable_results_dir(void **state)
     free(dir);
 }
 
+/* A real full filesystem and a real read-only one: a small tmpfs mounted by the test (root with
+   CAP_SYS_ADMIN; skipped elsewhere, where the RLIMIT_FSIZE and impossible-path cases above still
+   run). Unmounted by the teardown whatever happens. */
+static char mnt_dir[600];
+
+static int mount_teardown(void **state)
+{
+    (void)state;
+    if (mnt_dir[0]) {
+        umount2(mnt_dir, MNT_DETACH);
+        rmdir(mnt_dir);
+        mnt_dir[0] = '\0';
+    }
+    return 0;
+}
+
+static bool mount_tmpfs(const char *tag, unsigned long flags, const char *opts)
+{
+    char *d = sb_test_tmpdir("/tmp", tag);
+    snprintf(mnt_dir, sizeof(mnt_dir), "%s", d);
+    free(d);
+    if (mount("tmpfs", mnt_dir, "tmpfs", flags, opts) != 0) {
+        print_message("cannot mount a tmpfs on %s (%s): skipped\n", mnt_dir, strerror(errno));
+        rmdir(mnt_dir);
+        mnt_dir[0] = '\0';
+        return false;
+    }
+    return true;
+}
+
+/* The results directory on a filesystem that fills up mid-run (ENOSPC): exit 1, stderr names the
+   file and says why, metrics.jsonl holds whole lines only, every record measured is either in it
+   or counted as lost, and run.json (the run's own record, in the room run kept for it) is written
+   and says so. */
+static void test_full_filesystem(void **state)
+{
+    (void)state;
+    if (!mount_tmpfs("fullfs", 0, "size=160k,mode=0755"))
+        skip();
+    const char *m[] = {"--decode-base-ms", "1", NULL};
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, m), 0);
+    char url[160], outd[700], prompts[600], metrics[800], runjson[800];
+    sb_url(url, sizeof(url), mock.port, "/v1/completions");
+    snprintf(outd, sizeof(outd), "%s/run", mnt_dir);
+    snprintf(prompts, sizeof(prompts), "%s/inputs/prompts", srcdir);
+    snprintf(metrics, sizeof(metrics), "%s/metrics.jsonl", outd);
+    snprintf(runjson, sizeof(runjson), "%s/run.json", outd);
+    const char *args[] = {"run",   "--endpoint",
+                          url,     "--concurrency",
+                          "4",     "--requests",
+                          "20000", "--max-tokens",
+                          "4",     "--output-dir",
+                          outd,    "--prompts-dir",
+                          prompts, NULL};
+    char *out = NULL, *err = NULL;
+    int rc = run_sb(args, &out, &err);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    print_message("full tmpfs: exit %d\nstdout: %s\nstderr: %s", rc, out, err);
+    assert_int_equal(rc, 1);
+    if (!strstr(err, "metrics.jsonl") || !strstr(err, "No space left on device"))
+        fail_msg("stderr does not name metrics.jsonl and ENOSPC: %s", err);
+    int n = 0;
+    cJSON **v = sb_test_read_jsonl(metrics, &n); /* whole lines only */
+    sb_test_free_jsonl(v, n);
+    assert_true(n > 0 && n < 20000);
+    /* The records that did not fit are counted, not dropped silently: every request sent is in
+       metrics.jsonl or among the lost. */
+    const char *sent_at = strstr(out, " sent, "), *lost_at = strstr(out, "lost ");
+    assert_non_null(sent_at);
+    assert_non_null(lost_at);
+    while (sent_at > out && sent_at[-1] >= '0' && sent_at[-1] <= '9')
+        sent_at--;
+    long long sent = atoll(sent_at), lost = atoll(lost_at + 5);
+    if (lost <= 0 || sent != n + lost)
+        fail_msg("%lld sent, %d lines in metrics.jsonl, %lld lost: %s", sent, n, lost, out);
+    struct stat st;
+    if (stat(runjson, &st) != 0)
+        fail_msg("no run.json on the full filesystem: %s", err);
+    cJSON *rj = sb_test_read_json(runjson);
+    const cJSON *c = at(rj, "counts");
+    /* run.json's ok and errors are over the records in the file; sent counts the lost too. */
+    assert_int_equal(sb_test_int(c, "ok") + sb_test_int(c, "errors"), n);
+    assert_int_equal(sb_test_int(c, "records_lost"), lost);
+    assert_int_equal(sb_test_int(c, "sent"), n + lost);
+    assert_string_equal(sb_test_str(rj, "exit_reason"), "fatal");
+    cJSON_Delete(rj);
+    free(out);
+    free(err);
+}
+
+/* A results directory on a read-only filesystem (EROFS, which stops root too): exit 1 before
+   anything is sent, naming the directory and the reason. */
+static void test_read_only_filesystem(void **state)
+{
+    (void)state;
+    if (!mount_tmpfs("rofs", MS_RDONLY, "size=64k"))
+        skip();
+    char outd[700], prompts[600];
+    snprintf(outd, sizeof(outd), "%s/run", mnt_dir);
+    snprintf(prompts, sizeof(prompts), "%s/inputs/prompts", srcdir);
+    const char *roots[] = {outd, mnt_dir};
+    for (int i = 0; i < 2; i++) {
+        const char *args[] = {"run",
+                              "--endpoint",
+                              "http://127.0.0.1:1/v1/completions",
+                              "--requests",
+                              "1",
+                              "--output-dir",
+                              roots[i],
+                              "--prompts-dir",
+                              prompts,
+                              "--quiet",
+                              NULL};
+        char *out = NULL, *err = NULL;
+        int rc = run_sb(args, &out, &err);
+        print_message("read-only --output-dir %s: exit %d: %s", roots[i], rc, err);
+        assert_int_equal(rc, 1);
+        assert_non_null(strstr(err, mnt_dir));
+        assert_non_null(strstr(err, "Read-only file system"));
+        free(out);
+        free(err);
+    }
+}
+
 static void test_missing_prompt(void **state)
 {
     (void)state;
@@ -611,6 +776,22 @@ static void test_config_errors(void **state)
         {"run:\n  timeout_s: -1\n", "line 2", "'run.timeout_s' is out of range"},
         {"run:\n  arrival: weird\n", "line 2", "'run.arrival': expected one of"},
         {"run:\n  workload: nosuch\n", "line 2", "'run.workload': expected one of"},
+        /* Values whose syntax a parser checks (not a choice list): each names the key too. */
+        {"run:\n  lora_select: bogus\n", "line 2",
+         "key 'run.lora_select': invalid --lora-select 'bogus'"},
+        {"run:\n  lora_select: zipf:-1\n", "line 2", "key 'run.lora_select'"},
+        {"run:\n  session_order: random\n", "line 2", "key 'run.session_order'"},
+        {"run:\n  turns: uniform:5\n", "line 2", "key 'run.turns'"},
+        {"run:\n  think_ms: fast\n", "line 2", "key 'run.think_ms'"},
+        {"run:\n  idle_s: lognormal:0:1\n", "line 2", "key 'run.idle_s'"},
+        {"run:\n  salt: xyz\n", "line 2", "key 'run.salt'"},
+        {"server:\n  endpoint: ftp://127.0.0.1:1/v1/completions\n", "line 2",
+         "key 'server.endpoint': endpoint 'ftp://"},
+        /* Wrong shapes and the other types. */
+        {"run:\n  rate:\n    x: 1\n", "line 3", "key 'run.rate' takes a number"},
+        {"run:\n  max_response_bytes: lots\n", "line 2", "'run.max_response_bytes'"},
+        {"server:\n  extra_body: 5\n", "line 2", "'server.extra_body'"},
+        {"run:\n  concurrency: 0\n", "line 2", "'run.concurrency' is out of range"},
     };
     char *dir = sb_test_tmpdir("/tmp", "cfgerr");
     char cfg[600], outd[600];
@@ -683,8 +864,9 @@ static int check_grid(const char *path, double interval_s, const char *const *ne
     return n;
 }
 
-/* A --prom endpoint that accepts (the kernel completes the handshake into the backlog) and never
-   answers: the run finishes, and sysmon keeps its grid with the other sources in every tick. */
+/* A --prom and --trtllm-metrics endpoint that accepts (the kernel completes the handshake into the
+   backlog) and never answers: the run finishes, and sysmon keeps its grid with the other sources
+   in every tick. */
 static void test_hung_telemetry_endpoint(void **state)
 {
     (void)state;
@@ -711,6 +893,8 @@ static void test_hung_telemetry_endpoint(void **state)
                           "--sysmon-interval-ms",
                           "100",
                           "--prom",
+                          prom,
+                          "--trtllm-metrics",
                           prom,
                           "--output-dir",
                           rp.out,
@@ -796,6 +980,61 @@ static void test_proc_files_missing(void **state)
     free(dir);
 }
 
+/* The same through `run --sysmon` (--sysmon-proc-root, sysmon's --proc-root): a /proc without
+   meminfo and diskstats costs those sources, named on stderr, not the run or the grid. */
+static void test_run_sysmon_proc_files_missing(void **state)
+{
+    (void)state;
+    const char *m[] = {"--decode-base-ms", "5", NULL};
+    struct sb_proc mock;
+    assert_int_equal(sb_proc_start_mock(&mock, bin, m), 0);
+    struct sb_run_paths rp;
+    sb_run_paths_init(&rp, srcdir, "runnoproc", mock.port, "/v1/completions");
+    char root[600], from[600], to[700], spath[600];
+    snprintf(root, sizeof(root), "%s/proc", rp.dir);
+    assert_int_equal(mkdir(root, 0755), 0);
+    snprintf(from, sizeof(from), "%s/tests/data/proc/stat_4cpu_guest.txt", srcdir);
+    snprintf(to, sizeof(to), "%s/stat", root);
+    copy_file(from, to);
+    snprintf(spath, sizeof(spath), "%s/sysmon.jsonl", rp.out);
+    const char *args[] = {"run",
+                          "--endpoint",
+                          rp.url,
+                          "--concurrency",
+                          "2",
+                          "--duration-s",
+                          "1",
+                          "--max-tokens",
+                          "4",
+                          "--sysmon",
+                          "--sysmon-interval-ms",
+                          "100",
+                          "--sysmon-proc-root",
+                          root,
+                          "--output-dir",
+                          rp.out,
+                          "--prompts-dir",
+                          rp.prompts,
+                          "--quiet",
+                          NULL};
+    char *out = NULL, *err = NULL;
+    int rc = run_sb(args, &out, &err);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    print_message("run --sysmon, /proc with only stat: exit %d: %s", rc, err);
+    if (rc != 0)
+        fail_msg("run --sysmon with /proc files missing exited %d: %s", rc, err);
+    assert_non_null(strstr(err, "meminfo"));
+    static const char *const cpu[] = {"cpu", NULL};
+    assert_true(check_grid(spath, 0.1, cpu) >= 3);
+    struct tally t;
+    cJSON_Delete(check_run(&rp, NULL, &t));
+    assert_int_equal(t.errors, 0);
+    check_analyze(&rp);
+    free(out);
+    free(err);
+    sb_run_paths_release(&rp);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -809,13 +1048,17 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_each_fault_kind),
         cmocka_unit_test(test_server_killed_and_restarted),
         cmocka_unit_test(test_signals_at_moments),
+        cmocka_unit_test(test_signals_at_random_moments),
         cmocka_unit_test(test_reset_cmd_signals_unblocked),
         cmocka_unit_test(test_file_size_limits),
         cmocka_unit_test(test_unwritable_results_dir),
+        cmocka_unit_test_teardown(test_full_filesystem, mount_teardown),
+        cmocka_unit_test_teardown(test_read_only_filesystem, mount_teardown),
         cmocka_unit_test(test_missing_prompt),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_hung_telemetry_endpoint),
         cmocka_unit_test(test_proc_files_missing),
+        cmocka_unit_test(test_run_sysmon_proc_files_missing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

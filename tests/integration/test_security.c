@@ -279,6 +279,33 @@ static void test_canary_never_written(void **state)
         fail_msg("the H0 runner exited %d: %s", rc, err);
     free(out);
     free(err);
+
+    /* 5. smoke and sysmon, the other commands a runner calls, with the key in their default
+       variable; smoke's report and errors are its record. */
+    assert_int_equal(sb_proc_start_mock(&mock, bin, NULL), 0);
+    char base[160], sysd[4300];
+    sb_url(base, sizeof(base), mock.port, "");
+    const char *sm[] = {bin, "smoke", "--endpoint", base, "--model", "sparkbench-mock", NULL};
+    rc = sb_proc_run_limit(sm, &out, &err, 240);
+    snprintf(path, sizeof(path), "%s/smoke.stdout", dir);
+    write_text(path, out);
+    snprintf(path, sizeof(path), "%s/smoke.stderr", dir);
+    write_text(path, err);
+    free(out);
+    free(err);
+    snprintf(sysd, sizeof(sysd), "%s/sysmon", dir);
+    char prom[200];
+    sb_url(prom, sizeof(prom), mock.port, "/metrics");
+    const char *sy[] = {
+        bin,        "sysmon", "--out", sysd, "--duration-s", "0.5", "--interval-ms", "100",
+        "--no-gpu", "--prom", prom,    NULL};
+    rc = sb_proc_run_limit(sy, &out, &err, 240);
+    assert_int_equal(sb_proc_stop(&mock, SIGTERM), 0);
+    snprintf(path, sizeof(path), "%s/sysmon.stderr", dir);
+    write_text(path, err);
+    assert_int_equal(rc, 0);
+    free(out);
+    free(err);
     unsetenv("OPENAI_API_KEY");
 
     assert_true(count_files(dir) > 20); /* the search looked at something */
@@ -457,6 +484,117 @@ static void test_tls_verified_by_default(void **state)
     free(dir);
 }
 
+/* `sparkbench sysmon --prom https://...` verifies the scrape's certificate unless --insecure, and
+   says so: the refused scrape is recorded with libcurl's certificate error; with --insecure the
+   scrapes carry "insecure":true and stderr says the certificates were not checked. */
+static void test_sysmon_tls(void **state)
+{
+    (void)state;
+    if (!have_openssl())
+        skip();
+    char *dir = sb_test_tmpdir("/tmp", "sysmontls");
+    struct tls_server t;
+    tls_start(&t, dir);
+    char url[160];
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/metrics", t.port);
+    for (int insecure = 0; insecure < 2; insecure++) {
+        /* A scrape the tick's deadline abandoned ("late") says nothing about the certificate: on a
+           loaded machine (ASan, parallel tests) a handshake can take longer than the deadline, so
+           sysmon runs again (a bounded number of times) until one scrape has finished. */
+        char *o = NULL, *err = NULL, *text = NULL;
+        for (int attempt = 0; attempt < 6; attempt++) {
+            char out[4200], path[4400];
+            snprintf(out, sizeof(out), "%s/%s%d", dir, insecure ? "insecure" : "verified", attempt);
+            const char *argv[] = {bin,
+                                  "sysmon",
+                                  "--out",
+                                  out,
+                                  "--duration-s",
+                                  "5.5",
+                                  "--interval-ms",
+                                  "2500",
+                                  "--no-gpu",
+                                  "--no-disk",
+                                  "--prom",
+                                  url,
+                                  insecure ? "--insecure" : NULL,
+                                  NULL};
+            free(o);
+            free(err);
+            free(text);
+            int rc = sb_proc_run_limit(argv, &o, &err, 120);
+            print_message("sysmon --prom %s%s: exit %d: %s", url, insecure ? " --insecure" : "", rc,
+                          err);
+            assert_int_equal(rc, 0);
+            snprintf(path, sizeof(path), "%s/sysmon.jsonl", out);
+            text = sb_test_read_file(path);
+            assert_non_null(text);
+            if (sb_test_count(text, "\"url\":\"https") > sb_test_count(text, "\"late\":true"))
+                break;
+        }
+        if (sb_test_count(text, "\"url\":\"https") <= sb_test_count(text, "\"late\":true"))
+            fail_msg("no scrape of %s finished in 6 runs of sysmon: %s", url, err);
+        if (!insecure) {
+            if (!strstr(text, "certificate"))
+                fail_msg("no certificate error for %s: %s", url, text);
+            assert_null(strstr(text, "\"insecure\":true"));
+        } else {
+            if (strstr(err, "certificate problem") || strstr(text, "certificate problem") ||
+                strstr(text, "SSL peer certificate"))
+                fail_msg("--insecure still checked the certificate: %s", err);
+            assert_non_null(strstr(err, "--insecure"));
+            assert_non_null(strstr(text, "\"insecure\":true"));
+        }
+        free(text);
+        free(o);
+        free(err);
+    }
+    tls_stop(&t);
+    sb_test_rm_rf(dir);
+    free(dir);
+}
+
+/* `sparkbench smoke` against https: refused with a certificate error by default (exit 1), and
+   with --insecure the handshake is made and the report says the certificate was not checked.
+   s_server -www never answers a POST: --timeout-s 8 bounds each of smoke's probes (a limit, not
+   an assertion). */
+static void test_smoke_tls(void **state)
+{
+    (void)state;
+    if (!have_openssl())
+        skip();
+    char *dir = sb_test_tmpdir("/tmp", "smoketls");
+    struct tls_server t;
+    tls_start(&t, dir);
+    char url[160];
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d", t.port);
+    for (int insecure = 0; insecure < 2; insecure++) {
+        const char *argv[] = {bin,           "smoke",   "--endpoint",
+                              url,           "--model", "m",
+                              "--timeout-s", "8",       insecure ? "--insecure" : NULL,
+                              NULL};
+        char *o = NULL, *err = NULL;
+        int rc = sb_proc_run_limit(argv, &o, &err, 300);
+        print_message("smoke %s%s: exit %d\n%s%s", url, insecure ? " --insecure" : "", rc, o, err);
+        assert_int_not_equal(rc, -2);
+        if (!insecure) {
+            assert_int_equal(rc, 1); /* s_server is no LLM server either way */
+            if (!strstr(o, "certificate") || !strstr(o, "--insecure"))
+                fail_msg("smoke: no certificate error with the --insecure hint: %s", o);
+        } else {
+            if (strstr(o, "certificate problem") || strstr(o, "SSL peer certificate"))
+                fail_msg("smoke --insecure still checked the certificate: %s", o);
+            assert_non_null(strstr(o, "not verified (--insecure)"));
+            assert_non_null(strstr(o, "HTTP 200")); /* /health: a handshake was made */
+        }
+        free(o);
+        free(err);
+    }
+    tls_stop(&t);
+    sb_test_rm_rf(dir);
+    free(dir);
+}
+
 /* The mock's listener is on 127.0.0.1 by default: its socket in /proc/net/tcp is 0100007F. */
 static void test_mock_binds_loopback(void **state)
 {
@@ -491,8 +629,8 @@ int main(int argc, char **argv)
     srcdir = argv[2];
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mock_binds_loopback),
-        cmocka_unit_test(test_tls_verified_by_default),
+        cmocka_unit_test(test_mock_binds_loopback),  cmocka_unit_test(test_tls_verified_by_default),
+        cmocka_unit_test(test_sysmon_tls),           cmocka_unit_test(test_smoke_tls),
         cmocka_unit_test(test_canary_never_written),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
