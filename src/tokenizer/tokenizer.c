@@ -749,8 +749,13 @@ static int load_model(struct sb_tokenizer *t, const cJSON *root, bool byte_level
             maxid = (int64_t)id->valuedouble;
         nadded++;
     }
+    if (maxid < 0)
+        return sb_err_set(err, "model has no tokens (empty \"vocab\", no \"added_tokens\") in '%s'",
+                          t->path);
     t->ntokens = (size_t)(maxid + 1);
-    t->tokens = malloc(t->ntokens * sizeof(*t->tokens));
+    /* calloc, not malloc: clang's analyzer cannot tie a vocab id to the loop below that sets
+       every len, and reported t->tokens[id].len as uninitialised */
+    t->tokens = calloc(t->ntokens, sizeof(*t->tokens));
     size_t nv = (size_t)cJSON_GetArraySize(vocab);
     t->vmask = pow2_above(nv) - 1;
     t->vmap = calloc(t->vmask + 1, sizeof(*t->vmap));
