@@ -7,7 +7,9 @@
 #               CI replay (make check has run it on the same code; CI time)
 #   make check-valgrind  unit tests and the integration tests' sparkbench processes under valgrind
 #               memcheck (scripts/check-valgrind.sh): zero errors, zero definite/indirect leaks
-#   make lint   clang-tidy over src/ with the checks in .clang-tidy (scripts/lint.sh)
+#   make lint   clang-tidy over src/ with the checks in .clang-tidy (scripts/lint.sh), then
+#               make analyze-static
+#   make analyze-static  GCC's -fanalyzer over src/ in build-analyze (scripts/analyze-static.sh)
 #   make fuzz   build the libFuzzer harnesses (clang, ASan + UBSan) and run each for FUZZ_SECONDS
 #               (default 60) on its seed corpus, FUZZ_JOBS (default 1) at a time, libFuzzer
 #               seed FUZZ_SEED (default 0: a fresh one each run)
@@ -18,6 +20,7 @@ ASAN_BUILD ?= build-asan
 REL_BUILD  ?= build-release
 VG_BUILD   ?= build-valgrind
 FUZZ_BUILD ?= build-fuzz
+ANALYZE_BUILD ?= build-analyze
 FUZZ_SECONDS ?= 60
 FUZZ_JOBS  ?= 1
 FUZZ_SEED  ?= 0
@@ -25,7 +28,7 @@ FUZZ_CC    ?= $(shell command -v clang-14 2>/dev/null || command -v clang 2>/dev
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build check demo asan release-check check-valgrind lint fuzz format format-check clean bench
+.PHONY: all deps configure build check demo asan release-check check-valgrind lint analyze-static fuzz format format-check clean bench
 
 all: build
 
@@ -60,6 +63,10 @@ check-valgrind: deps
 
 lint:
 	@scripts/lint.sh $(BUILD)
+	@scripts/analyze-static.sh $(ANALYZE_BUILD) $(JOBS)
+
+analyze-static:
+	@scripts/analyze-static.sh $(ANALYZE_BUILD) $(JOBS)
 
 fuzz:
 	@scripts/install-deps.sh --fuzz

@@ -948,15 +948,23 @@ static cJSON *uwork_json(const struct sb_analysis *an)
     cJSON_AddStringToObject(root, "metric", metric_name(an->metric));
     cJSON_AddItemToObject(root, "ratio", sb_json_num_or_null(an->ratio));
     cJSON_AddItemToObject(root, "max_error_rate", sb_json_num_or_null(an->max_error_rate));
-    const struct sb_uwork *pick = an->uwork_pick != SIZE_MAX ? &an->uwork[an->uwork_pick] : NULL;
-    cJSON_AddItemToObject(root, "uwork", sb_json_num_or_null(pick ? pick->knee.uwork : NAN));
-    cJSON_AddStringToObject(root, "series", pick ? pick->series->label : "");
+    // The picked group's figures, read without a NULL-tested pointer into an->uwork: clang's
+    // analyzer took "pick is NULL" to mean "an->uwork is NULL" and then flagged the loop below.
+    double pick_uwork = NAN, pick_sat = NAN;
+    const char *pick_series = "";
+    if (an->uwork_pick < an->nuwork) {
+        const struct sb_uwork *pick = &an->uwork[an->uwork_pick];
+        pick_uwork = pick->knee.uwork;
+        pick_series = pick->series->label;
+        if (pick->sat.status == SB_SAT_FOUND)
+            pick_sat = pick->sat.x;
+    }
+    cJSON_AddItemToObject(root, "uwork", sb_json_num_or_null(pick_uwork));
+    cJSON_AddStringToObject(root, "series", pick_series);
     sb_saturation_rule(text, sizeof(text));
     cJSON_AddStringToObject(root, "saturation_rule", text);
     cJSON_AddItemToObject(root, "saturation_min_gain", sb_json_num_or_null(SB_SAT_MIN_GAIN));
-    cJSON_AddItemToObject(
-        root, "saturation",
-        sb_json_num_or_null(pick && pick->sat.status == SB_SAT_FOUND ? pick->sat.x : NAN));
+    cJSON_AddItemToObject(root, "saturation", sb_json_num_or_null(pick_sat));
     cJSON_AddStringToObject(root, "pick",
                             "uwork.txt holds the U_work of the series whose newest run ended last");
     cJSON *groups = cJSON_AddArrayToObject(root, "groups");

@@ -6,6 +6,10 @@
 #include <stdio.h>
 #include <string.h>
 
+/* The analyzer-only macros of err.h would rename the definitions below. */
+#undef sb_err_set
+#undef sb_err_errno
+
 void sb_err_clear(struct sb_err *err)
 {
     if (err) {

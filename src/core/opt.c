@@ -175,6 +175,10 @@ static char *list_normalize(const char *value)
     return out;
 }
 
+/* gcc -fanalyzer: GCC 12 loses the copy stored through FIELD(obj, o, char *), an offset into the
+   caller's struct, which sb_opt_release frees */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wanalyzer-malloc-leak"
 int sb_opt_set(const struct sb_opt *o, void *obj, const char *value, const char *what,
                struct sb_err *err)
 {
@@ -254,6 +258,7 @@ int sb_opt_set(const struct sb_opt *o, void *obj, const char *value, const char 
     }
     return sb_err_set(err, "internal error: option %s has no type", what);
 }
+#pragma GCC diagnostic pop
 
 int sb_opt_defaults(const struct sb_opt *opts, size_t n, void *obj, struct sb_err *err)
 {

@@ -221,7 +221,7 @@ static const char *const services[] = {"the gateway", "the model server", "the c
 
 static int num(struct sb_rng *r, int lo, int hi)
 {
-    return lo + (int)sb_rng_below(r, (uint64_t)(hi - lo + 1));
+    return lo + (int)sb_rng_below(r, (uint64_t)((long long)hi - lo) + 1);
 }
 
 /* Appends one sentence (with a leading space) to b. */

@@ -686,13 +686,13 @@ static int scan_string(struct scan *s, struct sink *k)
             emit(k, "\t", 1);
             break;
         case 'u': {
-            unsigned cp;
+            unsigned cp = 0; /* hex4() sets it when it returns 0; clang's analyzer loses that */
             if (hex4(s, &cp) != 0)
                 return -1;
             if (cp >= 0xdc00 && cp <= 0xdfff)
                 return fail(s, "a lone low surrogate");
             if (cp >= 0xd800 && cp <= 0xdbff) {
-                unsigned lo;
+                unsigned lo = 0;
                 if (s->end - s->p < 2 || s->p[0] != '\\' || s->p[1] != 'u')
                     return fail(s, "a lone high surrogate");
                 s->p += 2;

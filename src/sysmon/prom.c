@@ -1045,7 +1045,8 @@ double sb_prom_histogram_quantile_where(const struct sb_prom_snapshot *a,
                                         const char *const *label_pairs, size_t npairs, double q)
 {
     /* Three histograms are 6 KB: on the heap, since sysmon may call this from a small stack. */
-    struct sb_prom_histogram *h = malloc(3 * sizeof(*h));
+    /* calloc: clang's analyzer reported h[1] (filled by sb_prom_snapshot_histogram) as unset */
+    struct sb_prom_histogram *h = calloc(3, sizeof(*h));
     if (!h)
         return NAN;
     double v = NAN;
@@ -1116,7 +1117,7 @@ int sb_prom_series_set_build(struct sb_prom_series_set *set, const struct sb_pro
         goto out;
     int brc = 0;
     for (size_t i = 0; i < n; i++) {
-        const struct sb_prom_sample *x = sb_prom_snapshot_sample(s, i);
+        const struct sb_prom_sample *x = &s->samples[i]; /* i < n: never the accessor's NULL */
         off[i] = keys.len;
         brc |= sb_buf_adds(&keys, x->name);
         for (size_t l = 0; l < x->nlabels; l++) {

@@ -749,6 +749,9 @@ static int load_model(struct sb_tokenizer *t, const cJSON *root, bool byte_level
             maxid = (int64_t)id->valuedouble;
         nadded++;
     }
+    if (maxid < 0)
+        return sb_err_set(err, "model has no tokens (empty \"vocab\", no \"added_tokens\") in '%s'",
+                          t->path);
     size_t nv = (size_t)cJSON_GetArraySize(vocab);
     /* The id table is indexed by id: one stray id of 7e8 in a 100-byte file asked for 5.7 GB
        (found by tests/fuzz/fuzz_tokenizer). Real tokenizers number their entries densely (the
@@ -759,7 +762,9 @@ static int load_model(struct sb_tokenizer *t, const cJSON *root, bool byte_level
                           "entries of '%s' (ids must number the entries, nearly without gaps)",
                           (long long)maxid, nv + nadded, t->path);
     t->ntokens = (size_t)(maxid + 1);
-    t->tokens = malloc(t->ntokens * sizeof(*t->tokens));
+    /* calloc, not malloc: clang's analyzer cannot tie a vocab id to the loop below that sets
+       every len, and reported t->tokens[id].len as uninitialised */
+    t->tokens = calloc(t->ntokens, sizeof(*t->tokens));
     t->vmask = pow2_above(nv) - 1;
     t->vmap = calloc(t->vmask + 1, sizeof(*t->vmap));
     t->added = calloc(nadded ? nadded : 1, sizeof(*t->added));

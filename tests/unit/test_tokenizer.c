@@ -557,6 +557,8 @@ static void test_errors(void **state)
          "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[],\"byte_fallback\":true}}",
          "unsupported normalizer Replace"},
         {"{\"model\":{\"type\":\"BPE\",\"vocab\":[1],\"merges\":[]}}", "\"vocab\""},
+        /* found by clang-tidy (malloc of 0 bytes): no token at all loaded as a tokenizer */
+        {"{\"model\":{\"type\":\"BPE\",\"vocab\":{},\"merges\":[]}}", "has no tokens"},
         /* found by tests/fuzz/fuzz_tokenizer.c: added_tokens misspelt, so the template's id 9
            is outside the 8-token vocabulary (it encoded, then failed to decode) */
         {"{\"added_tokenA\":[{\"id\":9,\"content\":\"<s>\",\"special\":true}],"
