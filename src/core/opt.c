@@ -176,7 +176,8 @@ static char *list_normalize(const char *value)
 }
 
 /* gcc -fanalyzer: GCC 12 loses the copy stored through FIELD(obj, o, char *), an offset into the
-   caller's struct, which sb_opt_release frees */
+   caller's struct, which sb_opt_release frees (in sb_opt_set, and in sb_opt_defaults, where it
+   follows sb_opt_set's copy of a default list) */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wanalyzer-malloc-leak"
 int sb_opt_set(const struct sb_opt *o, void *obj, const char *value, const char *what,
@@ -258,7 +259,6 @@ int sb_opt_set(const struct sb_opt *o, void *obj, const char *value, const char 
     }
     return sb_err_set(err, "internal error: option %s has no type", what);
 }
-#pragma GCC diagnostic pop
 
 int sb_opt_defaults(const struct sb_opt *opts, size_t n, void *obj, struct sb_err *err)
 {
@@ -299,6 +299,7 @@ int sb_opt_defaults(const struct sb_opt *opts, size_t n, void *obj, struct sb_er
     }
     return 0;
 }
+#pragma GCC diagnostic pop
 
 void sb_opt_release(const struct sb_opt *opts, size_t n, void *obj)
 {
