@@ -4,7 +4,8 @@
 # program's own, or 99 when valgrind found an error or a definite/indirect leak: a distinct code,
 # since tests assert on the program's 1, 2 and 3 (valgrind's usual --error-exitcode=1 would pass
 # for a test that expects 1). Used as the unit tests' launcher and, through SB_TEST_VALGRIND, by
-# tests/integration/proc.c for every sparkbench child of an integration test.
+# tests/integration/proc.c for every sparkbench child of an integration test and by
+# tests/integration/runners.sh for the sparkbench its runners start.
 # The binary's allocator is jemalloc (a shared library): --soname-synonyms points memcheck's
 # malloc/free replacement at it, without which memcheck would see no heap and report no leak.
 # Usage: valgrind-wrap.sh PROGRAM [ARGS...]

@@ -9,6 +9,14 @@ SPARKBENCH=$(realpath "$1")
 SRC=$(realpath "$2")
 export SPARKBENCH
 T=$(mktemp -d "${TMPDIR:-/tmp}/sb_runners_test.XXXXXX")
+# make check-valgrind (SB_TEST_VALGRIND, as in proc.c): the runners start $SPARKBENCH, so it
+# becomes a `sparkbench` that runs the real one under the valgrind wrapper.
+if [[ -n ${SB_TEST_VALGRIND:-} ]]; then
+    mkdir "$T/vgbin"
+    printf '#!/usr/bin/env bash\nexec %q %q "$@"\n' "$SB_TEST_VALGRIND" "$SPARKBENCH" >"$T/vgbin/sparkbench"
+    chmod +x "$T/vgbin/sparkbench"
+    SPARKBENCH=$T/vgbin/sparkbench
+fi
 H0="$SRC/runs/run_H0_queue_knee.sh"
 MODEL=meta-llama/Llama-3.1-8B-Instruct
 mock_pid=""

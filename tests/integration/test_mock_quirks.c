@@ -343,7 +343,11 @@ static void test_timings_and_chunks(void **state)
 static void test_metrics_and_health(void **state)
 {
     (void)state;
-    const char *args[] = {"--quirks", "llamacpp", "--startup-ms", "400", NULL};
+    /* 400 ms of loading for the first /health to land in, stretched like the hang guard below
+       under valgrind (SB_TEST_TIME_SCALE), where the slowed mock took longer than that to answer */
+    char startup[32];
+    snprintf(startup, sizeof(startup), "%.0f", 400 * sb_test_time_scale());
+    const char *args[] = {"--quirks", "llamacpp", "--startup-ms", startup, NULL};
     struct sb_proc p;
     start(&p, args);
     struct sb_http_resp h;
@@ -354,7 +358,8 @@ static void test_metrics_and_health(void **state)
     assert_string_equal(h.body, "{\"error\":{\"code\":503,\"message\":\"Loading model\","
                                 "\"type\":\"unavailable_error\"}}");
     sb_http_resp_release(&h);
-    for (int i = 0; i < 200; i++) { /* until loaded: a hang guard of 10 s */
+    int guard = (int)(200 * sb_test_time_scale());
+    for (int i = 0; i < guard; i++) { /* until loaded: a hang guard of 10 s (x the scale) */
         assert_int_equal(sb_http("GET", url, NULL, &h), 0);
         long st = h.status;
         sb_http_resp_release(&h);

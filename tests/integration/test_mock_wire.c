@@ -87,9 +87,14 @@ static void test_first_token_not_delayed(void **state)
     }
     close(fd);
     stop(&p);
-    /* Physical bound: a delayed ACK is at least 40 ms; a loopback write is microseconds. */
-    print_message("worst first-token gap over 8 kept-alive requests: %.2f ms\n", worst_ms);
-    assert_true(worst_ms < 10.0);
+    /* Physical bound: a delayed ACK is at least 40 ms; a loopback write is microseconds. Under
+       valgrind (SB_TEST_TIME_SCALE 20) the slowed mock's gap measured 65 ms on a loaded 2-core
+       machine, TCP_NODELAY set all the same, so the bound scales with it and there catches only a
+       gross stall: the native run is the check on delayed ACKs. */
+    double bound_ms = 10.0 * sb_test_time_scale();
+    print_message("worst first-token gap over 8 kept-alive requests: %.2f ms (bound %.0f ms)\n",
+                  worst_ms, bound_ms);
+    assert_true(worst_ms < bound_ms);
 }
 
 /*

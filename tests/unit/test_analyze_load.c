@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -335,10 +336,31 @@ static void test_scan_repeats(void **state)
     sb_mscan_free(s);
 }
 
+/* Whether long double arithmetic carries its LDBL_MANT_DIG bits. The scanner rounds 18-digit
+   numbers through long double (metrics_scan.c); valgrind computes x87 long double at 64-bit double
+   precision (its manual, "Limitations"), where the bit-for-bit comparisons with strtod below fail
+   for a reason outside the code, so under `make check-valgrind` those two tests skip themselves
+   and the rest of this file still runs. */
+static bool long_double_is_exact(void)
+{
+    volatile long double one = 1.0L, x = one + LDBL_EPSILON;
+    return x != one;
+}
+
+static void skip_unless_exact_long_double(void)
+{
+    if (!long_double_is_exact()) {
+        print_message("skipped: long double here has no %d-bit mantissa (valgrind?)\n",
+                      LDBL_MANT_DIG);
+        skip();
+    }
+}
+
 /* Numbers read by the scanner are the doubles strtod reads, bit for bit. */
 static void test_scan_numbers_exact(void **state)
 {
     (void)state;
+    skip_unless_exact_long_double();
     struct sb_rng rng;
     sb_rng_seed(&rng, 7);
     struct sb_mscan *s = sb_mscan_new(true);
@@ -516,6 +538,7 @@ static void check_one(const char *line, size_t len, struct sb_mscan *s, bool wit
 static void test_scan_against_record_parser(void **state)
 {
     (void)state;
+    skip_unless_exact_long_double();
     struct sb_rng rng;
     sb_rng_seed(&rng, 42);
     struct sb_mscan *scanners[2] = {sb_mscan_new(true), sb_mscan_new(false)};
