@@ -14,6 +14,12 @@
 # A log with no ERROR SUMMARY is a process that never finished under valgrind: a fork that
 # exec'd another program (analyze's gnuplot), or a process a test killed with SIGKILL on purpose;
 # they are counted apart, not as clean.
+# Four tests check cadences and rates in wall-clock time: a 100 ms sysmon grid, an open-loop rate
+# within 2 %, the first tick within 0.15 s of the first request (integration/test_run,
+# test_sysmon_kv, test_sysmon_prom_raw, test_sysmon_slow). Under valgrind's 20-50x slowdown they
+# cannot keep them, and widening their tolerances would blunt them natively. They run here all
+# the same, after the others, for their processes' memory reports, which count like any other;
+# their own verdict is printed, not judged (`make check` judges it).
 # Usage: check-valgrind.sh [BUILD_DIR] [JOBS] [extra ctest args...]
 set -euo pipefail
 src=$(realpath "$(dirname "$0")/..")
@@ -33,8 +39,13 @@ rm -rf "$logs"
 mkdir -p "$logs"
 start=$(date +%s)
 rc=0
-SB_VALGRIND_LOGS=$logs SB_TEST_VALGRIND="$src/scripts/valgrind-wrap.sh" SB_TEST_TIME_SCALE=$scale \
-    ctest --test-dir "$build" --output-on-failure -j "$jobs" -L '^(unit|integration)$' "$@" || rc=$?
+timed='^integration/(test_run|test_sysmon_kv|test_sysmon_prom_raw|test_sysmon_slow)$'
+export SB_VALGRIND_LOGS=$logs SB_TEST_VALGRIND="$src/scripts/valgrind-wrap.sh" \
+    SB_TEST_TIME_SCALE=$scale
+ctest --test-dir "$build" --output-on-failure -j "$jobs" -L '^(unit|integration)$' -E "$timed" \
+    "$@" || rc=$?
+timed_rc=0
+ctest --test-dir "$build" -j "$jobs" -L '^(unit|integration)$' -R "$timed" "$@" || timed_rc=$?
 end=$(date +%s)
 nlogs=0 unfinished=0 errlogs=0 errors=0 definite=0 indirect=0
 declare -A kinds=()
@@ -67,5 +78,5 @@ for k in "${!kinds[@]}"; do echo "  ${kinds[$k]} $k"; done | sort -k2
 echo "check-valgrind: $nlogs processes checked, $errors errors (leaks included) in $errlogs of" \
     "them, $definite bytes definitely and $indirect indirectly lost; $unfinished logs without a" \
     "summary (forks that exec'd another program, or processes killed on purpose); ctest exit $rc;" \
-    "$((end - start)) s"
+    "the wall-clock tests' ctest exit $timed_rc (not judged here); $((end - start)) s"
 ((rc == 0 && errors == 0)) || exit 1
