@@ -48,9 +48,10 @@ struct sb_opt {
     const char *const *choices; /* SB_OPT_ENUM: NULL-terminated names */
     double min, max;            /* numeric range checked when min < max (inclusive) */
     unsigned flags;
-    /* SB_OPT_STR: the value's own syntax (a distribution, a policy, a URL), checked as the value
-       is set so a config's error names its file and line; NULL: none. The message names the
-       flag, as the same check after parsing did; the YAML loader adds the key. */
+    /* SB_OPT_STR and SB_OPT_LIST (the whole comma-separated value): the value's own syntax (a
+       distribution, a policy, a URL), checked as the value is set so a config's error names its
+       file and line; NULL: none. The message names the flag, as the same check after parsing did;
+       the YAML loader adds the key. */
     int (*check)(const char *value, struct sb_err *err);
 };
 

@@ -93,6 +93,12 @@ int sb_mkdir_p(const char *path, struct sb_err *err);
  */
 int sb_write_file_atomic(const char *path, const char *data, size_t len, struct sb_err *err);
 
+/* An option check (sb_opt's .check) for URLs and comma-separated lists of them: refuses one that
+   carries credentials before its host ("http://user:key@host"), which would otherwise be copied
+   into config.yaml, run.json, sysmon.jsonl and every message naming the URL. The error shows the
+   URL with the credentials cut out. Returns 0 or -1. */
+int sb_url_check_no_credentials(const char *value, struct sb_err *err);
+
 /* Appends x to the growable array *v of *n values (capacity *cap, doubled as needed, from 1024).
    0, or -1 when memory runs out (the array is left as it was). */
 int sb_doubles_push(double **v, size_t *n, size_t *cap, double x);

@@ -43,6 +43,7 @@ static const struct sb_opt smoke_options[] = {
     {.flag = "endpoint",
      .type = SB_OPT_STR,
      .offset = O(endpoint),
+     .check = sb_url_check_no_credentials,
      .argname = "URL",
      .help = "server base URL or any of its /v1/... URLs"},
     {.flag = "model",

@@ -13,6 +13,7 @@
 #include "sb/opt.h"
 #include "sb/sysmon.h"
 #include "sb/tls.h"
+#include "sb/util.h"
 
 #define O(f) offsetof(struct sb_sysmon_config, f)
 static const struct sb_opt sysmon_options[] = {
@@ -66,6 +67,7 @@ static const struct sb_opt sysmon_options[] = {
     {.flag = "prom",
      .type = SB_OPT_LIST,
      .offset = O(prom_urls),
+     .check = sb_url_check_no_credentials,
      .argname = "URL",
      .help = "scrape this Prometheus /metrics every tick (KVBM, Dynamo, vLLM); repeatable"},
     {.flag = "dynkv",
@@ -81,6 +83,7 @@ static const struct sb_opt sysmon_options[] = {
     {.flag = "trtllm",
      .type = SB_OPT_STR,
      .offset = O(trtllm_url),
+     .check = sb_url_check_no_credentials,
      .argname = "URL",
      .help = "poll TensorRT-LLM's JSON /metrics into trtllm.jsonl"},
     {.flag = "proc-root",

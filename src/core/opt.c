@@ -246,7 +246,7 @@ int sb_opt_set(const struct sb_opt *o, void *obj, const char *value, const char 
            of a config are then named, as for an ENUM). */
         if (o->type == SB_OPT_STR && o->choices && choice_index(o, value, what, err) < 0)
             return -1;
-        if (o->type == SB_OPT_STR && o->check && o->check(value, err) != 0)
+        if (o->check && o->check(value, err) != 0)
             return -1;
         char *copy = o->type == SB_OPT_LIST ? list_normalize(value) : strdup(value);
         if (!copy)
@@ -570,6 +570,12 @@ static int apply_node(struct yaml_ctx *c, yaml_node_t *knode, yaml_node_t *v, co
             memcpy(joined + len, s, sl);
             len += sl;
             joined[len] = '\0';
+        }
+        struct sb_err inner;
+        sb_err_clear(&inner);
+        if (o->check && o->check(joined ? joined : "", &inner) != 0) {
+            free(joined);
+            return yaml_fail(c, v, "%s: %s", what, inner.msg);
         }
         char **slot = FIELD(c->obj, o, char *);
         free(*slot);

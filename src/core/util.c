@@ -518,3 +518,32 @@ int sb_doubles_push(double **v, size_t *n, size_t *cap, double x)
     (*v)[(*n)++] = x;
     return 0;
 }
+
+int sb_url_check_no_credentials(const char *value, struct sb_err *err)
+{
+    for (const char *p = value; *p;) {
+        size_t n = strcspn(p, ",");
+        const char *scheme = NULL;
+        for (const char *q = p; q + 3 <= p + n; q++)
+            if (q[0] == ':' && q[1] == '/' && q[2] == '/') {
+                scheme = q + 3;
+                break;
+            }
+        if (scheme) {
+            size_t auth = strcspn(scheme, "/?#,");
+            const char *at = memchr(scheme, '@', auth);
+            if (at) {
+                const char *host = at + 1;
+                return sb_err_set(err,
+                                  "URL '%.*s<credentials>@%.*s' carries credentials before its "
+                                  "host; they would be written to config.yaml, run.json and the "
+                                  "logs: give an API key with --api-key-env instead",
+                                  (int)(scheme - p), p, (int)(p + n - host), host);
+            }
+        }
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}

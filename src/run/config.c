@@ -9,6 +9,7 @@
 #include "sb/lora_select.h"
 #include "sb/run.h"
 #include "sb/sessions.h"
+#include "sb/util.h"
 
 #define O(field)     offsetof(struct sb_run_config, field)
 #define ALIASES(...) ((const char *const[]){__VA_ARGS__, NULL})
@@ -66,7 +67,7 @@ static int check_endpoint(const char *v, struct sb_err *err)
 {
     if (*v && strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0)
         return sb_err_set(err, "endpoint '%s' must start with http:// or https://", v);
-    return 0;
+    return sb_url_check_no_credentials(v, err);
 }
 
 const struct sb_opt sb_run_options[] = {
@@ -790,13 +791,15 @@ const struct sb_opt sb_run_options[] = {
      .help = "with --sysmon: scrape this Prometheus /metrics every tick (KVBM, Dynamo, vLLM; "
              "dynkv.jsonl from KV series); repeatable",
      .type = SB_OPT_LIST,
-     .offset = O(prom_urls)},
+     .offset = O(prom_urls),
+     .check = sb_url_check_no_credentials},
     {.key = "telemetry.trtllm_metrics",
      .flag = "trtllm-metrics",
      .argname = "URL",
      .help = "with --sysmon: drain TensorRT-LLM's JSON /metrics into trtllm.jsonl",
      .type = SB_OPT_STR,
-     .offset = O(trtllm_url)},
+     .offset = O(trtllm_url),
+     .check = sb_url_check_no_credentials},
     {.key = "telemetry.server_process",
      .flag = "server-process",
      .argname = "NAME",

@@ -595,6 +595,63 @@ static void test_smoke_tls(void **state)
     free(dir);
 }
 
+/* Credentials in a URL (http://user:KEY@host) would be copied into config.yaml, run.json,
+   sysmon.jsonl and every error message naming the URL: every URL option refuses them, naming the
+   option (and the config's file and line), without printing them, before anything is written. */
+static void test_no_credentials_in_urls(void **state)
+{
+    (void)state;
+    char *dir = sb_test_tmpdir("/tmp", "urlcred");
+    const char *secret_url = "http://bob:sk-canary-url-4242@127.0.0.1:9/v1/chat/completions";
+    const char *prom_url = "http://sk-canary-url-4242@127.0.0.1:9/metrics";
+    char out_dir[512];
+    snprintf(out_dir, sizeof(out_dir), "%s/res", dir);
+    const char *cases[][12] = {
+        {bin, "run", "--endpoint", secret_url, "--requests", "1", "--output-dir", out_dir, NULL},
+        {bin, "run", "--endpoint", "http://127.0.0.1:9/v1/completions", "--sysmon", "--prom",
+         prom_url, "--requests", "1", "--output-dir", out_dir, NULL},
+        {bin, "run", "--endpoint", "http://127.0.0.1:9/v1/completions", "--sysmon",
+         "--trtllm-metrics", prom_url, "--requests", "1", "--output-dir", out_dir, NULL},
+        {bin, "sysmon", "--prom", prom_url, "--duration-s", "1", "--out", out_dir, NULL},
+        {bin, "smoke", "--endpoint", secret_url, "--model", "m", NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *o = NULL, *e = NULL;
+        int rc = sb_proc_run_limit(cases[i], &o, &e, 60);
+        print_message("case %zu: exit %d\n%s%s", i, rc, o, e);
+        assert_int_equal(rc, 2);
+        assert_null(strstr(o, "sk-canary-url"));
+        assert_null(strstr(e, "sk-canary-url"));
+        assert_non_null(strstr(e, "credentials"));
+        free(o);
+        free(e);
+    }
+    /* Nothing was written. */
+    struct stat st;
+    assert_int_not_equal(stat(out_dir, &st), 0);
+
+    /* In a config: the file, the line and the key are named. */
+    char cfg[512];
+    snprintf(cfg, sizeof(cfg), "%s/c.yaml", dir);
+    FILE *f = fopen(cfg, "w");
+    assert_non_null(f);
+    fprintf(f, "server:\n  endpoint: %s\n", secret_url);
+    fclose(f);
+    const char *argv[] = {bin, "run",          "--config", cfg, "--requests",
+                          "1", "--output-dir", out_dir,    NULL};
+    char *o = NULL, *e = NULL;
+    int rc = sb_proc_run_limit(argv, &o, &e, 60);
+    print_message("config: exit %d\n%s", rc, e);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(e, "line 2"));
+    assert_non_null(strstr(e, "server.endpoint"));
+    assert_null(strstr(e, "sk-canary-url"));
+    free(o);
+    free(e);
+    sb_test_rm_rf(dir);
+    free(dir);
+}
+
 /* The mock's listener is on 127.0.0.1 by default: its socket in /proc/net/tcp is 0100007F. */
 static void test_mock_binds_loopback(void **state)
 {
@@ -631,7 +688,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mock_binds_loopback),  cmocka_unit_test(test_tls_verified_by_default),
         cmocka_unit_test(test_sysmon_tls),           cmocka_unit_test(test_smoke_tls),
-        cmocka_unit_test(test_canary_never_written),
+        cmocka_unit_test(test_canary_never_written), cmocka_unit_test(test_no_credentials_in_urls),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
