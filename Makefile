@@ -8,6 +8,8 @@
 #   make check-valgrind  unit tests and the integration tests' sparkbench processes under valgrind
 #               memcheck (scripts/check-valgrind.sh): zero errors, zero definite/indirect leaks
 #   make lint   clang-tidy over src/ with the checks in .clang-tidy (scripts/lint.sh)
+#   make soak   SOAK_MINUTES (default 2) of 1,000 streams against the mock with 1 % faults
+#               (bench/soak.sh): fails on a lost request, fd growth, a sysmon gap or RSS growth
 #   make fuzz   build the libFuzzer harnesses (clang, ASan + UBSan) and run each for FUZZ_SECONDS
 #               (default 60) on its seed corpus, FUZZ_JOBS (default 1) at a time
 # Warnings are errors here (SB_WERROR=ON); a plain `cmake` build, a user's or a packager's, keeps them
@@ -19,11 +21,12 @@ VG_BUILD   ?= build-valgrind
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_JOBS  ?= 1
+SOAK_MINUTES ?= 2
 FUZZ_CC    ?= $(shell command -v clang-14 2>/dev/null || command -v clang 2>/dev/null || echo clang-14)
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build check demo asan release-check check-valgrind lint fuzz format format-check clean bench
+.PHONY: all deps configure build check demo asan release-check check-valgrind lint fuzz format format-check clean bench soak
 
 all: build
 
@@ -65,6 +68,9 @@ fuzz:
 		-DSB_FUZZ=ON -DSB_WERROR=ON $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz
 	@scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_JOBS)
+
+soak: build
+	@SB=$(BUILD)/sparkbench SOAK_MINUTES=$(SOAK_MINUTES) bench/soak.sh
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
