@@ -10,6 +10,8 @@
 #   make lint   clang-tidy over src/ with the checks in .clang-tidy (scripts/lint.sh), then
 #               make analyze-static
 #   make analyze-static  GCC's -fanalyzer over src/ in build-analyze (scripts/analyze-static.sh)
+#   make soak   SOAK_MINUTES (default 2) of 1,000 streams against the mock with 1 % faults
+#               (bench/soak.sh): fails on a lost request, fd growth, a sysmon gap or RSS growth
 #   make fuzz   build the libFuzzer harnesses (clang, ASan + UBSan) and run each for FUZZ_SECONDS
 #               (default 60) on its seed corpus, FUZZ_JOBS (default 1) at a time, libFuzzer
 #               seed FUZZ_SEED (default 0: a fresh one each run)
@@ -24,11 +26,12 @@ ANALYZE_BUILD ?= build-analyze
 FUZZ_SECONDS ?= 60
 FUZZ_JOBS  ?= 1
 FUZZ_SEED  ?= 0
+SOAK_MINUTES ?= 2
 FUZZ_CC    ?= $(shell command -v clang-14 2>/dev/null || command -v clang 2>/dev/null || echo clang-14)
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build check demo asan release-check check-valgrind lint analyze-static fuzz format format-check clean bench
+.PHONY: all deps configure build check demo asan release-check check-valgrind lint analyze-static fuzz format format-check clean bench soak
 
 all: build
 
@@ -74,6 +77,9 @@ fuzz:
 		-DSB_FUZZ=ON -DSB_WERROR=ON $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz
 	@SB_FUZZ_SEED=$(FUZZ_SEED) scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_JOBS)
+
+soak: build
+	@SB=$(BUILD)/sparkbench SOAK_MINUTES=$(SOAK_MINUTES) bench/soak.sh
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

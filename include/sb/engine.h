@@ -16,6 +16,7 @@
 #include "sb/lora_select.h"
 #include "sb/openai.h"
 #include "sb/record.h"
+#include "sb/hist.h"
 #include "sb/recstats.h"
 #include "sb/run.h"
 #include "sb/stats.h"
@@ -73,10 +74,10 @@ struct sb_engine_result {
     long long late_sends;      /* measured (not warm-up/ramp) requests sent over 1 ms after their
                                   intended time */
     double max_sched_delay_ms; /* the largest such delay among the measured requests */
-    /* measured-phase samples of ok requests (malloc'ed; freed by sb_engine_result_release) */
-    double *ttft_ms, *e2e_ms;
-    size_t n_ttft, n_e2e;
-    /* every record's in-flight interval and the server's prompt counts (sb/recstats.h) */
+    /* measured-phase TTFT and E2E of ok requests, ms (sb/hist.h: fixed size, so a run of hours
+       holds no per-request sample; freed by sb_engine_result_release) */
+    struct sb_hist ttft_ms, e2e_ms;
+    /* in-flight intervals, ok completions and the server's prompt counts (sb/recstats.h) */
     struct sb_recstats rs;
 };
 

@@ -138,10 +138,10 @@ static double real_of(const struct sb_engine_result *res, uint64_t mono)
     return ((double)res->anchor_real_ns + ((double)mono - (double)res->anchor_mono_ns)) / 1e9;
 }
 
-static void add_summary(cJSON *o, const char *name, double *v, size_t n)
+static void add_summary(cJSON *o, const char *name, const struct sb_hist *h)
 {
     struct sb_summary s;
-    sb_stats_summarize(v, n, &s);
+    sb_hist_summarize(h, &s);
     cJSON *j = cJSON_AddObjectToObject(o, name);
     cJSON_AddNumberToObject(j, "n", (double)s.n);
     const struct {
@@ -172,7 +172,7 @@ static void record_facts_of(struct sb_engine_result *er, const struct sb_workloa
 {
     f->inflight_mean =
         sb_recstats_inflight_mean(&er->rs, er->t_measure_start_ns, er->t_measure_end_ns);
-    f->prompt_records = (long long)er->rs.n_prompt;
+    f->prompt_records = (long long)er->rs.prompt_tokens.n;
     f->truncated_records = er->rs.truncated;
     f->server_prompt_tokens = sb_recstats_prompt_tokens_median(&er->rs);
     f->server_truncated =
@@ -429,16 +429,8 @@ static int write_run_json(const char *dir, const char *run_id, const char *url, 
     cJSON_AddBoolToObject(
         lag, "fell_behind",
         sb_client_fell_behind(res->late_sends, measured, res->max_sched_delay_ms));
-    double *tt = malloc((res->n_ttft ? res->n_ttft : 1) * sizeof(double));
-    double *ee = malloc((res->n_e2e ? res->n_e2e : 1) * sizeof(double));
-    if (tt && ee) {
-        memcpy(tt, res->ttft_ms, res->n_ttft * sizeof(double));
-        memcpy(ee, res->e2e_ms, res->n_e2e * sizeof(double));
-        add_summary(o, "ttft_ms", tt, res->n_ttft);
-        add_summary(o, "e2e_ms", ee, res->n_e2e);
-    }
-    free(tt);
-    free(ee);
+    add_summary(o, "ttft_ms", &res->ttft_ms);
+    add_summary(o, "e2e_ms", &res->e2e_ms);
     if (ss->reset_asked || ss->state_read) {
         cJSON *sc = cJSON_AddObjectToObject(o, "server_cache");
         if (ss->reset_asked) {
@@ -539,19 +531,11 @@ static void print_summary(const char *run_id, const char *dir, const struct sb_e
                window, rps, tps, res->tput.completed, res->warmup ? "" : "\n");
     if (res->warmup)
         printf(" (%lld warm-up/ramp requests excluded from the percentiles)\n", res->warmup);
-    double *tt = malloc((res->n_ttft ? res->n_ttft : 1) * sizeof(double));
-    double *ee = malloc((res->n_e2e ? res->n_e2e : 1) * sizeof(double));
-    if (tt && ee) {
-        memcpy(tt, res->ttft_ms, res->n_ttft * sizeof(double));
-        memcpy(ee, res->e2e_ms, res->n_e2e * sizeof(double));
-        struct sb_summary st, se;
-        sb_stats_summarize(tt, res->n_ttft, &st);
-        sb_stats_summarize(ee, res->n_e2e, &se);
-        printf("  TTFT p50 %.2f ms  p99 %.2f ms   E2E p50 %.2f ms  p99 %.2f ms   (n=%zu)\n", st.p50,
-               st.p99, se.p50, se.p99, se.n);
-    }
-    free(tt);
-    free(ee);
+    struct sb_summary st, se;
+    sb_hist_summarize(&res->ttft_ms, &st);
+    sb_hist_summarize(&res->e2e_ms, &se);
+    printf("  TTFT p50 %.2f ms  p99 %.2f ms   E2E p50 %.2f ms  p99 %.2f ms   (n=%zu)\n", st.p50,
+           st.p99, se.p50, se.p99, se.n);
     /* Open loop: being late is the client's failure. Closed loop: "late" is the gap between a
        completion and the same user's next send, a client overhead worth knowing when it grows. */
     long long measured = res->sent - res->warmup;

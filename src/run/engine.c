@@ -132,25 +132,17 @@ struct loop {
     long long sent, ok, warmup, not_sent, late_sends, output_tokens, retried;
     uint64_t last_sched_ns; /* latest intended send */
     uint64_t last_send_ns;  /* latest actual send (on_prereq) */
-    struct ok_done *done;   /* every ok request's completion, for the throughput window */
-    size_t n_done, cap_done;
     long long errors[SB_ERRK_COUNT];
     double max_sched_delay_ms;
     uint64_t last_done_ns;
-    double *ttft, *e2e;
-    size_t n_ttft, cap_ttft, n_e2e, cap_e2e;
-    struct sb_recstats rs; /* in-flight intervals, the server's prompt counts */
+    struct sb_hist ttft, e2e; /* measured ok requests' latencies, ms (fixed size: sb/hist.h) */
+    struct sb_recstats rs;    /* in-flight intervals, completions, the server's prompt counts */
+    size_t fold_at;           /* spans held in rs before the next sb_recstats_fold */
 
     /* progress, read by the main thread */
     _Atomic long long a_done, a_errors, a_inflight;
     _Atomic uint32_t a_ttft_hist[PROGRESS_BUCKETS];
     _Atomic bool a_finished; /* loop_main has returned: join it */
-};
-
-/* An ok request's last byte and output tokens: throughput is counted after the window is known. */
-struct ok_done {
-    uint64_t t_ns;
-    long long tokens;
 };
 
 /* An open-loop arrival waiting for a slot: its intended time and its index in the schedule. */
@@ -229,17 +221,27 @@ static void drain_fd(int fd)
     (void)r;
 }
 
-static void push_done(struct loop *l, uint64_t t_ns, long long tokens)
+/*
+ * Folds the spans of finished requests that lie before the measurement window's end into running
+ * sums (sb/recstats.h), so a run of any length holds only the last seconds of them. The end
+ * (measure_end) is known only once sending stops, but it is never before this loop's latest send,
+ * unless a signal or fatal error stops the run first: then nothing more is folded. FOLD_LAG_NS
+ * covers a stop stamped just before this loop reads t_stop_ns as still 0 (the stamping thread
+ * preempted between its clock read and its store). Spans are folded when their count doubles, so
+ * the cost is amortised.
+ */
+#define FOLD_LAG_NS 10000000000ull
+static void maybe_fold(struct loop *l, uint64_t now)
 {
-    if (l->n_done == l->cap_done) {
-        size_t nc = l->cap_done ? l->cap_done * 2 : 1024;
-        struct ok_done *nd = realloc(l->done, nc * sizeof(*nd));
-        if (!nd)
-            return;
-        l->done = nd;
-        l->cap_done = nc;
-    }
-    l->done[l->n_done++] = (struct ok_done){t_ns, tokens};
+    struct shared *sh = l->sh;
+    if (l->rs.n_span < l->fold_at || !sh->t_warm_end_ns || atomic_load(&sh->t_stop_ns) ||
+        now < FOLD_LAG_NS)
+        return;
+    uint64_t horizon = now - FOLD_LAG_NS;
+    if (l->last_send_ns < horizon)
+        horizon = l->last_send_ns;
+    size_t left = sb_recstats_fold(&l->rs, sh->t_warm_end_ns, horizon);
+    l->fold_at = left * 2 > 4096 ? left * 2 : 4096;
 }
 
 static void set_fatal(struct loop *l, const char *msg)
@@ -1271,12 +1273,11 @@ static void finish_request(struct loop *l, struct req *r, CURLcode rc, bool canc
         l->warmup++;
     if (rec->ok) {
         l->ok++;
-        push_done(l, rec->t_last_byte_ns, rec->output_tokens);
         if (!rec->warmup) {
             if (!isnan(rec->lat_ttft_ms))
-                sb_doubles_push(&l->ttft, &l->n_ttft, &l->cap_ttft, rec->lat_ttft_ms);
+                sb_hist_add(&l->ttft, rec->lat_ttft_ms);
             if (!isnan(rec->lat_e2e_ms))
-                sb_doubles_push(&l->e2e, &l->n_e2e, &l->cap_e2e, rec->lat_e2e_ms);
+                sb_hist_add(&l->e2e, rec->lat_e2e_ms);
             if (rec->output_tokens > 0)
                 l->output_tokens += rec->output_tokens;
         }
@@ -1295,6 +1296,7 @@ static void finish_request(struct loop *l, struct req *r, CURLcode rc, bool canc
     if (!cancelled)
         note_refusal(l, r);
     sb_recstats_add(&l->rs, rec);
+    maybe_fold(l, now);
     /* Client lag is counted where latency is reported: the measured requests (a start-up burst
        of warm-up or ramp sends waiting for their connections is not the measurement's). */
     if (!rec->warmup && rec->lat_sched_delay_ms > 1.0)
@@ -1746,6 +1748,9 @@ static int loop_init(struct loop *l, struct shared *sh, int index, long long fir
     l->p = p;
     l->sh = sh;
     l->index = index;
+    sb_hist_init(&l->ttft, 1e-3); /* milliseconds kept to the microsecond */
+    sb_hist_init(&l->e2e, 1e-3);
+    sb_recstats_init(&l->rs);
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
     l->curl_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     l->sched_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -1815,9 +1820,8 @@ static void loop_release(struct loop *l)
     sb_jsonl_batch_release(&l->batch);
     free(l->users);
     free(l->heap);
-    free(l->done);
-    free(l->ttft);
-    free(l->e2e);
+    sb_hist_release(&l->ttft);
+    sb_hist_release(&l->e2e);
     sb_recstats_release(&l->rs);
 }
 
@@ -2019,6 +2023,9 @@ int sb_engine_run(const struct sb_engine_params *p, struct sb_engine_result *res
 {
     const struct sb_run_config *cfg = p->cfg;
     memset(res, 0, sizeof(*res));
+    sb_hist_init(&res->ttft_ms, 1e-3);
+    sb_hist_init(&res->e2e_ms, 1e-3);
+    sb_recstats_init(&res->rs);
     int nthreads = (int)cfg->threads;
     long long total_users = cfg->concurrency;
     if (cfg->rate <= 0 && !p->workload->ops->arrival_ns && total_users < nthreads)
@@ -2156,10 +2163,6 @@ stages_done:
         if (loops[i].last_send_ns > last_send)
             last_send = loops[i].last_send_ns;
     res->t_measure_end_ns = measure_end(sh, last_send);
-    sb_tput_init(&res->tput, (double)sh->t_warm_end_ns / 1e9, (double)res->t_measure_end_ns / 1e9);
-    for (int i = 0; i < started; i++)
-        for (size_t k = 0; k < loops[i].n_done; k++)
-            sb_tput_add(&res->tput, (double)loops[i].done[k].t_ns / 1e9, loops[i].done[k].tokens);
     for (int i = 0; i < started; i++) {
         struct loop *l = &loops[i];
         res->sent += l->sent;
@@ -2176,23 +2179,12 @@ stages_done:
         for (int k = 0; k < SB_ERRK_COUNT; k++)
             res->errors[k] += l->errors[k];
         sb_recstats_merge(&res->rs, &l->rs);
+        if (sb_hist_merge(&res->ttft_ms, &l->ttft) != 0 ||
+            sb_hist_merge(&res->e2e_ms, &l->e2e) != 0)
+            res->rs.oom = true;
     }
-    /* Merge the sample arrays in one allocation each. */
-    size_t nt = 0, ne = 0;
-    for (int i = 0; i < started; i++) {
-        nt += loops[i].n_ttft;
-        ne += loops[i].n_e2e;
-    }
-    res->ttft_ms = malloc((nt ? nt : 1) * sizeof(double));
-    res->e2e_ms = malloc((ne ? ne : 1) * sizeof(double));
-    for (int i = 0; i < started && res->ttft_ms && res->e2e_ms; i++) {
-        if (loops[i].n_ttft)
-            memcpy(res->ttft_ms + res->n_ttft, loops[i].ttft, loops[i].n_ttft * sizeof(double));
-        res->n_ttft += loops[i].n_ttft;
-        if (loops[i].n_e2e)
-            memcpy(res->e2e_ms + res->n_e2e, loops[i].e2e, loops[i].n_e2e * sizeof(double));
-        res->n_e2e += loops[i].n_e2e;
-    }
+    sb_tput_init(&res->tput, (double)sh->t_warm_end_ns / 1e9, (double)res->t_measure_end_ns / 1e9);
+    sb_recstats_tput(&res->rs, &res->tput);
     rc = 0;
 out_loops:
     for (int i = 0; i < nthreads; i++)
@@ -2216,8 +2208,7 @@ out:
 
 void sb_engine_result_release(struct sb_engine_result *res)
 {
-    free(res->ttft_ms);
-    free(res->e2e_ms);
-    res->ttft_ms = res->e2e_ms = NULL;
+    sb_hist_release(&res->ttft_ms);
+    sb_hist_release(&res->e2e_ms);
     sb_recstats_release(&res->rs);
 }

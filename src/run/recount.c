@@ -17,7 +17,6 @@
 
 struct recount {
     struct sb_engine_result *res;
-    size_t cap_ttft, cap_e2e;
     long long records;
     struct sb_err *err;
 };
@@ -44,10 +43,11 @@ static int on_line(char *line, size_t len, long lineno, void *arg)
     sb_tput_add(&res->tput, (double)r.t_last_byte_ns / 1e9, r.output_tokens);
     if (r.warmup)
         return 0;
-    if ((!isnan(r.lat_ttft_ms) &&
-         sb_doubles_push(&res->ttft_ms, &res->n_ttft, &rc->cap_ttft, r.lat_ttft_ms)) ||
-        (!isnan(r.lat_e2e_ms) &&
-         sb_doubles_push(&res->e2e_ms, &res->n_e2e, &rc->cap_e2e, r.lat_e2e_ms))) {
+    if (!isnan(r.lat_ttft_ms))
+        sb_hist_add(&res->ttft_ms, r.lat_ttft_ms);
+    if (!isnan(r.lat_e2e_ms))
+        sb_hist_add(&res->e2e_ms, r.lat_e2e_ms);
+    if (res->ttft_ms.oom || res->e2e_ms.oom) {
         sb_err_set(rc->err, "out of memory counting the records of metrics.jsonl");
         return -1;
     }
@@ -62,8 +62,8 @@ int sb_engine_result_recount(struct sb_engine_result *res, const char *metrics_p
     struct sb_engine_result fresh = *res;
     fresh.ok = fresh.warmup = fresh.output_tokens = 0;
     memset(fresh.errors, 0, sizeof(fresh.errors));
-    fresh.ttft_ms = fresh.e2e_ms = NULL;
-    fresh.n_ttft = fresh.n_e2e = 0;
+    sb_hist_init(&fresh.ttft_ms, 1e-3);
+    sb_hist_init(&fresh.e2e_ms, 1e-3);
     sb_recstats_init(&fresh.rs);
     sb_tput_init(&fresh.tput, res->tput.from_s, res->tput.to_s);
     struct recount rc = {.res = &fresh, .err = err};
