@@ -4,7 +4,8 @@
 #   make asan   the same tests built with AddressSanitizer + UndefinedBehaviorSanitizer, but the CI
 #               replay (label replay: the Test Plan's outcomes measured in time, which ASan's slowdown shifts)
 #   make release-check  the same tests in a Release (-O3) build, where other warnings show, but the
-#               CI replay (make check has run it on the same code; CI time)
+#               CI replay (make check has run it on the same code; CI time); REL_TESTS picks the
+#               ctest selection (CI: -L '^unit$$', see .ci/run)
 #   make check-valgrind  unit tests and the integration tests' sparkbench processes under valgrind
 #               memcheck (scripts/check-valgrind.sh): zero errors, zero definite/indirect leaks
 #   make lint   clang-tidy over src/ with the checks in .clang-tidy (scripts/lint.sh), then
@@ -27,6 +28,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_JOBS  ?= 1
 FUZZ_SEED  ?= 0
 SOAK_MINUTES ?= 2
+REL_TESTS  ?= -LE '^replay$$'
 FUZZ_CC    ?= $(shell command -v clang-14 2>/dev/null || command -v clang 2>/dev/null || echo clang-14)
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
@@ -59,7 +61,7 @@ asan: deps
 release-check: deps
 	@cmake -S . -B $(REL_BUILD) -DCMAKE_BUILD_TYPE=Release -DSB_WERROR=ON $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(REL_BUILD) -j $(JOBS)
-	@ctest --test-dir $(REL_BUILD) --output-on-failure -j $(JOBS) -LE '^replay$$'
+	@ctest --test-dir $(REL_BUILD) --output-on-failure -j $(JOBS) $(REL_TESTS)
 
 check-valgrind: deps
 	@scripts/check-valgrind.sh $(VG_BUILD) $(JOBS)
